@@ -1,0 +1,261 @@
+//! The framework's error type.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A boxed error from user code (a hook, a model builder).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with the framework's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One of the five hooks of a runner (plus the model builder used at registration).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// `preprocess_data(data)`: API input to model input.
+    PreprocessData,
+    /// `predict(model, data)`: model input to model output.
+    Predict,
+    /// `postprocess_data(data)`: model output to API output.
+    PostprocessData,
+    /// `save_model(model)`: writes the model, returns props.
+    SaveModel,
+    /// `load_model(props, artifacts)`: builds the model instance at serving time.
+    LoadModel,
+    /// The `model = ...` builder named in `#[runner(...)]`, called by `register`.
+    BuildModel,
+}
+
+impl Hook {
+    /// The hook's name as users write it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hook::PreprocessData => "preprocess_data",
+            Hook::Predict => "predict",
+            Hook::PostprocessData => "postprocess_data",
+            Hook::SaveModel => "save_model",
+            Hook::LoadModel => "load_model",
+            Hook::BuildModel => "model builder",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything that can go wrong in the framework, with enough context to act on.
+///
+/// Hooks return their own errors; the framework wraps them in [`Error::Hook`] and keeps
+/// an [`Error`] returned by a hook as it is, so a hook can ask for a particular HTTP
+/// status with [`Error::invalid_input`] or [`Error::with_status`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller's input was rejected (bad JSON, wrong shape, out-of-range value).
+    #[error("invalid input: {message}")]
+    InvalidInput {
+        /// What is wrong, naming the field where known.
+        message: String,
+    },
+
+    /// A hook failed.
+    #[error("`{hook}` failed: {source}")]
+    Hook {
+        /// Which hook.
+        hook: Hook,
+        /// The HTTP status this failure asks for (500 when `None`).
+        status: Option<u16>,
+        /// The hook's own error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// An error with an explicit HTTP status, built by [`Error::with_status`].
+    #[error("{message}")]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// The message returned to the caller.
+        message: String,
+    },
+
+    /// A rule of registration was broken; the message says what to change.
+    #[error("cannot register `{repository}`: {message}")]
+    Registration {
+        /// The repository being registered into.
+        repository: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// An artifact mapping is invalid or names files that cannot be uploaded.
+    #[error("artifact `{local}` => `{remote}`: {message}")]
+    Artifact {
+        /// The local side of the mapping, as given.
+        local: String,
+        /// The volume side of the mapping, as given.
+        remote: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A name (organization, repository, volume path, model reference) is malformed.
+    #[error("invalid {what} `{value}`: {message}")]
+    InvalidName {
+        /// What kind of name.
+        what: &'static str,
+        /// The name as given.
+        value: String,
+        /// The rule it breaks.
+        message: String,
+    },
+
+    /// The model, repository or file does not exist in the registry.
+    #[error("{what} not found: {message}")]
+    NotFound {
+        /// What is missing (`model`, `repository`, `file`).
+        what: &'static str,
+        /// Which one, and what exists instead.
+        message: String,
+    },
+
+    /// A manifest could not be read or is malformed.
+    #[error("manifest of {model}: {message}")]
+    Manifest {
+        /// The model whose manifest is bad.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A stored file does not match the size or sha256 recorded in its manifest.
+    #[error("{path}: checksum mismatch (expected sha256 {expected}, found {actual}); the stored copy is corrupt, register the model again")]
+    Checksum {
+        /// The file's volume path.
+        path: String,
+        /// The sha256 in the manifest.
+        expected: String,
+        /// The sha256 of the stored bytes.
+        actual: String,
+    },
+
+    /// The model's runner is not compiled into this binary.
+    #[error("model {model} needs runner `{runner}`, which this binary does not contain (it has: {available}); build the binary with the crate that defines `{runner}`")]
+    RunnerNotFound {
+        /// The model reference.
+        model: String,
+        /// The runner named in its manifest.
+        runner: String,
+        /// The runners this binary contains, comma separated.
+        available: String,
+    },
+
+    /// The default saver or loader could not (de)serialize the model instance.
+    #[error("default model serialization ({path}): {message}")]
+    DefaultSerde {
+        /// The reserved file involved.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// An I/O error, with the file it happened on.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`reading`, `writing`, ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Anything else, with a message.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// An error for bad caller input; served as HTTP 422.
+    ///
+    /// ```
+    /// # use runner_core::Error;
+    /// fn check(x: f64) -> runner_core::Result<f64> {
+    ///     if x < 0.0 {
+    ///         return Err(Error::invalid_input("`petal_length` must be >= 0"));
+    ///     }
+    ///     Ok(x)
+    /// }
+    /// assert!(check(-1.0).is_err());
+    /// ```
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            message: message.into(),
+        }
+    }
+
+    /// An error that asks the server for a particular HTTP status.
+    pub fn with_status(status: u16, message: impl Into<String>) -> Self {
+        Error::Status {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A plain error with a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Error::Other(message.into())
+    }
+
+    /// Wraps the error a hook returned. An [`Error`] passes through unchanged, so the
+    /// status it asks for is kept.
+    pub fn from_hook(hook: Hook, error: impl Into<BoxError>) -> Self {
+        let boxed: BoxError = error.into();
+        match boxed.downcast::<Error>() {
+            Ok(error) => *error,
+            Err(source) => Error::Hook {
+                hook,
+                status: None,
+                source,
+            },
+        }
+    }
+
+    /// The HTTP status a server should answer with for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::InvalidInput { .. } => 422,
+            Error::Status { status, .. } => *status,
+            Error::Hook { status, .. } => status.unwrap_or(500),
+            Error::NotFound { .. } => 404,
+            Error::InvalidName { .. } => 400,
+            _ => 500,
+        }
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Adds the file path to an I/O result.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, action: &'static str, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, action: &'static str, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(action, path, e))
+    }
+}

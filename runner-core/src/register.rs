@@ -1,0 +1,316 @@
+//! `register_model`: the Rust form of the seed's `register_model`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::artifacts::{expand_artifact, PlannedFile, SaveDir};
+use crate::manifest::{
+    FileOrigin, Manifest, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_VERSION,
+};
+use crate::names::{validate_name, ModelId, DEFAULT_ORGANIZATION};
+use crate::registry::Registry;
+use crate::runner::{Runner, Saved};
+use crate::{Error, Result};
+
+/// Starts registering a model of runner `R` into `repository`.
+///
+/// The seed's arguments map to builder calls: `model_number` -> [`RegisterModel::number`],
+/// `model_instance` -> [`RegisterModel::model`], `requirements` ->
+/// [`RegisterModel::requirements`], `artifacts` -> [`RegisterModel::artifact`],
+/// `organization_name` -> [`RegisterModel::organization`].
+///
+/// ```
+/// use runner_core::{runner, register_model, LocalRegistry, Loaded};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// pub struct Scale(f64);
+/// pub struct Scaler;
+///
+/// #[runner(name = "scaler")]
+/// impl Scaler {
+///     fn predict(model: &Scale, data: Vec<f64>) -> Vec<f64> {
+///         data.iter().map(|x| x * model.0).collect()
+///     }
+/// }
+///
+/// # fn main() -> runner_core::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let registry = LocalRegistry::open(dir.path())?;
+/// let registered = register_model::<Scaler>("scaler")
+///     .model(Scale(2.0))
+///     .requirements(["nothing-else"])
+///     .register(&registry)?;
+/// assert_eq!(registered.manifest.model.number, 1);
+///
+/// let loaded = Loaded::<Scaler>::load(&registry, &"scaler:latest".parse()?)?;
+/// assert_eq!(loaded.run(vec![1.0, 2.5])?, vec![2.0, 5.0]);
+/// # Ok(()) }
+/// ```
+pub fn register_model<R: Runner>(repository: impl Into<String>) -> RegisterModel<R> {
+    RegisterModel {
+        repository: repository.into(),
+        organization: DEFAULT_ORGANIZATION.to_string(),
+        number: None,
+        model: None,
+        requirements: Vec::new(),
+        artifacts: Vec::new(),
+        base_dir: PathBuf::new(),
+    }
+}
+
+/// A registration being set up; finish it with [`RegisterModel::register`].
+#[must_use = "nothing is registered until `.register(&registry)` is called"]
+pub struct RegisterModel<R: Runner> {
+    repository: String,
+    organization: String,
+    number: Option<u64>,
+    model: Option<R::Model>,
+    requirements: Vec<String>,
+    artifacts: Vec<(String, String)>,
+    base_dir: PathBuf,
+}
+
+impl<R: Runner> std::fmt::Debug for RegisterModel<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterModel")
+            .field("runner", &R::NAME)
+            .field("organization", &self.organization)
+            .field("repository", &self.repository)
+            .field("number", &self.number)
+            .field("model", &self.model.as_ref().map(|_| "..."))
+            .field("requirements", &self.requirements)
+            .field("artifacts", &self.artifacts)
+            .finish()
+    }
+}
+
+impl<R: Runner> RegisterModel<R> {
+    /// Registers into this existing model number (replacing its contents atomically)
+    /// instead of creating the next one.
+    pub fn number(mut self, number: u64) -> Self {
+        self.number = Some(number);
+        self
+    }
+
+    /// Like [`RegisterModel::number`], with `None` meaning "create a new model".
+    pub fn maybe_number(mut self, number: Option<u64>) -> Self {
+        self.number = number;
+        self
+    }
+
+    /// The model instance to save (required for a new model).
+    pub fn model(mut self, model: R::Model) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// The organization (default: [`DEFAULT_ORGANIZATION`]).
+    pub fn organization(mut self, organization: impl Into<String>) -> Self {
+        self.organization = organization.into();
+        self
+    }
+
+    /// Adds requirements recorded in the manifest.
+    pub fn requirements<S: Into<String>>(
+        mut self,
+        requirements: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.requirements
+            .extend(requirements.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds an artifact: a local path and its path in the model volume. A trailing `*`
+    /// on both sides uploads a whole folder, recursively: `("checkpoints/*", "ckpt/*")`.
+    pub fn artifact(mut self, local: impl Into<String>, volume: impl Into<String>) -> Self {
+        self.artifacts.push((local.into(), volume.into()));
+        self
+    }
+
+    /// Relative local artifact paths are resolved against this folder (default: the
+    /// current directory).
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = dir.into();
+        self
+    }
+
+    /// Checks every rule, saves the model, uploads the files and commits the manifest.
+    /// On error nothing becomes visible and a newly taken number is given back.
+    pub fn register(self, registry: &dyn Registry) -> Result<Registered> {
+        let RegisterModel {
+            repository,
+            organization,
+            number,
+            model,
+            requirements,
+            artifacts,
+            base_dir,
+        } = self;
+        let fail = |message: String| Error::Registration {
+            repository: repository.clone(),
+            message,
+        };
+        validate_name("organization", &organization)?;
+        validate_name("repository", &repository)?;
+        if model.is_none() && !R::HOOKS.load_model {
+            return Err(fail(format!(
+                "runner `{}` has no model instance and does not override `load_model`, so nothing could be loaded; pass `.model(instance)` or override `load_model`",
+                R::NAME
+            )));
+        }
+        if number.is_none() && model.is_none() {
+            return Err(fail(
+                "a new model needs a model instance: pass `.model(instance)`, or `.number(N)` to register into an existing model".into(),
+            ));
+        }
+
+        let (mapping, planned) = plan_artifacts(&base_dir, &artifacts)?;
+
+        if let Some(n) = number {
+            let id = ModelId::new(&organization, &repository, n)?;
+            if registry.status(&id)?.is_none() {
+                let latest = registry.latest(&organization, &repository).ok().flatten();
+                return Err(fail(match latest {
+                    Some(latest) => format!(
+                        "model {n} does not exist (the latest is {}); omit the number to create model {}",
+                        latest.number,
+                        latest.number + 1
+                    ),
+                    None => format!("model {n} does not exist; omit the number to create the repository's first model"),
+                }));
+            }
+        }
+
+        // Save before taking a number, so a failing save_model burns nothing.
+        let save_dir = SaveDir::temporary()?;
+        let saved = match &model {
+            Some(model) => R::save(model, &save_dir)?,
+            None => Saved::Nothing,
+        };
+        let mut uploads: Vec<(PlannedFile, FileOrigin)> = Vec::new();
+        let mut seen: BTreeSet<String> = planned.iter().map(|f| f.volume_path.clone()).collect();
+        for file in save_dir.planned_files(saved == Saved::Default)? {
+            let origin = if file.volume_path == DEFAULT_MODEL_FILE {
+                FileOrigin::Model
+            } else {
+                FileOrigin::Saved
+            };
+            if !seen.insert(file.volume_path.clone()) {
+                return Err(fail(format!(
+                    "save_model wrote `{}`, which an artifact also uploads; rename one of them",
+                    file.volume_path
+                )));
+            }
+            uploads.push((file, origin));
+        }
+        uploads.extend(planned.into_iter().map(|f| (f, FileOrigin::Artifact)));
+
+        let (id, fresh) = match number {
+            Some(n) => (ModelId::new(&organization, &repository, n)?, false),
+            None => (registry.create_model(&organization, &repository)?, true),
+        };
+        let result = (|| {
+            let mut staging = registry.stage(&id)?;
+            let mut files = Vec::with_capacity(uploads.len());
+            for (file, origin) in &uploads {
+                files.push(staging.put_file(&file.volume_path, &file.local, *origin)?);
+            }
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            let (save_type, props, path) = match saved {
+                Saved::Default => (
+                    SaveType::Default,
+                    None,
+                    Some(DEFAULT_MODEL_FILE.to_string()),
+                ),
+                Saved::Custom(props) => (SaveType::Custom, Some(props), None),
+                Saved::Nothing => (SaveType::None, None, None),
+            };
+            let manifest = Manifest {
+                manifest_version: MANIFEST_VERSION,
+                model: id.clone(),
+                runner: R::info(),
+                save: SaveInfo {
+                    save_type,
+                    path,
+                    props,
+                },
+                default_hooks: R::HOOKS.defaults(),
+                requirements,
+                artifacts: mapping,
+                files,
+                created_at: now_rfc3339(),
+                framework_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            staging.commit(&manifest)?;
+            Ok(manifest)
+        })();
+        match result {
+            Ok(manifest) => Ok(Registered { manifest }),
+            Err(e) => {
+                if fresh {
+                    // Give the number back; nothing of this model was ever visible.
+                    let _ = registry.discard(&id);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Expands every artifact mapping; refuses two mappings that write the same volume path.
+fn plan_artifacts(
+    base: &Path,
+    artifacts: &[(String, String)],
+) -> Result<(BTreeMap<String, String>, Vec<PlannedFile>)> {
+    let mut mapping = BTreeMap::new();
+    let mut files: Vec<PlannedFile> = Vec::new();
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for (local, remote) in artifacts {
+        if mapping.insert(local.clone(), remote.clone()).is_some() {
+            return Err(Error::Artifact {
+                local: local.clone(),
+                remote: remote.clone(),
+                message: "this local path is mapped twice; give each local path once".into(),
+            });
+        }
+        for file in expand_artifact(base, local, remote)? {
+            if let Some(other) = owner.insert(file.volume_path.clone(), local.clone()) {
+                return Err(Error::Artifact {
+                    local: local.clone(),
+                    remote: remote.clone(),
+                    message: format!(
+                        "volume path `{}` is also written by artifact `{other}`",
+                        file.volume_path
+                    ),
+                });
+            }
+            files.push(file);
+        }
+    }
+    Ok((mapping, files))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("the current time formats as RFC 3339")
+}
+
+/// What [`RegisterModel::register`] registered.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The committed manifest.
+    pub manifest: Manifest,
+}
+
+impl Registered {
+    /// The model's id.
+    pub fn id(&self) -> &ModelId {
+        &self.manifest.model
+    }
+
+    /// Total bytes of the volume's files.
+    pub fn bytes(&self) -> u64 {
+        self.manifest.total_bytes()
+    }
+}

@@ -1,0 +1,400 @@
+//! The embedded local registry: a directory.
+//!
+//! ```text
+//! ROOT/registry.json                     format marker
+//! ROOT/blobs/sha256/ab/abcd...           file contents, by sha256 (shared, immutable)
+//! ROOT/orgs/ORG/REPO/N/                  model N: its number is taken (uploading)
+//! ROOT/orgs/ORG/REPO/N/manifest.json     committed last: model N is ready
+//! ROOT/volumes/MANIFEST-SHA/...          verified volume views for loading (hard links)
+//! ROOT/tmp/                              uploads in flight
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{ModelStatus, ModelSummary, Registry, Staging};
+use crate::error::IoContext;
+use crate::manifest::{FileEntry, FileOrigin, Manifest, MANIFEST_FILE};
+use crate::names::{validate_name, validate_volume_path, ModelId};
+use crate::{Error, Result};
+
+const FORMAT: &str = "runner-local-registry/1";
+
+/// A registry stored in a local directory; the default, no server needed.
+///
+/// Safe for concurrent use by many threads and processes on one machine: numbers are
+/// taken with an atomic `mkdir`, files are written to temporary names and renamed into
+/// place, and the manifest is renamed in last.
+#[derive(Debug, Clone)]
+pub struct LocalRegistry {
+    root: PathBuf,
+}
+
+impl LocalRegistry {
+    /// Opens the registry at `root`, creating it when missing.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        for dir in ["blobs/sha256", "orgs", "volumes", "tmp"] {
+            fs::create_dir_all(root.join(dir)).ctx("creating registry folder", root.join(dir))?;
+        }
+        let marker = root.join("registry.json");
+        match fs::read_to_string(&marker) {
+            Ok(text) => {
+                let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if value["format"] != FORMAT {
+                    return Err(Error::msg(format!(
+                        "{} is not a runner registry of format `{FORMAT}` (found {}); choose another --registry",
+                        root.display(),
+                        value["format"]
+                    )));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut tmp = tempfile::NamedTempFile::new_in(root.join("tmp"))
+                    .ctx("creating a file in", &root)?;
+                writeln!(tmp, "{}", serde_json::json!({ "format": FORMAT }))
+                    .ctx("writing", tmp.path())?;
+                // Another process may create it at the same time: either copy is the same.
+                tmp.persist(&marker)
+                    .map_err(|e| Error::io("writing", &marker, e.error))?;
+            }
+            Err(e) => return Err(Error::io("reading", &marker, e)),
+        }
+        Ok(LocalRegistry { root })
+    }
+
+    /// The registry's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn repo_dir(&self, organization: &str, repository: &str) -> Result<PathBuf> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        Ok(self.root.join("orgs").join(organization).join(repository))
+    }
+
+    fn model_dir(&self, id: &ModelId) -> Result<PathBuf> {
+        Ok(self
+            .repo_dir(&id.organization, &id.repository)?
+            .join(id.number.to_string()))
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.root
+            .join("blobs/sha256")
+            .join(&sha256[..2])
+            .join(sha256)
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn numbers(&self, repo_dir: &Path) -> Result<Vec<u64>> {
+        let mut numbers = Vec::new();
+        for entry in fs::read_dir(repo_dir).ctx("listing", repo_dir)? {
+            let entry = entry.ctx("listing", repo_dir)?;
+            if let Some(n) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                numbers.push(n);
+            }
+        }
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+}
+
+impl Registry for LocalRegistry {
+    fn location(&self) -> String {
+        format!("local registry {}", self.root.display())
+    }
+
+    fn repositories(&self, organization: &str) -> Result<Vec<String>> {
+        validate_name("organization", organization)?;
+        let dir = self.root.join("orgs").join(organization);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("listing", &dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.ctx("listing", &dir)?;
+            if let Some(name) = entry.file_name().to_str() {
+                if validate_name("repository", name).is_ok() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>> {
+        let dir = self.repo_dir(organization, repository)?;
+        if !dir.is_dir() {
+            return Err(Error::NotFound {
+                what: "repository",
+                message: format!(
+                    "`{repository}` does not exist in organization `{organization}` of {}",
+                    self.location()
+                ),
+            });
+        }
+        let mut models = Vec::new();
+        for number in self.numbers(&dir)? {
+            let id = ModelId::new(organization, repository, number)?;
+            match self.manifest(&id) {
+                Ok(manifest) => models.push(ModelSummary {
+                    id,
+                    status: ModelStatus::Ready,
+                    manifest: Some(manifest),
+                }),
+                Err(Error::NotFound { .. }) => models.push(ModelSummary {
+                    id,
+                    status: ModelStatus::Uploading,
+                    manifest: None,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(models)
+    }
+
+    fn status(&self, id: &ModelId) -> Result<Option<ModelStatus>> {
+        let dir = self.model_dir(id)?;
+        if dir.join("manifest.json").is_file() {
+            Ok(Some(ModelStatus::Ready))
+        } else if dir.is_dir() {
+            Ok(Some(ModelStatus::Uploading))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn manifest(&self, id: &ModelId) -> Result<Manifest> {
+        let path = self.model_dir(id)?.join("manifest.json");
+        match fs::read(&path) {
+            Ok(bytes) => Manifest::from_json(id, &bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
+                what: "model",
+                message: format!("{id} has no committed manifest in {}", self.location()),
+            }),
+            Err(e) => Err(Error::io("reading", &path, e)),
+        }
+    }
+
+    fn create_model(&self, organization: &str, repository: &str) -> Result<ModelId> {
+        let dir = self.repo_dir(organization, repository)?;
+        fs::create_dir_all(&dir).ctx("creating repository", &dir)?;
+        let mut next = self.numbers(&dir)?.last().copied().unwrap_or(0) + 1;
+        loop {
+            // mkdir is atomic: of two processes trying the same number, one gets it and
+            // the other moves on to the next.
+            match fs::create_dir(dir.join(next.to_string())) {
+                Ok(()) => return ModelId::new(organization, repository, next),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next += 1,
+                Err(e) => return Err(Error::io("creating model", dir.join(next.to_string()), e)),
+            }
+        }
+    }
+
+    fn discard(&self, id: &ModelId) -> Result<()> {
+        let dir = self.model_dir(id)?;
+        if self.status(id)? == Some(ModelStatus::Uploading) {
+            // Only an empty folder is removed: a commit racing with us wins.
+            match fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) if dir.join("manifest.json").exists() => {}
+                Err(e) => return Err(Error::io("removing", &dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {
+        if self.status(id)?.is_none() {
+            return Err(Error::NotFound {
+                what: "model",
+                message: format!("{id} does not exist in {}", self.location()),
+            });
+        }
+        Ok(Box::new(LocalStaging {
+            registry: self,
+            id: id.clone(),
+            files: BTreeMap::new(),
+        }))
+    }
+
+    fn fetch(&self, manifest: &Manifest) -> Result<PathBuf> {
+        let manifest_bytes = manifest.to_json();
+        let key = hex::encode(Sha256::digest(&manifest_bytes));
+        let volume = self.root.join("volumes").join(&key);
+        if !volume.is_dir() {
+            let staging = tempfile::Builder::new()
+                .prefix("volume-")
+                .tempdir_in(self.tmp())
+                .ctx("creating a folder in", self.tmp())?;
+            for file in &manifest.files {
+                validate_volume_path(&file.path)?;
+                let blob = self.blob_path(&file.sha256);
+                if !blob.is_file() {
+                    return Err(Error::NotFound {
+                        what: "file",
+                        message: format!(
+                            "{}: the stored content of `{}` (sha256 {}) is missing; register the model again",
+                            manifest.model, file.path, file.sha256
+                        ),
+                    });
+                }
+                let target = staging.path().join(&file.path);
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).ctx("creating", parent)?;
+                }
+                if fs::hard_link(&blob, &target).is_err() {
+                    fs::copy(&blob, &target).ctx("copying", &blob)?;
+                }
+            }
+            let manifest_path = staging.path().join(MANIFEST_FILE);
+            fs::write(&manifest_path, &manifest_bytes).ctx("writing", &manifest_path)?;
+            let staged = staging.keep();
+            if let Err(e) = fs::rename(&staged, &volume) {
+                // Another process built the same volume first: use theirs.
+                let _ = fs::remove_dir_all(&staged);
+                if !volume.is_dir() {
+                    return Err(Error::io("creating", &volume, e));
+                }
+            }
+        }
+        for file in &manifest.files {
+            let path = volume.join(&file.path);
+            let (sha256, size) = hash_file(&path)?;
+            if sha256 != file.sha256 || size != file.size {
+                return Err(Error::Checksum {
+                    path: file.path.clone(),
+                    expected: file.sha256.clone(),
+                    actual: sha256,
+                });
+            }
+        }
+        Ok(volume)
+    }
+}
+
+struct LocalStaging<'a> {
+    registry: &'a LocalRegistry,
+    id: ModelId,
+    files: BTreeMap<String, FileEntry>,
+}
+
+impl Staging for LocalStaging<'_> {
+    fn put_file(
+        &mut self,
+        volume_path: &str,
+        local: &Path,
+        origin: FileOrigin,
+    ) -> Result<FileEntry> {
+        validate_volume_path(volume_path)?;
+        let (sha256, size) = hash_file(local)?;
+        let blob = self.registry.blob_path(&sha256);
+        // Content already stored (this model registered before, or another model shares
+        // the file): nothing to copy.
+        if !fs::metadata(&blob)
+            .map(|m| m.len() == size)
+            .unwrap_or(false)
+        {
+            let mut tmp = tempfile::NamedTempFile::new_in(self.registry.tmp())
+                .ctx("creating a file in", self.registry.tmp())?;
+            let (copied_sha, _) = copy_hashing(local, tmp.as_file_mut())?;
+            if copied_sha != sha256 {
+                return Err(Error::msg(format!(
+                    "{} changed while it was being registered; register again once it is no longer written to",
+                    local.display()
+                )));
+            }
+            tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
+            let parent = blob.parent().expect("blob paths have a parent");
+            fs::create_dir_all(parent).ctx("creating", parent)?;
+            tmp.persist(&blob)
+                .map_err(|e| Error::io("storing", &blob, e.error))?;
+        }
+        let entry = FileEntry {
+            path: volume_path.to_string(),
+            size,
+            sha256,
+            origin,
+        };
+        self.files.insert(volume_path.to_string(), entry.clone());
+        Ok(entry)
+    }
+
+    fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()> {
+        manifest.validate()?;
+        if manifest.model != self.id {
+            return Err(Error::msg(format!(
+                "manifest describes {}, but this upload is for {}",
+                manifest.model, self.id
+            )));
+        }
+        for file in &manifest.files {
+            if self.files.get(&file.path) != Some(file) {
+                return Err(Error::msg(format!(
+                    "manifest lists `{}`, which was not uploaded as described",
+                    file.path
+                )));
+            }
+        }
+        let dir = self.registry.model_dir(&self.id)?;
+        if !dir.is_dir() {
+            return Err(Error::NotFound {
+                what: "model",
+                message: format!("{} was removed during the upload", self.id),
+            });
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("creating a file in", &dir)?;
+        tmp.write_all(&manifest.to_json())
+            .ctx("writing", tmp.path())?;
+        tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
+        let target = dir.join("manifest.json");
+        tmp.persist(&target)
+            .map_err(|e| Error::io("committing", &target, e.error))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .ctx("syncing", &dir)?;
+        Ok(())
+    }
+}
+
+const BUFFER: usize = 1 << 20;
+
+/// sha256 (lowercase hex) and size of a file, read in 1 MiB blocks.
+pub(crate) fn hash_file(path: &Path) -> Result<(String, u64)> {
+    copy_hashing(path, &mut io::sink())
+}
+
+/// Copies `from` into `to`, returning the sha256 and size of what was copied.
+fn copy_hashing(from: &Path, to: &mut impl Write) -> Result<(String, u64)> {
+    let mut file = File::open(from).ctx("opening", from)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; BUFFER];
+    let mut size = 0;
+    loop {
+        let n = file.read(&mut buffer).ctx("reading", from)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        to.write_all(&buffer[..n]).ctx("writing a copy of", from)?;
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}

@@ -1,0 +1,171 @@
+//! Registries: where models live. One [`Registry`] trait, an embedded local registry
+//! (a directory) by default; an HTTP client and scale-out backends implement the same
+//! trait.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{FileEntry, FileOrigin, Manifest};
+use crate::names::{ModelId, ModelRef, Version};
+use crate::{Error, Result};
+
+mod local;
+
+pub use local::LocalRegistry;
+
+/// The environment variable that chooses the registry when `--registry` is not given.
+pub const REGISTRY_ENV: &str = "RUNNER_REGISTRY";
+/// The registry used when neither `--registry` nor [`REGISTRY_ENV`] is set: a directory
+/// relative to the current one.
+pub const DEFAULT_REGISTRY: &str = ".runner-registry";
+
+/// Whether a model can be served yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// Its number is taken but its manifest is not committed: invisible to loading.
+    Uploading,
+    /// Its manifest is committed: it can be loaded.
+    Ready,
+}
+
+impl fmt::Display for ModelStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelStatus::Uploading => "uploading",
+            ModelStatus::Ready => "ready",
+        })
+    }
+}
+
+/// A line of a repository listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// Which model.
+    pub id: ModelId,
+    /// Uploading or ready.
+    pub status: ModelStatus,
+    /// Its manifest, once ready.
+    pub manifest: Option<Manifest>,
+}
+
+/// A store of model repositories, numbered models and their files.
+///
+/// The protocol keeps half-registered models invisible: [`Registry::create_model`] takes
+/// the next number (status `uploading`), [`Registry::stage`] uploads files, and
+/// [`Staging::commit`] writes the manifest last, which makes the model `ready`.
+/// Calls block; call them from `spawn_blocking` in async code.
+pub trait Registry: Send + Sync + fmt::Debug {
+    /// Where this registry lives, for messages (a path or a URL).
+    fn location(&self) -> String;
+
+    /// The repositories of an organization, sorted.
+    fn repositories(&self, organization: &str) -> Result<Vec<String>>;
+
+    /// The models of a repository (uploading ones too), sorted by number. A repository
+    /// that does not exist is an error.
+    fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>>;
+
+    /// The status of a model, or `None` when the number does not exist.
+    fn status(&self, id: &ModelId) -> Result<Option<ModelStatus>>;
+
+    /// The committed manifest of a ready model.
+    fn manifest(&self, id: &ModelId) -> Result<Manifest>;
+
+    /// Atomically takes the next model number of a repository (creating the repository
+    /// when needed). Concurrent callers get distinct, consecutive numbers.
+    fn create_model(&self, organization: &str, repository: &str) -> Result<ModelId>;
+
+    /// Gives back a number taken by [`Registry::create_model`] whose registration failed.
+    /// Does nothing to a model that is ready.
+    fn discard(&self, id: &ModelId) -> Result<()>;
+
+    /// Starts (re)writing the files of an existing model number. Nothing becomes visible
+    /// until [`Staging::commit`].
+    fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>>;
+
+    /// Makes the files of a ready model available on local disk, every file checked
+    /// against its size and sha256, and returns the volume's directory.
+    fn fetch(&self, manifest: &Manifest) -> Result<PathBuf>;
+
+    /// The highest-numbered ready model of a repository, if any.
+    fn latest(&self, organization: &str, repository: &str) -> Result<Option<ModelId>> {
+        Ok(self
+            .models(organization, repository)?
+            .into_iter()
+            .rev()
+            .find(|m| m.status == ModelStatus::Ready)
+            .map(|m| m.id))
+    }
+
+    /// Resolves `repo:number` or `repo:latest` to a ready model.
+    fn resolve(&self, model: &ModelRef) -> Result<ModelId> {
+        let id = match model.version {
+            Version::Number(n) => ModelId::new(&model.organization, &model.repository, n)?,
+            Version::Latest => self
+                .latest(&model.organization, &model.repository)?
+                .ok_or_else(|| Error::NotFound {
+                    what: "model",
+                    message: format!(
+                        "repository `{}` in {} has no ready model; register one first",
+                        model.repository,
+                        self.location()
+                    ),
+                })?,
+        };
+        match self.status(&id)? {
+            Some(ModelStatus::Ready) => Ok(id),
+            Some(ModelStatus::Uploading) => Err(Error::NotFound {
+                what: "model",
+                message: format!("{id} is still uploading (or its registration was interrupted); it has no manifest yet"),
+            }),
+            None => Err(Error::NotFound {
+                what: "model",
+                message: format!("{id} does not exist in {}", self.location()),
+            }),
+        }
+    }
+}
+
+/// Files being uploaded into one model. Dropping it without [`Staging::commit`] abandons
+/// the upload; nothing of it becomes visible.
+pub trait Staging: Send {
+    /// Uploads one file to `volume_path`, computing its size and sha256.
+    fn put_file(
+        &mut self,
+        volume_path: &str,
+        local: &Path,
+        origin: FileOrigin,
+    ) -> Result<FileEntry>;
+
+    /// Writes the manifest, making the model ready. Every file the manifest lists must
+    /// have been uploaded through this staging.
+    fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()>;
+}
+
+/// Opens the registry at `location`: a directory path (created when missing).
+/// `http(s)://` URLs are for the registry server.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let registry = runner_core::open_registry(dir.path().to_str().unwrap()).unwrap();
+/// assert!(registry.repositories("default").unwrap().is_empty());
+/// ```
+pub fn open_registry(location: &str) -> Result<Box<dyn Registry>> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Err(Error::msg(format!(
+            "registry `{location}`: HTTP registries are served by `runner-registry`, which this build does not include yet; use a directory path"
+        )));
+    }
+    Ok(Box::new(LocalRegistry::open(location)?))
+}
+
+/// The registry location chosen by `--registry`, else [`REGISTRY_ENV`], else
+/// [`DEFAULT_REGISTRY`].
+pub fn registry_location(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var(REGISTRY_ENV).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| DEFAULT_REGISTRY.to_string())
+}

@@ -1,0 +1,190 @@
+//! Parsing `#[runner(...)]` options.
+
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{braced, bracketed, Ident, LitInt, LitStr, Path, Token};
+
+/// Known options, for "did you mean" hints.
+const OPTIONS: &[&str] = &["name", "repository", "requirements", "artifacts", "model"];
+
+/// The parsed options.
+#[derive(Default)]
+pub struct Options {
+    pub name: Option<LitStr>,
+    pub repository: Option<LitStr>,
+    pub requirements: Vec<LitStr>,
+    pub artifacts: Vec<(LitStr, LitStr)>,
+    pub model: Option<Path>,
+}
+
+struct ArtifactPair(LitStr, LitStr);
+
+impl Parse for ArtifactPair {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let local: LitStr = input.parse()?;
+        input.parse::<Token![=>]>()?;
+        let remote: LitStr = input.parse()?;
+        Ok(ArtifactPair(local, remote))
+    }
+}
+
+/// Parses the options, collecting every error rather than stopping at the first.
+pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<Options> {
+    let mut options = Options::default();
+    let mut seen: Vec<Ident> = Vec::new();
+    while !input.is_empty() {
+        let key: Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected an option such as `name = \"my-runner\"`",
+            )
+        })?;
+        let key_str = key.to_string();
+        if let Some(first) = seen.iter().find(|k| **k == key) {
+            let mut error = syn::Error::new(
+                key.span(),
+                format!("duplicate option `{key}`: give it once"),
+            );
+            error.combine(syn::Error::new(
+                first.span(),
+                format!("`{key}` first given here"),
+            ));
+            errors.push(error);
+        }
+        seen.push(key.clone());
+        input
+            .parse::<Token![=]>()
+            .map_err(|e| syn::Error::new(e.span(), format!("expected `=` after `{key}`")))?;
+        match key_str.as_str() {
+            "name" => options.name = Some(parse_name(input, "runner name", errors)?),
+            "repository" => options.repository = Some(parse_name(input, "repository name", errors)?),
+            "requirements" => {
+                let content;
+                bracketed!(content in input);
+                options.requirements = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?.into_iter().collect();
+            }
+            "artifacts" => {
+                let content;
+                if input.peek(syn::token::Brace) {
+                    braced!(content in input);
+                } else {
+                    bracketed!(content in input);
+                }
+                for ArtifactPair(local, remote) in Punctuated::<ArtifactPair, Token![,]>::parse_terminated(&content)? {
+                    check_glob(&local, &remote, errors);
+                    options.artifacts.push((local, remote));
+                }
+            }
+            "model" => options.model = Some(input.parse().map_err(|e| {
+                syn::Error::new(e.span(), "expected a path to a function that builds the model, e.g. `model = Iris::train`")
+            })?),
+            other => {
+                let hint = suggestion(other, OPTIONS)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_else(|| format!("; the options are {}", OPTIONS.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")));
+                errors.push(syn::Error::new(key.span(), format!("unknown option `{other}`{hint}")));
+                // Skip the value so the rest still parses.
+                if input.peek(syn::token::Bracket) || input.peek(syn::token::Brace) || input.peek(syn::token::Paren) {
+                    input.parse::<proc_macro2::Group>()?;
+                } else if input.peek(LitStr) || input.peek(LitInt) {
+                    input.parse::<syn::Lit>()?;
+                } else {
+                    input.parse::<Path>()?;
+                }
+            }
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(options)
+}
+
+fn parse_name(
+    input: ParseStream<'_>,
+    what: &str,
+    errors: &mut Vec<syn::Error>,
+) -> syn::Result<LitStr> {
+    let lit: LitStr = input.parse().map_err(|e| {
+        syn::Error::new(e.span(), format!("expected the {what} as a string literal"))
+    })?;
+    if let Err(message) = check_name(&lit.value()) {
+        errors.push(syn::Error::new(
+            lit.span(),
+            format!("invalid {what} `{}`: {message}", lit.value()),
+        ));
+    }
+    Ok(lit)
+}
+
+/// The registry's name rule (runner-core's `validate_name`), checked at compile time.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters long".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return Err("must start with a lowercase letter or a digit".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "character `{c}` is not allowed; use lowercase letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    if name.contains("..") {
+        return Err("must not contain `..`".into());
+    }
+    Ok(())
+}
+
+/// The seed's glob rule: a `*` only as the whole last component, on both sides or neither.
+fn check_glob(local: &LitStr, remote: &LitStr, errors: &mut Vec<syn::Error>) {
+    let kind = |lit: &LitStr| -> Result<bool, ()> {
+        let v = lit.value();
+        match v.strip_suffix('*') {
+            Some(prefix)
+                if (prefix.is_empty() || prefix.ends_with('/')) && !prefix.contains('*') =>
+            {
+                Ok(true)
+            }
+            _ if v.contains('*') => Err(()),
+            _ => Ok(false),
+        }
+    };
+    match (kind(local), kind(remote)) {
+        (Err(()), _) => errors.push(glob_error(local)),
+        (_, Err(())) => errors.push(glob_error(remote)),
+        (Ok(a), Ok(b)) if a != b => errors.push(syn::Error::new(
+            if a { remote.span() } else { local.span() },
+            "a glob must stand on both sides or on neither, e.g. `\"checkpoints/*\" => \"checkpoints/*\"`",
+        )),
+        _ => {}
+    }
+    let v = remote.value();
+    if v.starts_with('/') || v.split('/').any(|c| c == "..") {
+        errors.push(syn::Error::new(
+            remote.span(),
+            "volume paths must be relative and may not contain `..`",
+        ));
+    }
+}
+
+fn glob_error(lit: &LitStr) -> syn::Error {
+    syn::Error::new(
+        lit.span(),
+        "`*` may only stand as the whole last path component, e.g. `\"data/*\"`",
+    )
+}
+
+/// The closest known name, if close enough to be a likely typo.
+pub fn suggestion<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 5))
+        .min()
+        .map(|(_, k)| k)
+}

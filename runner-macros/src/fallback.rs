@@ -1,0 +1,55 @@
+//! On errors: the user's item unchanged, the errors, and a stub `Runner` impl so that
+//! code using the runner does not add a cascade of "Runner is not implemented" errors.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ItemImpl;
+
+use crate::ast::{strip_ref, Hooks};
+
+pub fn expand(item: &ItemImpl, hooks: &Hooks, errors: Vec<syn::Error>) -> TokenStream {
+    let errors = errors.into_iter().map(|e| e.to_compile_error());
+    // The stub only makes sense on a plain inherent impl.
+    if item.trait_.is_some() || !item.generics.params.is_empty() {
+        return quote!(#item #(#errors)*);
+    }
+    let self_ty = &item.self_ty;
+    let unit: syn::Type = syn::parse_quote!(());
+    let predict = hooks.predict.as_ref();
+    let model = predict.map_or(&unit, |p| strip_ref(&p.params[0].ty));
+    let model_input = predict.map_or(&unit, |p| &p.params[1].ty);
+    let model_output = predict
+        .and_then(|p| p.ret.as_ref())
+        .map_or(&unit, |r| &r.value);
+    let input = hooks
+        .preprocess
+        .as_ref()
+        .map_or(model_input, |h| &h.params[0].ty);
+    let output = hooks
+        .postprocess
+        .as_ref()
+        .and_then(|h| h.ret.as_ref())
+        .map_or(model_output, |r| &r.value);
+    quote! {
+        #item
+        #(#errors)*
+        impl ::runner_core::Runner for #self_ty {
+            const NAME: &'static str = "";
+            const HOOKS: ::runner_core::Hooks = ::runner_core::Hooks {
+                preprocess_data: false, postprocess_data: false, save_model: false, load_model: false,
+            };
+            type Model = #model;
+            type Input = #input;
+            type ModelInput = #model_input;
+            type ModelOutput = #model_output;
+            type Output = #output;
+            fn info() -> ::runner_core::RunnerInfo { ::core::unreachable!("#[runner] failed to expand") }
+            fn defaults() -> ::runner_core::RunnerDefaults<Self::Model> { ::core::unreachable!("#[runner] failed to expand") }
+            fn preprocess(_: Self::Input) -> ::runner_core::Result<Self::ModelInput> { ::core::unreachable!("#[runner] failed to expand") }
+            fn predict(_: &Self::Model, _: Self::ModelInput) -> ::runner_core::Result<Self::ModelOutput> { ::core::unreachable!("#[runner] failed to expand") }
+            fn postprocess(_: Self::ModelOutput) -> ::runner_core::Result<Self::Output> { ::core::unreachable!("#[runner] failed to expand") }
+            fn save(_: &Self::Model, _: &::runner_core::SaveDir) -> ::runner_core::Result<::runner_core::Saved> { ::core::unreachable!("#[runner] failed to expand") }
+            fn load(_: ::core::option::Option<::runner_core::Props>, _: &::runner_core::Artifacts) -> ::runner_core::Result<Self::Model> { ::core::unreachable!("#[runner] failed to expand") }
+        }
+    }
+}

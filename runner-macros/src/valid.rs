@@ -1,0 +1,45 @@
+//! Checks across hooks and on the impl block itself; one function per rule.
+
+use syn::spanned::Spanned;
+use syn::ItemImpl;
+
+use crate::ast::Hooks;
+
+pub fn check_impl_block(item: &ItemImpl, errors: &mut Vec<syn::Error>) {
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.push(syn::Error::new(
+            path.span(),
+            "#[runner] goes on an inherent impl block (`impl MyRunner { ... }`), not on a trait impl",
+        ));
+    }
+    if !item.generics.params.is_empty() {
+        errors.push(syn::Error::new(
+            item.generics.span(),
+            "#[runner] impl blocks cannot be generic: a runner is registered and found by name, so it needs one concrete type; write a runner per concrete type",
+        ));
+    }
+    if let Some(unsafety) = &item.unsafety {
+        errors.push(syn::Error::new(
+            unsafety.span(),
+            "#[runner] impl blocks cannot be `unsafe`",
+        ));
+    }
+}
+
+pub fn check_predict_present(item: &ItemImpl, hooks: &Hooks, errors: &mut Vec<syn::Error>) {
+    if hooks.find("predict").is_none() {
+        errors.push(syn::Error::new(
+            item.self_ty.span(),
+            "a runner needs a `predict` hook: add `fn predict(model: &Model, data: Input) -> Output`",
+        ));
+    }
+}
+
+pub fn check_save_needs_load(hooks: &Hooks, errors: &mut Vec<syn::Error>) {
+    if let (Some(save), None) = (hooks.find("save_model"), hooks.find("load_model")) {
+        errors.push(syn::Error::new(
+            save.span(),
+            "overriding `save_model` requires overriding `load_model` too: add `fn load_model(props: Option<Props>, artifacts: &Artifacts) -> Result<Model>` that reads back what `save_model` wrote",
+        ));
+    }
+}
