@@ -14,9 +14,7 @@ use runner_core::{runner, Artifacts, Error, Props, Result, SaveDir};
 use serde::{Deserialize, Serialize};
 
 /// The ten baseline variables, in the data set's column order.
-pub const FEATURES: [&str; 10] = [
-    "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6",
-];
+pub const FEATURES: [&str; 10] = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"];
 
 const DIABETES_CSV: &str = include_str!("../data/diabetes/diabetes.csv");
 
@@ -32,13 +30,7 @@ pub struct LinearModel {
 impl LinearModel {
     /// The model's prediction for one patient.
     pub fn predict(&self, x: &[f64; 10]) -> f64 {
-        self.intercept
-            + self
-                .coefficients
-                .iter()
-                .zip(x)
-                .map(|(c, x)| c * x)
-                .sum::<f64>()
+        self.intercept + self.coefficients.iter().zip(x).map(|(c, x)| c * x).sum::<f64>()
     }
 }
 
@@ -71,10 +63,7 @@ pub struct Patient {
 impl Patient {
     /// The variables in [`FEATURES`] order.
     pub fn to_array(&self) -> [f64; 10] {
-        [
-            self.age, self.sex, self.bmi, self.bp, self.s1, self.s2, self.s3, self.s4, self.s5,
-            self.s6,
-        ]
+        [self.age, self.sex, self.bmi, self.bp, self.s1, self.s2, self.s3, self.s4, self.s5, self.s6]
     }
 }
 
@@ -95,20 +84,12 @@ pub fn split() -> (Rows, Rows) {
         .records()
         .map(|record| {
             let record = record.expect("the embedded diabetes CSV is well-formed");
-            let number = |i: usize| {
-                record[i]
-                    .parse::<f64>()
-                    .expect("the embedded diabetes CSV holds numbers")
-            };
+            let number = |i: usize| record[i].parse::<f64>().expect("the embedded diabetes CSV holds numbers");
             (std::array::from_fn(number), number(10))
         })
         .collect();
-    let (test, train): (Vec<_>, Vec<_>) =
-        rows.into_iter().enumerate().partition(|(i, _)| i % 4 == 3);
-    (
-        train.into_iter().map(|(_, r)| r).collect(),
-        test.into_iter().map(|(_, r)| r).collect(),
-    )
+    let (test, train): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % 4 == 3);
+    (train.into_iter().map(|(_, r)| r).collect(), test.into_iter().map(|(_, r)| r).collect())
 }
 
 /// Predicts diabetes progression.
@@ -123,10 +104,7 @@ impl Diabetes {
         let fitted = LinearRegression::new()
             .fit(&Dataset::new(x, y))
             .map_err(|e| Error::msg(format!("fitting the diabetes regression failed: {e}")))?;
-        Ok(LinearModel {
-            coefficients: fitted.params().to_vec(),
-            intercept: fitted.intercept(),
-        })
+        Ok(LinearModel { coefficients: fitted.params().to_vec(), intercept: fitted.intercept() })
     }
 }
 
@@ -150,66 +128,34 @@ impl Diabetes {
     }
 
     fn load_model(props: Option<Props>, artifacts: &Artifacts) -> Result<LinearModel> {
-        let props = props
-            .ok_or_else(|| Error::msg("no props: this model was not saved by `save_model`"))?;
-        let prop = |key: &str| {
-            props
-                .get(key)
-                .ok_or_else(|| Error::msg(format!("props have no `{key}`")))
-        };
-        let intercept: f64 = prop("intercept")?
-            .parse()
-            .map_err(|e| Error::msg(format!("bad intercept: {e}")))?;
+        let props = props.ok_or_else(|| Error::msg("no props: this model was not saved by `save_model`"))?;
+        let prop = |key: &str| props.get(key).ok_or_else(|| Error::msg(format!("props have no `{key}`")));
+        let intercept: f64 = prop("intercept")?.parse().map_err(|e| Error::msg(format!("bad intercept: {e}")))?;
         // The data set folder uploaded as an artifact names the columns the weights must follow.
         let dataset = artifacts.read_to_string("dataset/diabetes.csv")?;
-        let header: Vec<&str> = dataset
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split(',')
-            .collect();
+        let header: Vec<&str> = dataset.lines().next().unwrap_or_default().split(',').collect();
         let mut coefficients = Vec::new();
-        for (i, line) in artifacts
-            .read_to_string(prop("weights")?)?
-            .lines()
-            .skip(1)
-            .enumerate()
-        {
-            let (name, value) = line
-                .split_once(',')
-                .ok_or_else(|| Error::msg(format!("weights line {}: no comma", i + 2)))?;
+        for (i, line) in artifacts.read_to_string(prop("weights")?)?.lines().skip(1).enumerate() {
+            let (name, value) =
+                line.split_once(',').ok_or_else(|| Error::msg(format!("weights line {}: no comma", i + 2)))?;
             if header.get(i) != Some(&name) {
                 return Err(Error::msg(format!(
                     "weight {i} is for `{name}`, but column {i} of dataset/diabetes.csv is `{}`",
                     header.get(i).unwrap_or(&"nothing")
                 )));
             }
-            coefficients.push(
-                value
-                    .parse()
-                    .map_err(|e| Error::msg(format!("bad coefficient for `{name}`: {e}")))?,
-            );
+            coefficients.push(value.parse().map_err(|e| Error::msg(format!("bad coefficient for `{name}`: {e}")))?);
         }
         if coefficients.len() != FEATURES.len() {
-            return Err(Error::msg(format!(
-                "{} coefficients, expected {}",
-                coefficients.len(),
-                FEATURES.len()
-            )));
+            return Err(Error::msg(format!("{} coefficients, expected {}", coefficients.len(), FEATURES.len())));
         }
-        Ok(LinearModel {
-            coefficients,
-            intercept,
-        })
+        Ok(LinearModel { coefficients, intercept })
     }
 
     fn preprocess_data(data: Patient) -> Result<[f64; 10]> {
         let x = data.to_array();
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid_input(format!(
-                "`{}` must be a finite number",
-                FEATURES[i]
-            )));
+            return Err(Error::invalid_input(format!("`{}` must be a finite number", FEATURES[i])));
         }
         Ok(x)
     }

@@ -55,23 +55,12 @@ pub fn split() -> (Rows, Rows) {
         .records()
         .map(|record| {
             let record = record.expect("the embedded Iris CSV is well-formed");
-            let number = |i: usize| {
-                record[i]
-                    .parse::<f64>()
-                    .expect("the embedded Iris CSV holds numbers")
-            };
-            (
-                [number(0), number(1), number(2), number(3)],
-                record[4].parse().expect("species is an index"),
-            )
+            let number = |i: usize| record[i].parse::<f64>().expect("the embedded Iris CSV holds numbers");
+            ([number(0), number(1), number(2), number(3)], record[4].parse().expect("species is an index"))
         })
         .collect();
-    let (test, train): (Vec<_>, Vec<_>) =
-        rows.into_iter().enumerate().partition(|(i, _)| i % 5 == 4);
-    (
-        train.into_iter().map(|(_, r)| r).collect(),
-        test.into_iter().map(|(_, r)| r).collect(),
-    )
+    let (test, train): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % 5 == 4);
+    (train.into_iter().map(|(_, r)| r).collect(), test.into_iter().map(|(_, r)| r).collect())
 }
 
 /// A feature matrix from rows.
@@ -98,12 +87,7 @@ impl Iris {
 #[runner(name = "iris", model = Iris::train, requirements = ["linfa-logistic 0.8"])]
 impl Iris {
     fn preprocess_data(data: IrisRequest) -> Result<Array2<f64>> {
-        let values = [
-            data.sepal_length,
-            data.sepal_width,
-            data.petal_length,
-            data.petal_width,
-        ];
+        let values = [data.sepal_length, data.sepal_width, data.petal_length, data.petal_width];
         let names = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
         for (value, name) in values.iter().zip(names) {
             if !value.is_finite() || *value <= 0.0 || *value > 100.0 {
@@ -122,16 +106,10 @@ impl Iris {
     fn postprocess_data(data: Array2<f64>) -> IrisResponse {
         // Columns follow the model's sorted class labels: 0, 1, 2, all present in training.
         let row = data.row(0);
-        let best = (0..row.len())
-            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-            .unwrap_or(0);
+        let best = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
         IrisResponse {
             species: SPECIES[best].to_string(),
-            probabilities: SPECIES
-                .iter()
-                .zip(row.iter())
-                .map(|(s, p)| (s.to_string(), *p))
-                .collect(),
+            probabilities: SPECIES.iter().zip(row.iter()).map(|(s, p)| (s.to_string(), *p)).collect(),
         }
     }
 }

@@ -39,8 +39,6 @@ pub struct SumRunner;
 #[runner(name = "sum", model = SumModel::plain)]
 impl SumRunner {
     fn predict(model: &SumModel, data: Values) -> Sum {
-        Sum {
-            sum: model.scale * data.values.iter().sum::<f64>(),
-        }
+        Sum { sum: model.scale * data.values.iter().sum::<f64>() }
     }
 }

@@ -27,11 +27,7 @@ pub struct PlannedFile {
 /// reserved name; symbolic links that point outside the local folder are refused.
 /// Relative local paths are resolved against `base`.
 pub fn expand_artifact(base: &Path, local: &str, remote: &str) -> Result<Vec<PlannedFile>> {
-    let bad = |message: String| Error::Artifact {
-        local: local.into(),
-        remote: remote.into(),
-        message,
-    };
+    let bad = |message: String| Error::Artifact { local: local.into(), remote: remote.into(), message };
     let local_glob = glob_prefix(local).map_err(|m| bad(format!("local side: {m}")))?;
     let remote_glob = glob_prefix(remote).map_err(|m| bad(format!("volume side: {m}")))?;
     let local_path = base.join(local_glob.unwrap_or(local));
@@ -61,11 +57,8 @@ pub fn expand_artifact(base: &Path, local: &str, remote: &str) -> Result<Vec<Pla
             }
             let mut files = Vec::new();
             for (path, relative) in list_folder(&root).map_err(bad)? {
-                let volume_path = if remote_prefix.is_empty() {
-                    relative
-                } else {
-                    format!("{remote_prefix}/{relative}")
-                };
+                let volume_path =
+                    if remote_prefix.is_empty() { relative } else { format!("{remote_prefix}/{relative}") };
                 check_remote(&volume_path).map_err(|m| bad(m))?;
                 files.push(PlannedFile { local: path, volume_path });
             }
@@ -85,16 +78,13 @@ pub fn expand_artifact(base: &Path, local: &str, remote: &str) -> Result<Vec<Pla
 /// outside it, or to folders, are refused.
 fn list_folder(root: &Path) -> std::result::Result<Vec<(PathBuf, String)>, String> {
     let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
+    for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
         let entry = entry.map_err(|e| format!("cannot list {}: {e}", root.display()))?;
         let path = entry.path();
         let mut is_file = entry.file_type().is_file();
         if entry.path_is_symlink() {
-            let target = std::fs::canonicalize(path)
-                .map_err(|e| format!("broken symbolic link {}: {e}", path.display()))?;
+            let target =
+                std::fs::canonicalize(path).map_err(|e| format!("broken symbolic link {}: {e}", path.display()))?;
             if !target.starts_with(root) {
                 return Err(format!(
                     "symbolic link {} points outside {} (to {}); copy the file into the folder instead",
@@ -114,9 +104,7 @@ fn list_folder(root: &Path) -> std::result::Result<Vec<(PathBuf, String)>, Strin
         if !is_file {
             continue;
         }
-        let relative = path
-            .strip_prefix(root)
-            .expect("walkdir stays below its root");
+        let relative = path.strip_prefix(root).expect("walkdir stays below its root");
         let relative = relative
             .to_str()
             .ok_or_else(|| format!("{} is not valid UTF-8", path.display()))?
@@ -130,20 +118,12 @@ fn list_folder(root: &Path) -> std::result::Result<Vec<(PathBuf, String)>, Strin
 /// anywhere else is an error.
 fn glob_prefix(path: &str) -> std::result::Result<Option<&str>, String> {
     let (prefix, glob) = match path.strip_suffix('*') {
-        Some(prefix) if prefix.is_empty() || prefix.ends_with('/') => {
-            (prefix.trim_end_matches('/'), true)
-        }
-        Some(_) => {
-            return Err(format!(
-                "`{path}`: `*` may only stand as the whole last path component, e.g. `dir/*`"
-            ))
-        }
+        Some(prefix) if prefix.is_empty() || prefix.ends_with('/') => (prefix.trim_end_matches('/'), true),
+        Some(_) => return Err(format!("`{path}`: `*` may only stand as the whole last path component, e.g. `dir/*`")),
         None => (path, false),
     };
     if prefix.contains('*') {
-        return Err(format!(
-            "`{path}`: only a trailing `*` is allowed, as the whole last path component"
-        ));
+        return Err(format!("`{path}`: only a trailing `*` is allowed, as the whole last path component"));
     }
     if path.is_empty() {
         return Err("the path is empty".into());
@@ -154,9 +134,7 @@ fn glob_prefix(path: &str) -> std::result::Result<Option<&str>, String> {
 fn check_remote(path: &str) -> std::result::Result<(), String> {
     validate_volume_path(path).map_err(|e| e.to_string())?;
     if let Some(reserved) = RESERVED_FILES.iter().find(|r| **r == path) {
-        return Err(format!(
-            "`{reserved}` is reserved by the framework; choose another volume path"
-        ));
+        return Err(format!("`{reserved}` is reserved by the framework; choose another volume path"));
     }
     Ok(())
 }
@@ -183,11 +161,7 @@ impl Artifacts {
     /// A view of a materialized volume directory.
     pub fn new(root: PathBuf, mapping: BTreeMap<String, String>, files: &[FileEntry]) -> Self {
         let files = files.iter().map(|f| (f.path.clone(), f.clone())).collect();
-        Artifacts {
-            root,
-            mapping,
-            files,
-        }
+        Artifacts { root, mapping, files }
     }
 
     /// The volume's directory on local disk (read-only: files may be shared between models).
@@ -229,11 +203,7 @@ impl Artifacts {
     /// The local paths of every file below a volume folder (`prefix/...`), sorted.
     pub fn dir(&self, prefix: &str) -> Vec<(String, PathBuf)> {
         let prefix = format!("{}/", prefix.trim_end_matches('/'));
-        self.files
-            .keys()
-            .filter(|p| p.starts_with(&prefix))
-            .map(|p| (p.clone(), self.root.join(p)))
-            .collect()
+        self.files.keys().filter(|p| p.starts_with(&prefix)).map(|p| (p.clone(), self.root.join(p))).collect()
     }
 
     /// Opens a file of the volume.
@@ -316,11 +286,7 @@ impl SaveDir {
     /// names are refused, except the default saver's file when `default_saved`.
     pub(crate) fn planned_files(&self, default_saved: bool) -> Result<Vec<PlannedFile>> {
         let root = std::fs::canonicalize(self.dir.path()).ctx("reading", self.dir.path())?;
-        let bad = |message: String| {
-            Error::msg(format!(
-                "save_model wrote a file the volume cannot hold: {message}"
-            ))
-        };
+        let bad = |message: String| Error::msg(format!("save_model wrote a file the volume cannot hold: {message}"));
         let mut files = Vec::new();
         for (local, volume_path) in list_folder(&root).map_err(bad)? {
             if !(default_saved && volume_path == DEFAULT_MODEL_FILE) {
@@ -360,10 +326,7 @@ mod tests {
             volume_paths(expand_artifact(dir.path(), "ckpt/*", "checkpoints/*").unwrap()),
             ["checkpoints/a.bin", "checkpoints/sub/b.bin"]
         );
-        assert_eq!(
-            volume_paths(expand_artifact(dir.path(), "ckpt/*", "*").unwrap()),
-            ["a.bin", "sub/b.bin"]
-        );
+        assert_eq!(volume_paths(expand_artifact(dir.path(), "ckpt/*", "*").unwrap()), ["a.bin", "sub/b.bin"]);
     }
 
     #[test]
@@ -377,9 +340,7 @@ mod tests {
             ("ckpt", "ckpt", "is a directory"),
             ("missing.pt", "m.pt", "cannot read"),
         ] {
-            let err = expand_artifact(dir.path(), local, remote)
-                .unwrap_err()
-                .to_string();
+            let err = expand_artifact(dir.path(), local, remote).unwrap_err().to_string();
             assert!(err.contains(needle), "{local} => {remote}: {err}");
         }
     }
@@ -388,18 +349,12 @@ mod tests {
     fn traversal_and_reserved() {
         let dir = tree();
         for remote in ["../x", "/abs/x", "a/../../x"] {
-            let err = expand_artifact(dir.path(), "model.pt", remote)
-                .unwrap_err()
-                .to_string();
+            let err = expand_artifact(dir.path(), "model.pt", remote).unwrap_err().to_string();
             assert!(err.contains("volume path"), "{remote}: {err}");
         }
-        let err = expand_artifact(dir.path(), "model.pt", "runner.manifest.json")
-            .unwrap_err()
-            .to_string();
+        let err = expand_artifact(dir.path(), "model.pt", "runner.manifest.json").unwrap_err().to_string();
         assert!(err.contains("reserved"), "{err}");
-        let err = expand_artifact(dir.path(), "ckpt/*", "../*")
-            .unwrap_err()
-            .to_string();
+        let err = expand_artifact(dir.path(), "ckpt/*", "../*").unwrap_err().to_string();
         assert!(err.contains("`..`"), "{err}");
     }
 
@@ -409,18 +364,11 @@ mod tests {
         let dir = tree();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), b"s").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("ckpt/link"))
-            .unwrap();
-        let err = expand_artifact(dir.path(), "ckpt/*", "c/*")
-            .unwrap_err()
-            .to_string();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("ckpt/link")).unwrap();
+        let err = expand_artifact(dir.path(), "ckpt/*", "c/*").unwrap_err().to_string();
         assert!(err.contains("points outside"), "{err}");
         std::fs::remove_file(dir.path().join("ckpt/link")).unwrap();
-        std::os::unix::fs::symlink(
-            dir.path().join("ckpt/a.bin"),
-            dir.path().join("ckpt/inside"),
-        )
-        .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("ckpt/a.bin"), dir.path().join("ckpt/inside")).unwrap();
         assert_eq!(
             volume_paths(expand_artifact(dir.path(), "ckpt/*", "c/*").unwrap()),
             ["c/a.bin", "c/inside", "c/sub/b.bin"]

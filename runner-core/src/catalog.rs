@@ -26,10 +26,7 @@ pub struct RunnerEntry {
 
 impl std::fmt::Debug for RunnerEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunnerEntry")
-            .field("name", &self.name)
-            .field("rust_type", &(self.rust_type)())
-            .finish()
+        f.debug_struct("RunnerEntry").field("name", &self.name).field("rust_type", &(self.rust_type)()).finish()
     }
 }
 
@@ -60,24 +57,14 @@ impl RunnerEntry {
 
     /// Registers a model with this runner's declared defaults, building the instance
     /// with the declared `model = ...` builder.
-    pub fn register(
-        &self,
-        registry: &dyn Registry,
-        options: &RegisterOptions,
-    ) -> Result<Registered> {
+    pub fn register(&self, registry: &dyn Registry, options: &RegisterOptions) -> Result<Registered> {
         (self.register_defaults)(registry, options)
     }
 }
 
-fn register_defaults<R: Runner>(
-    registry: &dyn Registry,
-    options: &RegisterOptions,
-) -> Result<Registered> {
+fn register_defaults<R: Runner>(registry: &dyn Registry, options: &RegisterOptions) -> Result<Registered> {
     let defaults = R::defaults();
-    let repository = options
-        .repository
-        .clone()
-        .unwrap_or_else(|| defaults.repository.to_string());
+    let repository = options.repository.clone().unwrap_or_else(|| defaults.repository.to_string());
     let mut registration = register_model::<R>(repository.clone())
         .maybe_number(options.number)
         .requirements(defaults.requirements.iter().copied())

@@ -76,10 +76,7 @@ pub fn register_command(args: &RegisterArgs, out: &mut dyn std::io::Write) -> Re
                 Some(entry) => selected.push(*entry),
                 None => {
                     let names: Vec<&str> = all.iter().map(|r| r.name).collect();
-                    return Err(format!(
-                        "no runner named `{name}` in this binary (it has: {})",
-                        names.join(", ")
-                    ));
+                    return Err(format!("no runner named `{name}` in this binary (it has: {})", names.join(", ")));
                 }
             }
         }
@@ -90,12 +87,7 @@ pub fn register_command(args: &RegisterArgs, out: &mut dyn std::io::Write) -> Re
     }
     let w = |e: std::io::Error| e.to_string();
     if args.list {
-        writeln!(
-            out,
-            "{:<16} {:<16} {:<8} TYPE",
-            "RUNNER", "REPOSITORY", "BUILDER"
-        )
-        .map_err(w)?;
+        writeln!(out, "{:<16} {:<16} {:<8} TYPE", "RUNNER", "REPOSITORY", "BUILDER").map_err(w)?;
         for entry in &selected {
             let builder = if (entry.has_builder)() { "yes" } else { "no" };
             writeln!(
@@ -121,12 +113,7 @@ pub fn register_command(args: &RegisterArgs, out: &mut dyn std::io::Write) -> Re
         repository: args.repository.clone(),
     };
     writeln!(out, "registry: {}", registry.location()).map_err(w)?;
-    writeln!(
-        out,
-        "{:<16} {:<24} {:>6} {:>12} {:>9}",
-        "RUNNER", "MODEL", "FILES", "BYTES", "SECONDS"
-    )
-    .map_err(w)?;
+    writeln!(out, "{:<16} {:<24} {:>6} {:>12} {:>9}", "RUNNER", "MODEL", "FILES", "BYTES", "SECONDS").map_err(w)?;
     let mut ok = true;
     for entry in selected {
         let started = Instant::now();

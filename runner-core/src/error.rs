@@ -10,9 +10,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One of the five hooks of a runner (plus the model builder used at registration).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hook {
     /// `preprocess_data(data)`: API input to model input.
@@ -196,17 +194,12 @@ impl Error {
     /// assert!(check(-1.0).is_err());
     /// ```
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        Error::InvalidInput {
-            message: message.into(),
-        }
+        Error::InvalidInput { message: message.into() }
     }
 
     /// An error that asks the server for a particular HTTP status.
     pub fn with_status(status: u16, message: impl Into<String>) -> Self {
-        Error::Status {
-            status,
-            message: message.into(),
-        }
+        Error::Status { status, message: message.into() }
     }
 
     /// A plain error with a message.
@@ -220,11 +213,7 @@ impl Error {
         let boxed: BoxError = error.into();
         match boxed.downcast::<Error>() {
             Ok(error) => *error,
-            Err(source) => Error::Hook {
-                hook,
-                status: None,
-                source,
-            },
+            Err(source) => Error::Hook { hook, status: None, source },
         }
     }
 
@@ -241,11 +230,7 @@ impl Error {
     }
 
     pub(crate) fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { action, path: path.as_ref().to_path_buf(), source }
     }
 }
 

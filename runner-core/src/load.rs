@@ -20,10 +20,7 @@ pub struct Loaded<R: Runner> {
 
 impl<R: Runner> std::fmt::Debug for Loaded<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loaded")
-            .field("runner", &R::NAME)
-            .field("model", &self.manifest.model)
-            .finish()
+        f.debug_struct("Loaded").field("runner", &R::NAME).field("model", &self.manifest.model).finish()
     }
 }
 
@@ -53,17 +50,9 @@ impl<R: Runner> Loaded<R> {
         let artifacts = Artifacts::new(volume.clone(), manifest.artifacts.clone(), &manifest.files);
         let model = R::load(manifest.save.props.clone(), &artifacts).map_err(|e| match e {
             Error::Hook { .. } | Error::DefaultSerde { .. } => e,
-            other => Error::Hook {
-                hook: crate::Hook::LoadModel,
-                status: None,
-                source: Box::new(other),
-            },
+            other => Error::Hook { hook: crate::Hook::LoadModel, status: None, source: Box::new(other) },
         })?;
-        Ok(Loaded {
-            model,
-            manifest,
-            volume,
-        })
+        Ok(Loaded { model, manifest, volume })
     }
 
     /// The model instance.
@@ -90,22 +79,19 @@ impl<R: Runner> Loaded<R> {
     /// names the field.
     pub fn run_json_slice(&self, body: &[u8]) -> Result<Vec<u8>> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let input: R::Input =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(json_input_error)?;
-        deserializer.end().map_err(|e| {
-            Error::invalid_input(format!("trailing characters after the JSON body: {e}"))
-        })?;
+        let input: R::Input = serde_path_to_error::deserialize(&mut deserializer).map_err(json_input_error)?;
+        deserializer
+            .end()
+            .map_err(|e| Error::invalid_input(format!("trailing characters after the JSON body: {e}")))?;
         let output = self.run(input)?;
-        serde_json::to_vec(&output)
-            .map_err(|e| Error::msg(format!("cannot serialize the output as JSON: {e}")))
+        serde_json::to_vec(&output).map_err(|e| Error::msg(format!("cannot serialize the output as JSON: {e}")))
     }
 
     /// The pipeline on a JSON value.
     pub fn run_json(&self, input: serde_json::Value) -> Result<serde_json::Value> {
         let input: R::Input = serde_path_to_error::deserialize(input).map_err(json_input_error)?;
         let output = self.run(input)?;
-        serde_json::to_value(&output)
-            .map_err(|e| Error::msg(format!("cannot serialize the output as JSON: {e}")))
+        serde_json::to_value(&output).map_err(|e| Error::msg(format!("cannot serialize the output as JSON: {e}")))
     }
 }
 

@@ -111,12 +111,9 @@ impl Manifest {
 
     /// Parses and validates a manifest read from storage.
     pub fn from_json(model: &ModelId, bytes: &[u8]) -> Result<Manifest> {
-        let bad = |message: String| Error::Manifest {
-            model: model.to_string(),
-            message,
-        };
-        let manifest: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| bad(format!("{MANIFEST_FILE} is not a valid manifest: {e}")))?;
+        let bad = |message: String| Error::Manifest { model: model.to_string(), message };
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("{MANIFEST_FILE} is not a valid manifest: {e}")))?;
         if manifest.manifest_version != MANIFEST_VERSION {
             return Err(bad(format!(
                 "manifest version {} is not supported (this runner-core {} reads version {MANIFEST_VERSION}); upgrade runner-core",
@@ -140,16 +137,9 @@ impl Manifest {
             if !seen.insert(file.path.as_str()) {
                 return Err(Error::msg(format!("file `{}` is listed twice", file.path)));
             }
-            if file.sha256.len() != 64
-                || !file
-                    .sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             {
-                return Err(Error::msg(format!(
-                    "file `{}` has a malformed sha256 `{}`",
-                    file.path, file.sha256
-                )));
+                return Err(Error::msg(format!("file `{}` has a malformed sha256 `{}`", file.path, file.sha256)));
             }
         }
         if self.runner.name.is_empty() {
@@ -157,9 +147,7 @@ impl Manifest {
         }
         match (self.save.save_type, &self.save.path) {
             (SaveType::Default, Some(path)) if seen.contains(path.as_str()) => Ok(()),
-            (SaveType::Default, _) => Err(Error::msg(
-                "save type is `default` but the saved model file is missing",
-            )),
+            (SaveType::Default, _) => Err(Error::msg("save type is `default` but the saved model file is missing")),
             _ => Ok(()),
         }
     }

@@ -13,24 +13,17 @@ pub const DEFAULT_ORGANIZATION: &str = "default";
 /// Checks an organization or repository name: 1 to 64 characters of lowercase ASCII
 /// letters, digits, `-`, `_` and `.`, starting with a letter or digit.
 pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
-    let bad = |message: &str| Error::InvalidName {
-        what,
-        value: name.to_string(),
-        message: message.to_string(),
-    };
+    let bad = |message: &str| Error::InvalidName { what, value: name.to_string(), message: message.to_string() };
     if name.is_empty() || name.len() > 64 {
         return Err(bad("must be 1 to 64 characters long"));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
         return Err(bad("must start with a lowercase letter or a digit"));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
+    if let Some(c) =
+        name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(bad(&format!(
-            "character `{c}` is not allowed; use lowercase letters, digits, `-`, `_` and `.`"
-        )));
+        return Err(bad(&format!("character `{c}` is not allowed; use lowercase letters, digits, `-`, `_` and `.`")));
     }
     if name.contains("..") {
         return Err(bad("must not contain `..`"));
@@ -61,11 +54,7 @@ impl ModelId {
                 message: "model numbers start at 1".into(),
             });
         }
-        Ok(ModelId {
-            organization: organization.into(),
-            repository: repository.into(),
-            number,
-        })
+        Ok(ModelId { organization: organization.into(), repository: repository.into(), number })
     }
 }
 
@@ -112,12 +101,12 @@ impl FromStr for ModelRef {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |message: &str| {
-            Error::InvalidName {
+        let bad = |message: &str| Error::InvalidName {
             what: "model reference",
             value: s.to_string(),
-            message: format!("{message}; write `repository:number`, `repository:latest` or `organization/repository:number`"),
-        }
+            message: format!(
+                "{message}; write `repository:number`, `repository:latest` or `organization/repository:number`"
+            ),
         };
         let (path, version) = match s.rsplit_once(':') {
             Some((path, "latest")) => (path, Version::Latest),
@@ -134,11 +123,7 @@ impl FromStr for ModelRef {
         };
         validate_name("organization", organization).map_err(|e| bad(&e.to_string()))?;
         validate_name("repository", repository).map_err(|e| bad(&e.to_string()))?;
-        Ok(ModelRef {
-            organization: organization.into(),
-            repository: repository.into(),
-            version,
-        })
+        Ok(ModelRef { organization: organization.into(), repository: repository.into(), version })
     }
 }
 
@@ -179,23 +164,15 @@ pub fn validate_volume_path(path: &str) -> Result<()> {
         return Err(bad("is longer than 1024 bytes"));
     }
     if path.starts_with('/') {
-        return Err(bad(
-            "is absolute; volume paths are relative to the model volume",
-        ));
+        return Err(bad("is absolute; volume paths are relative to the model volume"));
     }
     if path.contains('\\') || path.contains('\0') {
-        return Err(bad(
-            "contains `\\` or a NUL byte; separate components with `/`",
-        ));
+        return Err(bad("contains `\\` or a NUL byte; separate components with `/`"));
     }
     for component in path.split('/') {
         match component {
             "" => return Err(bad("has an empty component (`//` or a trailing `/`)")),
-            "." | ".." => {
-                return Err(bad(
-                    "has a `.` or `..` component, which could escape the volume",
-                ))
-            }
+            "." | ".." => return Err(bad("has a `.` or `..` component, which could escape the volume")),
             _ => {}
         }
     }
@@ -212,10 +189,7 @@ mod tests {
             validate_name("repository", ok).unwrap();
         }
         for bad in ["", "Iris", "-x", "a/b", "a..b", "a b", &"x".repeat(65)] {
-            assert!(
-                validate_name("repository", bad).is_err(),
-                "{bad:?} accepted"
-            );
+            assert!(validate_name("repository", bad).is_err(), "{bad:?} accepted");
         }
     }
 
@@ -224,10 +198,7 @@ mod tests {
         for s in ["iris:3", "iris:latest", "acme/iris:12"] {
             assert_eq!(s.parse::<ModelRef>().unwrap().to_string(), s);
         }
-        assert_eq!(
-            "default/iris:2".parse::<ModelRef>().unwrap().to_string(),
-            "iris:2"
-        );
+        assert_eq!("default/iris:2".parse::<ModelRef>().unwrap().to_string(), "iris:2");
         for bad in ["iris:0", "iris:-1", ":3", "a/b/c:1", "../x:1", "iris:3.5"] {
             let err = bad.parse::<ModelRef>().unwrap_err().to_string();
             assert!(err.contains("repository:number"), "{bad}: {err}");
@@ -236,24 +207,10 @@ mod tests {
 
     #[test]
     fn volume_paths() {
-        for ok in [
-            "model.bin",
-            "a/b/c.txt",
-            "checkpoints/epoch-1.pt",
-            ".hidden",
-        ] {
+        for ok in ["model.bin", "a/b/c.txt", "checkpoints/epoch-1.pt", ".hidden"] {
             validate_volume_path(ok).unwrap();
         }
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a//b",
-            "a/",
-            "./a",
-            "a\\b",
-        ] {
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/", "./a", "a\\b"] {
             assert!(validate_volume_path(bad).is_err(), "{bad:?} accepted");
         }
     }

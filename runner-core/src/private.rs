@@ -6,7 +6,8 @@ pub use serde;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use crate::runner::{default_load, default_save};
+use crate::artifacts::{Artifacts, SaveDir};
+use crate::runner::{default_load, default_save, Saved};
 use crate::{BoxError, Error, Hook, Result};
 
 /// `Self` and `T` are the same type. Used to line up the types of adjacent hooks with an
@@ -33,10 +34,6 @@ impl<T> SameAs<T> for T {
 pub fn same<A: SameAs<B>, B>(a: A) -> B {
     a.cast()
 }
-
-/// Checks at compile time that `A` and `B` are the same type.
-#[inline(always)]
-pub fn same_type<A: SameAs<B>, B>() {}
 
 /// The API input must be deserializable.
 #[diagnostic::on_unimplemented(
@@ -74,25 +71,24 @@ impl<T: Send + Sync + 'static> SharedModel for T {}
 pub trait DefaultSaved: Serialize + DeserializeOwned {}
 impl<T: Serialize + DeserializeOwned> DefaultSaved for T {}
 
-/// Checks a bound with a spanned message; the `T` comes from the user's code.
+/// The default saver and loader for model type `M`, built where the serde bounds are
+/// checked once.
+pub struct DefaultSaver<M> {
+    /// Saves with the default saver.
+    pub save: fn(&str, &M, &SaveDir) -> Result<Saved>,
+    /// Loads with the default loader.
+    pub load: fn(&str, &Artifacts) -> Result<M>,
+}
+
+/// The default saver and loader; requires `M: Serialize + Deserialize`.
 #[inline(always)]
-pub fn assert_api_input<T: ApiInput>() {}
-/// See [`assert_api_input`].
-#[inline(always)]
-pub fn assert_api_output<T: ApiOutput>() {}
-/// See [`assert_api_input`].
-#[inline(always)]
-pub fn assert_shared_model<T: SharedModel>() {}
-/// See [`assert_api_input`].
-#[inline(always)]
-pub fn assert_default_saved<T: DefaultSaved>() {}
+pub fn default_saver<M: DefaultSaved>() -> DefaultSaver<M> {
+    DefaultSaver { save: default_save::<M>, load: default_load::<M> }
+}
 
 /// Converts the `Result` a hook returned, attributing an error to `hook`.
 #[inline(always)]
-pub fn hook_result<T, E: Into<BoxError>>(
-    hook: Hook,
-    result: std::result::Result<T, E>,
-) -> Result<T> {
+pub fn hook_result<T, E: Into<BoxError>>(hook: Hook, result: std::result::Result<T, E>) -> Result<T> {
     result.map_err(|e| Error::from_hook(hook, e))
 }
 

@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::artifacts::{expand_artifact, PlannedFile, SaveDir};
-use crate::manifest::{
-    FileOrigin, Manifest, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_VERSION,
-};
+use crate::manifest::{FileOrigin, Manifest, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_VERSION};
 use crate::names::{validate_name, ModelId, DEFAULT_ORGANIZATION};
 use crate::registry::Registry;
 use crate::runner::{Runner, Saved};
@@ -111,12 +109,8 @@ impl<R: Runner> RegisterModel<R> {
     }
 
     /// Adds requirements recorded in the manifest.
-    pub fn requirements<S: Into<String>>(
-        mut self,
-        requirements: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.requirements
-            .extend(requirements.into_iter().map(Into::into));
+    pub fn requirements<S: Into<String>>(mut self, requirements: impl IntoIterator<Item = S>) -> Self {
+        self.requirements.extend(requirements.into_iter().map(Into::into));
         self
     }
 
@@ -137,19 +131,8 @@ impl<R: Runner> RegisterModel<R> {
     /// Checks every rule, saves the model, uploads the files and commits the manifest.
     /// On error nothing becomes visible and a newly taken number is given back.
     pub fn register(self, registry: &dyn Registry) -> Result<Registered> {
-        let RegisterModel {
-            repository,
-            organization,
-            number,
-            model,
-            requirements,
-            artifacts,
-            base_dir,
-        } = self;
-        let fail = |message: String| Error::Registration {
-            repository: repository.clone(),
-            message,
-        };
+        let RegisterModel { repository, organization, number, model, requirements, artifacts, base_dir } = self;
+        let fail = |message: String| Error::Registration { repository: repository.clone(), message };
         validate_name("organization", &organization)?;
         validate_name("repository", &repository)?;
         if model.is_none() && !R::HOOKS.load_model {
@@ -190,11 +173,7 @@ impl<R: Runner> RegisterModel<R> {
         let mut uploads: Vec<(PlannedFile, FileOrigin)> = Vec::new();
         let mut seen: BTreeSet<String> = planned.iter().map(|f| f.volume_path.clone()).collect();
         for file in save_dir.planned_files(saved == Saved::Default)? {
-            let origin = if file.volume_path == DEFAULT_MODEL_FILE {
-                FileOrigin::Model
-            } else {
-                FileOrigin::Saved
-            };
+            let origin = if file.volume_path == DEFAULT_MODEL_FILE { FileOrigin::Model } else { FileOrigin::Saved };
             if !seen.insert(file.volume_path.clone()) {
                 return Err(fail(format!(
                     "save_model wrote `{}`, which an artifact also uploads; rename one of them",
@@ -217,11 +196,7 @@ impl<R: Runner> RegisterModel<R> {
             }
             files.sort_by(|a, b| a.path.cmp(&b.path));
             let (save_type, props, path) = match saved {
-                Saved::Default => (
-                    SaveType::Default,
-                    None,
-                    Some(DEFAULT_MODEL_FILE.to_string()),
-                ),
+                Saved::Default => (SaveType::Default, None, Some(DEFAULT_MODEL_FILE.to_string())),
                 Saved::Custom(props) => (SaveType::Custom, Some(props), None),
                 Saved::Nothing => (SaveType::None, None, None),
             };
@@ -229,11 +204,7 @@ impl<R: Runner> RegisterModel<R> {
                 manifest_version: MANIFEST_VERSION,
                 model: id.clone(),
                 runner: R::info(),
-                save: SaveInfo {
-                    save_type,
-                    path,
-                    props,
-                },
+                save: SaveInfo { save_type, path, props },
                 default_hooks: R::HOOKS.defaults(),
                 requirements,
                 artifacts: mapping,
@@ -258,10 +229,7 @@ impl<R: Runner> RegisterModel<R> {
 }
 
 /// Expands every artifact mapping; refuses two mappings that write the same volume path.
-fn plan_artifacts(
-    base: &Path,
-    artifacts: &[(String, String)],
-) -> Result<(BTreeMap<String, String>, Vec<PlannedFile>)> {
+fn plan_artifacts(base: &Path, artifacts: &[(String, String)]) -> Result<(BTreeMap<String, String>, Vec<PlannedFile>)> {
     let mut mapping = BTreeMap::new();
     let mut files: Vec<PlannedFile> = Vec::new();
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
@@ -278,10 +246,7 @@ fn plan_artifacts(
                 return Err(Error::Artifact {
                     local: local.clone(),
                     remote: remote.clone(),
-                    message: format!(
-                        "volume path `{}` is also written by artifact `{other}`",
-                        file.volume_path
-                    ),
+                    message: format!("volume path `{}` is also written by artifact `{other}`", file.volume_path),
                 });
             }
             files.push(file);

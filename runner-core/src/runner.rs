@@ -131,7 +131,7 @@ fn short_type_name(name: &str) -> &str {
 }
 
 /// The default saver: the instance as self-describing JSON in [`DEFAULT_MODEL_FILE`].
-pub fn default_save<M: DefaultSaved>(runner: &str, model: &M, dir: &SaveDir) -> Result<Saved> {
+pub(crate) fn default_save<M: DefaultSaved>(runner: &str, model: &M, dir: &SaveDir) -> Result<Saved> {
     let path = dir.file(DEFAULT_MODEL_FILE)?;
     let file = std::io::BufWriter::new(std::fs::File::create(&path).ctx("creating", &path)?);
     let envelope = DefaultEnvelope {
@@ -148,24 +148,18 @@ pub fn default_save<M: DefaultSaved>(runner: &str, model: &M, dir: &SaveDir) -> 
 }
 
 /// The default loader: reads back what [`default_save`] wrote, refusing another type.
-pub fn default_load<M: DefaultSaved>(runner: &str, artifacts: &Artifacts) -> Result<M> {
-    let bad = |message: String| Error::DefaultSerde {
-        path: DEFAULT_MODEL_FILE.into(),
-        message,
-    };
+pub(crate) fn default_load<M: DefaultSaved>(runner: &str, artifacts: &Artifacts) -> Result<M> {
+    let bad = |message: String| Error::DefaultSerde { path: DEFAULT_MODEL_FILE.into(), message };
     let path = artifacts.path(DEFAULT_MODEL_FILE).map_err(|_| {
         bad(format!(
             "the volume has no default-saved model, so runner `{runner}` cannot use the default loader; register the model with an instance, or override `load_model`"
         ))
     })?;
     let bytes = std::fs::read(&path).ctx("reading", &path)?;
-    let header: DefaultEnvelope<serde::de::IgnoredAny> = serde_json::from_slice(&bytes)
-        .map_err(|e| bad(format!("not a default-saved model: {e}")))?;
+    let header: DefaultEnvelope<serde::de::IgnoredAny> =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a default-saved model: {e}")))?;
     if header.format != DEFAULT_FORMAT {
-        return Err(bad(format!(
-            "format `{}` is not `{DEFAULT_FORMAT}`",
-            header.format
-        )));
+        return Err(bad(format!("format `{}` is not `{DEFAULT_FORMAT}`", header.format)));
     }
     let expected = std::any::type_name::<M>();
     if short_type_name(&header.rust_type) != short_type_name(expected) {
@@ -189,10 +183,7 @@ mod tests {
     #[test]
     fn short_names() {
         assert_eq!(short_type_name("a::b::Iris"), "Iris");
-        assert_eq!(
-            short_type_name("a::Iris<alloc::vec::Vec<f64>>"),
-            "Iris<alloc::vec::Vec<f64>>"
-        );
+        assert_eq!(short_type_name("a::Iris<alloc::vec::Vec<f64>>"), "Iris<alloc::vec::Vec<f64>>");
         assert_eq!(short_type_name("f64"), "f64");
     }
 
@@ -208,9 +199,7 @@ mod tests {
             w: Vec<f64>,
         }
         let dir = SaveDir::temporary().unwrap();
-        let model = Weights {
-            w: vec![0.1, 1e-300, -3.5],
-        };
+        let model = Weights { w: vec![0.1, 1e-300, -3.5] };
         assert_eq!(default_save("r", &model, &dir).unwrap(), Saved::Default);
         let files = dir.planned_files(true).unwrap();
         let entries: Vec<_> = files
@@ -224,16 +213,9 @@ mod tests {
             .collect();
         let artifacts = Artifacts::new(dir.path().to_path_buf(), Default::default(), &entries);
         assert_eq!(default_load::<Weights>("r", &artifacts).unwrap(), model);
-        let err = default_load::<Other>("r2", &artifacts)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("holds a") && err.contains("Weights") && err.contains("Other"),
-            "{err}"
-        );
-        let err = default_load::<Vec<String>>("r2", &artifacts)
-            .unwrap_err()
-            .to_string();
+        let err = default_load::<Other>("r2", &artifacts).unwrap_err().to_string();
+        assert!(err.contains("holds a") && err.contains("Weights") && err.contains("Other"), "{err}");
+        let err = default_load::<Vec<String>>("r2", &artifacts).unwrap_err().to_string();
         assert!(err.contains("register the model again"), "{err}");
     }
 }

@@ -3,18 +3,10 @@
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{
-    FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, PathArguments, ReturnType, Type,
-};
+use syn::{FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, PathArguments, ReturnType, Type};
 
 /// The hooks, by name.
-pub const HOOK_NAMES: &[&str] = &[
-    "predict",
-    "preprocess_data",
-    "postprocess_data",
-    "save_model",
-    "load_model",
-];
+pub const HOOK_NAMES: &[&str] = &["predict", "preprocess_data", "postprocess_data", "save_model", "load_model"];
 
 /// One parameter: its type.
 pub struct Param {
@@ -112,16 +104,10 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
         ));
     }
     if let Some(constness) = &sig.constness {
-        errors.push(syn::Error::new(
-            constness.span(),
-            format!("the hook `{name}` cannot be `const`"),
-        ));
+        errors.push(syn::Error::new(constness.span(), format!("the hook `{name}` cannot be `const`")));
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.push(syn::Error::new(
-            unsafety.span(),
-            format!("the hook `{name}` cannot be `unsafe`"),
-        ));
+        errors.push(syn::Error::new(unsafety.span(), format!("the hook `{name}` cannot be `unsafe`")));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.push(syn::Error::new(
@@ -130,10 +116,7 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
         ));
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new(
-            variadic.span(),
-            format!("the hook `{name}` cannot be variadic"),
-        ));
+        errors.push(syn::Error::new(variadic.span(), format!("the hook `{name}` cannot be variadic")));
     }
     let mut params = Vec::new();
     for input in &sig.inputs {
@@ -156,17 +139,9 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
     let has_receiver = sig.receiver().is_some();
     if !has_receiver && !expected.contains(&params.len()) {
         let found = params.len();
-        let expected_count = expected
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(" or ");
+        let expected_count = expected.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" or ");
         errors.push(syn::Error::new(
-            if sig.inputs.is_empty() {
-                sig.paren_token.span.join()
-            } else {
-                sig.inputs.span()
-            },
+            if sig.inputs.is_empty() { sig.paren_token.span.join() } else { sig.inputs.span() },
             format!(
                 "`{name}` takes {expected_count} parameter{}: `fn {name}{shape}`, found {found}",
                 if expected == [1] { "" } else { "s" }
@@ -174,7 +149,7 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
         ));
     }
     // The model is shared between threads: hooks that receive it must borrow it.
-    if matches!(name.as_str(), "predict" | "save_model") {
+    if matches!(name.as_str(), "predict" | "save_model") && expected.contains(&params.len()) {
         if let Some(first) = params.first() {
             match &first.ty {
                 Type::Reference(r) if r.mutability.is_none() => {}
@@ -198,10 +173,8 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
                 "save_model" => "the props (`Props` or `Result<Props>`)",
                 _ => "the model instance",
             };
-            errors.push(syn::Error::new(
-                sig.ident.span(),
-                format!("the hook `{name}` must return {what}: add `-> ...`"),
-            ));
+            errors
+                .push(syn::Error::new(sig.ident.span(), format!("the hook `{name}` must return {what}: add `-> ...`")));
             None
         }
         ReturnType::Type(_, ty) => Some(split_result(ty)),
@@ -216,21 +189,13 @@ fn split_result(ty: &Type) -> Return {
             if last.ident == "Result" {
                 if let PathArguments::AngleBracketed(args) = &last.arguments {
                     if let Some(GenericArgument::Type(value)) = args.args.first() {
-                        return Return {
-                            value: value.clone(),
-                            fallible: true,
-                            span: ty.span(),
-                        };
+                        return Return { value: value.clone(), fallible: true, span: ty.span() };
                     }
                 }
             }
         }
     }
-    Return {
-        value: ty.clone(),
-        fallible: false,
-        span: ty.span(),
-    }
+    Return { value: ty.clone(), fallible: false, span: ty.span() }
 }
 
 /// `&T` -> `T` (other types unchanged).

@@ -33,35 +33,25 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
     let mut options = Options::default();
     let mut seen: Vec<Ident> = Vec::new();
     while !input.is_empty() {
-        let key: Ident = input.parse().map_err(|e| {
-            syn::Error::new(
-                e.span(),
-                "expected an option such as `name = \"my-runner\"`",
-            )
-        })?;
+        let key: Ident = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "expected an option such as `name = \"my-runner\"`"))?;
         let key_str = key.to_string();
         if let Some(first) = seen.iter().find(|k| **k == key) {
-            let mut error = syn::Error::new(
-                key.span(),
-                format!("duplicate option `{key}`: give it once"),
-            );
-            error.combine(syn::Error::new(
-                first.span(),
-                format!("`{key}` first given here"),
-            ));
+            let mut error = syn::Error::new(key.span(), format!("duplicate option `{key}`: give it once"));
+            error.combine(syn::Error::new(first.span(), format!("`{key}` first given here")));
             errors.push(error);
         }
         seen.push(key.clone());
-        input
-            .parse::<Token![=]>()
-            .map_err(|e| syn::Error::new(e.span(), format!("expected `=` after `{key}`")))?;
+        input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), format!("expected `=` after `{key}`")))?;
         match key_str.as_str() {
             "name" => options.name = Some(parse_name(input, "runner name", errors)?),
             "repository" => options.repository = Some(parse_name(input, "repository name", errors)?),
             "requirements" => {
                 let content;
                 bracketed!(content in input);
-                options.requirements = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?.into_iter().collect();
+                options.requirements =
+                    Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?.into_iter().collect();
             }
             "artifacts" => {
                 let content;
@@ -75,13 +65,21 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
                     options.artifacts.push((local, remote));
                 }
             }
-            "model" => options.model = Some(input.parse().map_err(|e| {
-                syn::Error::new(e.span(), "expected a path to a function that builds the model, e.g. `model = Iris::train`")
-            })?),
+            "model" => {
+                options.model = Some(input.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected a path to a function that builds the model, e.g. `model = Iris::train`",
+                    )
+                })?)
+            }
             other => {
-                let hint = suggestion(other, OPTIONS)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_else(|| format!("; the options are {}", OPTIONS.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")));
+                let hint = suggestion(other, OPTIONS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_else(|| {
+                    format!(
+                        "; the options are {}",
+                        OPTIONS.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                    )
+                });
                 errors.push(syn::Error::new(key.span(), format!("unknown option `{other}`{hint}")));
                 // Skip the value so the rest still parses.
                 if input.peek(syn::token::Bracket) || input.peek(syn::token::Brace) || input.peek(syn::token::Paren) {
@@ -101,19 +99,11 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
     Ok(options)
 }
 
-fn parse_name(
-    input: ParseStream<'_>,
-    what: &str,
-    errors: &mut Vec<syn::Error>,
-) -> syn::Result<LitStr> {
-    let lit: LitStr = input.parse().map_err(|e| {
-        syn::Error::new(e.span(), format!("expected the {what} as a string literal"))
-    })?;
+fn parse_name(input: ParseStream<'_>, what: &str, errors: &mut Vec<syn::Error>) -> syn::Result<LitStr> {
+    let lit: LitStr =
+        input.parse().map_err(|e| syn::Error::new(e.span(), format!("expected the {what} as a string literal")))?;
     if let Err(message) = check_name(&lit.value()) {
-        errors.push(syn::Error::new(
-            lit.span(),
-            format!("invalid {what} `{}`: {message}", lit.value()),
-        ));
+        errors.push(syn::Error::new(lit.span(), format!("invalid {what} `{}`: {message}", lit.value())));
     }
     Ok(lit)
 }
@@ -126,13 +116,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
         return Err("must start with a lowercase letter or a digit".into());
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
+    if let Some(c) =
+        name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(format!(
-            "character `{c}` is not allowed; use lowercase letters, digits, `-`, `_` and `.`"
-        ));
+        return Err(format!("character `{c}` is not allowed; use lowercase letters, digits, `-`, `_` and `.`"));
     }
     if name.contains("..") {
         return Err("must not contain `..`".into());
@@ -145,11 +132,7 @@ fn check_glob(local: &LitStr, remote: &LitStr, errors: &mut Vec<syn::Error>) {
     let kind = |lit: &LitStr| -> Result<bool, ()> {
         let v = lit.value();
         match v.strip_suffix('*') {
-            Some(prefix)
-                if (prefix.is_empty() || prefix.ends_with('/')) && !prefix.contains('*') =>
-            {
-                Ok(true)
-            }
+            Some(prefix) if (prefix.is_empty() || prefix.ends_with('/')) && !prefix.contains('*') => Ok(true),
             _ if v.contains('*') => Err(()),
             _ => Ok(false),
         }
@@ -165,18 +148,12 @@ fn check_glob(local: &LitStr, remote: &LitStr, errors: &mut Vec<syn::Error>) {
     }
     let v = remote.value();
     if v.starts_with('/') || v.split('/').any(|c| c == "..") {
-        errors.push(syn::Error::new(
-            remote.span(),
-            "volume paths must be relative and may not contain `..`",
-        ));
+        errors.push(syn::Error::new(remote.span(), "volume paths must be relative and may not contain `..`"));
     }
 }
 
 fn glob_error(lit: &LitStr) -> syn::Error {
-    syn::Error::new(
-        lit.span(),
-        "`*` may only stand as the whole last path component, e.g. `\"data/*\"`",
-    )
+    syn::Error::new(lit.span(), "`*` may only stand as the whole last path component, e.g. `\"data/*\"`")
 }
 
 /// The closest known name, if close enough to be a likely typo.

@@ -35,7 +35,11 @@ pub fn runner(args: TokenStream, input: TokenStream) -> TokenStream {
     });
     valid::check_impl_block(&item, &mut errors);
     let hooks = Hooks::collect(&item, &mut errors);
-    valid::check_predict_present(&item, &hooks, &mut errors);
+    if item.trait_.is_none() {
+        if item.trait_.is_none() {
+            valid::check_predict_present(&item, &hooks, &mut errors);
+        }
+    }
     valid::check_save_needs_load(&hooks, &mut errors);
     let name = runner_name(&item, &options, &mut errors);
     match (errors.is_empty(), &hooks.predict) {
@@ -65,10 +69,7 @@ fn runner_name(item: &ItemImpl, options: &Options, errors: &mut Vec<syn::Error>)
         _ => None,
     };
     let Some(ident) = ident else {
-        errors.push(syn::Error::new(
-            item.self_ty.span(),
-            "give this runner a name: `#[runner(name = \"my-runner\")]`",
-        ));
+        errors.push(syn::Error::new(item.self_ty.span(), "give this runner a name: `#[runner(name = \"my-runner\")]`"));
         return String::new();
     };
     let mut name = String::new();
@@ -95,10 +96,7 @@ fn cast(value: TokenStream, from: &dyn ToTokens, to: &dyn ToTokens, at: Span) ->
 /// Wraps a hook call's value into the framework's `Result` (with `?`).
 fn call(hook: &Hook, hook_variant: &str, call: TokenStream) -> TokenStream {
     let variant = syn::Ident::new(hook_variant, Span::call_site());
-    let ret = hook
-        .ret
-        .as_ref()
-        .expect("hooks without a return type are rejected");
+    let ret = hook.ret.as_ref().expect("hooks without a return type are rejected");
     if ret.fallible {
         quote!(::runner_core::__private::hook_result(::runner_core::Hook::#variant, #call)?)
     } else {
@@ -110,54 +108,30 @@ fn param(hook: &Hook, index: usize) -> &Type {
     &hook.params[index].ty
 }
 
-fn expand(
-    item: &ItemImpl,
-    options: &Options,
-    hooks: &Hooks,
-    predict: &Hook,
-    name: &str,
-) -> TokenStream {
+fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, name: &str) -> TokenStream {
     let self_ty = &item.self_ty;
     let model_ty = strip_ref(param(predict, 0));
     let model_input = param(predict, 1);
     let model_output = &predict.ret.as_ref().expect("checked").value;
-    let api_input = hooks
-        .preprocess
-        .as_ref()
-        .map_or(model_input, |h| param(h, 0));
-    let api_output = hooks
-        .postprocess
-        .as_ref()
-        .map_or(model_output, |h| &h.ret.as_ref().expect("checked").value);
+    let api_input = hooks.preprocess.as_ref().map_or(model_input, |h| param(h, 0));
+    let api_output = hooks.postprocess.as_ref().map_or(model_output, |h| &h.ret.as_ref().expect("checked").value);
     let span_of = |t: &Type| t.span();
 
     let preprocess = match &hooks.preprocess {
         Some(h) => {
             let out = &h.ret.as_ref().expect("checked").value;
-            let value = call(
-                h,
-                "PreprocessData",
-                quote!(<#self_ty>::preprocess_data(input)),
-            );
+            let value = call(h, "PreprocessData", quote!(<#self_ty>::preprocess_data(input)));
             let value = cast(value, out, model_input, span_of(model_input));
             quote!(::core::result::Result::Ok(#value))
         }
         None => quote!(::core::result::Result::Ok(input)),
     };
-    let predict_call = call(
-        predict,
-        "Predict",
-        quote!(<#self_ty>::predict(model, input)),
-    );
+    let predict_call = call(predict, "Predict", quote!(<#self_ty>::predict(model, input)));
     let postprocess = match &hooks.postprocess {
         Some(h) => {
             let takes = param(h, 0);
             let arg = cast(quote!(output), model_output, takes, span_of(takes));
-            let value = call(
-                h,
-                "PostprocessData",
-                quote!(<#self_ty>::postprocess_data(#arg)),
-            );
+            let value = call(h, "PostprocessData", quote!(<#self_ty>::postprocess_data(#arg)));
             quote!(::core::result::Result::Ok(#value))
         }
         None => quote!(::core::result::Result::Ok(output)),
@@ -167,19 +141,9 @@ fn expand(
     let save = match (&hooks.save, &hooks.load) {
         (Some(h), Some(_)) => {
             let takes = param(h, 0);
-            let mut args = vec![cast(
-                quote!(model),
-                &quote!(&Self::Model),
-                takes,
-                span_of(takes),
-            )];
+            let mut args = vec![cast(quote!(model), &quote!(&Self::Model), takes, span_of(takes))];
             if let Some(dir) = h.params.get(1) {
-                args.push(cast(
-                    quote!(dir),
-                    &quote!(&::runner_core::SaveDir),
-                    &dir.ty,
-                    span_of(&dir.ty),
-                ));
+                args.push(cast(quote!(dir), &quote!(&::runner_core::SaveDir), &dir.ty, span_of(&dir.ty)));
             }
             let ret = h.ret.as_ref().expect("checked");
             let value = call(h, "SaveModel", quote!(<#self_ty>::save_model(#(#args),*)));
@@ -191,7 +155,7 @@ fn expand(
             ::core::result::Result::Ok(::runner_core::Saved::Nothing)
         },
         _ => {
-            quote_spanned!(model_span=> ::runner_core::__private::default_save::<Self::Model>(#name, model, dir))
+            quote!((<#self_ty>::__runner_default_saver().save)(#name, model, dir))
         }
     };
     let load = match &hooks.load {
@@ -202,38 +166,21 @@ fn expand(
                 param(h, 0),
                 span_of(param(h, 0)),
             );
-            let artifacts = cast(
-                quote!(artifacts),
-                &quote!(&::runner_core::Artifacts),
-                param(h, 1),
-                span_of(param(h, 1)),
-            );
+            let artifacts =
+                cast(quote!(artifacts), &quote!(&::runner_core::Artifacts), param(h, 1), span_of(param(h, 1)));
             let ret = h.ret.as_ref().expect("checked");
-            let value = call(
-                h,
-                "LoadModel",
-                quote!(<#self_ty>::load_model(#props, #artifacts)),
-            );
+            let value = call(h, "LoadModel", quote!(<#self_ty>::load_model(#props, #artifacts)));
             let value = cast(value, &ret.value, &quote!(Self::Model), ret.span);
             quote!(::core::result::Result::Ok(#value))
         }
         None => {
-            quote_spanned!(model_span=> ::runner_core::__private::default_load::<Self::Model>(#name, artifacts))
+            quote!((<#self_ty>::__runner_default_saver().load)(#name, artifacts))
         }
     };
 
-    let flags = [
-        &hooks.preprocess,
-        &hooks.postprocess,
-        &hooks.save,
-        &hooks.load,
-    ]
-    .map(|h| h.is_some());
+    let flags = [&hooks.preprocess, &hooks.postprocess, &hooks.save, &hooks.load].map(|h| h.is_some());
     let [has_pre, has_post, has_save, has_load] = flags;
-    let repository = options
-        .repository
-        .as_ref()
-        .map_or_else(|| name.to_string(), |r| r.value());
+    let repository = options.repository.as_ref().map_or_else(|| name.to_string(), |r| r.value());
     let requirements = &options.requirements;
     let artifact_pairs = options.artifacts.iter().map(|(l, r)| quote!((#l, #r)));
     let build_model = match &options.model {
@@ -248,8 +195,24 @@ fn expand(
     let input_assoc = quote_spanned!(span_of(api_input)=> type Input = #api_input;);
     let output_assoc = quote_spanned!(span_of(api_output)=> type Output = #api_output;);
 
+    // The default saver's serde bounds are required at this one place, so a model type
+    // without them gets one error, on the user's model type.
+    let default_saver = (!has_save && !has_load).then(|| {
+        let saver = quote_spanned!(model_span=> ::runner_core::__private::default_saver::<#model_ty>());
+        quote! {
+            impl #self_ty {
+                #[doc(hidden)]
+                fn __runner_default_saver() -> ::runner_core::__private::DefaultSaver<#model_ty> {
+                    #saver
+                }
+            }
+        }
+    });
+
     quote! {
         #item
+
+        #default_saver
 
         impl ::runner_core::Runner for #self_ty {
             const NAME: &'static str = #name;

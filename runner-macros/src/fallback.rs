@@ -18,18 +18,9 @@ pub fn expand(item: &ItemImpl, hooks: &Hooks, errors: Vec<syn::Error>) -> TokenS
     let predict = hooks.predict.as_ref();
     let model = predict.map_or(&unit, |p| strip_ref(&p.params[0].ty));
     let model_input = predict.map_or(&unit, |p| &p.params[1].ty);
-    let model_output = predict
-        .and_then(|p| p.ret.as_ref())
-        .map_or(&unit, |r| &r.value);
-    let input = hooks
-        .preprocess
-        .as_ref()
-        .map_or(model_input, |h| &h.params[0].ty);
-    let output = hooks
-        .postprocess
-        .as_ref()
-        .and_then(|h| h.ret.as_ref())
-        .map_or(model_output, |r| &r.value);
+    let model_output = predict.and_then(|p| p.ret.as_ref()).map_or(&unit, |r| &r.value);
+    let input = hooks.preprocess.as_ref().map_or(model_input, |h| &h.params[0].ty);
+    let output = hooks.postprocess.as_ref().and_then(|h| h.ret.as_ref()).map_or(model_output, |r| &r.value);
     quote! {
         #item
         #(#errors)*

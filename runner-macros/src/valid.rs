@@ -19,10 +19,7 @@ pub fn check_impl_block(item: &ItemImpl, errors: &mut Vec<syn::Error>) {
         ));
     }
     if let Some(unsafety) = &item.unsafety {
-        errors.push(syn::Error::new(
-            unsafety.span(),
-            "#[runner] impl blocks cannot be `unsafe`",
-        ));
+        errors.push(syn::Error::new(unsafety.span(), "#[runner] impl blocks cannot be `unsafe`"));
     }
 }
 

@@ -54,13 +54,10 @@ impl LocalRegistry {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut tmp = tempfile::NamedTempFile::new_in(root.join("tmp"))
-                    .ctx("creating a file in", &root)?;
-                writeln!(tmp, "{}", serde_json::json!({ "format": FORMAT }))
-                    .ctx("writing", tmp.path())?;
+                let mut tmp = tempfile::NamedTempFile::new_in(root.join("tmp")).ctx("creating a file in", &root)?;
+                writeln!(tmp, "{}", serde_json::json!({ "format": FORMAT })).ctx("writing", tmp.path())?;
                 // Another process may create it at the same time: either copy is the same.
-                tmp.persist(&marker)
-                    .map_err(|e| Error::io("writing", &marker, e.error))?;
+                tmp.persist(&marker).map_err(|e| Error::io("writing", &marker, e.error))?;
             }
             Err(e) => return Err(Error::io("reading", &marker, e)),
         }
@@ -79,16 +76,11 @@ impl LocalRegistry {
     }
 
     fn model_dir(&self, id: &ModelId) -> Result<PathBuf> {
-        Ok(self
-            .repo_dir(&id.organization, &id.repository)?
-            .join(id.number.to_string()))
+        Ok(self.repo_dir(&id.organization, &id.repository)?.join(id.number.to_string()))
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.root
-            .join("blobs/sha256")
-            .join(&sha256[..2])
-            .join(sha256)
+        self.root.join("blobs/sha256").join(&sha256[..2]).join(sha256)
     }
 
     fn tmp(&self) -> PathBuf {
@@ -99,11 +91,7 @@ impl LocalRegistry {
         let mut numbers = Vec::new();
         for entry in fs::read_dir(repo_dir).ctx("listing", repo_dir)? {
             let entry = entry.ctx("listing", repo_dir)?;
-            if let Some(n) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u64>().ok())
-            {
+            if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
                 numbers.push(n);
             }
         }
@@ -153,16 +141,10 @@ impl Registry for LocalRegistry {
         for number in self.numbers(&dir)? {
             let id = ModelId::new(organization, repository, number)?;
             match self.manifest(&id) {
-                Ok(manifest) => models.push(ModelSummary {
-                    id,
-                    status: ModelStatus::Ready,
-                    manifest: Some(manifest),
-                }),
-                Err(Error::NotFound { .. }) => models.push(ModelSummary {
-                    id,
-                    status: ModelStatus::Uploading,
-                    manifest: None,
-                }),
+                Ok(manifest) => models.push(ModelSummary { id, status: ModelStatus::Ready, manifest: Some(manifest) }),
+                Err(Error::NotFound { .. }) => {
+                    models.push(ModelSummary { id, status: ModelStatus::Uploading, manifest: None })
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -228,11 +210,7 @@ impl Registry for LocalRegistry {
                 message: format!("{id} does not exist in {}", self.location()),
             });
         }
-        Ok(Box::new(LocalStaging {
-            registry: self,
-            id: id.clone(),
-            files: BTreeMap::new(),
-        }))
+        Ok(Box::new(LocalStaging { registry: self, id: id.clone(), files: BTreeMap::new() }))
     }
 
     fn fetch(&self, manifest: &Manifest) -> Result<PathBuf> {
@@ -279,11 +257,7 @@ impl Registry for LocalRegistry {
             let path = volume.join(&file.path);
             let (sha256, size) = hash_file(&path)?;
             if sha256 != file.sha256 || size != file.size {
-                return Err(Error::Checksum {
-                    path: file.path.clone(),
-                    expected: file.sha256.clone(),
-                    actual: sha256,
-                });
+                return Err(Error::Checksum { path: file.path.clone(), expected: file.sha256.clone(), actual: sha256 });
             }
         }
         Ok(volume)
@@ -297,23 +271,15 @@ struct LocalStaging<'a> {
 }
 
 impl Staging for LocalStaging<'_> {
-    fn put_file(
-        &mut self,
-        volume_path: &str,
-        local: &Path,
-        origin: FileOrigin,
-    ) -> Result<FileEntry> {
+    fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry> {
         validate_volume_path(volume_path)?;
         let (sha256, size) = hash_file(local)?;
         let blob = self.registry.blob_path(&sha256);
         // Content already stored (this model registered before, or another model shares
         // the file): nothing to copy.
-        if !fs::metadata(&blob)
-            .map(|m| m.len() == size)
-            .unwrap_or(false)
-        {
-            let mut tmp = tempfile::NamedTempFile::new_in(self.registry.tmp())
-                .ctx("creating a file in", self.registry.tmp())?;
+        if !fs::metadata(&blob).map(|m| m.len() == size).unwrap_or(false) {
+            let mut tmp =
+                tempfile::NamedTempFile::new_in(self.registry.tmp()).ctx("creating a file in", self.registry.tmp())?;
             let (copied_sha, _) = copy_hashing(local, tmp.as_file_mut())?;
             if copied_sha != sha256 {
                 return Err(Error::msg(format!(
@@ -324,15 +290,9 @@ impl Staging for LocalStaging<'_> {
             tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
             let parent = blob.parent().expect("blob paths have a parent");
             fs::create_dir_all(parent).ctx("creating", parent)?;
-            tmp.persist(&blob)
-                .map_err(|e| Error::io("storing", &blob, e.error))?;
+            tmp.persist(&blob).map_err(|e| Error::io("storing", &blob, e.error))?;
         }
-        let entry = FileEntry {
-            path: volume_path.to_string(),
-            size,
-            sha256,
-            origin,
-        };
+        let entry = FileEntry { path: volume_path.to_string(), size, sha256, origin };
         self.files.insert(volume_path.to_string(), entry.clone());
         Ok(entry)
     }
@@ -347,10 +307,7 @@ impl Staging for LocalStaging<'_> {
         }
         for file in &manifest.files {
             if self.files.get(&file.path) != Some(file) {
-                return Err(Error::msg(format!(
-                    "manifest lists `{}`, which was not uploaded as described",
-                    file.path
-                )));
+                return Err(Error::msg(format!("manifest lists `{}`, which was not uploaded as described", file.path)));
             }
         }
         let dir = self.registry.model_dir(&self.id)?;
@@ -361,15 +318,11 @@ impl Staging for LocalStaging<'_> {
             });
         }
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("creating a file in", &dir)?;
-        tmp.write_all(&manifest.to_json())
-            .ctx("writing", tmp.path())?;
+        tmp.write_all(&manifest.to_json()).ctx("writing", tmp.path())?;
         tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
         let target = dir.join("manifest.json");
-        tmp.persist(&target)
-            .map_err(|e| Error::io("committing", &target, e.error))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .ctx("syncing", &dir)?;
+        tmp.persist(&target).map_err(|e| Error::io("committing", &target, e.error))?;
+        File::open(&dir).and_then(|d| d.sync_all()).ctx("syncing", &dir)?;
         Ok(())
     }
 }

@@ -104,27 +104,26 @@ pub trait Registry: Send + Sync + fmt::Debug {
     fn resolve(&self, model: &ModelRef) -> Result<ModelId> {
         let id = match model.version {
             Version::Number(n) => ModelId::new(&model.organization, &model.repository, n)?,
-            Version::Latest => self
-                .latest(&model.organization, &model.repository)?
-                .ok_or_else(|| Error::NotFound {
-                    what: "model",
-                    message: format!(
-                        "repository `{}` in {} has no ready model; register one first",
-                        model.repository,
-                        self.location()
-                    ),
-                })?,
+            Version::Latest => self.latest(&model.organization, &model.repository)?.ok_or_else(|| Error::NotFound {
+                what: "model",
+                message: format!(
+                    "repository `{}` in {} has no ready model; register one first",
+                    model.repository,
+                    self.location()
+                ),
+            })?,
         };
         match self.status(&id)? {
             Some(ModelStatus::Ready) => Ok(id),
             Some(ModelStatus::Uploading) => Err(Error::NotFound {
                 what: "model",
-                message: format!("{id} is still uploading (or its registration was interrupted); it has no manifest yet"),
+                message: format!(
+                    "{id} is still uploading (or its registration was interrupted); it has no manifest yet"
+                ),
             }),
-            None => Err(Error::NotFound {
-                what: "model",
-                message: format!("{id} does not exist in {}", self.location()),
-            }),
+            None => {
+                Err(Error::NotFound { what: "model", message: format!("{id} does not exist in {}", self.location()) })
+            }
         }
     }
 }
@@ -133,12 +132,7 @@ pub trait Registry: Send + Sync + fmt::Debug {
 /// the upload; nothing of it becomes visible.
 pub trait Staging: Send {
     /// Uploads one file to `volume_path`, computing its size and sha256.
-    fn put_file(
-        &mut self,
-        volume_path: &str,
-        local: &Path,
-        origin: FileOrigin,
-    ) -> Result<FileEntry>;
+    fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry>;
 
     /// Writes the manifest, making the model ready. Every file the manifest lists must
     /// have been uploaded through this staging.

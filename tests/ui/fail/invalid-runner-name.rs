@@ -1,0 +1,15 @@
+use runner_core::runner;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct Model;
+
+pub struct BadName;
+
+#[runner(name = "My Runner")]
+impl BadName {
+    fn predict(_model: &Model, data: f64) -> f64 {
+        data
+    }
+}
+fn main() {}

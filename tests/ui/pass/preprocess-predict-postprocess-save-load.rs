@@ -1,0 +1,58 @@
+//! Hook combination: preprocess, predict, postprocess, save, load (custom save_model and load_model).
+
+use runner_core::{register_model, runner, Artifacts, Error, Props, Result, SaveDir, Loaded, LocalRegistry, SaveType};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct Scale {
+    factor: f64,
+}
+
+#[derive(Deserialize)]
+pub struct Request {
+    x: f64,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct Response {
+    y: f64,
+}
+
+pub struct Combo;
+
+#[runner(name = "combo")]
+impl Combo {
+    fn preprocess_data(data: Request) -> f64 {
+        data.x
+    }
+    fn predict(model: &Scale, data: f64) -> f64 {
+        data * model.factor
+    }
+    fn postprocess_data(data: f64) -> Result<Response> {
+        Ok(Response { y: data })
+    }
+    fn save_model(model: &Scale, dir: &SaveDir) -> Result<Props> {
+        dir.write("factor.txt", model.factor.to_string())?;
+        Ok(Props::from([("unit".to_string(), "none".to_string())]))
+    }
+    fn load_model(_props: Option<Props>, artifacts: &Artifacts) -> Result<Scale> {
+        let factor = artifacts.read_to_string("factor.txt")?.trim().parse().map_err(|e| Error::msg(format!("{e}")))?;
+        Ok(Scale { factor })
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let registered = register_model::<Combo>("combo")
+        .model(Scale { factor: 2.0 })
+        .register(&registry)
+        .unwrap();
+    let manifest = &registered.manifest;
+    assert_eq!(manifest.save.save_type, SaveType::Custom);
+    assert!(manifest.default_hooks.is_empty());
+    assert_eq!(manifest.save.props.as_ref().unwrap()["unit"], "none");
+    let loaded = Loaded::<Combo>::load(&registry, &"combo:1".parse().unwrap()).unwrap();
+    assert_eq!(loaded.run(Request { x: 3.0 }).unwrap(), Response { y: 6.0 });
+    assert_eq!(loaded.run_json(serde_json::json!({"x": 1.5})).unwrap(), serde_json::json!({"y": 3.0}));
+}
