@@ -33,7 +33,7 @@ pub fn expand_artifact(base: &Path, local: &str, remote: &str) -> Result<Vec<Pla
     let local_path = base.join(local_glob.unwrap_or(local));
     match (local_glob, remote_glob) {
         (None, None) => {
-            check_remote(remote).map_err(|m| bad(m))?;
+            check_remote(remote).map_err(&bad)?;
             let meta = std::fs::metadata(&local_path)
                 .map_err(|e| bad(format!("cannot read {}: {e}", local_path.display())))?;
             if meta.is_dir() {
@@ -48,7 +48,7 @@ pub fn expand_artifact(base: &Path, local: &str, remote: &str) -> Result<Vec<Pla
         }
         (Some(_), Some(remote_prefix)) => {
             if !remote_prefix.is_empty() {
-                check_remote(remote_prefix).map_err(|m| bad(m))?;
+                check_remote(remote_prefix).map_err(&bad)?;
             }
             let root = std::fs::canonicalize(&local_path)
                 .map_err(|e| bad(format!("cannot read folder {}: {e}", local_path.display())))?;
@@ -59,7 +59,7 @@ pub fn expand_artifact(base: &Path, local: &str, remote: &str) -> Result<Vec<Pla
             for (path, relative) in list_folder(&root).map_err(bad)? {
                 let volume_path =
                     if remote_prefix.is_empty() { relative } else { format!("{remote_prefix}/{relative}") };
-                check_remote(&volume_path).map_err(|m| bad(m))?;
+                check_remote(&volume_path).map_err(&bad)?;
                 files.push(PlannedFile { local: path, volume_path });
             }
             if files.is_empty() {

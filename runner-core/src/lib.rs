@@ -91,7 +91,63 @@ pub use registry::{
 };
 pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 
-/// Declares a model runner on an inherent impl block. See the crate docs.
+/// Declares a model runner on an inherent impl block.
+///
+/// The block defines some of five hooks, as associated functions (no `self`). Only
+/// `predict` is required; an absent hook takes the default below. Each hook may return a
+/// plain value or a `Result<T, E>` (written with a path ending in `Result`) whose error
+/// converts into [`BoxError`]; an [`Error`] returned by a hook keeps the HTTP status it
+/// asks for.
+///
+/// | hook | signature | when absent |
+/// |---|---|---|
+/// | `predict` | `fn predict(model: &Model, data: ModelInput) -> ModelOutput` | compile error |
+/// | `preprocess_data` | `fn preprocess_data(data: ApiInput) -> ModelInput` | identity: `ApiInput = ModelInput` |
+/// | `postprocess_data` | `fn postprocess_data(data: ModelOutput) -> ApiOutput` | identity: `ApiOutput = ModelOutput` |
+/// | `save_model` | `fn save_model(model: &Model) -> Props`, or `(model: &Model, dir: &SaveDir) -> Props` to write files | the default saver (serde JSON of the model) unless `load_model` is present |
+/// | `load_model` | `fn load_model(props: Option<Props>, artifacts: &Artifacts) -> Model` | the default loader |
+///
+/// The model type is the type `predict` borrows. Types must line up, and are checked at
+/// compile time with errors on your own code: `ApiInput: Deserialize`,
+/// `ApiOutput: Serialize`, `Model: Send + Sync`, and with neither `save_model` nor
+/// `load_model`, `Model: Serialize + Deserialize`. Overriding `save_model` requires
+/// overriding `load_model`.
+///
+/// Options, all optional:
+///
+/// | option | example | meaning |
+/// |---|---|---|
+/// | `name` | `name = "iris"` | the runner's name, stored in manifests (default: the type's name in kebab-case) |
+/// | `repository` | `repository = "iris-models"` | repository `register` uses (default: the name) |
+/// | `requirements` | `requirements = ["linfa 0.8"]` | recorded in the manifest |
+/// | `artifacts` | `artifacts = { "data/*" => "data/*" }` | uploaded by `register`; relative local paths are relative to the crate's directory; a `*` only as the whole last component, on both sides |
+/// | `model` | `model = Iris::train` | a `fn() -> Model` or `fn() -> Result<Model, E>` that `register` calls to build the instance |
+///
+/// ```
+/// use runner_core::{runner, Artifacts, Props, Result, SaveDir};
+///
+/// pub struct Doubler;
+/// pub struct Factor(f64);
+///
+/// #[runner(name = "doubler", requirements = ["none"], model = Doubler::build)]
+/// impl Doubler {
+///     fn build() -> Factor {
+///         Factor(2.0)
+///     }
+///     fn save_model(model: &Factor, dir: &SaveDir) -> Result<Props> {
+///         dir.write("factor.txt", model.0.to_string())?;
+///         Ok(Props::new())
+///     }
+///     fn load_model(_props: Option<Props>, artifacts: &Artifacts) -> Result<Factor> {
+///         let text = artifacts.read_to_string("factor.txt")?;
+///         text.trim().parse().map(Factor).map_err(|e| runner_core::Error::msg(e.to_string()))
+///     }
+///     fn predict(model: &Factor, data: f64) -> f64 {
+///         model.0 * data
+///     }
+/// }
+/// # fn main() {}
+/// ```
 pub use runner_macros::runner;
 
 /// Props: what `save_model` returns and `load_model` receives (string to string).

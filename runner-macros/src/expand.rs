@@ -36,9 +36,7 @@ pub fn runner(args: TokenStream, input: TokenStream) -> TokenStream {
     valid::check_impl_block(&item, &mut errors);
     let hooks = Hooks::collect(&item, &mut errors);
     if item.trait_.is_none() {
-        if item.trait_.is_none() {
-            valid::check_predict_present(&item, &hooks, &mut errors);
-        }
+        valid::check_predict_present(&item, &hooks, &mut errors);
     }
     valid::check_save_needs_load(&hooks, &mut errors);
     let name = runner_name(&item, &options, &mut errors);
