@@ -90,7 +90,8 @@ fn rule_new_model_needs_an_instance() {
     let (dir, registry) = registry();
     std::fs::write(dir.path().join("scale.txt"), "3").unwrap();
     let scale = dir.path().join("scale.txt");
-    let err = message(register_model::<FromFile>("ff").artifact(scale.to_str().unwrap(), "scale.txt").register(&registry));
+    let err =
+        message(register_model::<FromFile>("ff").artifact(scale.to_str().unwrap(), "scale.txt").register(&registry));
     assert!(err.contains("a new model needs a model instance"), "{err}");
     assert!(registry.repositories("default").unwrap().is_empty(), "a refused registration creates nothing");
 
@@ -103,7 +104,11 @@ fn rule_new_model_needs_an_instance() {
     assert_eq!(first.manifest.save.save_type, runner_core::SaveType::None);
     // ...and it can then be re-registered by number without one.
     std::fs::write(&scale, "5").unwrap();
-    register_model::<FromFile>("ff").number(1).artifact(scale.to_str().unwrap(), "scale.txt").register(&registry).unwrap();
+    register_model::<FromFile>("ff")
+        .number(1)
+        .artifact(scale.to_str().unwrap(), "scale.txt")
+        .register(&registry)
+        .unwrap();
     let loaded = Loaded::<FromFile>::load(&registry, &"ff:1".parse().unwrap()).unwrap();
     assert_eq!(loaded.run(Values { values: vec![1.0, 1.0] }).unwrap(), 10.0);
 }
@@ -122,7 +127,8 @@ fn rule_given_number_must_exist() {
 fn re_registering_a_number_replaces_it_whole() {
     let (_dir, registry) = registry();
     register_model::<SumRunner>("sums").model(plain()).register(&registry).unwrap();
-    let again = register_model::<SumRunner>("sums").number(1).model(SumModel { scale: 2.0 }).register(&registry).unwrap();
+    let again =
+        register_model::<SumRunner>("sums").number(1).model(SumModel { scale: 2.0 }).register(&registry).unwrap();
     assert_eq!(again.id().number, 1);
     assert_eq!(registry.models("default", "sums").unwrap().len(), 1);
     let loaded = Loaded::<SumRunner>::load(&registry, &"sums:1".parse().unwrap()).unwrap();
@@ -136,7 +142,10 @@ fn rule_reserved_names() {
     std::fs::write(&file, "x").unwrap();
     for reserved in runner_core::RESERVED_FILES {
         let err = message(
-            register_model::<SumRunner>("sums").model(plain()).artifact(file.to_str().unwrap(), *reserved).register(&registry),
+            register_model::<SumRunner>("sums")
+                .model(plain())
+                .artifact(file.to_str().unwrap(), *reserved)
+                .register(&registry),
         );
         assert!(err.contains("reserved"), "{err}");
         let err = message(register_model::<Writer>("w").model(reserved.to_string()).register(&registry));
@@ -151,7 +160,10 @@ fn saved_files_may_not_collide_with_artifacts() {
     let file = dir.path().join("f.txt");
     std::fs::write(&file, "x").unwrap();
     let err = message(
-        register_model::<Writer>("w").model("weights.bin".into()).artifact(file.to_str().unwrap(), "weights.bin").register(&registry),
+        register_model::<Writer>("w")
+            .model("weights.bin".into())
+            .artifact(file.to_str().unwrap(), "weights.bin")
+            .register(&registry),
     );
     assert!(err.contains("save_model wrote `weights.bin`, which an artifact also uploads"), "{err}");
 }
@@ -202,7 +214,10 @@ fn traversal_is_refused() {
     std::fs::write(&file, "x").unwrap();
     for remote in ["../escape.txt", "/etc/escape.txt", "a/../../escape.txt", "a//b"] {
         let err = message(
-            register_model::<SumRunner>("t").model(plain()).artifact(file.to_str().unwrap(), remote).register(&registry),
+            register_model::<SumRunner>("t")
+                .model(plain())
+                .artifact(file.to_str().unwrap(), remote)
+                .register(&registry),
         );
         assert!(err.contains("volume path"), "{remote}: {err}");
     }
@@ -211,7 +226,10 @@ fn traversal_is_refused() {
     std::fs::create_dir(&folder).unwrap();
     std::os::unix::fs::symlink(&file, folder.join("link")).unwrap();
     let err = message(
-        register_model::<SumRunner>("t").model(plain()).artifact(format!("{}/*", folder.display()), "f/*").register(&registry),
+        register_model::<SumRunner>("t")
+            .model(plain())
+            .artifact(format!("{}/*", folder.display()), "f/*")
+            .register(&registry),
     );
     assert!(err.contains("points outside"), "{err}");
     // Names that would escape the registry's own folders.
@@ -281,7 +299,11 @@ fn identical_files_are_stored_once() {
     let big = dir.path().join("big.bin");
     std::fs::write(&big, vec![7u8; 1 << 20]).unwrap();
     for _ in 0..3 {
-        register_model::<SumRunner>("d").model(plain()).artifact(big.to_str().unwrap(), "big.bin").register(&registry).unwrap();
+        register_model::<SumRunner>("d")
+            .model(plain())
+            .artifact(big.to_str().unwrap(), "big.bin")
+            .register(&registry)
+            .unwrap();
     }
     let blobs = walk_files(&registry.root().join("blobs"));
     assert_eq!(blobs, 2, "one blob for big.bin and one for the saved model");
@@ -314,7 +336,9 @@ fn threads_registering_at_once_get_distinct_consecutive_numbers() {
     let (_dir, registry) = registry();
     let numbers: Vec<u64> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| register_model::<SumRunner>("race").model(plain()).register(&registry).unwrap().id().number))
+            .map(|_| {
+                s.spawn(|| register_model::<SumRunner>("race").model(plain()).register(&registry).unwrap().id().number)
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -331,9 +355,8 @@ fn registrar() -> Command {
 fn processes_registering_at_once_get_distinct_consecutive_numbers() {
     let (dir, _registry) = registry();
     let path = dir.path().join("registry");
-    let children: Vec<_> = (0..6)
-        .map(|_| registrar().arg(&path).arg("race").stdout(Stdio::piped()).spawn().unwrap())
-        .collect();
+    let children: Vec<_> =
+        (0..6).map(|_| registrar().arg(&path).arg("race").stdout(Stdio::piped()).spawn().unwrap()).collect();
     let mut numbers: Vec<u64> = children
         .into_iter()
         .map(|c| {

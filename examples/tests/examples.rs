@@ -61,10 +61,12 @@ fn iris_classifies_held_out_flowers() {
     assert_eq!(answer["species"], "setosa");
     let err = any.run_json_slice(br#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}"#).unwrap_err();
     assert!(err.to_string().contains("missing field `petal_width`"), "{err}");
-    let err = any.run_json_slice(br#"{"sepal_length": "long", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#);
+    let err =
+        any.run_json_slice(br#"{"sepal_length": "long", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#);
     let err = err.unwrap_err();
     assert!(err.to_string().contains("at `sepal_length`"), "{err}");
-    let err = any.run_json_slice(br#"{"sepal_length": -5, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#);
+    let err =
+        any.run_json_slice(br#"{"sepal_length": -5, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#);
     let err = err.unwrap_err();
     assert_eq!(err.http_status(), 422);
     assert!(err.to_string().contains("`sepal_length` must be a length"), "{err}");
@@ -87,9 +89,10 @@ fn diabetes_round_trips_through_its_own_saver_and_predicts_held_out_patients() {
     let mean = test.iter().map(|(_, y)| y).sum::<f64>() / test.len() as f64;
     let (mut residual, mut total) = (0.0, 0.0);
     for (x, y) in &test {
-        let patient: Patient =
-            serde_json::from_value(serde_json::Value::Object(FEATURES.iter().zip(x).map(|(k, v)| (k.to_string(), (*v).into())).collect()))
-                .unwrap();
+        let patient: Patient = serde_json::from_value(serde_json::Value::Object(
+            FEATURES.iter().zip(x).map(|(k, v)| (k.to_string(), (*v).into())).collect(),
+        ))
+        .unwrap();
         let predicted = model.run(patient).unwrap().progression;
         residual += (y - predicted).powi(2);
         total += (y - mean).powi(2);
