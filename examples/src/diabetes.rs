@@ -11,6 +11,7 @@ use linfa::prelude::*;
 use linfa_linear::LinearRegression;
 use ndarray::{Array1, Array2};
 use runner_core::{runner, Artifacts, Error, Props, Result, SaveDir};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The ten baseline variables, in the data set's column order.
@@ -35,7 +36,7 @@ impl LinearModel {
 }
 
 /// One patient's baseline variables (mean-centred and scaled, as in the data set).
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Patient {
     /// Age.
@@ -68,7 +69,7 @@ impl Patient {
 }
 
 /// The prediction.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Progression {
     /// Predicted disease progression one year after baseline.
     pub progression: f64,

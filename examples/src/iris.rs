@@ -10,6 +10,7 @@ use linfa::prelude::*;
 use linfa_logistic::{MultiFittedLogisticRegression, MultiLogisticRegression};
 use ndarray::{Array1, Array2};
 use runner_core::{runner, Error, Result};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The species, by class index.
@@ -22,7 +23,7 @@ const IRIS_CSV: &str = include_str!("../data/iris/iris.csv");
 pub type IrisModel = MultiFittedLogisticRegression<f64, usize>;
 
 /// One flower's measurements, in centimetres.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IrisRequest {
     /// Sepal length (cm).
@@ -36,7 +37,7 @@ pub struct IrisRequest {
 }
 
 /// The prediction.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct IrisResponse {
     /// The most likely species.
     pub species: String,

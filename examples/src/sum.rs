@@ -3,6 +3,7 @@
 //! `POST {"values": [1.0, 2.0, 3.5]}` answers `{"sum": 6.5}` (times the model's scale).
 
 use runner_core::runner;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The model: a scale applied to the sum (1.0 for a plain sum).
@@ -20,14 +21,14 @@ impl SumModel {
 }
 
 /// The request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct Values {
     /// Numbers to add up.
     pub values: Vec<f64>,
 }
 
 /// The response.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Sum {
     /// `scale * sum(values)`.
     pub sum: f64,

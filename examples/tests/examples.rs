@@ -3,6 +3,8 @@
 
 use std::process::{Command, Output};
 
+use bytes::Bytes;
+
 use runner_core::{load_any, Loaded, LocalRegistry, SaveType};
 use runner_examples::diabetes::{self, Diabetes, Patient, FEATURES};
 use runner_examples::iris::{self, Iris, IrisRequest, SPECIES};
@@ -57,16 +59,24 @@ fn iris_classifies_held_out_flowers() {
     // Through JSON, as a server would call it; bad input is refused naming the field.
     let any = load_any(&registry, &"iris:1".parse().unwrap()).unwrap();
     let body = br#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#;
-    let answer: serde_json::Value = serde_json::from_slice(&any.run_json_slice(body).unwrap()).unwrap();
+    let (answer, media_type) = any.run_body(Bytes::from_static(body), None).unwrap();
+    assert_eq!(media_type, "application/json");
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(answer["species"], "setosa");
-    let err = any.run_json_slice(br#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}"#).unwrap_err();
+    let err = any
+        .run_body(Bytes::from_static(br#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}"#), None)
+        .unwrap_err();
     assert!(err.to_string().contains("missing field `petal_width`"), "{err}");
-    let err =
-        any.run_json_slice(br#"{"sepal_length": "long", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#);
+    let err = any.run_body(
+        Bytes::from_static(br#"{"sepal_length": "long", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#),
+        None,
+    );
     let err = err.unwrap_err();
     assert!(err.to_string().contains("at `sepal_length`"), "{err}");
-    let err =
-        any.run_json_slice(br#"{"sepal_length": -5, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#);
+    let err = any.run_body(
+        Bytes::from_static(br#"{"sepal_length": -5, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#),
+        None,
+    );
     let err = err.unwrap_err();
     assert_eq!(err.http_status(), 422);
     assert!(err.to_string().contains("`sepal_length` must be a length"), "{err}");

@@ -1,6 +1,6 @@
-//! Entry points of the `register` binary (and, later, `serve`): a user's binary is
-//! `fn main() -> ExitCode { runner_core::cli::register_main() }` in a crate that links
-//! the runners.
+//! Entry points of the `register` and `serve` binaries: a user's binary is
+//! `fn main() -> ExitCode { runner_core::cli::register_main() }` (or `serve_main`) in a
+//! crate that links the runners.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -8,7 +8,9 @@ use std::time::Instant;
 use clap::Parser;
 
 use crate::catalog::{runners, RegisterOptions, RunnerEntry};
+use crate::names::ModelRef;
 use crate::registry::{open_registry, registry_location, REGISTRY_ENV};
+use crate::serve::{serve, shutdown_signal, ServeOptions};
 use crate::DEFAULT_REGISTRY;
 
 /// Register models with the runners compiled into this binary, each with the defaults
@@ -135,4 +137,120 @@ pub fn register_command(args: &RegisterArgs, out: &mut dyn std::io::Write) -> Re
         }
     }
     Ok(ok)
+}
+
+/// Serve registered models over HTTP: `serve iris:latest`, or several models, each at
+/// `/models/{repository}/predict` (and `/predict` when only one is served).
+#[derive(Debug, Parser)]
+#[command(name = "serve", version)]
+pub struct ServeArgs {
+    /// Models to serve: `repository:number`, `repository:latest` or `organization/repository:number`.
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<String>,
+
+    /// Registry: a directory.
+    #[arg(long, env = REGISTRY_ENV, default_value = DEFAULT_REGISTRY, value_name = "PATH")]
+    pub registry: String,
+
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "RUNNER_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: std::net::SocketAddr,
+
+    /// Pipelines running at once [default: the number of CPUs].
+    #[arg(long, env = "RUNNER_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+
+    /// Requests that may wait for a slot; past that the server answers 503 with Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    pub queue: usize,
+
+    /// Per-request time limit in milliseconds, queueing included (504 past it).
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub timeout_ms: u64,
+
+    /// Largest request body in bytes (413 past it).
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    pub body_limit: usize,
+
+    /// Require `Authorization: Bearer KEY` on every route but /livez and /readyz.
+    #[arg(long, env = "RUNNER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Override the runners' max_batch_size (runners with predict_batch only).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch_size: Option<u32>,
+
+    /// Override the runners' max_delay_ms.
+    #[arg(long, value_name = "MS")]
+    pub max_delay_ms: Option<u64>,
+
+    /// Async runtime worker threads [default: the number of CPUs].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
+}
+
+impl ServeArgs {
+    /// The server options these arguments describe.
+    pub fn options(&self) -> ServeOptions {
+        let defaults = ServeOptions::default();
+        ServeOptions {
+            addr: self.addr,
+            concurrency: self.concurrency.map_or(defaults.concurrency, |n| n as usize),
+            queue: self.queue,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            body_limit: self.body_limit,
+            api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+            max_batch_size: self.max_batch_size.map(|n| n as usize),
+            max_delay: self.max_delay_ms.map(std::time::Duration::from_millis),
+        }
+    }
+}
+
+/// Runs the `serve` command line until Ctrl-C or SIGTERM. Exits 1 when a model cannot be
+/// served (naming it and why), 2 on bad arguments. Logs go to stderr (`RUST_LOG`, default
+/// `info`; `RUST_LOG=runner_core=debug` logs every request).
+pub fn serve_main() -> ExitCode {
+    let args = ServeArgs::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let mut models = Vec::new();
+    for model in &args.models {
+        match model.parse::<ModelRef>() {
+            Ok(model) => models.push(model),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let registry = match open_registry(&registry_location(Some(&args.registry))) {
+        Ok(registry) => std::sync::Arc::from(registry),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = args.options();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = args.workers {
+        runtime.worker_threads(workers as usize);
+    }
+    let runtime = runtime
+        .max_blocking_threads(options.concurrency + 16)
+        .enable_all()
+        .build()
+        .expect("building the async runtime");
+    match runtime.block_on(serve(registry, models, options, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -62,6 +62,13 @@ pub enum Error {
         message: String,
     },
 
+    /// The request itself is malformed (not JSON, say); served as HTTP 400.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+    },
+
     /// A hook failed.
     #[error("`{hook}` failed: {source}")]
     Hook {
@@ -224,8 +231,19 @@ impl Error {
             Error::Status { status, .. } => *status,
             Error::Hook { status, .. } => status.unwrap_or(500),
             Error::NotFound { .. } => 404,
-            Error::InvalidName { .. } => 400,
+            Error::InvalidName { .. } | Error::BadRequest { .. } => 400,
             _ => 500,
+        }
+    }
+
+    /// A stable, machine-readable code for this error, used in JSON error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::BadRequest { .. } | Error::InvalidName { .. } => "bad_request",
+            Error::NotFound { .. } => "not_found",
+            Error::Hook { .. } | Error::Status { .. } => "hook_error",
+            _ => "internal",
         }
     }
 

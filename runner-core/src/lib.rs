@@ -60,6 +60,7 @@
 
 #![warn(missing_docs)]
 
+mod api;
 mod artifacts;
 mod catalog;
 pub mod cli;
@@ -70,11 +71,13 @@ mod names;
 mod register;
 mod registry;
 mod runner;
+pub mod serve;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+pub use api::{ApiInput, ApiOutput, BatchConfig, RawBody, RawResponse, Schemas, JSON};
 pub use artifacts::{expand_artifact, Artifacts, PlannedFile, SaveDir};
 pub use catalog::{find_runner, runners, RegisterOptions, RunnerEntry};
 pub use error::{BoxError, Error, Hook, Result};

@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+
+use crate::api::{ApiInput, ApiOutput};
 use crate::artifacts::Artifacts;
 use crate::catalog::find_runner;
 use crate::manifest::Manifest;
@@ -75,32 +78,15 @@ impl<R: Runner> Loaded<R> {
         R::run(&self.model, input)
     }
 
-    /// The pipeline on a JSON request body; the error for a body of the wrong shape
-    /// names the field.
-    pub fn run_json_slice(&self, body: &[u8]) -> Result<Vec<u8>> {
-        let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let input: R::Input = serde_path_to_error::deserialize(&mut deserializer).map_err(json_input_error)?;
-        deserializer
-            .end()
-            .map_err(|e| Error::invalid_input(format!("trailing characters after the JSON body: {e}")))?;
-        let output = self.run(input)?;
-        serde_json::to_vec(&output).map_err(|e| Error::msg(format!("cannot serialize the output as JSON: {e}")))
+    /// The pipeline on a request body: parsed into the API input (the error names the
+    /// field when the shape is wrong), run, and made into a response body and media type.
+    pub fn run_body(&self, body: Bytes, content_type: Option<&str>) -> Result<(Bytes, &'static str)> {
+        self.run(R::Input::from_body(body, content_type)?)?.into_body()
     }
 
     /// The pipeline on a JSON value.
     pub fn run_json(&self, input: serde_json::Value) -> Result<serde_json::Value> {
-        let input: R::Input = serde_path_to_error::deserialize(input).map_err(json_input_error)?;
-        let output = self.run(input)?;
-        serde_json::to_value(&output).map_err(|e| Error::msg(format!("cannot serialize the output as JSON: {e}")))
-    }
-}
-
-fn json_input_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> Error {
-    let path = error.path().to_string();
-    if path == "." {
-        Error::invalid_input(error.inner().to_string())
-    } else {
-        Error::invalid_input(format!("at `{path}`: {}", error.inner()))
+        self.run(R::Input::from_json(input)?)?.into_json()
     }
 }
 
@@ -108,21 +94,39 @@ fn json_input_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) 
 pub trait DynModel: Send + Sync + std::fmt::Debug {
     /// The model's manifest.
     fn manifest(&self) -> &Manifest;
-    /// The pipeline on a JSON request body.
-    fn run_json_slice(&self, body: &[u8]) -> Result<Vec<u8>>;
+    /// The pipeline on a request body; see [`Loaded::run_body`].
+    fn run_body(&self, body: Bytes, content_type: Option<&str>) -> Result<(Bytes, &'static str)>;
     /// The pipeline on a JSON value.
     fn run_json(&self, input: serde_json::Value) -> Result<serde_json::Value>;
+    /// Not public API: puts the model behind the server.
+    #[doc(hidden)]
+    fn into_endpoint(
+        self: Box<Self>,
+        name: &str,
+        options: &crate::serve::ServeOptions,
+        limits: std::sync::Arc<crate::serve::endpoint::Limits>,
+        metrics: &std::sync::Arc<crate::serve::metrics::Metrics>,
+    ) -> std::sync::Arc<dyn crate::serve::endpoint::Endpoint>;
 }
 
 impl<R: Runner> DynModel for Loaded<R> {
     fn manifest(&self) -> &Manifest {
         &self.manifest
     }
-    fn run_json_slice(&self, body: &[u8]) -> Result<Vec<u8>> {
-        Loaded::run_json_slice(self, body)
+    fn run_body(&self, body: Bytes, content_type: Option<&str>) -> Result<(Bytes, &'static str)> {
+        Loaded::run_body(self, body, content_type)
     }
     fn run_json(&self, input: serde_json::Value) -> Result<serde_json::Value> {
         Loaded::run_json(self, input)
+    }
+    fn into_endpoint(
+        self: Box<Self>,
+        name: &str,
+        options: &crate::serve::ServeOptions,
+        limits: std::sync::Arc<crate::serve::endpoint::Limits>,
+        metrics: &std::sync::Arc<crate::serve::metrics::Metrics>,
+    ) -> std::sync::Arc<dyn crate::serve::endpoint::Endpoint> {
+        crate::serve::endpoint::Served::new(*self, name, options, limits, metrics)
     }
 }
 

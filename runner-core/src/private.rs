@@ -6,6 +6,8 @@ pub use serde;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use schemars;
+
 use crate::artifacts::{Artifacts, SaveDir};
 use crate::runner::{default_load, default_save, Saved};
 use crate::{BoxError, Error, Hook, Result};
@@ -20,12 +22,18 @@ use crate::{BoxError, Error, Hook, Result};
 pub trait SameAs<T> {
     /// The value as `T`.
     fn cast(self) -> T;
+    /// A `T` as `Self`.
+    fn uncast(value: T) -> Self;
 }
 
 impl<T> SameAs<T> for T {
     #[inline(always)]
     fn cast(self) -> T {
         self
+    }
+    #[inline(always)]
+    fn uncast(value: T) -> T {
+        value
     }
 }
 
@@ -35,23 +43,12 @@ pub fn same<A: SameAs<B>, B>(a: A) -> B {
     a.cast()
 }
 
-/// The API input must be deserializable.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is the API input of this runner, so it must implement `serde::Deserialize`",
-    label = "the request body is deserialized into this type",
-    note = "derive `serde::Deserialize` for it, or add a `preprocess_data(data: T)` hook whose `T` is deserializable"
-)]
-pub trait ApiInput: DeserializeOwned + Send + 'static {}
-impl<T: DeserializeOwned + Send + 'static> ApiInput for T {}
-
-/// The API output must be serializable.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is the API output of this runner, so it must implement `serde::Serialize`",
-    label = "the response body is serialized from this type",
-    note = "derive `serde::Serialize` for it, or add a `postprocess_data` hook that returns a serializable type"
-)]
-pub trait ApiOutput: Serialize + Send + 'static {}
-impl<T: Serialize + Send + 'static> ApiOutput for T {}
+/// Turns `a: A` into the user's type `B` when they are the same type; the error names `B`
+/// first, so it lands on the user's token.
+#[inline(always)]
+pub fn same_as_user<B: SameAs<A>, A>(a: A) -> B {
+    B::uncast(a)
+}
 
 /// The model is shared by every request thread.
 #[diagnostic::on_unimplemented(
@@ -118,4 +115,40 @@ impl<M, E: Into<BoxError>> BuiltModel<M> for std::result::Result<M, E> {
 /// Calls a model builder.
 pub fn build_model<M, R: BuiltModel<M>>(f: fn() -> R) -> Result<M> {
     f().into_model()
+}
+
+/// Probes at compile time whether `T` implements `JsonSchema` (autoref specialization on
+/// the concrete types the macro passes).
+pub struct SchemaProbe<T>(std::marker::PhantomData<T>);
+
+impl<T> SchemaProbe<T> {
+    /// A probe.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        SchemaProbe(std::marker::PhantomData)
+    }
+}
+
+/// Picked when `T: JsonSchema`.
+pub trait HasSchema {
+    /// `T`'s schema.
+    fn schema(self, generator: &mut schemars::SchemaGenerator) -> Option<serde_json::Value>;
+}
+
+impl<T: schemars::JsonSchema> HasSchema for &&SchemaProbe<T> {
+    fn schema(self, generator: &mut schemars::SchemaGenerator) -> Option<serde_json::Value> {
+        Some(generator.subschema_for::<T>().to_value())
+    }
+}
+
+/// Picked otherwise.
+pub trait NoSchema {
+    /// No schema.
+    fn schema(self, generator: &mut schemars::SchemaGenerator) -> Option<serde_json::Value>;
+}
+
+impl<T> NoSchema for &SchemaProbe<T> {
+    fn schema(self, _: &mut schemars::SchemaGenerator) -> Option<serde_json::Value> {
+        None
+    }
 }

@@ -1,6 +1,7 @@
 //! The [`Runner`] trait that `#[runner]` implements.
 
-use crate::__private::{ApiInput, ApiOutput, DefaultSaved, SharedModel};
+use crate::__private::{DefaultSaved, SharedModel};
+use crate::api::{ApiInput, ApiOutput, BatchConfig, Schemas};
 use crate::artifacts::{Artifacts, SaveDir};
 use crate::error::IoContext;
 use crate::manifest::{RunnerInfo, DEFAULT_MODEL_FILE};
@@ -75,6 +76,8 @@ pub trait Runner: Sized + Send + Sync + 'static {
     const NAME: &'static str;
     /// Which hooks are overridden.
     const HOOKS: Hooks;
+    /// Set when the runner defines `predict_batch`: how the server groups requests.
+    const BATCH: Option<BatchConfig> = None;
 
     /// The model instance, shared by all requests.
     type Model: SharedModel;
@@ -103,6 +106,17 @@ pub trait Runner: Sized + Send + Sync + 'static {
     fn save(model: &Self::Model, dir: &SaveDir) -> Result<Saved>;
     /// Builds the instance at serving time (`load_model`, or the default loader).
     fn load(props: Option<Props>, artifacts: &Artifacts) -> Result<Self::Model>;
+
+    /// Runs the model on a batch (`predict_batch`; by default `predict` on each input).
+    /// Must return one output per input, in order.
+    fn predict_batch(model: &Self::Model, inputs: Vec<Self::ModelInput>) -> Result<Vec<Self::ModelOutput>> {
+        inputs.into_iter().map(|input| Self::predict(model, input)).collect()
+    }
+
+    /// JSON Schemas of the API types, when they implement `schemars::JsonSchema`.
+    fn schemas(_generator: &mut schemars::SchemaGenerator) -> Schemas {
+        Schemas::default()
+    }
 
     /// The whole pipeline on one input.
     fn run(model: &Self::Model, input: Self::Input) -> Result<Self::Output> {

@@ -6,7 +6,8 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, PathArguments, ReturnType, Type};
 
 /// The hooks, by name.
-pub const HOOK_NAMES: &[&str] = &["predict", "preprocess_data", "postprocess_data", "save_model", "load_model"];
+pub const HOOK_NAMES: &[&str] =
+    &["predict", "predict_batch", "preprocess_data", "postprocess_data", "save_model", "load_model"];
 
 /// One parameter: its type.
 pub struct Param {
@@ -32,6 +33,7 @@ pub struct Hook {
 #[derive(Default)]
 pub struct Hooks {
     pub predict: Option<Hook>,
+    pub batch: Option<Hook>,
     pub preprocess: Option<Hook>,
     pub postprocess: Option<Hook>,
     pub save: Option<Hook>,
@@ -55,6 +57,7 @@ impl Hooks {
                     let name = f.sig.ident.to_string();
                     let slot = match name.as_str() {
                         "predict" => &mut hooks.predict,
+                        "predict_batch" => &mut hooks.batch,
                         "preprocess_data" => &mut hooks.preprocess,
                         "postprocess_data" => &mut hooks.postprocess,
                         "save_model" => &mut hooks.save,
@@ -130,6 +133,7 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
     }
     let (expected, shape): (&[usize], &str) = match name.as_str() {
         "predict" => (&[2], "(model: &Model, data: ModelInput)"),
+        "predict_batch" => (&[2], "(model: &Model, data: Vec<ModelInput>)"),
         "preprocess_data" => (&[1], "(data: ApiInput)"),
         "postprocess_data" => (&[1], "(data: ModelOutput)"),
         "save_model" => (&[1, 2], "(model: &Model) or (model: &Model, dir: &SaveDir)"),
@@ -149,7 +153,7 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
         ));
     }
     // The model is shared between threads: hooks that receive it must borrow it.
-    if matches!(name.as_str(), "predict" | "save_model") && expected.contains(&params.len()) {
+    if matches!(name.as_str(), "predict" | "predict_batch" | "save_model") && expected.contains(&params.len()) {
         if let Some(first) = params.first() {
             match &first.ty {
                 Type::Reference(r) if r.mutability.is_none() => {}
@@ -168,6 +172,7 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
         ReturnType::Default => {
             let what = match name.as_str() {
                 "predict" => "the model output",
+                "predict_batch" => "one model output per input (`Vec<ModelOutput>`)",
                 "preprocess_data" => "the model input",
                 "postprocess_data" => "the API output",
                 "save_model" => "the props (`Props` or `Result<Props>`)",

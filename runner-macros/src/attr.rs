@@ -5,7 +5,8 @@ use syn::punctuated::Punctuated;
 use syn::{braced, bracketed, Ident, LitInt, LitStr, Path, Token};
 
 /// Known options, for "did you mean" hints.
-const OPTIONS: &[&str] = &["name", "repository", "requirements", "artifacts", "model"];
+const OPTIONS: &[&str] =
+    &["name", "repository", "requirements", "artifacts", "model", "max_batch_size", "max_delay_ms"];
 
 /// The parsed options.
 #[derive(Default)]
@@ -15,6 +16,8 @@ pub struct Options {
     pub requirements: Vec<LitStr>,
     pub artifacts: Vec<(LitStr, LitStr)>,
     pub model: Option<Path>,
+    pub max_batch_size: Option<(Ident, LitInt)>,
+    pub max_delay_ms: Option<(Ident, LitInt)>,
 }
 
 struct ArtifactPair(LitStr, LitStr);
@@ -73,6 +76,20 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
                     )
                 })?)
             }
+            "max_batch_size" => {
+                let lit = parse_int(input, "max_batch_size = 32")?;
+                if lit.base10_parse::<usize>().map(|n| n == 0).unwrap_or(false) {
+                    errors.push(syn::Error::new(
+                        lit.span(),
+                        "max_batch_size must be at least 1: a batch holds one request or more",
+                    ));
+                }
+                options.max_batch_size = Some((key.clone(), lit));
+            }
+            "max_delay_ms" => {
+                let lit = parse_int(input, "max_delay_ms = 5")?;
+                options.max_delay_ms = Some((key.clone(), lit));
+            }
             other => {
                 let hint = suggestion(other, OPTIONS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_else(|| {
                     format!(
@@ -97,6 +114,15 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
         input.parse::<Token![,]>()?;
     }
     Ok(options)
+}
+
+fn parse_int(input: ParseStream<'_>, example: &str) -> syn::Result<LitInt> {
+    let lit: LitInt =
+        input.parse().map_err(|e| syn::Error::new(e.span(), format!("expected a whole number, e.g. `{example}`")))?;
+    if let Err(e) = lit.base10_parse::<u64>() {
+        return Err(syn::Error::new(lit.span(), format!("expected a whole number, e.g. `{example}`: {e}")));
+    }
+    Ok(lit)
 }
 
 fn parse_name(input: ParseStream<'_>, what: &str, errors: &mut Vec<syn::Error>) -> syn::Result<LitStr> {

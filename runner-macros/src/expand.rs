@@ -39,6 +39,7 @@ pub fn runner(args: TokenStream, input: TokenStream) -> TokenStream {
         valid::check_predict_present(&item, &hooks, &mut errors);
     }
     valid::check_save_needs_load(&hooks, &mut errors);
+    valid::check_batch_options(&options, &hooks, &mut errors);
     let name = runner_name(&item, &options, &mut errors);
     match (errors.is_empty(), &hooks.predict) {
         (true, Some(predict)) => expand(&item, &options, &hooks, predict, &name),
@@ -91,6 +92,12 @@ fn cast(value: TokenStream, from: &dyn ToTokens, to: &dyn ToTokens, at: Span) ->
     quote_spanned!(at=> ::runner_core::__private::same::<#from, #to>(#value))
 }
 
+/// Like [`cast`] when `from` is generated and `to` is the user's type: the error is
+/// reported on `to`.
+fn cast_to_user(value: TokenStream, from: &dyn ToTokens, to: &dyn ToTokens, at: Span) -> TokenStream {
+    quote_spanned!(at=> ::runner_core::__private::same_as_user::<#to, #from>(#value))
+}
+
 /// Wraps a hook call's value into the framework's `Result` (with `?`).
 fn call(hook: &Hook, hook_variant: &str, call: TokenStream) -> TokenStream {
     let variant = syn::Ident::new(hook_variant, Span::call_site());
@@ -139,9 +146,9 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
     let save = match (&hooks.save, &hooks.load) {
         (Some(h), Some(_)) => {
             let takes = param(h, 0);
-            let mut args = vec![cast(quote!(model), &quote!(&Self::Model), takes, span_of(takes))];
+            let mut args = vec![cast_to_user(quote!(model), &quote!(&Self::Model), takes, span_of(takes))];
             if let Some(dir) = h.params.get(1) {
-                args.push(cast(quote!(dir), &quote!(&::runner_core::SaveDir), &dir.ty, span_of(&dir.ty)));
+                args.push(cast_to_user(quote!(dir), &quote!(&::runner_core::SaveDir), &dir.ty, span_of(&dir.ty)));
             }
             let ret = h.ret.as_ref().expect("checked");
             let value = call(h, "SaveModel", quote!(<#self_ty>::save_model(#(#args),*)));
@@ -158,7 +165,7 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
     };
     let load = match &hooks.load {
         Some(h) => {
-            let props = cast(
+            let props = cast_to_user(
                 quote!(props),
                 &quote!(::core::option::Option<::runner_core::Props>),
                 param(h, 0),
@@ -175,6 +182,29 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
             quote!((<#self_ty>::__runner_default_saver().load)(#name, artifacts))
         }
     };
+
+    let batch = hooks.batch.as_ref().map(|h| {
+        let takes = param(h, 1);
+        let arg = cast_to_user(quote!(inputs), &quote!(::std::vec::Vec<Self::ModelInput>), takes, span_of(takes));
+        let ret = h.ret.as_ref().expect("checked");
+        let value = call(h, "Predict", quote!(<#self_ty>::predict_batch(model, #arg)));
+        let value = cast(value, &ret.value, &quote!(::std::vec::Vec<Self::ModelOutput>), ret.span);
+        let size = options.max_batch_size.as_ref().map_or_else(|| quote!(32), |(_, n)| quote!(#n));
+        let delay = options.max_delay_ms.as_ref().map_or_else(|| quote!(5), |(_, n)| quote!(#n));
+        quote! {
+            const BATCH: ::core::option::Option<::runner_core::BatchConfig> = ::core::option::Option::Some(::runner_core::BatchConfig {
+                max_batch_size: #size,
+                max_delay: ::core::time::Duration::from_millis(#delay),
+            });
+
+            fn predict_batch(
+                model: &Self::Model,
+                inputs: ::std::vec::Vec<Self::ModelInput>,
+            ) -> ::runner_core::Result<::std::vec::Vec<Self::ModelOutput>> {
+                ::core::result::Result::Ok(#value)
+            }
+        }
+    });
 
     let flags = [&hooks.preprocess, &hooks.postprocess, &hooks.save, &hooks.load].map(|h| h.is_some());
     let [has_pre, has_post, has_save, has_load] = flags;
@@ -212,6 +242,9 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
 
         #default_saver
 
+        // Generated code: keep lints aimed at the user's own code quiet here.
+        #[automatically_derived]
+        #[allow(clippy::needless_question_mark, clippy::unit_arg, clippy::let_unit_value)]
         impl ::runner_core::Runner for #self_ty {
             const NAME: &'static str = #name;
             const HOOKS: ::runner_core::Hooks = ::runner_core::Hooks {
@@ -242,6 +275,17 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
                     artifacts: &[#(#artifact_pairs),*],
                     base_dir: ::core::env!("CARGO_MANIFEST_DIR"),
                     build_model: #build_model,
+                }
+            }
+
+            #batch
+
+            fn schemas(generator: &mut ::runner_core::__private::schemars::SchemaGenerator) -> ::runner_core::Schemas {
+                #[allow(unused_imports)]
+                use ::runner_core::__private::{HasSchema as _, NoSchema as _};
+                ::runner_core::Schemas {
+                    input: (&&::runner_core::__private::SchemaProbe::<#api_input>::new()).schema(generator),
+                    output: (&&::runner_core::__private::SchemaProbe::<#api_output>::new()).schema(generator),
                 }
             }
 

@@ -40,3 +40,15 @@ pub fn check_save_needs_load(hooks: &Hooks, errors: &mut Vec<syn::Error>) {
         ));
     }
 }
+
+pub fn check_batch_options(options: &crate::attr::Options, hooks: &Hooks, errors: &mut Vec<syn::Error>) {
+    if hooks.find("predict_batch").is_some() {
+        return;
+    }
+    for (key, _) in [&options.max_batch_size, &options.max_delay_ms].into_iter().flatten() {
+        errors.push(syn::Error::new(
+            key.span(),
+            format!("`{key}` configures batching, which needs a `predict_batch` hook: add `fn predict_batch(model: &Model, data: Vec<ModelInput>) -> Vec<ModelOutput>`"),
+        ));
+    }
+}

@@ -1,0 +1,133 @@
+//! End to end over a real socket: the `register` binary, then the `serve` binary, then
+//! HTTP requests; and the ways `serve` refuses to start.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn register(registry: &std::path::Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_register"))
+        .arg("--registry")
+        .arg(registry)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A running `serve` process, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(registry: &std::path::Path, args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .arg("--registry")
+        .arg(registry)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let server = Server { child, url };
+    let http = reqwest::blocking::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{}/readyz", server.url)).send().map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "not ready in 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+#[test]
+fn register_then_serve_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    register(&registry);
+    let server = serve(&registry, &["iris:latest", "sum:1", "diabetes:1", "--api-key", "k"]);
+    let http = reqwest::blocking::Client::new();
+    let post = |path: &str, body: Value| {
+        let response = http.post(format!("{}{path}", server.url)).bearer_auth("k").json(&body).send().unwrap();
+        (response.status().as_u16(), response.json::<Value>().unwrap())
+    };
+
+    let (status, iris) = post(
+        "/models/iris/predict",
+        json!({"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}),
+    );
+    assert_eq!((status, iris["species"].as_str()), (200, Some("virginica")), "{iris}");
+    let (status, sum) = post("/models/sum/predict", json!({"values": [1.0, 2.0, 3.5]}));
+    assert_eq!((status, sum), (200, json!({"sum": 6.5})));
+    let (status, error) = post("/models/diabetes/predict", json!({"age": 0.01}));
+    assert_eq!(status, 422);
+    assert!(error["error"]["message"].as_str().unwrap().contains("missing field `sex`"), "{error}");
+
+    let unauthorized =
+        http.post(format!("{}/models/sum/predict", server.url)).json(&json!({"values": []})).send().unwrap();
+    assert_eq!(unauthorized.status().as_u16(), 401);
+    let openapi: Value =
+        http.get(format!("{}/openapi.json", server.url)).bearer_auth("k").send().unwrap().json().unwrap();
+    assert!(openapi["components"]["schemas"]["IrisRequest"]["properties"]["petal_width"].is_object(), "{openapi}");
+}
+
+fn serve_fails(registry: &std::path::Path, model: &str) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .arg("--registry")
+        .arg(registry)
+        .args(["--addr", "127.0.0.1:0", model])
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn serve_refuses_what_it_cannot_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    register(&registry);
+
+    let (code, err) = serve_fails(&registry, "iris:7");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot serve iris:7") && err.contains("does not exist"), "{err}");
+
+    let (code, err) = serve_fails(&registry, "iris:seven");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("`seven` is not a model number"), "{err}");
+
+    // A manifest naming a runner this binary does not contain.
+    let manifest = registry.join("orgs/default/sum/1/manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("\"name\": \"sum\"", "\"name\": \"elsewhere\"")).unwrap();
+    let (code, err) = serve_fails(&registry, "sum:1");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("needs runner `elsewhere`") && err.contains("diabetes, iris, sum"), "{err}");
+
+    // A corrupt file fails its checksum.
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(registry.join("orgs/default/iris/1/manifest.json")).unwrap())
+            .unwrap();
+    let sha = manifest["files"][0]["sha256"].as_str().unwrap();
+    let blob = registry.join("blobs/sha256").join(&sha[..2]).join(sha);
+    std::fs::write(&blob, b"{}").unwrap();
+    let (code, err) = serve_fails(&registry, "iris:1");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("checksum mismatch"), "{err}");
+}

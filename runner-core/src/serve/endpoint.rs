@@ -1,0 +1,276 @@
+//! A loaded model behind the server: admission control, the pipeline off the async
+//! Not public API: used by the server and the type-erased model.
+//! runtime, panics caught, and the batching worker.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use super::error::ApiError;
+use super::metrics::{Metrics, ModelMetrics};
+use super::ServeOptions;
+use crate::api::{ApiInput, ApiOutput, BatchConfig, Schemas};
+use crate::load::Loaded;
+use crate::manifest::Manifest;
+use crate::runner::Runner;
+
+/// A response body and its media type.
+pub type Answer = (Bytes, &'static str);
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A served model, type-erased.
+pub trait Endpoint: Send + Sync {
+    fn manifest(&self) -> &Manifest;
+    fn runner(&self) -> &'static str;
+    fn schemas(&self, generator: &mut schemars::SchemaGenerator) -> Schemas;
+    fn media_types(&self) -> (&'static str, &'static str);
+    fn batch(&self) -> Option<BatchConfig>;
+    fn metrics(&self) -> &ModelMetrics;
+    fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> BoxFuture<Result<Answer, ApiError>>;
+}
+
+/// Bounds the work one server accepts: `concurrency` pipelines run at once, at most
+/// `queue` more wait; past that requests are refused with 503 at once.
+pub struct Limits {
+    semaphore: Arc<Semaphore>,
+    admitted: AtomicUsize,
+    capacity: usize,
+}
+
+impl Limits {
+    pub(crate) fn new(options: &ServeOptions) -> Arc<Limits> {
+        let concurrency = options.concurrency.max(1);
+        Arc::new(Limits {
+            semaphore: Arc::new(Semaphore::new(concurrency)),
+            admitted: AtomicUsize::new(0),
+            capacity: concurrency + options.queue,
+        })
+    }
+}
+
+/// A request counted against [`Limits`] until dropped.
+pub(crate) struct Admission(Arc<Limits>);
+
+impl Admission {
+    fn new(limits: &Arc<Limits>) -> Result<Admission, ApiError> {
+        let before = limits.admitted.fetch_add(1, Ordering::AcqRel);
+        let admission = Admission(limits.clone());
+        if before >= limits.capacity {
+            return Err(ApiError::overloaded(format!(
+                "the server is at capacity ({} requests running or queued); retry later",
+                limits.capacity
+            )));
+        }
+        Ok(admission)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs `job` on the blocking pool once a worker slot is free, catching panics. The slot
+/// and the admission are held until the job ends, even if the caller stops waiting.
+async fn offload<T: Send + 'static>(
+    limits: &Arc<Limits>,
+    admission: Arc<Admission>,
+    what: &'static str,
+    job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit: OwnedSemaphorePermit =
+        limits.semaphore.clone().acquire_owned().await.expect("the semaphore is never closed");
+    let handle = tokio::task::spawn_blocking(move || {
+        let _held = (permit, admission);
+        catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|panic| Err(ApiError::panic(what, panic.as_ref())))
+    });
+    handle.await.unwrap_or_else(|e| Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())))
+}
+
+fn timed<T>(histogram: &prometheus_client::metrics::histogram::Histogram, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let value = f();
+    histogram.observe(started.elapsed().as_secs_f64());
+    value
+}
+
+pub(crate) struct Served<R: Runner> {
+    loaded: Arc<Loaded<R>>,
+    limits: Arc<Limits>,
+    metrics: ModelMetrics,
+    batcher: Option<mpsc::SyncSender<Job<R>>>,
+    batch: Option<BatchConfig>,
+}
+
+struct Job<R: Runner> {
+    input: R::ModelInput,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<R::ModelOutput, ApiError>>,
+}
+
+impl<R: Runner> Served<R> {
+    pub(crate) fn new(
+        loaded: Loaded<R>,
+        name: &str,
+        options: &ServeOptions,
+        limits: Arc<Limits>,
+        metrics: &Arc<Metrics>,
+    ) -> Arc<Self> {
+        let loaded = Arc::new(loaded);
+        let metrics = metrics.model(name);
+        let batch = R::BATCH.map(|config| BatchConfig {
+            max_batch_size: options.max_batch_size.unwrap_or(config.max_batch_size).max(1),
+            max_delay: options.max_delay.unwrap_or(config.max_delay),
+        });
+        let batcher = batch.map(|config| {
+            let (sender, receiver) = mpsc::sync_channel::<Job<R>>(options.queue.max(1));
+            let worker_loaded = loaded.clone();
+            let batch_histogram = metrics.batch_size.clone();
+            let predict_histogram = metrics.predict.clone();
+            std::thread::Builder::new()
+                .name(format!("batch-{name}"))
+                .spawn(move || batch_worker(worker_loaded, receiver, config, batch_histogram, predict_histogram))
+                .expect("spawning the batch worker thread");
+            sender
+        });
+        Arc::new(Served { loaded, limits, metrics, batcher, batch })
+    }
+
+    /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step.
+    fn pipeline(&self, body: Bytes, content_type: Option<&str>) -> Result<Answer, ApiError> {
+        let m = &self.metrics;
+        let input = timed(&m.parse, || R::Input::from_body(body, content_type))?;
+        let x = timed(&m.preprocess, || R::preprocess(input))?;
+        let y = timed(&m.predict, || R::predict(self.loaded.model(), x))?;
+        let output = timed(&m.postprocess, || R::postprocess(y))?;
+        Ok(timed(&m.serialize, || output.into_body())?)
+    }
+
+    async fn call_batched(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> Result<Answer, ApiError> {
+        let admission = Arc::new(Admission::new(&self.limits)?);
+        let this = self.clone();
+        let x = offload(&self.limits, admission.clone(), "preprocess_data", move || {
+            let m = &this.metrics;
+            let input = timed(&m.parse, || R::Input::from_body(body, content_type.as_deref()))?;
+            Ok(timed(&m.preprocess, || R::preprocess(input))?)
+        })
+        .await?;
+        let (reply, receiver) = oneshot::channel();
+        let sender = self.batcher.as_ref().expect("batched endpoints have a batcher");
+        sender.try_send(Job { input: x, enqueued: Instant::now(), reply }).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => ApiError::overloaded("the batch queue is full; retry later"),
+            mpsc::TrySendError::Disconnected(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the batch worker stopped")
+            }
+        })?;
+        let y = receiver.await.map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the batch worker dropped the request")
+        })??;
+        let this = self.clone();
+        offload(&self.limits, admission, "postprocess_data", move || {
+            let m = &this.metrics;
+            let output = timed(&m.postprocess, || R::postprocess(y))?;
+            Ok(timed(&m.serialize, || output.into_body())?)
+        })
+        .await
+    }
+}
+
+/// Groups queued inputs into batches: up to `max_batch_size`, waiting at most
+/// `max_delay` after the oldest input arrived. Exits when the sender is dropped.
+fn batch_worker<R: Runner>(
+    loaded: Arc<Loaded<R>>,
+    receiver: mpsc::Receiver<Job<R>>,
+    config: BatchConfig,
+    batch_histogram: prometheus_client::metrics::histogram::Histogram,
+    predict_histogram: prometheus_client::metrics::histogram::Histogram,
+) {
+    while let Ok(first) = receiver.recv() {
+        let deadline = first.enqueued + config.max_delay;
+        let mut jobs = vec![first];
+        while jobs.len() < config.max_batch_size {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(wait) {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // Requests whose caller gave up (timeout) are not computed.
+        jobs.retain(|job| !job.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let (inputs, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|job| (job.input, job.reply)).unzip();
+        let expected = inputs.len();
+        batch_histogram.observe(expected as f64);
+        let started = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| R::predict_batch(loaded.model(), inputs)));
+        predict_histogram.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Ok(outputs)) if outputs.len() == expected => {
+                for (reply, output) in replies.into_iter().zip(outputs) {
+                    let _ = reply.send(Ok(output));
+                }
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(Ok(outputs)) => ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "batch_mismatch",
+                        format!("predict_batch returned {} outputs for {expected} inputs", outputs.len()),
+                    ),
+                    Ok(Err(e)) => ApiError::from(e),
+                    Err(panic) => ApiError::panic("predict_batch", panic.as_ref()),
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl<R: Runner> Endpoint for Served<R> {
+    fn manifest(&self) -> &Manifest {
+        self.loaded.manifest()
+    }
+
+    fn runner(&self) -> &'static str {
+        R::NAME
+    }
+
+    fn schemas(&self, generator: &mut schemars::SchemaGenerator) -> Schemas {
+        R::schemas(generator)
+    }
+
+    fn media_types(&self) -> (&'static str, &'static str) {
+        (R::Input::media_type(), R::Output::media_type())
+    }
+
+    fn batch(&self) -> Option<BatchConfig> {
+        self.batch
+    }
+
+    fn metrics(&self) -> &ModelMetrics {
+        &self.metrics
+    }
+
+    fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> BoxFuture<Result<Answer, ApiError>> {
+        Box::pin(async move {
+            if self.batcher.is_some() {
+                return self.call_batched(body, content_type).await;
+            }
+            let admission = Arc::new(Admission::new(&self.limits)?);
+            let this = self.clone();
+            offload(&self.limits, admission, "the pipeline", move || this.pipeline(body, content_type.as_deref())).await
+        })
+    }
+}

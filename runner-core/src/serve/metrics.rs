@@ -1,0 +1,116 @@
+//! Prometheus metrics: request counts by status, latency, per-hook time, in-flight
+//! Not public API: used by the server and the type-erased model.
+//! requests and batch sizes, per model.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    model: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    model: String,
+    hook: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs .. ~84 s
+    Histogram::new(exponential_buckets(1e-5, 2.0, 24))
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 11))
+}
+
+/// The server's metrics registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabels, Counter>,
+    latency: Family<ModelLabel, Histogram, fn() -> Histogram>,
+    hooks: Family<HookLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<ModelLabel, Gauge>,
+    batch_size: Family<ModelLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("runner");
+        let requests = Family::<StatusLabels, Counter>::default();
+        let latency = Family::<ModelLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let hooks = Family::<HookLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let in_flight = Family::<ModelLabel, Gauge>::default();
+        let batch_size = Family::<ModelLabel, Histogram, fn() -> Histogram>::new_with_constructor(batch_histogram);
+        registry.register("requests", "Prediction requests by model and HTTP status", requests.clone());
+        registry.register("request_duration_seconds", "Prediction request latency", latency.clone());
+        registry.register("hook_duration_seconds", "Time spent in each hook", hooks.clone());
+        registry.register("in_flight_requests", "Prediction requests being served", in_flight.clone());
+        registry.register("batch_size", "Inputs per predict_batch call", batch_size.clone());
+        Arc::new(Metrics { registry, requests, latency, hooks, in_flight, batch_size })
+    }
+
+    /// Handles for one model, created once so requests do no label lookups.
+    pub(crate) fn model(self: &Arc<Self>, model: &str) -> ModelMetrics {
+        let label = ModelLabel { model: model.to_string() };
+        let hook =
+            |hook: &'static str| self.hooks.get_or_create(&HookLabels { model: model.to_string(), hook }).clone();
+        ModelMetrics {
+            model: model.to_string(),
+            metrics: self.clone(),
+            ok: self.requests.get_or_create(&StatusLabels { model: model.to_string(), status: 200 }).clone(),
+            latency: self.latency.get_or_create(&label).clone(),
+            in_flight: self.in_flight.get_or_create(&label).clone(),
+            batch_size: self.batch_size.get_or_create(&label).clone(),
+            parse: hook("parse"),
+            preprocess: hook("preprocess_data"),
+            predict: hook("predict"),
+            postprocess: hook("postprocess_data"),
+            serialize: hook("serialize"),
+        }
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// One model's metric handles.
+pub struct ModelMetrics {
+    model: String,
+    metrics: Arc<Metrics>,
+    ok: Counter,
+    pub(crate) latency: Histogram,
+    pub(crate) in_flight: Gauge,
+    pub(crate) batch_size: Histogram,
+    pub(crate) parse: Histogram,
+    pub(crate) preprocess: Histogram,
+    pub(crate) predict: Histogram,
+    pub(crate) postprocess: Histogram,
+    pub(crate) serialize: Histogram,
+}
+
+impl ModelMetrics {
+    pub(crate) fn count(&self, status: u16) {
+        if status == 200 {
+            self.ok.inc();
+        } else {
+            self.metrics.requests.get_or_create(&StatusLabels { model: self.model.clone(), status }).inc();
+        }
+    }
+}
