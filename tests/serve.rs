@@ -448,3 +448,28 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     server.await.unwrap().expect("the server stopped cleanly");
     assert!(http.get(format!("{url}/livez")).send().await.is_err(), "no longer accepting");
 }
+
+#[tokio::test]
+async fn fast_pipelines_move_inline_where_panics_are_still_caught() {
+    let (_dir, client) = client(ServeOptions::default());
+    assert_eq!(client.get("/models/obedient").await.json()["execution"]["mode"], "blocking_pool");
+    for _ in 0..64 {
+        assert_eq!(client.post_json("/predict", &job("fast")).await.status, 200);
+    }
+    let execution = client.get("/models/obedient").await.json()["execution"].clone();
+    assert_eq!(execution["mode"], "inline", "{execution}");
+    let panicked = client.post_json("/predict", &job("panic")).await;
+    assert_eq!((panicked.status, error_code(&panicked).as_str()), (500, "panic"));
+    assert_eq!(client.post_json("/predict", &job("after")).await.status, 200);
+
+    // Always the pool when the threshold is zero.
+    let (_dir, pooled) = client_with_threshold(Duration::ZERO);
+    for _ in 0..64 {
+        pooled.post_json("/predict", &job("fast")).await;
+    }
+    assert_eq!(pooled.get("/models/obedient").await.json()["execution"]["mode"], "blocking_pool");
+}
+
+fn client_with_threshold(threshold: Duration) -> (tempfile::TempDir, TestClient) {
+    client(ServeOptions { inline_threshold: threshold, ..ServeOptions::default() })
+}

@@ -62,12 +62,19 @@ fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> Error {
 impl<T: DeserializeOwned + Send + 'static> ApiInput for T {
     fn from_body(body: Bytes, _content_type: Option<&str>) -> Result<Self> {
         // JSON whatever the declared type: `curl -d` sends form-urlencoded by default.
-        let mut deserializer = serde_json::Deserializer::from_slice(&body);
-        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
-        deserializer.end().map_err(|e| Error::BadRequest {
-            message: format!("the body is not valid JSON: trailing characters: {e}"),
-        })?;
-        Ok(value)
+        // The fast path parses plainly; only a failure is parsed again to name the field.
+        serde_json::from_slice(&body).map_err(|_| {
+            let mut deserializer = serde_json::Deserializer::from_slice(&body);
+            match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+                Err(e) => json_error(e),
+                Ok(_) => match deserializer.end() {
+                    Err(e) => {
+                        Error::BadRequest { message: format!("the body is not valid JSON: trailing characters: {e}") }
+                    }
+                    Ok(()) => Error::BadRequest { message: "the body is not valid JSON".into() },
+                },
+            }
+        })
     }
 
     fn from_json(value: serde_json::Value) -> Result<Self> {

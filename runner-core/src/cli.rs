@@ -184,6 +184,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS")]
     pub max_delay_ms: Option<u64>,
 
+    /// Pipelines averaging under this many microseconds run on the async worker rather
+    /// than the blocking pool (0: always the pool).
+    #[arg(long, default_value_t = 50, value_name = "US")]
+    pub inline_threshold_us: u64,
+
     /// Async runtime worker threads [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
@@ -202,6 +207,7 @@ impl ServeArgs {
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             max_batch_size: self.max_batch_size.map(|n| n as usize),
             max_delay: self.max_delay_ms.map(std::time::Duration::from_millis),
+            inline_threshold: std::time::Duration::from_micros(self.inline_threshold_us),
         }
     }
 }

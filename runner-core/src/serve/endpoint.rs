@@ -5,9 +5,9 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -33,6 +33,8 @@ pub trait Endpoint: Send + Sync {
     fn media_types(&self) -> (&'static str, &'static str);
     fn batch(&self) -> Option<BatchConfig>;
     fn metrics(&self) -> &ModelMetrics;
+    /// Where the pipeline runs now, and its average time.
+    fn placement(&self) -> serde_json::Value;
     fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> BoxFuture<Result<Answer, ApiError>>;
 }
 
@@ -95,6 +97,21 @@ async fn offload<T: Send + 'static>(
     handle.await.unwrap_or_else(|e| Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())))
 }
 
+/// Times consecutive steps: each `lap` records the time since the previous one.
+struct Lap(Instant);
+
+impl Lap {
+    fn start() -> Lap {
+        Lap(Instant::now())
+    }
+
+    fn lap(&mut self, histogram: &prometheus_client::metrics::histogram::Histogram) {
+        let now = Instant::now();
+        histogram.observe(now.duration_since(self.0).as_secs_f64());
+        self.0 = now;
+    }
+}
+
 fn timed<T>(histogram: &prometheus_client::metrics::histogram::Histogram, f: impl FnOnce() -> T) -> T {
     let started = Instant::now();
     let value = f();
@@ -102,7 +119,137 @@ fn timed<T>(histogram: &prometheus_client::metrics::histogram::Histogram, f: imp
     value
 }
 
+/// Where a model's pipeline runs. Pipelines start on the blocking pool; one whose
+/// average time stays under the inline threshold moves onto the async worker (a thread
+/// hop costs more than such a pipeline). It goes back to the pool for good when an inline
+/// call takes over [`BLOCKING`], or when calls over [`SLOW`] become more than
+/// [`SLOW_SHARE_LIMIT`] of recent inline calls. A single slow call is not enough: on a
+/// busy machine the thread can be preempted in the middle of a fast pipeline.
+struct Placement {
+    threshold_ns: u64,
+    /// Exponentially weighted moving average of pipeline time, in ns.
+    average_ns: AtomicU64,
+    /// Share of recent inline calls over [`SLOW`], in millionths (moving average).
+    slow_share: AtomicU64,
+    /// Calls counted in the average.
+    measured: AtomicU64,
+    inline: AtomicBool,
+    never_inline: AtomicBool,
+}
+
+/// Calls measured on the pool before a pipeline may move inline.
+const WARM_UP_CALLS: u64 = 32;
+/// A call this slow does not count towards the average.
+const SLOW: Duration = Duration::from_millis(1);
+/// One inline call this slow blocked the async worker: back to the pool for good.
+const BLOCKING: Duration = Duration::from_millis(50);
+/// Share of slow inline calls (millionths) past which the pipeline goes back to the pool.
+const SLOW_SHARE_LIMIT: u64 = 50_000;
+
+impl Placement {
+    fn new(threshold: Duration) -> Placement {
+        Placement {
+            threshold_ns: threshold.as_nanos() as u64,
+            average_ns: AtomicU64::new(0),
+            slow_share: AtomicU64::new(0),
+            measured: AtomicU64::new(0),
+            inline: AtomicBool::new(false),
+            never_inline: AtomicBool::new(threshold.is_zero()),
+        }
+    }
+
+    fn inline(&self) -> bool {
+        self.inline.load(Ordering::Relaxed)
+    }
+
+    fn pin_to_pool(&self) {
+        self.never_inline.store(true, Ordering::Relaxed);
+        self.inline.store(false, Ordering::Relaxed);
+    }
+
+    /// Records one call (wall time). Races between threads only blur the averages.
+    fn record(&self, elapsed: Duration, ran_inline: bool) {
+        if self.never_inline.load(Ordering::Relaxed) {
+            return;
+        }
+        let slow = elapsed > SLOW;
+        if ran_inline {
+            if elapsed > BLOCKING {
+                return self.pin_to_pool();
+            }
+            let old = self.slow_share.load(Ordering::Relaxed);
+            let share = old - old / 64 + if slow { 1_000_000 / 64 } else { 0 };
+            self.slow_share.store(share, Ordering::Relaxed);
+            if share > SLOW_SHARE_LIMIT {
+                return self.pin_to_pool();
+            }
+        }
+        if slow {
+            return;
+        }
+        let ns = elapsed.as_nanos() as u64;
+        let old = self.average_ns.load(Ordering::Relaxed);
+        let average = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+        self.average_ns.store(average, Ordering::Relaxed);
+        let measured = self.measured.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        self.inline.store(measured >= WARM_UP_CALLS && average < self.threshold_ns, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warm(placement: &Placement, each: Duration) {
+        for _ in 0..WARM_UP_CALLS {
+            placement.record(each, false);
+        }
+    }
+
+    #[test]
+    fn fast_pipelines_move_inline_and_slow_ones_stay_on_the_pool() {
+        let fast = Placement::new(Duration::from_micros(50));
+        warm(&fast, Duration::from_micros(3));
+        assert!(fast.inline());
+        let slow = Placement::new(Duration::from_micros(50));
+        warm(&slow, Duration::from_micros(300));
+        assert!(!slow.inline());
+        let very_slow = Placement::new(Duration::from_micros(50));
+        warm(&very_slow, Duration::from_millis(20));
+        assert!(!very_slow.inline(), "samples over 1 ms never count towards moving inline");
+        let disabled = Placement::new(Duration::ZERO);
+        warm(&disabled, Duration::from_micros(1));
+        assert!(!disabled.inline());
+    }
+
+    #[test]
+    fn a_rare_preempted_call_does_not_pin_but_a_slow_habit_does() {
+        let p = Placement::new(Duration::from_micros(50));
+        warm(&p, Duration::from_micros(3));
+        for i in 0..10_000 {
+            let hiccup = i % 2_000 == 0;
+            p.record(if hiccup { Duration::from_millis(3) } else { Duration::from_micros(3) }, true);
+        }
+        assert!(p.inline(), "one slow call in 2000 is preemption, not a slow pipeline");
+        for i in 0..200 {
+            p.record(if i % 8 == 0 { Duration::from_millis(3) } else { Duration::from_micros(3) }, true);
+        }
+        assert!(!p.inline(), "one slow call in 8 keeps the pipeline off the async worker");
+        warm(&p, Duration::from_micros(1));
+        assert!(!p.inline(), "for good");
+    }
+
+    #[test]
+    fn one_blocking_call_pins_to_the_pool() {
+        let p = Placement::new(Duration::from_micros(50));
+        warm(&p, Duration::from_micros(3));
+        p.record(Duration::from_millis(80), true);
+        assert!(!p.inline());
+    }
+}
+
 pub(crate) struct Served<R: Runner> {
+    placement: Placement,
     loaded: Arc<Loaded<R>>,
     limits: Arc<Limits>,
     metrics: ModelMetrics,
@@ -141,17 +288,26 @@ impl<R: Runner> Served<R> {
                 .expect("spawning the batch worker thread");
             sender
         });
-        Arc::new(Served { loaded, limits, metrics, batcher, batch })
+        let placement = Placement::new(options.inline_threshold);
+        Arc::new(Served { placement, loaded, limits, metrics, batcher, batch })
     }
 
-    /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step.
+    /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step with
+    /// one clock read per boundary.
     fn pipeline(&self, body: Bytes, content_type: Option<&str>) -> Result<Answer, ApiError> {
         let m = &self.metrics;
-        let input = timed(&m.parse, || R::Input::from_body(body, content_type))?;
-        let x = timed(&m.preprocess, || R::preprocess(input))?;
-        let y = timed(&m.predict, || R::predict(self.loaded.model(), x))?;
-        let output = timed(&m.postprocess, || R::postprocess(y))?;
-        Ok(timed(&m.serialize, || output.into_body())?)
+        let mut clock = Lap::start();
+        let input = R::Input::from_body(body, content_type);
+        clock.lap(&m.parse);
+        let x = R::preprocess(input?);
+        clock.lap(&m.preprocess);
+        let y = R::predict(self.loaded.model(), x?);
+        clock.lap(&m.predict);
+        let output = R::postprocess(y?);
+        clock.lap(&m.postprocess);
+        let answer = output?.into_body();
+        clock.lap(&m.serialize);
+        Ok(answer?)
     }
 
     async fn call_batched(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> Result<Answer, ApiError> {
@@ -263,14 +419,46 @@ impl<R: Runner> Endpoint for Served<R> {
         &self.metrics
     }
 
+    fn placement(&self) -> serde_json::Value {
+        let p = &self.placement;
+        let mode = if self.batcher.is_some() {
+            "batched"
+        } else if p.inline() {
+            "inline"
+        } else {
+            "blocking_pool"
+        };
+        serde_json::json!({
+            "mode": mode,
+            "average_us": p.average_ns.load(Ordering::Relaxed) as f64 / 1000.0,
+            "measured_calls": p.measured.load(Ordering::Relaxed),
+            "slow_share": p.slow_share.load(Ordering::Relaxed) as f64 / 1e6,
+            "pinned_to_pool": p.never_inline.load(Ordering::Relaxed),
+        })
+    }
+
     fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> BoxFuture<Result<Answer, ApiError>> {
         Box::pin(async move {
             if self.batcher.is_some() {
                 return self.call_batched(body, content_type).await;
             }
-            let admission = Arc::new(Admission::new(&self.limits)?);
+            let admission = Admission::new(&self.limits)?;
+            if self.placement.inline() {
+                let started = Instant::now();
+                let result = catch_unwind(AssertUnwindSafe(|| self.pipeline(body, content_type.as_deref())))
+                    .unwrap_or_else(|panic| Err(ApiError::panic("the pipeline", panic.as_ref())));
+                self.placement.record(started.elapsed(), true);
+                drop(admission);
+                return result;
+            }
             let this = self.clone();
-            offload(&self.limits, admission, "the pipeline", move || this.pipeline(body, content_type.as_deref())).await
+            offload(&self.limits, Arc::new(admission), "the pipeline", move || {
+                let started = Instant::now();
+                let result = this.pipeline(body, content_type.as_deref());
+                this.placement.record(started.elapsed(), false);
+                result
+            })
+            .await
         })
     }
 }

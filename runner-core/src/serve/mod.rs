@@ -71,6 +71,11 @@ pub struct ServeOptions {
     pub max_batch_size: Option<usize>,
     /// Overrides the runners' `max_delay_ms`.
     pub max_delay: Option<Duration>,
+    /// Pipelines whose average time stays under this run on the async worker instead of
+    /// the blocking pool, where the thread hop would cost more than the work. An inline
+    /// call over 50 ms, or calls over 1 ms becoming more than 5% of recent ones, send the
+    /// pipeline back to the pool for good. Zero: always the pool (default 50 µs).
+    pub inline_threshold: Duration,
 }
 
 impl Default for ServeOptions {
@@ -84,6 +89,7 @@ impl Default for ServeOptions {
             api_key: None,
             max_batch_size: None,
             max_delay: None,
+            inline_threshold: Duration::from_micros(50),
         }
     }
 }
@@ -172,14 +178,16 @@ impl App {
 
     /// The axum router.
     pub fn router(&self) -> Router {
-        let protected = Router::new()
+        let mut protected = Router::new()
             .route("/predict", post(predict_single))
             .route("/models/{name}/predict", post(predict_named))
             .route("/models", get(list_models))
             .route("/models/{name}", get(model_info))
             .route("/openapi.json", get(openapi_json))
-            .route("/metrics", get(metrics_text))
-            .route_layer(middleware::from_fn_with_state(self.state.clone(), authorize));
+            .route("/metrics", get(metrics_text));
+        if self.state.api_key_hash.is_some() {
+            protected = protected.route_layer(middleware::from_fn_with_state(self.state.clone(), authorize));
+        }
         Router::new()
             .merge(protected)
             .route("/livez", get(|| async { Json(serde_json::json!({ "status": "live" })) }))
@@ -198,21 +206,25 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
         Some(id) => id.clone(),
         None => {
             let n = state.next_request_id.fetch_add(1, Ordering::Relaxed);
-            HeaderValue::from_str(&format!("{}-{n}", state.request_id_prefix)).expect("ASCII")
+            let id = HeaderValue::from_str(&format!("{}-{n}", state.request_id_prefix)).expect("ASCII");
+            request.headers_mut().insert("x-request-id", id.clone());
+            id
         }
     };
-    request.headers_mut().insert("x-request-id", id.clone());
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let uri = request.uri().clone();
     let mut response = next.run(request).await;
     let status = response.status().as_u16();
-    let latency_us = started.elapsed().as_micros() as u64;
-    let request_id = id.to_str().unwrap_or("");
-    if status >= 500 {
-        tracing::warn!(request_id, %method, path, status, latency_us, "request failed");
-    } else {
-        tracing::debug!(request_id, %method, path, status, latency_us, "request");
+    if status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
+        let latency_us = started.elapsed().as_micros() as u64;
+        let request_id = id.to_str().unwrap_or("");
+        let path = uri.path();
+        if status >= 500 {
+            tracing::warn!(request_id, %method, path, status, latency_us, "request failed");
+        } else {
+            tracing::debug!(request_id, %method, path, status, latency_us, "request");
+        }
     }
     response.headers_mut().insert("x-request-id", id);
     response
@@ -267,7 +279,7 @@ fn endpoint<'a>(state: &'a AppState, name: &str) -> Result<&'a Arc<dyn Endpoint>
     })
 }
 
-async fn predict_single(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn predict_single(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let endpoint = match models(&state) {
         Ok(models) if models.by_name.len() == 1 => models.by_name.values().next().expect("one model").clone(),
         Ok(models) => {
@@ -284,17 +296,12 @@ async fn predict_single(State(state): State<Arc<AppState>>, headers: HeaderMap, 
         }
         Err(e) => return e.into_response(),
     };
-    predict(&state, endpoint, headers, body).await
+    predict(&state, endpoint, request).await
 }
 
-async fn predict_named(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn predict_named(State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request) -> Response {
     match endpoint(&state, &name) {
-        Ok(endpoint) => predict(&state, endpoint.clone(), headers, body).await,
+        Ok(endpoint) => predict(&state, endpoint.clone(), request).await,
         Err(e) => e.into_response(),
     }
 }
@@ -323,7 +330,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     })
 }
 
-async fn predict(state: &AppState, endpoint: Arc<dyn Endpoint>, headers: HeaderMap, body: Body) -> Response {
+async fn predict(state: &AppState, endpoint: Arc<dyn Endpoint>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let started = Instant::now();
     let metrics_endpoint = endpoint.clone();
     let m = metrics_endpoint.metrics();
@@ -364,6 +373,7 @@ fn summary(endpoint: &dyn Endpoint) -> serde_json::Value {
         "files": manifest.files.len(),
         "bytes": manifest.total_bytes(),
         "created_at": manifest.created_at,
+        "execution": endpoint.placement(),
         "batching": endpoint.batch().map(|b| serde_json::json!({
             "max_batch_size": b.max_batch_size,
             "max_delay_ms": b.max_delay.as_millis() as u64,

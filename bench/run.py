@@ -1,0 +1,192 @@
+"""Runs the serving benchmark and rewrites bench/RESULTS.md. Called by bench/run.sh."""
+
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DURATION = int(os.environ.get("DURATION", "10"))
+WARMUP = int(os.environ.get("WARMUP", "3"))
+SERVER_CPU = os.environ.get("SERVER_CPU", "0")
+LOAD_CPU = os.environ.get("LOAD_CPU", "1")
+CONCURRENCY = [1, 32]
+COLD_STARTS = 5
+
+W1_BODY = json.dumps({"values": [float(i) * 0.5 for i in range(64)]})
+W2_BODY = json.dumps({"sepal_length": 6.1, "sepal_width": 2.8, "petal_length": 4.7, "petal_width": 1.2})
+WORKLOADS = {"W1": W1_BODY, "W2": W2_BODY}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url, body, timeout=1.0):
+    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def systems(registry):
+    release = ROOT / "target" / "release"
+    venv = ROOT / "bench" / ".venv" / "bin"
+    return {
+        "bare axum (limit)": (
+            lambda port: [str(release / "bare-axum"), f"127.0.0.1:{port}", registry],
+            {"W1": "/w1", "W2": "/w2"},
+        ),
+        "runner serve": (
+            lambda port: [str(release / "serve"), "--registry", registry, "--addr", f"127.0.0.1:{port}", "sum:latest", "iris:latest"],
+            {"W1": "/models/sum/predict", "W2": "/models/iris/predict"},
+        ),
+        "FastAPI + uvicorn": (
+            lambda port: [str(venv / "uvicorn"), "--app-dir", str(ROOT / "bench"), "fastapi_app:app", "--port", str(port),
+                          "--workers", "1", "--log-level", "warning", "--no-access-log"],
+            {"W1": "/w1", "W2": "/w2"},
+        ),
+    }
+
+
+def start(command, path, body):
+    """Starts a server pinned to SERVER_CPU; returns (process, url, ms to the first 200)."""
+    port = free_port()
+    env = dict(os.environ, RUST_LOG="warn")
+    started = time.perf_counter()
+    process = subprocess.Popen(["taskset", "-c", SERVER_CPU] + command(port), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"{command(port)} exited with {process.returncode}")
+        try:
+            if post(url + path, body, timeout=0.5)[0] == 200:
+                return process, url, (time.perf_counter() - started) * 1000
+        except OSError:
+            pass
+        if time.perf_counter() - started > 60:
+            raise SystemExit(f"{command(port)} never answered")
+        time.sleep(0.001)
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def rss_mib(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    values = {k: int(v.split()[0]) / 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.*)$", status, re.M)}
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def to_ms(value):
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, body, connections, seconds, latency=True):
+    command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+               "-s", str(ROOT / "bench" / "post.lua"), url]
+    if latency:
+        command.insert(-1, "--latency")
+    output = subprocess.run(command, env=dict(os.environ, BODY=body), capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    result = {"rps": rps, "errors": int(errors.group(1)) if errors else 0}
+    if latency:
+        result["p50"] = to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))
+        result["p99"] = to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))
+    return result
+
+
+def main():
+    registry = str(Path(tempfile.mkdtemp()) / "registry")
+    subprocess.run([str(ROOT / "target" / "release" / "register"), "--registry", registry], check=True, stdout=subprocess.DEVNULL)
+    os.environ["RUNNER_REGISTRY"] = registry
+    results = []
+    cold = {}
+    for name, (command, paths) in systems(registry).items():
+        starts = []
+        for _ in range(COLD_STARTS):
+            process, _, ms = start(command, paths["W1"], W1_BODY)
+            starts.append(ms)
+            stop(process)
+        cold[name] = statistics.median(starts)
+        process, url, _ = start(command, paths["W1"], W1_BODY)
+        try:
+            for workload, body in WORKLOADS.items():
+                for connections in CONCURRENCY:
+                    wrk(url + paths[workload], body, connections, WARMUP, latency=False)
+                    result = wrk(url + paths[workload], body, connections, DURATION)
+                    result.update(system=name, workload=workload, connections=connections)
+                    results.append(result)
+                    print(f"{workload} c={connections:<3} {name:<20} {result['rps']:>9.0f} req/s  "
+                          f"p50 {result['p50']:.3f} ms  p99 {result['p99']:.3f} ms  errors {result['errors']}", flush=True)
+            rss, peak = rss_mib(process.pid)
+            for r in results:
+                if r["system"] == name:
+                    r["rss"], r["peak_rss"] = rss, peak
+        finally:
+            stop(process)
+    write(results, cold)
+
+
+def write(results, cold):
+    by = {(r["workload"], r["connections"], r["system"]): r for r in results}
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `bench/run.sh` (serving benchmark). Server pinned to CPU "
+        f"{SERVER_CPU}, `wrk -t1` pinned to CPU {LOAD_CPU}, {WARMUP} s warm-up then {DURATION} s per row, "
+        "all in one run on one machine. Ratios are against the limit (bare axum) of the same row.",
+        "",
+        f"Machine: {cpu}, {os.cpu_count()} CPUs. Date: {time.strftime('%Y-%m-%d')}.",
+        "",
+        "W1: `{\"values\": [64 floats]} -> {\"sum\": f}` through the `sum` runner (only `predict`). "
+        "W2: the Iris classifier (`iris` runner: preprocess, linfa logistic regression, postprocess).",
+        "",
+        "| workload | conc. | system | req/s | vs limit | p50 ms | p99 ms | p99 vs limit | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for workload in WORKLOADS:
+        for connections in CONCURRENCY:
+            limit = by[(workload, connections, "bare axum (limit)")]
+            for system in ["bare axum (limit)", "runner serve", "FastAPI + uvicorn"]:
+                r = by[(workload, connections, system)]
+                lines.append(
+                    f"| {workload} | {connections} | {system} | {r['rps']:,.0f} | {r['rps'] / limit['rps']:.2f}x | "
+                    f"{r['p50']:.3f} | {r['p99']:.3f} | {r['p99'] / limit['p99']:.2f}x | {r['errors']} |")
+    lines += ["", "| system | cold start to first 200 (median of 5) | RSS after the runs | peak RSS |", "|---|---|---|---|"]
+    for system in ["bare axum (limit)", "runner serve", "FastAPI + uvicorn"]:
+        r = by[("W1", 1, system)]
+        lines.append(f"| {system} | {cold[system]:.1f} ms | {r['rss']:.1f} MiB | {r['peak_rss']:.1f} MiB |")
+    ours, fastapi, limit = (by[("W1", 32, s)] for s in ["runner serve", "FastAPI + uvicorn", "bare axum (limit)"])
+    lines += [
+        "",
+        f"W1 at concurrency 32: runner serve is {ours['rps'] / limit['rps']:.2f}x the limit and "
+        f"{ours['rps'] / fastapi['rps']:.1f}x FastAPI; p99 {ours['p99'] / limit['p99']:.2f}x the limit's.",
+        "",
+    ]
+    out = ROOT / "bench" / "RESULTS.md"
+    previous = out.read_text() if out.exists() else ""
+    notes = previous.split("<!-- notes -->", 1)[1] if "<!-- notes -->" in previous else "\n"
+    out.write_text("\n".join(lines) + "<!-- notes -->" + notes)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
