@@ -196,58 +196,6 @@ impl Placement {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn warm(placement: &Placement, each: Duration) {
-        for _ in 0..WARM_UP_CALLS {
-            placement.record(each, false);
-        }
-    }
-
-    #[test]
-    fn fast_pipelines_move_inline_and_slow_ones_stay_on_the_pool() {
-        let fast = Placement::new(Duration::from_micros(50));
-        warm(&fast, Duration::from_micros(3));
-        assert!(fast.inline());
-        let slow = Placement::new(Duration::from_micros(50));
-        warm(&slow, Duration::from_micros(300));
-        assert!(!slow.inline());
-        let very_slow = Placement::new(Duration::from_micros(50));
-        warm(&very_slow, Duration::from_millis(20));
-        assert!(!very_slow.inline(), "samples over 1 ms never count towards moving inline");
-        let disabled = Placement::new(Duration::ZERO);
-        warm(&disabled, Duration::from_micros(1));
-        assert!(!disabled.inline());
-    }
-
-    #[test]
-    fn a_rare_preempted_call_does_not_pin_but_a_slow_habit_does() {
-        let p = Placement::new(Duration::from_micros(50));
-        warm(&p, Duration::from_micros(3));
-        for i in 0..10_000 {
-            let hiccup = i % 2_000 == 0;
-            p.record(if hiccup { Duration::from_millis(3) } else { Duration::from_micros(3) }, true);
-        }
-        assert!(p.inline(), "one slow call in 2000 is preemption, not a slow pipeline");
-        for i in 0..200 {
-            p.record(if i % 8 == 0 { Duration::from_millis(3) } else { Duration::from_micros(3) }, true);
-        }
-        assert!(!p.inline(), "one slow call in 8 keeps the pipeline off the async worker");
-        warm(&p, Duration::from_micros(1));
-        assert!(!p.inline(), "for good");
-    }
-
-    #[test]
-    fn one_blocking_call_pins_to_the_pool() {
-        let p = Placement::new(Duration::from_micros(50));
-        warm(&p, Duration::from_micros(3));
-        p.record(Duration::from_millis(80), true);
-        assert!(!p.inline());
-    }
-}
-
 pub(crate) struct Served<R: Runner> {
     placement: Placement,
     loaded: Arc<Loaded<R>>,
@@ -460,5 +408,57 @@ impl<R: Runner> Endpoint for Served<R> {
             })
             .await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warm(placement: &Placement, each: Duration) {
+        for _ in 0..WARM_UP_CALLS {
+            placement.record(each, false);
+        }
+    }
+
+    #[test]
+    fn fast_pipelines_move_inline_and_slow_ones_stay_on_the_pool() {
+        let fast = Placement::new(Duration::from_micros(50));
+        warm(&fast, Duration::from_micros(3));
+        assert!(fast.inline());
+        let slow = Placement::new(Duration::from_micros(50));
+        warm(&slow, Duration::from_micros(300));
+        assert!(!slow.inline());
+        let very_slow = Placement::new(Duration::from_micros(50));
+        warm(&very_slow, Duration::from_millis(20));
+        assert!(!very_slow.inline(), "samples over 1 ms never count towards moving inline");
+        let disabled = Placement::new(Duration::ZERO);
+        warm(&disabled, Duration::from_micros(1));
+        assert!(!disabled.inline());
+    }
+
+    #[test]
+    fn a_rare_preempted_call_does_not_pin_but_a_slow_habit_does() {
+        let p = Placement::new(Duration::from_micros(50));
+        warm(&p, Duration::from_micros(3));
+        for i in 0..10_000 {
+            let hiccup = i % 2_000 == 0;
+            p.record(if hiccup { Duration::from_millis(3) } else { Duration::from_micros(3) }, true);
+        }
+        assert!(p.inline(), "one slow call in 2000 is preemption, not a slow pipeline");
+        for i in 0..200 {
+            p.record(if i % 8 == 0 { Duration::from_millis(3) } else { Duration::from_micros(3) }, true);
+        }
+        assert!(!p.inline(), "one slow call in 8 keeps the pipeline off the async worker");
+        warm(&p, Duration::from_micros(1));
+        assert!(!p.inline(), "for good");
+    }
+
+    #[test]
+    fn one_blocking_call_pins_to_the_pool() {
+        let p = Placement::new(Duration::from_micros(50));
+        warm(&p, Duration::from_micros(3));
+        p.record(Duration::from_millis(80), true);
+        assert!(!p.inline());
     }
 }
