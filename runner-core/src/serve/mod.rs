@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,8 @@ pub mod endpoint;
 mod error;
 #[doc(hidden)]
 pub mod metrics;
+#[doc(hidden)]
+pub mod observe;
 mod openapi;
 mod test_client;
 
@@ -106,7 +108,6 @@ struct AppState {
     limits: Arc<Limits>,
     models: OnceLock<Models>,
     ready: AtomicBool,
-    next_request_id: AtomicU64,
     request_id_prefix: String,
 }
 
@@ -139,7 +140,6 @@ impl App {
             options,
             models: OnceLock::new(),
             ready: AtomicBool::new(false),
-            next_request_id: AtomicU64::new(0),
             request_id_prefix: format!("{:08x}", (nanos as u64 ^ u64::from(std::process::id())) as u32),
         };
         App { state: Arc::new(state) }
@@ -176,8 +176,18 @@ impl App {
         self.state.ready.load(Ordering::Acquire)
     }
 
-    /// The axum router.
+    /// The HTTP service: the router wrapped in request ids and the access log. Wrapping
+    /// the router whole, rather than `Router::layer`, keeps the per-route services unboxed.
+    pub fn service(&self) -> observe::Observe<Router> {
+        tower::Layer::layer(&observe::ObserveLayer::new(self.state.request_id_prefix.clone()), self.routes())
+    }
+
+    /// The axum router, with request ids and the access log, to nest in a larger app.
     pub fn router(&self) -> Router {
+        self.routes().layer(observe::ObserveLayer::new(self.state.request_id_prefix.clone()))
+    }
+
+    fn routes(&self) -> Router {
         let mut protected = Router::new()
             .route("/predict", post(predict_single))
             .route("/models/{name}/predict", post(predict_named))
@@ -195,39 +205,8 @@ impl App {
             .fallback(|| async {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see GET /openapi.json")
             })
-            .layer(middleware::from_fn_with_state(self.state.clone(), observe))
             .with_state(self.state.clone())
     }
-}
-
-/// Request id, access log at debug (warnings for 5xx).
-async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
-    let id = match request.headers().get("x-request-id") {
-        Some(id) => id.clone(),
-        None => {
-            let n = state.next_request_id.fetch_add(1, Ordering::Relaxed);
-            let id = HeaderValue::from_str(&format!("{}-{n}", state.request_id_prefix)).expect("ASCII");
-            request.headers_mut().insert("x-request-id", id.clone());
-            id
-        }
-    };
-    let started = Instant::now();
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let mut response = next.run(request).await;
-    let status = response.status().as_u16();
-    if status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
-        let latency_us = started.elapsed().as_micros() as u64;
-        let request_id = id.to_str().unwrap_or("");
-        let path = uri.path();
-        if status >= 500 {
-            tracing::warn!(request_id, %method, path, status, latency_us, "request failed");
-        } else {
-            tracing::debug!(request_id, %method, path, status, latency_us, "request");
-        }
-    }
-    response.headers_mut().insert("x-request-id", id);
-    response
 }
 
 /// API-key check, constant-time on the keys' hashes (so neither content nor length leaks).
@@ -437,7 +416,7 @@ pub async fn serve_on(
     on_listening: impl FnOnce(),
 ) -> Result<()> {
     let app = App::new(options);
-    let router = app.router();
+    let service = axum::ServiceExt::<Request>::into_make_service(app.service());
     let loader_app = app.clone();
     let loading = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut loaded = Vec::new();
@@ -450,7 +429,7 @@ pub async fn serve_on(
         }
         loader_app.set_models(loaded)
     });
-    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
     on_listening();
     let server = tokio::spawn(async move { server.await });
     match loading.await {

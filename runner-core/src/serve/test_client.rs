@@ -101,7 +101,7 @@ impl TestClient {
 
     /// Any request.
     pub async fn request(&self, request: Request<Body>) -> TestResponse {
-        let response = self.app.router().oneshot(request).await.expect("the router is infallible");
+        let response = self.app.service().oneshot(request).await.expect("the router is infallible");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("reading the response body");
