@@ -35,6 +35,9 @@ pub trait Endpoint: Send + Sync {
     fn metrics(&self) -> &ModelMetrics;
     /// Where the pipeline runs now, and its average time.
     fn placement(&self) -> serde_json::Value;
+    /// Runs the pipeline here and now when it is placed inline; otherwise gives the body
+    /// back for [`Endpoint::call`].
+    fn try_inline(&self, body: Bytes, content_type: Option<&str>) -> Result<Result<Answer, ApiError>, Bytes>;
     fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> BoxFuture<Result<Answer, ApiError>>;
 }
 
@@ -385,20 +388,28 @@ impl<R: Runner> Endpoint for Served<R> {
         })
     }
 
+    fn try_inline(&self, body: Bytes, content_type: Option<&str>) -> Result<Result<Answer, ApiError>, Bytes> {
+        if self.batcher.is_some() || !self.placement.inline() {
+            return Err(body);
+        }
+        let admission = match Admission::new(&self.limits) {
+            Ok(admission) => admission,
+            Err(e) => return Ok(Err(e)),
+        };
+        let started = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| self.pipeline(body, content_type)))
+            .unwrap_or_else(|panic| Err(ApiError::panic("the pipeline", panic.as_ref())));
+        self.placement.record(started.elapsed(), true);
+        drop(admission);
+        Ok(result)
+    }
+
     fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> BoxFuture<Result<Answer, ApiError>> {
         Box::pin(async move {
             if self.batcher.is_some() {
                 return self.call_batched(body, content_type).await;
             }
             let admission = Admission::new(&self.limits)?;
-            if self.placement.inline() {
-                let started = Instant::now();
-                let result = catch_unwind(AssertUnwindSafe(|| self.pipeline(body, content_type.as_deref())))
-                    .unwrap_or_else(|panic| Err(ApiError::panic("the pipeline", panic.as_ref())));
-                self.placement.record(started.elapsed(), true);
-                drop(admission);
-                return result;
-            }
             let this = self.clone();
             offload(&self.limits, Arc::new(admission), "the pipeline", move || {
                 let started = Instant::now();

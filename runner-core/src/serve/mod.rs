@@ -317,18 +317,26 @@ async fn predict(state: &AppState, endpoint: Arc<dyn Endpoint>, request: Request
     let m = metrics_endpoint.metrics();
     m.in_flight.inc();
     let timeout = state.options.timeout;
-    let work = async {
-        let bytes = read_body(body, &headers, state.options.body_limit).await?;
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        endpoint.call(bytes, content_type).await
-    };
-    let result = match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err(ApiError::new(
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || {
+        ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
             format!("the request took longer than the {} ms limit", timeout.as_millis()),
-        )),
+        )
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let result = match tokio::time::timeout_at(deadline, read_body(body, &headers, state.options.body_limit)).await {
+        Err(_) => Err(timed_out()),
+        Ok(Err(e)) => Err(e),
+        // A fast pipeline runs right here, with no future to box and no timer to arm.
+        Ok(Ok(bytes)) => match endpoint.try_inline(bytes, content_type) {
+            Ok(result) => result,
+            Err(bytes) => {
+                let call = endpoint.clone().call(bytes, content_type.map(str::to_string));
+                tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| Err(timed_out()))
+            }
+        },
     };
     let response = match result {
         Ok((bytes, media_type)) => {

@@ -17,7 +17,7 @@ use axum::response::Response;
 
 const HEADER: &str = "x-request-id";
 
-/// Adds `x-request-id` (the caller's, or `PREFIX-N`) to the request and the response, and
+/// Answers with `x-request-id` (the caller's, or `PREFIX-N`), and
 /// logs each request: at debug level, and as a warning when the status is 5xx.
 #[derive(Clone)]
 pub struct ObserveLayer {
@@ -57,14 +57,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let id = match request.headers().get(HEADER) {
             Some(id) => id.clone(),
             None => {
                 let n = self.layer.next.fetch_add(1, Ordering::Relaxed);
-                let id = HeaderValue::from_str(&format!("{}-{n}", self.layer.prefix)).expect("ASCII");
-                request.headers_mut().insert(HEADER, id.clone());
-                id
+                HeaderValue::from_str(&format!("{}-{n}", self.layer.prefix)).expect("ASCII")
             }
         };
         let log = Log { id, started: Instant::now(), method: request.method().clone(), uri: request.uri().clone() };
