@@ -80,17 +80,7 @@ pub type Rows = Vec<([f64; 10], f64)>;
 
 /// The data split in a fixed way: every fourth patient held out (110), 332 for training.
 pub fn split() -> (Rows, Rows) {
-    let mut reader = csv::Reader::from_reader(DIABETES_CSV.as_bytes());
-    let rows: Rows = reader
-        .records()
-        .map(|record| {
-            let record = record.expect("the embedded diabetes CSV is well-formed");
-            let number = |i: usize| record[i].parse::<f64>().expect("the embedded diabetes CSV holds numbers");
-            (std::array::from_fn(number), number(10))
-        })
-        .collect();
-    let (test, train): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % 4 == 3);
-    (train.into_iter().map(|(_, r)| r).collect(), test.into_iter().map(|(_, r)| r).collect())
+    crate::split_csv(DIABETES_CSV, 4)
 }
 
 /// Predicts diabetes progression.

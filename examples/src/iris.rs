@@ -51,17 +51,7 @@ pub type Rows = Vec<([f64; 4], usize)>;
 /// The Iris data split in a fixed way: every fifth flower is held out for testing
 /// (30 flowers, 10 of each species), the other 120 train the model.
 pub fn split() -> (Rows, Rows) {
-    let mut reader = csv::Reader::from_reader(IRIS_CSV.as_bytes());
-    let rows: Rows = reader
-        .records()
-        .map(|record| {
-            let record = record.expect("the embedded Iris CSV is well-formed");
-            let number = |i: usize| record[i].parse::<f64>().expect("the embedded Iris CSV holds numbers");
-            ([number(0), number(1), number(2), number(3)], record[4].parse().expect("species is an index"))
-        })
-        .collect();
-    let (test, train): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % 5 == 4);
-    (train.into_iter().map(|(_, r)| r).collect(), test.into_iter().map(|(_, r)| r).collect())
+    crate::split_csv(IRIS_CSV, 5)
 }
 
 /// A feature matrix from rows.

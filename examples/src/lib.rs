@@ -10,6 +10,26 @@ pub mod diabetes;
 pub mod iris;
 pub mod sum;
 
+/// One labelled example: `N` features and a target.
+pub type Row<const N: usize, T> = ([f64; N], T);
+
+/// Reads a numeric CSV with a header row (`N` feature columns, then the target) and
+/// splits it in a fixed way: every `every`-th row is held out. Returns (train, test).
+pub(crate) fn split_csv<const N: usize, T: std::str::FromStr>(
+    csv: &str,
+    every: usize,
+) -> (Vec<Row<N, T>>, Vec<Row<N, T>>) {
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, record) in reader.records().enumerate() {
+        let record = record.expect("the embedded CSV is well-formed");
+        let features = std::array::from_fn(|j| record[j].parse::<f64>().expect("the embedded CSV holds numbers"));
+        let target = record[N].parse::<T>().ok().expect("the embedded CSV holds a target in its last column");
+        if i % every == every - 1 { &mut test } else { &mut train }.push((features, target));
+    }
+    (train, test)
+}
+
 /// Call from a binary's `main` so the linker keeps this crate, and with it the runners
 /// it submits to the inventory.
 #[inline(never)]
