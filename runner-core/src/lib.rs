@@ -86,11 +86,13 @@ pub use manifest::{
     FileEntry, FileOrigin, Manifest, RunnerInfo, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_FILE,
     MANIFEST_VERSION, RESERVED_FILES,
 };
-pub use names::{validate_name, validate_volume_path, ModelId, ModelRef, Version, DEFAULT_ORGANIZATION};
+pub use names::{
+    validate_name, validate_sha256, validate_volume_path, ModelId, ModelRef, Version, DEFAULT_ORGANIZATION,
+};
 pub use register::{register_model, RegisterModel, Registered};
 pub use registry::{
-    open_registry, registry_location, LocalRegistry, ModelStatus, ModelSummary, Registry, Staging, DEFAULT_REGISTRY,
-    REGISTRY_ENV,
+    open_registry, registry_location, BlobWriter, HttpRegistry, LocalRegistry, ModelStatus, ModelSummary, Registry,
+    Staging, DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV,
 };
 pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 

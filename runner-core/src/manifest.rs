@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{validate_volume_path, ModelId};
+use crate::names::{validate_sha256, validate_volume_path, ModelId};
 use crate::{Error, Props, Result};
 
 /// The manifest format this crate writes and reads.
@@ -137,10 +137,8 @@ impl Manifest {
             if !seen.insert(file.path.as_str()) {
                 return Err(Error::msg(format!("file `{}` is listed twice", file.path)));
             }
-            if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                return Err(Error::msg(format!("file `{}` has a malformed sha256 `{}`", file.path, file.sha256)));
-            }
+            validate_sha256(&file.sha256)
+                .map_err(|_| Error::msg(format!("file `{}` has a malformed sha256 `{}`", file.path, file.sha256)))?;
         }
         if self.runner.name.is_empty() {
             return Err(Error::msg("the runner name is empty"));

@@ -179,6 +179,19 @@ pub fn validate_volume_path(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a sha256 in lowercase hex (64 characters, so it is also safe in a path).
+pub fn validate_sha256(sha256: &str) -> Result<()> {
+    if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            what: "sha256",
+            value: sha256.to_string(),
+            message: "must be 64 lowercase hexadecimal characters".into(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

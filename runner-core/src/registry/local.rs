@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::{ModelStatus, ModelSummary, Registry, Staging};
 use crate::error::IoContext;
 use crate::manifest::{FileEntry, FileOrigin, Manifest, MANIFEST_FILE};
-use crate::names::{validate_name, validate_volume_path, ModelId};
+use crate::names::{validate_name, validate_sha256 as check_sha256, validate_volume_path, ModelId};
 use crate::{Error, Result};
 
 const FORMAT: &str = "runner-local-registry/1";
@@ -81,6 +81,67 @@ impl LocalRegistry {
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
         self.root.join("blobs/sha256").join(&sha256[..2]).join(sha256)
+    }
+
+    /// Removes uploads left behind by a process that died mid-upload. Call it only when
+    /// no other process uses this registry (the registry server owns its directory).
+    pub fn clean_tmp(&self) -> Result<usize> {
+        let tmp = self.tmp();
+        let mut removed = 0;
+        for entry in fs::read_dir(&tmp).ctx("listing", &tmp)? {
+            let path = entry.ctx("listing", &tmp)?.path();
+            let result = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            result.ctx("removing", &path)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// The stored content with this sha256, if any (its size is checked too).
+    pub fn blob(&self, sha256: &str, size: Option<u64>) -> Result<Option<PathBuf>> {
+        check_sha256(sha256)?;
+        let path = self.blob_path(sha256);
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && size.is_none_or(|size| meta.len() == size) => Ok(Some(path)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("reading", &path, e)),
+        }
+    }
+
+    /// Starts storing content; [`BlobWriter::finish`] checks it against the sha256 the
+    /// sender declared and keeps nothing on a mismatch.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let tmp = tempfile::NamedTempFile::new_in(self.tmp()).ctx("creating a file in", self.tmp())?;
+        Ok(BlobWriter { tmp, hasher: Sha256::new(), size: 0, blobs: self.root.join("blobs/sha256") })
+    }
+
+    /// Makes a model ready: writes its manifest last, after checking that the store holds
+    /// every file it lists. The model's number must exist.
+    pub fn commit_manifest(&self, manifest: &Manifest) -> Result<()> {
+        manifest.validate()?;
+        for file in &manifest.files {
+            if self.blob(&file.sha256, Some(file.size))?.is_none() {
+                return Err(Error::msg(format!(
+                    "manifest lists `{}` (sha256 {}), whose content was not uploaded",
+                    file.path, file.sha256
+                )));
+            }
+        }
+        let dir = self.model_dir(&manifest.model)?;
+        if !dir.is_dir() {
+            return Err(Error::NotFound {
+                what: "model",
+                message: format!("{} does not exist (or was removed during the upload)", manifest.model),
+            });
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("creating a file in", &dir)?;
+        tmp.write_all(&manifest.to_json()).ctx("writing", tmp.path())?;
+        tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
+        let target = dir.join("manifest.json");
+        tmp.persist(&target).map_err(|e| Error::io("committing", &target, e.error))?;
+        File::open(&dir).and_then(|d| d.sync_all()).ctx("syncing", &dir)?;
+        Ok(())
     }
 
     fn tmp(&self) -> PathBuf {
@@ -274,23 +335,17 @@ impl Staging for LocalStaging<'_> {
     fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry> {
         validate_volume_path(volume_path)?;
         let (sha256, size) = hash_file(local)?;
-        let blob = self.registry.blob_path(&sha256);
         // Content already stored (this model registered before, or another model shares
         // the file): nothing to copy.
-        if !fs::metadata(&blob).map(|m| m.len() == size).unwrap_or(false) {
-            let mut tmp =
-                tempfile::NamedTempFile::new_in(self.registry.tmp()).ctx("creating a file in", self.registry.tmp())?;
-            let (copied_sha, _) = copy_hashing(local, tmp.as_file_mut())?;
-            if copied_sha != sha256 {
-                return Err(Error::msg(format!(
+        if self.registry.blob(&sha256, Some(size))?.is_none() {
+            let mut writer = self.registry.blob_writer()?;
+            copy_hashing(local, &mut writer)?;
+            writer.finish(&sha256).map_err(|_| {
+                Error::msg(format!(
                     "{} changed while it was being registered; register again once it is no longer written to",
                     local.display()
-                )));
-            }
-            tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
-            let parent = blob.parent().expect("blob paths have a parent");
-            fs::create_dir_all(parent).ctx("creating", parent)?;
-            tmp.persist(&blob).map_err(|e| Error::io("storing", &blob, e.error))?;
+                ))
+            })?;
         }
         let entry = FileEntry { path: volume_path.to_string(), size, sha256, origin };
         self.files.insert(volume_path.to_string(), entry.clone());
@@ -298,7 +353,6 @@ impl Staging for LocalStaging<'_> {
     }
 
     fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()> {
-        manifest.validate()?;
         if manifest.model != self.id {
             return Err(Error::msg(format!(
                 "manifest describes {}, but this upload is for {}",
@@ -310,20 +364,51 @@ impl Staging for LocalStaging<'_> {
                 return Err(Error::msg(format!("manifest lists `{}`, which was not uploaded as described", file.path)));
             }
         }
-        let dir = self.registry.model_dir(&self.id)?;
-        if !dir.is_dir() {
-            return Err(Error::NotFound {
-                what: "model",
-                message: format!("{} was removed during the upload", self.id),
-            });
+        self.registry.commit_manifest(manifest)
+    }
+}
+
+/// Content being stored: hashed as it is written to a temporary file, which becomes the
+/// blob only if its sha256 is the one declared.
+#[derive(Debug)]
+pub struct BlobWriter {
+    tmp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    size: u64,
+    blobs: PathBuf,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.tmp.write(bytes)?;
+        self.hasher.update(&bytes[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Stores the content if its sha256 is `expected`; otherwise keeps nothing and says so.
+    pub fn finish(self, expected: &str) -> Result<u64> {
+        let actual = hex::encode(self.hasher.finalize());
+        if actual != expected {
+            return Err(Error::Checksum { path: "upload".into(), expected: expected.to_string(), actual });
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("creating a file in", &dir)?;
-        tmp.write_all(&manifest.to_json()).ctx("writing", tmp.path())?;
-        tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
-        let target = dir.join("manifest.json");
-        tmp.persist(&target).map_err(|e| Error::io("committing", &target, e.error))?;
-        File::open(&dir).and_then(|d| d.sync_all()).ctx("syncing", &dir)?;
-        Ok(())
+        self.tmp.as_file().sync_all().ctx("syncing", self.tmp.path())?;
+        let target = self.blobs.join(&expected[..2]).join(expected);
+        let parent = target.parent().expect("blob paths have a parent");
+        fs::create_dir_all(parent).ctx("creating", parent)?;
+        self.tmp.persist(&target).map_err(|e| Error::io("storing", &target, e.error))?;
+        Ok(self.size)
     }
 }
 

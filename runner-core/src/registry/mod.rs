@@ -11,9 +11,11 @@ use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{ModelId, ModelRef, Version};
 use crate::{Error, Result};
 
+mod http;
 mod local;
 
-pub use local::LocalRegistry;
+pub use http::{HttpRegistry, TOKEN_ENV};
+pub use local::{BlobWriter, LocalRegistry};
 
 /// The environment variable that chooses the registry when `--registry` is not given.
 pub const REGISTRY_ENV: &str = "RUNNER_REGISTRY";
@@ -139,8 +141,8 @@ pub trait Staging: Send {
     fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()>;
 }
 
-/// Opens the registry at `location`: a directory path (created when missing).
-/// `http(s)://` URLs are for the registry server.
+/// Opens the registry at `location`: a directory path (created when missing), or the
+/// `http(s)://` URL of a `runner-registry` server (token from [`TOKEN_ENV`]).
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -149,9 +151,7 @@ pub trait Staging: Send {
 /// ```
 pub fn open_registry(location: &str) -> Result<Box<dyn Registry>> {
     if location.starts_with("http://") || location.starts_with("https://") {
-        return Err(Error::msg(format!(
-            "registry `{location}`: HTTP registries are served by `runner-registry`, which this build does not include yet; use a directory path"
-        )));
+        return Ok(Box::new(HttpRegistry::new(location, std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()))?));
     }
     Ok(Box::new(LocalRegistry::open(location)?))
 }

@@ -1,0 +1,315 @@
+//! The registry server: organizations -> repositories -> numbered models -> files, over
+//! HTTP, stored through [`runner_core::LocalRegistry`] (the embedded registry's own code,
+//! so the two cannot drift).
+//!
+//! | route | right | what |
+//! |---|---|---|
+//! | `GET /v1/orgs/{org}/repos` | read | repositories |
+//! | `GET /v1/orgs/{org}/repos/{repo}/models` | read | models with status and manifest |
+//! | `POST /v1/orgs/{org}/repos/{repo}/models` | write | take the next number (atomic) |
+//! | `GET /v1/orgs/{org}/repos/{repo}/models/{n}` | read | status and manifest |
+//! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit: the model becomes ready |
+//! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | give back a number whose upload failed |
+//! | `HEAD /v1/orgs/{org}/blobs/{sha256}` | read | is this content stored? (the client asks before sending) |
+//! | `PUT /v1/orgs/{org}/blobs/{sha256}` | write | upload content, streamed and checked against the sha256 |
+//! | `GET /v1/orgs/{org}/blobs/{sha256}` | read | download, with HTTP Range |
+//!
+//! Errors are JSON `{"error": {"status", "code", "message"}}`. A token of one organization
+//! gets 404 for another's routes, so names do not leak.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use runner_core::{Error, LocalRegistry, Manifest, ModelId, Registry};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+mod tokens;
+
+pub use tokens::{Right, Token, Tokens};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where everything is stored.
+    pub data: PathBuf,
+    /// `false` only when explicitly asked (`--no-auth`): every request may read and write
+    /// every organization.
+    pub auth: bool,
+    /// Largest file accepted, in bytes.
+    pub max_file_size: u64,
+}
+
+struct AppState {
+    store: LocalRegistry,
+    tokens: Option<Tokens>,
+    max_file_size: u64,
+}
+
+/// A JSON error.
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "status": self.0.as_u16(), "code": self.1, "message": self.2 } });
+        (self.0, Json(body)).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::Checksum { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            other => StatusCode::from_u16(other.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        };
+        let code = match &error {
+            Error::Checksum { .. } => "checksum_mismatch",
+            other => other.code(),
+        };
+        ApiError(status, code, error.to_string())
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs blocking store calls off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> runner_core::Result<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+/// Checks the bearer token for `right` on `org`. A token of another organization is
+/// answered like a missing resource.
+fn authorize(state: &AppState, request_headers: &axum::http::HeaderMap, org: &str, right: Right) -> ApiResult<()> {
+    runner_core::validate_name("organization", org).map_err(|_| not_found("organization"))?;
+    let Some(tokens) = &state.tokens else { return Ok(()) };
+    let presented = request_headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer TOKEN`".into())
+        })?;
+    let token = tokens
+        .find(presented)
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token".into()))?;
+    if token.organization != org {
+        return Err(not_found(&format!("organization `{org}`")));
+    }
+    if right == Right::Write && token.right != Right::Write {
+        return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", format!("this token may only read `{org}`")));
+    }
+    Ok(())
+}
+
+fn model_id(org: &str, repo: &str, number: u64) -> ApiResult<ModelId> {
+    ModelId::new(org, repo, number).map_err(ApiError::from)
+}
+
+/// One model as listed.
+#[derive(Serialize, Deserialize)]
+pub struct ModelView {
+    /// Model number.
+    pub number: u64,
+    /// `uploading` or `ready`.
+    pub status: runner_core::ModelStatus,
+    /// The manifest, once ready.
+    pub manifest: Option<Manifest>,
+}
+
+async fn list_repos(
+    State(s): State<Arc<AppState>>,
+    UrlPath(org): UrlPath<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read)?;
+    let repos = blocking(move || s.store.repositories(&org)).await?;
+    Ok(Json(serde_json::json!({ "repositories": repos })).into_response())
+}
+
+async fn list_models(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo)): UrlPath<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read)?;
+    let models = blocking(move || s.store.models(&org, &repo)).await?;
+    let models: Vec<ModelView> =
+        models.into_iter().map(|m| ModelView { number: m.id.number, status: m.status, manifest: m.manifest }).collect();
+    Ok(Json(serde_json::json!({ "models": models })).into_response())
+}
+
+async fn create_model(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo)): UrlPath<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Write)?;
+    let id = blocking(move || s.store.create_model(&org, &repo)).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "number": id.number }))).into_response())
+}
+
+async fn get_model(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read)?;
+    let id = model_id(&org, &repo, number)?;
+    let view = blocking(move || {
+        let status = s.store.status(&id)?.ok_or_else(|| Error::NotFound { what: "model", message: format!("{id}") })?;
+        let manifest = match status {
+            runner_core::ModelStatus::Ready => Some(s.store.manifest(&id)?),
+            runner_core::ModelStatus::Uploading => None,
+        };
+        Ok(ModelView { number, status, manifest })
+    })
+    .await?;
+    Ok(Json(view).into_response())
+}
+
+async fn discard(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Write)?;
+    let id = model_id(&org, &repo, number)?;
+    blocking(move || s.store.discard(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn commit(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Write)?;
+    let id = model_id(&org, &repo, number)?;
+    let bytes = axum::body::to_bytes(request.into_body(), 16 << 20)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the manifest: {e}")))?;
+    let manifest = Manifest::from_json(&id, &bytes)
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", e.to_string()))?;
+    blocking(move || s.store.commit_manifest(&manifest)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn head_blob(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, sha256)): UrlPath<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read)?;
+    match blocking(move || s.store.blob(&sha256, None)).await? {
+        Some(path) => {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            Ok(([(header::CONTENT_LENGTH, size.to_string())], StatusCode::OK).into_response())
+        }
+        None => Ok(StatusCode::NOT_FOUND.into_response()),
+    }
+}
+
+/// Streams the body into the store, hashing as it goes; nothing is kept unless the sha256
+/// matches the one in the URL.
+async fn put_blob(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, sha256)): UrlPath<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Write)?;
+    let store = s.clone();
+    let check = sha256.clone();
+    if blocking(move || store.store.blob(&check, None)).await?.is_some() {
+        return Ok(StatusCode::OK.into_response());
+    }
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("files may be at most {} bytes", s.max_file_size),
+        )
+    };
+    if declared.is_some_and(|n| n > s.max_file_size) {
+        return Err(too_large());
+    }
+    let store = s.clone();
+    let mut writer = blocking(move || store.store.blob_writer()).await?;
+    let mut body = request.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", format!("upload interrupted: {e}")))?;
+        if let Ok(chunk) = frame.into_data() {
+            if writer.size() + chunk.len() as u64 > s.max_file_size {
+                return Err(too_large());
+            }
+            // Writes land in the page cache; a chunk at a time keeps memory flat.
+            tokio::task::block_in_place(|| std::io::Write::write_all(&mut writer, &chunk)).map_err(|e| {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("storing the upload: {e}"))
+            })?;
+        }
+    }
+    blocking(move || writer.finish(&sha256)).await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+async fn get_blob(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, sha256)): UrlPath<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read)?;
+    let store = s.clone();
+    let path = blocking(move || store.store.blob(&sha256, None)).await?.ok_or_else(|| not_found("content"))?;
+    let response = tower::ServiceExt::oneshot(tower_http::services::ServeFile::new(path), request)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(response.map(Body::new))
+}
+
+/// The server's router.
+pub fn router(config: &Config) -> runner_core::Result<Router> {
+    let store = LocalRegistry::open(&config.data)?;
+    // This process owns the directory: uploads cut off by a crash are dropped now.
+    let removed = store.clean_tmp()?;
+    if removed > 0 {
+        tracing::info!(removed, "removed partial uploads left by an earlier run");
+    }
+    let tokens = if config.auth { Some(Tokens::load(&config.data)?) } else { None };
+    let state = Arc::new(AppState { store, tokens, max_file_size: config.max_file_size });
+    Ok(Router::new()
+        .route("/v1/orgs/{org}/repos", get(list_repos))
+        .route("/v1/orgs/{org}/repos/{repo}/models", get(list_models).post(create_model))
+        .route("/v1/orgs/{org}/repos/{repo}/models/{number}", get(get_model))
+        .route("/v1/orgs/{org}/repos/{repo}/models/{number}/manifest", put(commit))
+        .route("/v1/orgs/{org}/repos/{repo}/models/{number}/reservation", delete(discard))
+        .route("/v1/orgs/{org}/blobs/{sha256}", get(get_blob).head(head_blob).put(put_blob))
+        .route("/livez", get(|| async { "live" }))
+        .fallback(|| async { not_found("route") })
+        .with_state(state))
+}
+
+/// Hex sha256 of a token: what the token file stores.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// The token file inside a data directory.
+pub fn tokens_path(data: &Path) -> PathBuf {
+    data.join("tokens.json")
+}

@@ -1,0 +1,292 @@
+//! The real `runner-registry` server on 127.0.0.1, used through `HttpRegistry` exactly as
+//! `register` and `serve` use it.
+
+#![allow(missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use runner_core::{load_any, register_model, runner, HttpRegistry, Loaded, ModelStatus, Registry};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+#[derive(Serialize, Deserialize)]
+pub struct Scale(f64);
+
+pub struct Scaler;
+
+#[runner(name = "scaler")]
+impl Scaler {
+    fn predict(model: &Scale, data: f64) -> f64 {
+        model.0 * data
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_runner-registry");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_string();
+    Server { child, url }
+}
+
+fn token(data: &Path, org: &str, write: bool) -> String {
+    let mut command = Command::new(BIN);
+    command.args(["token", "create", "--org", org, "--data"]).arg(data);
+    if write {
+        command.arg("--write");
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+fn client(server: &Server, token: Option<&str>, cache: &Path) -> HttpRegistry {
+    HttpRegistry::with_cache(&server.url, token.map(str::to_string), cache).unwrap()
+}
+
+#[test]
+fn register_and_load_over_http_with_dedupe_and_a_warm_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let write = token(&data, "acme", true);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    let artifact = dir.path().join("weights.bin");
+    std::fs::write(&artifact, vec![42u8; 3 << 20]).unwrap();
+    let register = || {
+        register_model::<Scaler>("scaler")
+            .organization("acme")
+            .model(Scale(3.0))
+            .artifact(artifact.to_str().unwrap(), "weights.bin")
+            .register(&registry)
+            .unwrap()
+    };
+    let first = register();
+    assert_eq!(first.id().to_string(), "acme/scaler:1");
+    let sent = registry.bytes_sent();
+    assert!(sent >= 3 << 20, "the artifact was uploaded ({sent} bytes)");
+    let second = register();
+    assert_eq!(second.id().number, 2);
+    assert_eq!(registry.bytes_sent(), sent, "re-registering unchanged files sends no file bytes");
+
+    let model = Loaded::<Scaler>::load(&registry, &"acme/scaler:latest".parse().unwrap()).unwrap();
+    assert_eq!(model.run(2.0).unwrap(), 6.0);
+    let received = registry.bytes_received();
+    assert!(received >= 3 << 20);
+    let again = load_any(&registry, &"acme/scaler:2".parse().unwrap()).unwrap();
+    assert_eq!(again.run_json(serde_json::json!(1.5)).unwrap(), serde_json::json!(4.5));
+    assert_eq!(registry.bytes_received(), received, "the second load downloads nothing");
+
+    // State survives a restart.
+    drop(server);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&write), &dir.path().join("cache2"));
+    assert_eq!(registry.latest("acme", "scaler").unwrap().unwrap().number, 2);
+    Loaded::<Scaler>::load(&registry, &"acme/scaler:1".parse().unwrap()).unwrap();
+}
+
+#[test]
+fn tokens_are_scoped_to_their_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acme = token(&data, "acme", true);
+    let reader = token(&data, "acme", false);
+    let other = token(&data, "other", true);
+    let server = start(&data, &[]);
+    let cache = dir.path().join("cache");
+    register_model::<Scaler>("secret")
+        .organization("acme")
+        .model(Scale(1.0))
+        .register(&client(&server, Some(&acme), &cache))
+        .unwrap();
+
+    let theirs = client(&server, Some(&other), &cache);
+    let err = theirs.models("acme", "secret").unwrap_err();
+    assert!(matches!(err, runner_core::Error::NotFound { .. }), "404, not 403: {err}");
+    assert!(theirs.repositories("acme").is_err());
+    assert!(theirs.repositories("other").unwrap().is_empty());
+
+    let read_only = client(&server, Some(&reader), &cache);
+    assert_eq!(read_only.repositories("acme").unwrap(), ["secret"]);
+    let err =
+        register_model::<Scaler>("secret").organization("acme").model(Scale(1.0)).register(&read_only).unwrap_err();
+    assert!(err.to_string().contains("may only read"), "{err}");
+
+    let anonymous = client(&server, None, &cache);
+    let err = anonymous.repositories("acme").unwrap_err();
+    assert!(err.to_string().contains("refused the token"), "{err}");
+    let forged = client(&server, Some("rrt_forged"), &cache);
+    assert!(forged.repositories("acme").is_err());
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn uploads_are_checked_and_limited_and_downloads_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &["--no-auth", "--max-file-size", "1000"]);
+    let http = reqwest::blocking::Client::new();
+    let blob = |sha: &str| format!("{}/v1/orgs/default/blobs/{sha}", server.url);
+
+    // Content that does not match its declared sha256 is refused and not kept.
+    let claimed = sha256_hex(b"what I claim");
+    let response = http.put(blob(&claimed)).body("something else").send().unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    assert_eq!(response.json::<serde_json::Value>().unwrap()["error"]["code"], "checksum_mismatch");
+    assert_eq!(http.head(blob(&claimed)).send().unwrap().status().as_u16(), 404);
+
+    // Over the size limit: 413, nothing kept.
+    let big = vec![1u8; 2000];
+    let response = http.put(blob(&sha256_hex(&big))).body(big.clone()).send().unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(http.head(blob(&sha256_hex(&big))).send().unwrap().status().as_u16(), 404);
+
+    // A good upload, then a ranged download (how an interrupted download resumes).
+    let content: Vec<u8> = (0..=255u8).cycle().take(900).collect();
+    let sha = sha256_hex(&content);
+    assert_eq!(http.put(blob(&sha)).body(content.clone()).send().unwrap().status().as_u16(), 201);
+    let part = http.get(blob(&sha)).header("range", "bytes=100-199").send().unwrap();
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(part.bytes().unwrap().as_ref(), &content[100..200]);
+
+    // Malformed names and traversal attempts.
+    for path in [
+        "/v1/orgs/default/blobs/not-a-sha",
+        "/v1/orgs/default/blobs/..%2F..%2Fetc%2Fpasswd",
+        "/v1/orgs/../repos",
+        "/v1/orgs/default/repos/..%2Fx/models",
+    ] {
+        let status = http.get(format!("{}{path}", server.url)).send().unwrap().status().as_u16();
+        assert!((400..500).contains(&status), "{path}: {status}");
+    }
+    let status = http.post(format!("{}/v1/orgs/default/repos/Bad%20Name/models", server.url)).send().unwrap().status();
+    assert_eq!(status.as_u16(), 400);
+}
+
+#[test]
+fn concurrent_registrations_get_distinct_consecutive_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &["--no-auth"]);
+    let cache = dir.path().join("cache");
+    let mut numbers: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    let registry = client(&server, None, &cache);
+                    register_model::<Scaler>("race").model(Scale(1.0)).register(&registry).unwrap().id().number
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    numbers.sort_unstable();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn a_server_killed_mid_upload_leaves_nothing_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &["--no-auth"]);
+    let registry = client(&server, None, &dir.path().join("cache"));
+    register_model::<Scaler>("crash").model(Scale(1.0)).register(&registry).unwrap();
+    let taken = registry.create_model("default", "crash").unwrap();
+    // Half an upload: the body is cut off when the server dies.
+    let url = format!("{}/v1/orgs/default/blobs/{}", server.url, sha256_hex(&vec![9u8; 64 << 20]));
+    let mut stream =
+        std::net::TcpStream::connect(url.trim_start_matches("http://").split('/').next().unwrap()).unwrap();
+    use std::io::Write;
+    let path = url.splitn(4, '/').nth(3).unwrap();
+    write!(stream, "PUT /{path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", 64 << 20).unwrap();
+    stream.write_all(&vec![9u8; 1 << 20]).unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(data.join("tmp")).unwrap().count() == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the upload never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(server); // SIGKILL, mid-upload
+
+    let server = start(&data, &["--no-auth"]);
+    let registry = client(&server, None, &dir.path().join("cache"));
+    assert_eq!(registry.status(&taken).unwrap(), Some(ModelStatus::Uploading));
+    assert_eq!(registry.latest("default", "crash").unwrap().unwrap().number, 1, "nothing half-visible");
+    let partial = sha256_hex(&vec![9u8; 64 << 20]);
+    let http = reqwest::blocking::Client::new();
+    assert_eq!(
+        http.head(format!("{}/v1/orgs/default/blobs/{partial}", server.url)).send().unwrap().status().as_u16(),
+        404
+    );
+    let leftovers = std::fs::read_dir(data.join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "the partial upload was cleaned up at restart");
+    // The retry succeeds.
+    let next = register_model::<Scaler>("crash").model(Scale(2.0)).register(&registry).unwrap();
+    assert_eq!(next.id().number, 3);
+}
+
+#[test]
+fn serve_loads_from_the_registry_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let write = token(&data, "acme", true);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    register_model::<Scaler>("scaler").organization("acme").model(Scale(10.0)).register(&registry).unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let answer = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(runner_core::serve::serve_on(
+            listener,
+            std::sync::Arc::new(registry),
+            vec!["acme/scaler:latest".parse().unwrap()],
+            runner_core::serve::ServeOptions::default(),
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let answer = tokio::task::spawn_blocking(move || {
+            let http = reqwest::blocking::Client::new();
+            let started = std::time::Instant::now();
+            while http.get(format!("http://{addr}/readyz")).send().map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+                assert!(started.elapsed() < std::time::Duration::from_secs(20), "never ready");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            http.post(format!("http://{addr}/predict")).body("4.5").send().unwrap().text().unwrap()
+        })
+        .await
+        .unwrap();
+        stop.send(()).unwrap();
+        serving.await.unwrap().unwrap();
+        answer
+    });
+    assert_eq!(answer, "45.0");
+}
