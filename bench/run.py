@@ -176,7 +176,9 @@ def write(results, cold):
     lines = [
         "# Benchmark results",
         "",
-        "Written by `bench/run.sh` (serving benchmark). Server pinned to CPU "
+        "## Serving (`bench/run.sh`)",
+        "",
+        "Server pinned to CPU "
         f"{SERVER_CPU}, `wrk -t1` pinned to CPU {LOAD_CPU}; per row {WARMUP} s warm-up, then {ROUNDS} rounds of "
         f"{DURATION} s interleaving the three servers (all running, only the loaded one busy). Figures are medians "
         "of the rounds; ratios are medians of same-round ratios to the limit (bare axum). One run, one machine.",
@@ -207,11 +209,22 @@ def write(results, cold):
         f"{ours['rps'] / fastapi['rps']:.1f}x FastAPI; p99 {ours['p99_ratio']:.2f}x the limit's.",
         "",
     ]
+    replace_block("serving", "\n".join(lines[2:]))
+
+
+def replace_block(name, text):
+    """Rewrites the `name` block of bench/RESULTS.md, keeping the rest of the file."""
     out = ROOT / "bench" / "RESULTS.md"
-    previous = out.read_text() if out.exists() else ""
-    notes = previous.split("<!-- notes -->", 1)[1] if "<!-- notes -->" in previous else "\n"
-    out.write_text("\n".join(lines) + "<!-- notes -->" + notes)
-    print(f"wrote {out}")
+    previous = out.read_text() if out.exists() else "# Benchmark results\n"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{text.rstrip()}\n{end}"
+    if start in previous and end in previous:
+        before, rest = previous.split(start, 1)
+        updated = before + block + rest.split(end, 1)[1]
+    else:
+        updated = previous.rstrip() + "\n\n" + block + "\n"
+    out.write_text(updated)
+    print(f"wrote the {name} block of {out}")
 
 
 if __name__ == "__main__":
