@@ -190,10 +190,9 @@ impl<R: Runner> RegisterModel<R> {
         };
         let result = (|| {
             let mut staging = registry.stage(&id)?;
-            let mut files = Vec::with_capacity(uploads.len());
-            for (file, origin) in &uploads {
-                files.push(staging.put_file(&file.volume_path, &file.local, *origin)?);
-            }
+            let batch: Vec<_> =
+                uploads.iter().map(|(f, origin)| (f.volume_path.clone(), f.local.clone(), *origin)).collect();
+            let mut files = staging.put_files(&batch)?;
             files.sort_by(|a, b| a.path.cmp(&b.path));
             let (save_type, props, path) = match saved {
                 Saved::Default => (SaveType::Default, None, Some(DEFAULT_MODEL_FILE.to_string())),

@@ -8,6 +8,7 @@
 //! | `GET /v1/orgs/{org}/repos/{repo}/models` | read | models with status and manifest |
 //! | `POST /v1/orgs/{org}/repos/{repo}/models` | write | take the next number (atomic) |
 //! | `GET /v1/orgs/{org}/repos/{repo}/models/{n}` | read | status and manifest |
+//! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}` | write | delete a model |
 //! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit: the model becomes ready |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | give back a number whose upload failed |
 //! | `HEAD /v1/orgs/{org}/blobs/{sha256}` | read | is this content stored? (the client asks before sending) |
@@ -45,21 +46,55 @@ pub struct Config {
     pub auth: bool,
     /// Largest file accepted, in bytes.
     pub max_file_size: u64,
+    /// Requests per second allowed to each token (each client address without auth);
+    /// past it the server answers 429 with `Retry-After`. `None`: no limit.
+    pub rate_limit: Option<std::num::NonZeroU32>,
 }
 
 struct AppState {
     store: LocalRegistry,
     tokens: Option<Tokens>,
     max_file_size: u64,
+    limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
+}
+
+impl AppState {
+    /// Counts one request against `key`'s rate.
+    fn throttle(&self, key: &str) -> ApiResult<()> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        limiter.check_key(&key.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {} ms", wait.as_millis().max(1)),
+            )
+            .retry_after(wait)
+        })
+    }
 }
 
 /// A JSON error.
 struct ApiError(StatusCode, &'static str, String);
 
+impl ApiError {
+    fn retry_after(self, wait: std::time::Duration) -> ApiError {
+        // Whole seconds, rounded up, in the header; the exact wait in the message.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError(self.0, self.1, format!("{} (Retry-After: {seconds})", self.2))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "status": self.0.as_u16(), "code": self.1, "message": self.2 } });
-        (self.0, Json(body)).into_response()
+        let mut response = (self.0, Json(body)).into_response();
+        if self.0 == StatusCode::TOO_MANY_REQUESTS {
+            let seconds =
+                self.2.rsplit_once("Retry-After: ").and_then(|(_, s)| s.trim_end_matches(')').parse::<u64>().ok());
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.unwrap_or(1).into());
+        }
+        response
     }
 }
 
@@ -95,7 +130,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> runner_core::Result<T> 
 /// answered like a missing resource.
 fn authorize(state: &AppState, request_headers: &axum::http::HeaderMap, org: &str, right: Right) -> ApiResult<()> {
     runner_core::validate_name("organization", org).map_err(|_| not_found("organization"))?;
-    let Some(tokens) = &state.tokens else { return Ok(()) };
+    let Some(tokens) = &state.tokens else { return state.throttle("anonymous") };
     let presented = request_headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -106,6 +141,7 @@ fn authorize(state: &AppState, request_headers: &axum::http::HeaderMap, org: &st
     let token = tokens
         .find(presented)
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token".into()))?;
+    state.throttle(&token.id)?;
     if token.organization != org {
         return Err(not_found(&format!("organization `{org}`")));
     }
@@ -179,6 +215,17 @@ async fn get_model(
     })
     .await?;
     Ok(Json(view).into_response())
+}
+
+async fn delete_model(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Write)?;
+    let id = model_id(&org, &repo, number)?;
+    blocking(move || s.store.delete_model(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn discard(
@@ -291,11 +338,13 @@ pub fn router(config: &Config) -> runner_core::Result<Router> {
         tracing::info!(removed, "removed partial uploads left by an earlier run");
     }
     let tokens = if config.auth { Some(Tokens::load(&config.data)?) } else { None };
-    let state = Arc::new(AppState { store, tokens, max_file_size: config.max_file_size });
+    let limiter =
+        config.rate_limit.map(|per_second| governor::RateLimiter::keyed(governor::Quota::per_second(per_second)));
+    let state = Arc::new(AppState { store, tokens, max_file_size: config.max_file_size, limiter });
     Ok(Router::new()
         .route("/v1/orgs/{org}/repos", get(list_repos))
         .route("/v1/orgs/{org}/repos/{repo}/models", get(list_models).post(create_model))
-        .route("/v1/orgs/{org}/repos/{repo}/models/{number}", get(get_model))
+        .route("/v1/orgs/{org}/repos/{repo}/models/{number}", get(get_model).delete(delete_model))
         .route("/v1/orgs/{org}/repos/{repo}/models/{number}/manifest", put(commit))
         .route("/v1/orgs/{org}/repos/{repo}/models/{number}/reservation", delete(discard))
         .route("/v1/orgs/{org}/blobs/{sha256}", get(get_blob).head(head_blob).put(put_blob))

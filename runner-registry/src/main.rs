@@ -31,12 +31,169 @@ enum Command {
         /// Largest file accepted, in bytes.
         #[arg(long, default_value_t = 64 << 30)]
         max_file_size: u64,
+        /// Requests per second allowed to each token (429 with Retry-After past it); 0: no limit.
+        #[arg(long, default_value_t = 0)]
+        rate_limit: u32,
     },
     /// Manage tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// List the repositories of an organization.
+    Repos {
+        #[command(flatten)]
+        at: At,
+    },
+    /// List the models of a repository, with status, files and size.
+    Models {
+        /// The repository.
+        repository: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Print a model's manifest (JSON).
+    Show {
+        /// `repository:number`, `repository:latest` or `organization/repository:number`.
+        model: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// List a model's files with sizes and sha256.
+    Files {
+        /// The model.
+        model: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Download a model's files (checked against their sha256) into a folder.
+    Download {
+        /// The model.
+        model: String,
+        /// Folder to write the files into.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Delete a model.
+    Delete {
+        /// The model (a number, not `latest`).
+        model: String,
+        #[command(flatten)]
+        at: At,
+    },
+}
+
+/// Which registry to inspect.
+#[derive(clap::Args)]
+struct At {
+    /// A registry directory or a server URL (token from RUNNER_REGISTRY_TOKEN).
+    #[arg(long, env = "RUNNER_REGISTRY", default_value = runner_core::DEFAULT_REGISTRY)]
+    registry: String,
+    /// The organization.
+    #[arg(long, env = "RUNNER_ORGANIZATION", default_value = runner_core::DEFAULT_ORGANIZATION)]
+    org: String,
+}
+
+/// An inspection command, run on an opened registry and organization.
+type Inspection = dyn FnOnce(&dyn runner_core::Registry, &str) -> runner_core::Result<()>;
+
+fn inspect(command: Command) -> runner_core::Result<()> {
+    use runner_core::open_registry;
+    let (at, run): (At, Box<Inspection>) = match command {
+        Command::Repos { at } => (
+            at,
+            Box::new(|r, org| {
+                for repo in r.repositories(org)? {
+                    println!("{repo}");
+                }
+                Ok(())
+            }),
+        ),
+        Command::Models { repository, at } => (
+            at,
+            Box::new(move |r, org| {
+                println!("{:<8} {:<10} {:>6} {:>14}  {:<16} CREATED", "NUMBER", "STATUS", "FILES", "BYTES", "RUNNER");
+                for m in r.models(org, &repository)? {
+                    let (files, bytes, runner, created) = match &m.manifest {
+                        Some(man) => (
+                            man.files.len().to_string(),
+                            man.total_bytes().to_string(),
+                            man.runner.name.clone(),
+                            man.created_at.clone(),
+                        ),
+                        None => ("-".into(), "-".into(), "-".into(), "-".into()),
+                    };
+                    println!(
+                        "{:<8} {:<10} {files:>6} {bytes:>14}  {runner:<16} {created}",
+                        m.id.number,
+                        m.status.to_string()
+                    );
+                }
+                Ok(())
+            }),
+        ),
+        Command::Show { model, at } => (
+            at,
+            Box::new(move |r, org| {
+                let id = r.resolve(&with_org(&model, org)?)?;
+                println!("{}", String::from_utf8_lossy(&r.manifest(&id)?.to_json()).trim_end());
+                Ok(())
+            }),
+        ),
+        Command::Files { model, at } => (
+            at,
+            Box::new(move |r, org| {
+                let id = r.resolve(&with_org(&model, org)?)?;
+                for f in r.manifest(&id)?.files {
+                    println!("{:>14}  {}  {}", f.size, f.sha256, f.path);
+                }
+                Ok(())
+            }),
+        ),
+        Command::Download { model, out, at } => (
+            at,
+            Box::new(move |r, org| {
+                let id = r.resolve(&with_org(&model, org)?)?;
+                let manifest = r.manifest(&id)?;
+                let volume = r.fetch(&manifest)?;
+                for f in &manifest.files {
+                    let target = out.join(&f.path);
+                    std::fs::create_dir_all(target.parent().expect("files have a parent"))
+                        .and_then(|()| std::fs::copy(volume.join(&f.path), &target).map(|_| ()))
+                        .map_err(|e| runner_core::Error::msg(format!("writing {}: {e}", target.display())))?;
+                }
+                println!("{} files, {} bytes -> {}", manifest.files.len(), manifest.total_bytes(), out.display());
+                Ok(())
+            }),
+        ),
+        Command::Delete { model, at } => (
+            at,
+            Box::new(move |r, org| {
+                let reference = with_org(&model, org)?;
+                let runner_core::Version::Number(number) = reference.version else {
+                    return Err(runner_core::Error::msg("delete takes a model number, not `latest`"));
+                };
+                let id = runner_core::ModelId::new(&reference.organization, &reference.repository, number)?;
+                r.delete_model(&id)?;
+                println!("deleted {id}");
+                Ok(())
+            }),
+        ),
+        Command::Serve { .. } | Command::Token { .. } => unreachable!("handled by main"),
+    };
+    let registry = open_registry(&runner_core::registry_location(Some(&at.registry)))?;
+    run(registry.as_ref(), &at.org)
+}
+
+/// A model reference; `--org` applies when the reference names no organization.
+fn with_org(model: &str, org: &str) -> runner_core::Result<runner_core::ModelRef> {
+    let mut reference: runner_core::ModelRef = model.parse()?;
+    if !model.contains('/') {
+        reference.organization = org.to_string();
+    }
+    Ok(reference)
 }
 
 #[derive(Subcommand)]
@@ -64,6 +221,18 @@ fn main() -> ExitCode {
         )
         .try_init();
     match Cli::parse().command {
+        command @ (Command::Repos { .. }
+        | Command::Models { .. }
+        | Command::Show { .. }
+        | Command::Files { .. }
+        | Command::Download { .. }
+        | Command::Delete { .. }) => match inspect(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Token { command: TokenCommand::Create { data, org, write } } => {
             match Tokens::create(&data, &org, if write { Right::Write } else { Right::Read }) {
                 Ok(token) => {
@@ -76,8 +245,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { data, addr, no_auth, max_file_size } => {
-            let config = Config { data, auth: !no_auth, max_file_size };
+        Command::Serve { data, addr, no_auth, max_file_size, rate_limit } => {
+            let config =
+                Config { data, auth: !no_auth, max_file_size, rate_limit: std::num::NonZeroU32::new(rate_limit) };
             let app = match router(&config) {
                 Ok(app) => app,
                 Err(e) => {

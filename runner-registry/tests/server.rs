@@ -290,3 +290,86 @@ fn serve_loads_from_the_registry_server() {
     });
     assert_eq!(answer, "45.0");
 }
+
+fn cli(registry: &str, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut command = Command::new(BIN);
+    command.args(args).args(["--registry", registry]).env_remove("RUNNER_REGISTRY").env_remove("RUNNER_ORGANIZATION");
+    match token {
+        Some(token) => command.env("RUNNER_REGISTRY_TOKEN", token),
+        None => command.env_remove("RUNNER_REGISTRY_TOKEN"),
+    };
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn inspect_a_registry_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let write = token(&data, "default", true);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    let artifact = dir.path().join("notes.txt");
+    std::fs::write(&artifact, "hello").unwrap();
+    for scale in [1.0, 2.0] {
+        register_model::<Scaler>("scaler")
+            .model(Scale(scale))
+            .artifact(artifact.to_str().unwrap(), "docs/notes.txt")
+            .register(&registry)
+            .unwrap();
+    }
+    // The same commands work on the server URL and on its data directory.
+    for (at, token) in [(server.url.as_str(), Some(write.as_str())), (data.to_str().unwrap(), None)] {
+        let (ok, out, err) = cli(at, token, &["repos"]);
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "scaler");
+        let (_, out, _) = cli(at, token, &["models", "scaler"]);
+        let rows: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(rows.len(), 2, "{out}");
+        assert!(rows[0].starts_with("1") && rows[0].contains("ready") && rows[0].contains("scaler"), "{out}");
+        let (_, out, _) = cli(at, token, &["show", "scaler:latest"]);
+        let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(manifest["model"]["number"], 2);
+        let (_, out, _) = cli(at, token, &["files", "scaler:1"]);
+        assert!(out.lines().any(|l| l.ends_with("docs/notes.txt") && l.trim_start().starts_with('5')), "{out}");
+    }
+    let out_dir = dir.path().join("downloaded");
+    let (ok, _, err) = cli(&server.url, Some(&write), &["download", "scaler:2", "--out", out_dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(out_dir.join("docs/notes.txt")).unwrap(), "hello");
+
+    let (ok, _, err) = cli(&server.url, Some(&write), &["delete", "scaler:1"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&server.url, Some(&write), &["models", "scaler"]);
+    assert_eq!(out.lines().skip(1).count(), 1, "{out}");
+    Loaded::<Scaler>::load(&registry, &"scaler:2".parse().unwrap()).unwrap();
+    let (ok, _, err) = cli(&server.url, Some(&write), &["delete", "scaler:latest"]);
+    assert!(!ok && err.contains("not `latest`"), "{err}");
+    let (ok, _, err) = cli(&server.url, None, &["repos"]);
+    assert!(!ok && err.contains("refused the token"), "{err}");
+}
+
+#[test]
+fn requests_over_the_rate_limit_get_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let limited = token(&data, "acme", true);
+    let other = token(&data, "acme", false);
+    let server = start(&data, &["--rate-limit", "2"]);
+    let http = reqwest::blocking::Client::new();
+    let get = |token: &str| http.get(format!("{}/v1/orgs/acme/repos", server.url)).bearer_auth(token).send().unwrap();
+    let statuses: Vec<u16> = (0..6).map(|_| get(&limited).status().as_u16()).collect();
+    assert!(statuses.contains(&200) && statuses.contains(&429), "{statuses:?}");
+    let refused = get(&limited);
+    assert_eq!(refused.status().as_u16(), 429);
+    assert!(refused.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(refused.json::<serde_json::Value>().unwrap()["error"]["code"], "rate_limited");
+    assert_eq!(get(&other).status().as_u16(), 200, "limits are per token");
+    // The client waits as asked and gets through.
+    let registry = client(&server, Some(&limited), &dir.path().join("cache"));
+    assert!(registry.repositories("acme").unwrap().is_empty());
+}

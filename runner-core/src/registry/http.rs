@@ -96,19 +96,28 @@ impl HttpRegistry {
         }
     }
 
-    /// Sends with up to three attempts for transient failures (connection errors, 502-504).
+    /// Sends with up to five attempts for transient failures (connection errors, 429,
+    /// 502-504), waiting as `Retry-After` asks or backing off exponentially.
     fn send(&self, build: impl Fn() -> RequestBuilder, what: &str) -> Result<Response> {
         let mut delay = Duration::from_millis(200);
         for attempt in 1.. {
             let outcome = build().send();
-            let transient = match &outcome {
-                Ok(response) => matches!(response.status().as_u16(), 502..=504),
-                Err(e) => e.is_connect() || e.is_timeout(),
+            let (transient, asked) = match &outcome {
+                Ok(response) => (
+                    matches!(response.status().as_u16(), 429 | 502..=504),
+                    response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs),
+                ),
+                Err(e) => (e.is_connect() || e.is_timeout(), None),
             };
-            if !transient || attempt == 3 {
+            if !transient || attempt == 5 {
                 return outcome.map_err(|e| Error::msg(format!("{what}: cannot reach {}: {e}", self.base)));
             }
-            std::thread::sleep(delay);
+            std::thread::sleep(asked.unwrap_or(delay).min(Duration::from_secs(30)));
             delay *= 2;
         }
         unreachable!("the loop returns on its last attempt")
@@ -245,6 +254,12 @@ impl Registry for HttpRegistry {
         let what = format!("giving back {id}");
         let response =
             self.send(|| self.request(Method::DELETE, &format!("{}/reservation", Self::model_path(id))), &what)?;
+        self.check(response, &what).map(|_| ())
+    }
+
+    fn delete_model(&self, id: &ModelId) -> Result<()> {
+        let what = format!("deleting {id}");
+        let response = self.send(|| self.request(Method::DELETE, &Self::model_path(id)), &what)?;
         self.check(response, &what).map(|_| ())
     }
 

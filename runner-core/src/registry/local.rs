@@ -264,6 +264,23 @@ impl Registry for LocalRegistry {
         Ok(())
     }
 
+    fn delete_model(&self, id: &ModelId) -> Result<()> {
+        let dir = self.model_dir(id)?;
+        if !dir.is_dir() {
+            return Err(Error::NotFound {
+                what: "model",
+                message: format!("{id} does not exist in {}", self.location()),
+            });
+        }
+        // The manifest goes first, so the model is never half-deleted and visible.
+        match fs::remove_file(dir.join("manifest.json")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", dir.join("manifest.json"), e)),
+        }
+        fs::remove_dir_all(&dir).ctx("removing", &dir)
+    }
+
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {
         if self.status(id)?.is_none() {
             return Err(Error::NotFound {

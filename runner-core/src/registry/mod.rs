@@ -84,6 +84,10 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// Does nothing to a model that is ready.
     fn discard(&self, id: &ModelId) -> Result<()>;
 
+    /// Deletes a model: it stops being visible at once (its manifest goes first). Its file
+    /// contents stay stored while other models share them.
+    fn delete_model(&self, id: &ModelId) -> Result<()>;
+
     /// Starts (re)writing the files of an existing model number. Nothing becomes visible
     /// until [`Staging::commit`].
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>>;
@@ -135,6 +139,12 @@ pub trait Registry: Send + Sync + fmt::Debug {
 pub trait Staging: Send {
     /// Uploads one file to `volume_path`, computing its size and sha256.
     fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry>;
+
+    /// Uploads several files (the HTTP client sends them in parallel, with progress);
+    /// entries come back in the order given.
+    fn put_files(&mut self, files: &[(String, PathBuf, FileOrigin)]) -> Result<Vec<FileEntry>> {
+        files.iter().map(|(volume_path, local, origin)| self.put_file(volume_path, local, *origin)).collect()
+    }
 
     /// Writes the manifest, making the model ready. Every file the manifest lists must
     /// have been uploaded through this staging.
