@@ -400,3 +400,32 @@ fn a_registration_killed_midway_leaves_nothing_visible() {
     assert_eq!(next.id().number, 3);
     Loaded::<SumRunner>::load(&registry, &"killed:latest".parse().unwrap()).unwrap();
 }
+
+/// Two stagings of the same existing number: the first commit wins, the second is told.
+fn race_one_number(registry: &dyn Registry, organization: &str) {
+    let id = ModelId::new(organization, "raced", 1).unwrap();
+    let current = registry.manifest(&id).unwrap();
+    let blob_of = |registry: &dyn Registry| registry.fetch(&current).unwrap().join(&current.files[0].path);
+    let mut first = registry.stage(&id).unwrap();
+    let mut second = registry.stage(&id).unwrap();
+    let local = blob_of(registry);
+    for staging in [&mut first, &mut second] {
+        staging.put_file(&current.files[0].path, &local, current.files[0].origin).unwrap();
+    }
+    let mut winner = current.clone();
+    winner.requirements = vec!["winner".into()];
+    let mut loser = current.clone();
+    loser.requirements = vec!["loser".into()];
+    first.commit(&winner).unwrap();
+    let err = second.commit(&loser).unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("registered by someone else"), "{err}");
+    assert_eq!(registry.manifest(&id).unwrap().requirements, ["winner"]);
+}
+
+#[test]
+fn two_registrations_of_one_number_one_wins_and_the_other_is_told() {
+    let (_dir, registry) = registry();
+    register_model::<SumRunner>("raced").model(plain()).register(&registry).unwrap();
+    race_one_number(&registry, "default");
+}

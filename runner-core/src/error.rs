@@ -130,6 +130,13 @@ pub enum Error {
         message: String,
     },
 
+    /// Someone else changed the model during this registration; nothing was changed.
+    #[error("{message}")]
+    Conflict {
+        /// What happened and what to do.
+        message: String,
+    },
+
     /// A manifest could not be read or is malformed.
     #[error("manifest of {model}: {message}")]
     Manifest {
@@ -231,6 +238,7 @@ impl Error {
             Error::Status { status, .. } => *status,
             Error::Hook { status, .. } => status.unwrap_or(500),
             Error::NotFound { .. } => 404,
+            Error::Conflict { .. } => 409,
             Error::InvalidName { .. } | Error::BadRequest { .. } => 400,
             _ => 500,
         }
@@ -242,6 +250,7 @@ impl Error {
             Error::InvalidInput { .. } => "invalid_input",
             Error::BadRequest { .. } | Error::InvalidName { .. } => "bad_request",
             Error::NotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
             Error::Hook { .. } | Error::Status { .. } => "hook_error",
             _ => "internal",
         }

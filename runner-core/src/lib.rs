@@ -91,8 +91,8 @@ pub use names::{
 };
 pub use register::{register_model, RegisterModel, Registered};
 pub use registry::{
-    open_registry, registry_location, BlobWriter, HttpRegistry, LocalRegistry, ModelStatus, ModelSummary, Registry,
-    Staging, DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV,
+    open_registry, registry_location, BlobWriter, Expected, HttpRegistry, LocalRegistry, ModelStatus, ModelSummary,
+    Registry, Staging, DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV,
 };
 pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 

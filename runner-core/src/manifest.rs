@@ -150,6 +150,12 @@ impl Manifest {
         }
     }
 
+    /// sha256 of [`Manifest::to_json`]: identifies this exact manifest.
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.to_json()))
+    }
+
     /// The manifest as pretty JSON.
     pub fn to_json(&self) -> Vec<u8> {
         let mut bytes = serde_json::to_vec_pretty(self).expect("a manifest always serializes");

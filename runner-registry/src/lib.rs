@@ -9,7 +9,7 @@
 //! | `POST /v1/orgs/{org}/repos/{repo}/models` | write | take the next number (atomic) |
 //! | `GET /v1/orgs/{org}/repos/{repo}/models/{n}` | read | status and manifest |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}` | write | delete a model |
-//! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit: the model becomes ready |
+//! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit: the model becomes ready (`If-None-Match: *` / `If-Match: "sha256"` make a racing commit fail with 412) |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | give back a number whose upload failed |
 //! | `HEAD /v1/orgs/{org}/blobs/{sha256}` | read | is this content stored? (the client asks before sending) |
 //! | `PUT /v1/orgs/{org}/blobs/{sha256}` | write | upload content, streamed and checked against the sha256 |
@@ -246,13 +246,27 @@ async fn commit(
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write)?;
     let id = model_id(&org, &repo, number)?;
+    // If-None-Match: * -> the model must have no manifest; If-Match: "sha" -> it must be that one.
+    let expected = {
+        let text =
+            |name: header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        match (text(header::IF_NONE_MATCH), text(header::IF_MATCH)) {
+            (Some(star), _) if star.trim() == "*" => Some(runner_core::Expected::Nothing),
+            (_, Some(tag)) => Some(runner_core::Expected::Manifest(tag.trim().trim_matches('"').to_string())),
+            _ => None,
+        }
+    };
     let bytes = axum::body::to_bytes(request.into_body(), 16 << 20)
         .await
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the manifest: {e}")))?;
     let manifest = Manifest::from_json(&id, &bytes)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", e.to_string()))?;
-    blocking(move || s.store.commit_manifest(&manifest)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    match blocking(move || s.store.commit_manifest(&manifest, expected.as_ref())).await {
+        Err(ApiError(StatusCode::CONFLICT, _, message)) => {
+            Err(ApiError(StatusCode::PRECONDITION_FAILED, "conflict", message))
+        }
+        other => other.map(|()| StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 async fn head_blob(

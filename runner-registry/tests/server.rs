@@ -373,3 +373,56 @@ fn requests_over_the_rate_limit_get_429_with_retry_after() {
     let registry = client(&server, Some(&limited), &dir.path().join("cache"));
     assert!(registry.repositories("acme").unwrap().is_empty());
 }
+
+#[test]
+fn two_registrations_of_one_number_race_safely_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &["--no-auth"]);
+    let registry = client(&server, None, &dir.path().join("cache"));
+    register_model::<Scaler>("raced").model(Scale(1.0)).register(&registry).unwrap();
+    let id = runner_core::ModelId::new("default", "raced", 1).unwrap();
+    let current = registry.manifest(&id).unwrap();
+    let local = registry.fetch(&current).unwrap().join(&current.files[0].path);
+    let mut first = registry.stage(&id).unwrap();
+    let mut second = registry.stage(&id).unwrap();
+    for staging in [&mut first, &mut second] {
+        staging.put_file(&current.files[0].path, &local, current.files[0].origin).unwrap();
+    }
+    let mut winner = current.clone();
+    winner.requirements = vec!["winner".into()];
+    let mut loser = current;
+    loser.requirements = vec!["loser".into()];
+    first.commit(&winner).unwrap();
+    let err = second.commit(&loser).unwrap_err();
+    assert!(matches!(err, runner_core::Error::Conflict { .. }), "{err}");
+    assert_eq!(registry.manifest(&id).unwrap().requirements, ["winner"]);
+}
+
+#[test]
+fn a_folder_of_files_uploads_in_parallel_and_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &["--no-auth"]);
+    let registry = client(&server, None, &dir.path().join("cache"));
+    let folder = dir.path().join("shards");
+    std::fs::create_dir_all(folder.join("nested")).unwrap();
+    let mut total = 0u64;
+    for i in 0..12u8 {
+        let content = vec![i; 100_000 + usize::from(i) * 1000];
+        total += content.len() as u64;
+        let name = if i % 3 == 0 { format!("nested/shard-{i}.bin") } else { format!("shard-{i}.bin") };
+        std::fs::write(folder.join(name), content).unwrap();
+    }
+    let registered = register_model::<Scaler>("sharded")
+        .model(Scale(1.0))
+        .artifact(format!("{}/*", folder.display()), "shards/*")
+        .register(&registry)
+        .unwrap();
+    assert_eq!(registered.manifest.files.len(), 13);
+    assert!(registry.bytes_sent() >= total);
+    let model = Loaded::<Scaler>::load(&registry, &"sharded:1".parse().unwrap()).unwrap();
+    for i in 0..12u8 {
+        let name = if i % 3 == 0 { format!("shards/nested/shard-{i}.bin") } else { format!("shards/shard-{i}.bin") };
+        let bytes = std::fs::read(model.volume().join(&name)).unwrap();
+        assert!(bytes.len() == 100_000 + usize::from(i) * 1000 && bytes.iter().all(|b| *b == i), "{name}");
+    }
+}

@@ -9,7 +9,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::local::{hash_file, LocalRegistry};
+use super::local::LocalRegistry;
 use super::{ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{validate_name, validate_volume_path, ModelId};
@@ -270,7 +270,8 @@ impl Registry for HttpRegistry {
                 message: format!("{id} does not exist in {}", self.location()),
             });
         }
-        Ok(Box::new(HttpStaging { registry: self, id: id.clone(), files: BTreeMap::new() }))
+        let expected = super::Expected::of(self.view(id)?.and_then(|v| v.manifest).as_ref());
+        Ok(Box::new(HttpStaging { registry: self, id: id.clone(), files: BTreeMap::new(), expected }))
     }
 
     fn fetch(&self, manifest: &Manifest) -> Result<PathBuf> {
@@ -287,37 +288,129 @@ struct HttpStaging<'a> {
     registry: &'a HttpRegistry,
     id: ModelId,
     files: BTreeMap<String, FileEntry>,
+    expected: super::Expected,
 }
 
-impl Staging for HttpStaging<'_> {
-    fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry> {
+/// Uploads at once at most.
+const PARALLEL_UPLOADS: usize = 4;
+
+/// Counts bytes as the request body is read, for the progress bar.
+struct Progress<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: std::io::Read> std::io::Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+fn progress_bars() -> indicatif::MultiProgress {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::MultiProgress::new()
+    } else {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    }
+}
+
+impl HttpRegistry {
+    /// Uploads one file unless the server already has its content, streaming it from disk
+    /// with a progress bar (a log line when stderr is not a terminal).
+    fn upload(
+        &self,
+        organization: &str,
+        volume_path: &str,
+        local: &Path,
+        origin: FileOrigin,
+        bars: &indicatif::MultiProgress,
+    ) -> Result<FileEntry> {
         validate_volume_path(volume_path)?;
-        let registry = self.registry;
-        let (sha256, size) = hash_file(local)?;
-        let path = HttpRegistry::blob_path(&self.id.organization, &sha256);
+        // The server hashes what it receives again and refuses a mismatch.
+        let (sha256, size) = self.cache.hashes().hash(local)?;
+        let path = HttpRegistry::blob_path(organization, &sha256);
         let what = format!("uploading {}", local.display());
-        let known = registry.send(|| registry.request(Method::HEAD, &path), &what)?;
+        let known = self.send(|| self.request(Method::HEAD, &path), &what)?;
         if known.status() == StatusCode::NOT_FOUND {
-            let response = registry.send(
+            let bar = bars.add(indicatif::ProgressBar::new(size));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:30!} {bar:30} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} eta {eta}",
+                )
+                .expect("a valid template"),
+            );
+            bar.set_message(volume_path.to_string());
+            let started = std::time::Instant::now();
+            let response = self.send(
                 || {
-                    let file = std::fs::File::open(local);
-                    let request =
-                        registry.request(Method::PUT, &path).header("content-type", "application/octet-stream");
-                    match file {
-                        Ok(file) => request.body(reqwest::blocking::Body::sized(file, size)),
+                    bar.reset();
+                    let request = self.request(Method::PUT, &path).header("content-type", "application/octet-stream");
+                    match std::fs::File::open(local) {
+                        Ok(file) => request
+                            .body(reqwest::blocking::Body::sized(Progress { inner: file, bar: bar.clone() }, size)),
                         Err(_) => request,
                     }
                 },
                 &what,
             )?;
-            registry.check(response, &what)?;
-            registry.sent.fetch_add(size, Ordering::Relaxed);
+            self.check(response, &what)?;
+            bar.finish();
+            self.sent.fetch_add(size, Ordering::Relaxed);
+            if bars.is_hidden() {
+                let seconds = started.elapsed().as_secs_f64();
+                let mib_per_s = size as f64 / 1048576.0 / seconds.max(1e-9);
+                tracing::info!(file = volume_path, bytes = size, seconds, mib_per_s, "uploaded");
+            }
         } else {
-            registry.check(known, &what)?;
+            self.check(known, &what)?;
+            tracing::debug!(file = volume_path, "already stored, not sent");
         }
-        let entry = FileEntry { path: volume_path.to_string(), size, sha256, origin };
+        Ok(FileEntry { path: volume_path.to_string(), size, sha256, origin })
+    }
+}
+
+impl Staging for HttpStaging<'_> {
+    fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry> {
+        let entry = self.registry.upload(&self.id.organization, volume_path, local, origin, &progress_bars())?;
         self.files.insert(volume_path.to_string(), entry.clone());
         Ok(entry)
+    }
+
+    /// Up to four uploads at once; the first failure stops handing out more.
+    fn put_files(&mut self, files: &[(String, PathBuf, FileOrigin)]) -> Result<Vec<FileEntry>> {
+        let bars = progress_bars();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<Result<FileEntry>>>> =
+            files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let (registry, organization) = (self.registry, self.id.organization.as_str());
+        std::thread::scope(|scope| {
+            for _ in 0..PARALLEL_UPLOADS.min(files.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((volume_path, local, origin)) = files.get(i) else { break };
+                    let result = registry.upload(organization, volume_path, local, *origin, &bars);
+                    let failed = result.is_err();
+                    *results[i].lock().expect("result lock") = Some(result);
+                    if failed {
+                        next.store(files.len(), Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        let mut entries = Vec::with_capacity(files.len());
+        for slot in results {
+            match slot.into_inner().expect("result lock") {
+                Some(Ok(entry)) => {
+                    self.files.insert(entry.path.clone(), entry.clone());
+                    entries.push(entry);
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::msg("an upload failed; nothing was committed")),
+            }
+        }
+        Ok(entries)
     }
 
     fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()> {
@@ -336,10 +429,28 @@ impl Staging for HttpStaging<'_> {
         let what = format!("committing {}", self.id);
         let path = format!("{}/manifest", HttpRegistry::model_path(&self.id));
         let body = manifest.to_json();
+        let (name, value) = match &self.expected {
+            super::Expected::Nothing => ("if-none-match", "*".to_string()),
+            super::Expected::Manifest(sha256) => ("if-match", format!("\"{sha256}\"")),
+        };
         let response = registry.send(
-            || registry.request(Method::PUT, &path).header("content-type", "application/json").body(body.clone()),
+            || {
+                registry
+                    .request(Method::PUT, &path)
+                    .header("content-type", "application/json")
+                    .header(name, &value)
+                    .body(body.clone())
+            },
             &what,
         )?;
+        if response.status() == StatusCode::PRECONDITION_FAILED {
+            return Err(Error::Conflict {
+                message: format!(
+                    "{} was registered by someone else during this registration; nothing was changed: register again",
+                    self.id
+                ),
+            });
+        }
         registry.check(response, &what).map(|_| ())
     }
 }

@@ -64,6 +64,11 @@ impl LocalRegistry {
         Ok(LocalRegistry { root })
     }
 
+    /// Remembered file hashes (see [`super::hashes`]).
+    pub(crate) fn hashes(&self) -> super::hashes::HashCache {
+        super::hashes::HashCache::new(self.root.join("hashes"))
+    }
+
     /// The registry's directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -117,8 +122,10 @@ impl LocalRegistry {
     }
 
     /// Makes a model ready: writes its manifest last, after checking that the store holds
-    /// every file it lists. The model's number must exist.
-    pub fn commit_manifest(&self, manifest: &Manifest) -> Result<()> {
+    /// every file it lists. The model's number must exist. With `expected`, the current
+    /// manifest must still be the one the registration started from (checked under a
+    /// lock); otherwise nothing changes and the error says so.
+    pub fn commit_manifest(&self, manifest: &Manifest, expected: Option<&super::Expected>) -> Result<()> {
         manifest.validate()?;
         for file in &manifest.files {
             if self.blob(&file.sha256, Some(file.size))?.is_none() {
@@ -134,6 +141,25 @@ impl LocalRegistry {
                 what: "model",
                 message: format!("{} does not exist (or was removed during the upload)", manifest.model),
             });
+        }
+        let lock_path = dir.join(".lock");
+        let lock =
+            File::options().create(true).truncate(false).write(true).open(&lock_path).ctx("opening", &lock_path)?;
+        lock.lock().ctx("locking", &lock_path)?;
+        if let Some(expected) = expected {
+            let current = match fs::read(dir.join("manifest.json")) {
+                Ok(bytes) => super::Expected::Manifest(hex::encode(Sha256::digest(&bytes))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => super::Expected::Nothing,
+                Err(e) => return Err(Error::io("reading", dir.join("manifest.json"), e)),
+            };
+            if &current != expected {
+                return Err(Error::Conflict {
+                    message: format!(
+                        "{} was registered by someone else during this registration; nothing was changed: register again",
+                        manifest.model
+                    ),
+                });
+            }
         }
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("creating a file in", &dir)?;
         tmp.write_all(&manifest.to_json()).ctx("writing", tmp.path())?;
@@ -288,7 +314,12 @@ impl Registry for LocalRegistry {
                 message: format!("{id} does not exist in {}", self.location()),
             });
         }
-        Ok(Box::new(LocalStaging { registry: self, id: id.clone(), files: BTreeMap::new() }))
+        let expected = match self.manifest(id) {
+            Ok(manifest) => super::Expected::of(Some(&manifest)),
+            Err(Error::NotFound { .. }) => super::Expected::Nothing,
+            Err(e) => return Err(e),
+        };
+        Ok(Box::new(LocalStaging { registry: self, id: id.clone(), files: BTreeMap::new(), expected }))
     }
 
     fn fetch(&self, manifest: &Manifest) -> Result<PathBuf> {
@@ -346,17 +377,19 @@ struct LocalStaging<'a> {
     registry: &'a LocalRegistry,
     id: ModelId,
     files: BTreeMap<String, FileEntry>,
+    expected: super::Expected,
 }
 
 impl Staging for LocalStaging<'_> {
     fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry> {
         validate_volume_path(volume_path)?;
-        let (sha256, size) = hash_file(local)?;
+        let (sha256, size) = self.registry.hashes().hash(local)?;
         // Content already stored (this model registered before, or another model shares
         // the file): nothing to copy.
         if self.registry.blob(&sha256, Some(size))?.is_none() {
             let mut writer = self.registry.blob_writer()?;
             copy_hashing(local, &mut writer)?;
+            // The content is hashed again as it is copied: a changed file is caught here.
             writer.finish(&sha256).map_err(|_| {
                 Error::msg(format!(
                     "{} changed while it was being registered; register again once it is no longer written to",
@@ -381,7 +414,7 @@ impl Staging for LocalStaging<'_> {
                 return Err(Error::msg(format!("manifest lists `{}`, which was not uploaded as described", file.path)));
             }
         }
-        self.registry.commit_manifest(manifest)
+        self.registry.commit_manifest(manifest, Some(&self.expected))
     }
 }
 

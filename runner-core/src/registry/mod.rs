@@ -11,6 +11,7 @@ use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{ModelId, ModelRef, Version};
 use crate::{Error, Result};
 
+mod hashes;
 mod http;
 mod local;
 
@@ -130,6 +131,26 @@ pub trait Registry: Send + Sync + fmt::Debug {
             None => {
                 Err(Error::NotFound { what: "model", message: format!("{id} does not exist in {}", self.location()) })
             }
+        }
+    }
+}
+
+/// What a commit expects to replace, so that of two registrations of one number one wins
+/// and the other is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// The model has no manifest yet (a fresh number).
+    Nothing,
+    /// The manifest whose JSON has this sha256.
+    Manifest(String),
+}
+
+impl Expected {
+    /// What a model's current manifest is, as a precondition.
+    pub fn of(manifest: Option<&Manifest>) -> Expected {
+        match manifest {
+            None => Expected::Nothing,
+            Some(manifest) => Expected::Manifest(manifest.sha256()),
         }
     }
 }
