@@ -70,7 +70,7 @@ def main():
         "|---|---|---|---|",
         f"| `cp` + fsync | {cp_seconds:.2f} | - | - |",
         f"| register (new) | {first['seconds']:.2f} ({first['seconds'] / cp_seconds:.2f}x cp) | {first['bytes']:,} | client {first['peak_rss_mib']:.1f} MiB |",
-        f"| register again, unchanged | {again['seconds']:.2f} ({100 * again['seconds'] / first['seconds']:.1f}% of the first) | {again['bytes']:,} | client {again['peak_rss_mib']:.1f} MiB |",
+        f"| register again, unchanged | {again['seconds']:.3f} ({100 * again['seconds'] / first['seconds']:.2f}% of the first) | {again['bytes']:,} | client {again['peak_rss_mib']:.1f} MiB |",
         f"| download, cold cache | {cold['seconds']:.2f} | {cold['bytes']:,} | client {cold['peak_rss_mib']:.1f} MiB |",
         f"| download, warm cache | {warm['seconds']:.2f} | {warm['bytes']:,} | client {warm['peak_rss_mib']:.1f} MiB |",
         "",

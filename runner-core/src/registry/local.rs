@@ -118,6 +118,7 @@ impl LocalRegistry {
     /// sender declared and keeps nothing on a mismatch.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let tmp = tempfile::NamedTempFile::new_in(self.tmp()).ctx("creating a file in", self.tmp())?;
+        let tmp = io::BufWriter::with_capacity(BUFFER, tmp);
         Ok(BlobWriter { tmp, hasher: Sha256::new(), size: 0, blobs: self.root.join("blobs/sha256") })
     }
 
@@ -422,7 +423,7 @@ impl Staging for LocalStaging<'_> {
 /// blob only if its sha256 is the one declared.
 #[derive(Debug)]
 pub struct BlobWriter {
-    tmp: tempfile::NamedTempFile,
+    tmp: io::BufWriter<tempfile::NamedTempFile>,
     hasher: Sha256,
     size: u64,
     blobs: PathBuf,
@@ -453,11 +454,12 @@ impl BlobWriter {
         if actual != expected {
             return Err(Error::Checksum { path: "upload".into(), expected: expected.to_string(), actual });
         }
-        self.tmp.as_file().sync_all().ctx("syncing", self.tmp.path())?;
+        let tmp = self.tmp.into_inner().map_err(|e| Error::msg(format!("writing the upload: {}", e.error())))?;
+        tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
         let target = self.blobs.join(&expected[..2]).join(expected);
         let parent = target.parent().expect("blob paths have a parent");
         fs::create_dir_all(parent).ctx("creating", parent)?;
-        self.tmp.persist(&target).map_err(|e| Error::io("storing", &target, e.error))?;
+        tmp.persist(&target).map_err(|e| Error::io("storing", &target, e.error))?;
         Ok(self.size)
     }
 }
