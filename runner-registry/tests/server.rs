@@ -426,3 +426,40 @@ fn a_folder_of_files_uploads_in_parallel_and_arrives_whole() {
         assert!(bytes.len() == 100_000 + usize::from(i) * 1000 && bytes.iter().all(|b| *b == i), "{name}");
     }
 }
+
+#[test]
+fn an_interrupted_download_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &["--no-auth"]);
+    let cache = dir.path().join("cache");
+    let registry = client(&server, None, &cache);
+    let content: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    let artifact = dir.path().join("big.bin");
+    std::fs::write(&artifact, &content).unwrap();
+    register_model::<Scaler>("resume")
+        .model(Scale(1.0))
+        .artifact(artifact.to_str().unwrap(), "big.bin")
+        .register(&registry)
+        .unwrap();
+
+    // What an earlier, interrupted download left in the cache: the first 3 MB.
+    let sha = sha256_hex(&content);
+    std::fs::write(cache.join("tmp").join(format!("partial-{sha}")), &content[..3_000_000]).unwrap();
+    let fresh = client(&server, None, &cache);
+    let model = Loaded::<Scaler>::load(&fresh, &"resume:1".parse().unwrap()).unwrap();
+    assert_eq!(std::fs::read(model.volume().join("big.bin")).unwrap(), content, "whole and verified");
+    let received = fresh.bytes_received();
+    assert!(received < 1_100_000, "only the missing 1 MB (and the small model file) came: {received}");
+
+    // A corrupt partial is detected by the checksum and not used.
+    let other_cache = dir.path().join("cache-corrupt");
+    std::fs::create_dir_all(other_cache.join("tmp")).unwrap();
+    let mut wrong = content[..3_000_000].to_vec();
+    wrong[10] ^= 0xff;
+    std::fs::write(other_cache.join("tmp").join(format!("partial-{sha}")), &wrong).unwrap();
+    let corrupt = client(&server, None, &other_cache);
+    let err = Loaded::<Scaler>::load(&corrupt, &"resume:1".parse().unwrap()).unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert!(!other_cache.join("tmp").join(format!("partial-{sha}")).exists(), "the bad partial is removed");
+    Loaded::<Scaler>::load(&corrupt, &"resume:1".parse().unwrap()).unwrap();
+}

@@ -169,9 +169,25 @@ impl HttpRegistry {
             return Ok(());
         }
         let what = format!("downloading `{}`", file.path);
-        let response = self.send(|| self.request(Method::GET, &Self::blob_path(organization, &file.sha256)), &what)?;
+        // A download cut off earlier continues where it stopped (HTTP Range).
+        let mut writer = self.cache.resumable_blob_writer(&file.sha256)?;
+        let have = writer.size();
+        let path = Self::blob_path(organization, &file.sha256);
+        let response = self.send(
+            || {
+                let request = self.request(Method::GET, &path);
+                if have > 0 {
+                    request.header(reqwest::header::RANGE, format!("bytes={have}-"))
+                } else {
+                    request
+                }
+            },
+            &what,
+        )?;
         let mut response = self.check(response, &what)?;
-        let mut writer = self.cache.blob_writer()?;
+        if have > 0 && response.status() != StatusCode::PARTIAL_CONTENT {
+            writer.restart()?;
+        }
         let copied = response.copy_to(&mut writer).map_err(|e| Error::msg(format!("{what}: {e}")))?;
         self.received.fetch_add(copied, Ordering::Relaxed);
         writer.finish(&file.sha256).map_err(|e| Error::msg(format!("{what}: {e}")))?;

@@ -119,7 +119,39 @@ impl LocalRegistry {
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let tmp = tempfile::NamedTempFile::new_in(self.tmp()).ctx("creating a file in", self.tmp())?;
         let tmp = io::BufWriter::with_capacity(BUFFER, tmp);
-        Ok(BlobWriter { tmp, hasher: Sha256::new(), size: 0, blobs: self.root.join("blobs/sha256") })
+        Ok(BlobWriter {
+            tmp: Some(tmp),
+            hasher: Sha256::new(),
+            size: 0,
+            blobs: self.root.join("blobs/sha256"),
+            keep: false,
+        })
+    }
+
+    /// Like [`LocalRegistry::blob_writer`], for content that may arrive in several tries:
+    /// what an interrupted try wrote is kept (`tmp/partial-SHA256`) and continued, its
+    /// bytes hashed again first. [`BlobWriter::size`] says how much is already there.
+    pub fn resumable_blob_writer(&self, sha256: &str) -> Result<BlobWriter> {
+        check_sha256(sha256)?;
+        let path = self.tmp().join(format!("partial-{sha256}"));
+        let mut hasher = Sha256::new();
+        let mut size = 0;
+        if let Ok(mut existing) = File::open(&path) {
+            let mut buffer = vec![0; BUFFER];
+            loop {
+                let n = existing.read(&mut buffer).ctx("reading", &path)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                size += n as u64;
+            }
+        }
+        let file = File::options().create(true).append(true).open(&path).ctx("opening", &path)?;
+        let temp_path = tempfile::TempPath::try_from_path(&path).ctx("opening", &path)?;
+        let tmp = tempfile::NamedTempFile::from_parts(file, temp_path);
+        let tmp = io::BufWriter::with_capacity(BUFFER, tmp);
+        Ok(BlobWriter { tmp: Some(tmp), hasher, size, blobs: self.root.join("blobs/sha256"), keep: true })
     }
 
     /// Makes a model ready: writes its manifest last, after checking that the store holds
@@ -423,22 +455,34 @@ impl Staging for LocalStaging<'_> {
 /// blob only if its sha256 is the one declared.
 #[derive(Debug)]
 pub struct BlobWriter {
-    tmp: io::BufWriter<tempfile::NamedTempFile>,
+    tmp: Option<io::BufWriter<tempfile::NamedTempFile>>,
     hasher: Sha256,
     size: u64,
     blobs: PathBuf,
+    /// Keep what was written when dropped unfinished (a resumable download).
+    keep: bool,
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = self.tmp.write(bytes)?;
+        let n = self.tmp.as_mut().expect("present until finished").write(bytes)?;
         self.hasher.update(&bytes[..n]);
         self.size += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.tmp.flush()
+        self.tmp.as_mut().expect("present until finished").flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if let (true, Some(tmp)) = (self.keep, self.tmp.take()) {
+            if let Ok(file) = tmp.into_inner() {
+                let _ = file.keep();
+            }
+        }
     }
 }
 
@@ -448,13 +492,26 @@ impl BlobWriter {
         self.size
     }
 
+    /// Throws away what was written and starts again from nothing.
+    pub fn restart(&mut self) -> Result<()> {
+        let tmp = self.tmp.as_mut().expect("present until finished");
+        tmp.flush().ctx("writing", tmp.get_ref().path())?;
+        let file = tmp.get_ref().as_file();
+        file.set_len(0).ctx("truncating", tmp.get_ref().path())?;
+        self.hasher = Sha256::new();
+        self.size = 0;
+        Ok(())
+    }
+
     /// Stores the content if its sha256 is `expected`; otherwise keeps nothing and says so.
-    pub fn finish(self, expected: &str) -> Result<u64> {
-        let actual = hex::encode(self.hasher.finalize());
+    pub fn finish(mut self, expected: &str) -> Result<u64> {
+        let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let tmp = self.tmp.take().expect("present until finished");
         if actual != expected {
+            // Dropped here: removed, even when resumable (it is not the content asked for).
             return Err(Error::Checksum { path: "upload".into(), expected: expected.to_string(), actual });
         }
-        let tmp = self.tmp.into_inner().map_err(|e| Error::msg(format!("writing the upload: {}", e.error())))?;
+        let tmp = tmp.into_inner().map_err(|e| Error::msg(format!("writing the upload: {}", e.error())))?;
         tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
         let target = self.blobs.join(&expected[..2]).join(expected);
         let parent = target.parent().expect("blob paths have a parent");
