@@ -5,6 +5,7 @@
 //! | route | right | what |
 //! |---|---|---|
 //! | `GET /v1/orgs/{org}/repos` | read | repositories |
+//! | `DELETE /v1/orgs/{org}/repos/{repo}` | write | delete a repository and its models |
 //! | `GET /v1/orgs/{org}/repos/{repo}/models` | read | models with status and manifest |
 //! | `POST /v1/orgs/{org}/repos/{repo}/models` | write | take the next number (atomic) |
 //! | `GET /v1/orgs/{org}/repos/{repo}/models/{n}` | read | status and manifest |
@@ -15,7 +16,7 @@
 //! | `PUT /v1/orgs/{org}/blobs/{sha256}` | write | upload content, streamed and checked against the sha256 |
 //! | `GET /v1/orgs/{org}/blobs/{sha256}` | read | download, with HTTP Range |
 //!
-//! Errors are JSON `{"error": {"status", "code", "message"}}`. A token of one organization
+//! `GET /openapi.json` describes the API (OpenAPI 3.1). Errors are JSON `{"error": {"status", "code", "message"}}`. A token of one organization
 //! gets 404 for another's routes, so names do not leak.
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use runner_core::{Error, LocalRegistry, Manifest, ModelId, Registry};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+mod openapi;
 mod tokens;
 
 pub use tokens::{Right, Token, Tokens};
@@ -228,6 +230,16 @@ async fn delete_model(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn delete_repository(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo)): UrlPath<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Write)?;
+    blocking(move || s.store.delete_repository(&org, &repo)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn discard(
     State(s): State<Arc<AppState>>,
     UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
@@ -357,12 +369,14 @@ pub fn router(config: &Config) -> runner_core::Result<Router> {
     let state = Arc::new(AppState { store, tokens, max_file_size: config.max_file_size, limiter });
     Ok(Router::new()
         .route("/v1/orgs/{org}/repos", get(list_repos))
+        .route("/v1/orgs/{org}/repos/{repo}", delete(delete_repository))
         .route("/v1/orgs/{org}/repos/{repo}/models", get(list_models).post(create_model))
         .route("/v1/orgs/{org}/repos/{repo}/models/{number}", get(get_model).delete(delete_model))
         .route("/v1/orgs/{org}/repos/{repo}/models/{number}/manifest", put(commit))
         .route("/v1/orgs/{org}/repos/{repo}/models/{number}/reservation", delete(discard))
         .route("/v1/orgs/{org}/blobs/{sha256}", get(get_blob).head(head_blob).put(put_blob))
         .route("/livez", get(|| async { "live" }))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { not_found("route") })
         .with_state(state))
 }

@@ -76,6 +76,13 @@ enum Command {
         #[command(flatten)]
         at: At,
     },
+    /// Delete a repository and every model in it.
+    DeleteRepo {
+        /// The repository.
+        repository: String,
+        #[command(flatten)]
+        at: At,
+    },
     /// Delete a model.
     Delete {
         /// The model (a number, not `latest`).
@@ -181,6 +188,15 @@ fn inspect(command: Command) -> runner_core::Result<()> {
                 Ok(())
             }),
         ),
+        Command::DeleteRepo { repository, at } => {
+            let registry = runner_core::registry_location(Some(&at.registry));
+            return match registry.starts_with("http://") || registry.starts_with("https://") {
+                true => runner_core::HttpRegistry::new(&registry, std::env::var(runner_core::TOKEN_ENV).ok())?
+                    .delete_repository(&at.org, &repository),
+                false => runner_core::LocalRegistry::open(&registry)?.delete_repository(&at.org, &repository),
+            }
+            .map(|()| println!("deleted repository {repository}"));
+        }
         Command::Serve { .. } | Command::Token { .. } => unreachable!("handled by main"),
     };
     let registry = open_registry(&runner_core::registry_location(Some(&at.registry)))?;
@@ -226,6 +242,7 @@ fn main() -> ExitCode {
         | Command::Show { .. }
         | Command::Files { .. }
         | Command::Download { .. }
+        | Command::DeleteRepo { .. }
         | Command::Delete { .. }) => match inspect(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -351,6 +351,35 @@ fn inspect_a_registry_from_the_command_line() {
     assert!(!ok && err.contains("not `latest`"), "{err}");
     let (ok, _, err) = cli(&server.url, None, &["repos"]);
     assert!(!ok && err.contains("refused the token"), "{err}");
+    let (ok, _, err) = cli(&server.url, Some(&write), &["delete-repo", "scaler"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&server.url, Some(&write), &["repos"]);
+    assert!(out.trim().is_empty(), "{out}");
+}
+
+#[test]
+fn malformed_requests_get_clear_errors_and_the_api_is_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &["--no-auth"]);
+    let http = reqwest::blocking::Client::new();
+    let number: serde_json::Value =
+        http.post(format!("{}/v1/orgs/default/repos/m/models", server.url)).send().unwrap().json().unwrap();
+    assert_eq!(number["number"], 1);
+    let commit = format!("{}/v1/orgs/default/repos/m/models/1/manifest", server.url);
+    let response = http.put(&commit).body("{ not a manifest").send().unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "invalid_manifest");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not a valid manifest"), "{body}");
+    let openapi: serde_json::Value = http.get(format!("{}/openapi.json", server.url)).send().unwrap().json().unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    for path in [
+        "/v1/orgs/{org}/repos",
+        "/v1/orgs/{org}/blobs/{sha256}",
+        "/v1/orgs/{org}/repos/{repo}/models/{number}/manifest",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} undocumented");
+    }
 }
 
 #[test]

@@ -78,6 +78,16 @@ impl HttpRegistry {
         })
     }
 
+    /// Deletes a repository and every model in it.
+    pub fn delete_repository(&self, organization: &str, repository: &str) -> Result<()> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        let what = format!("deleting repository `{repository}`");
+        let path = format!("/v1/orgs/{organization}/repos/{repository}");
+        let response = self.send(|| self.request(Method::DELETE, &path), &what)?;
+        self.check(response, &what).map(|_| ())
+    }
+
     /// File bytes uploaded by this client so far.
     pub fn bytes_sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)

@@ -64,6 +64,21 @@ impl LocalRegistry {
         Ok(LocalRegistry { root })
     }
 
+    /// Deletes a repository and every model in it (each model's manifest goes first).
+    pub fn delete_repository(&self, organization: &str, repository: &str) -> Result<()> {
+        let dir = self.repo_dir(organization, repository)?;
+        if !dir.is_dir() {
+            return Err(Error::NotFound {
+                what: "repository",
+                message: format!("`{repository}` does not exist in organization `{organization}`"),
+            });
+        }
+        for number in self.numbers(&dir)? {
+            self.delete_model(&ModelId::new(organization, repository, number)?)?;
+        }
+        fs::remove_dir_all(&dir).ctx("removing", &dir)
+    }
+
     /// Remembered file hashes (see [`super::hashes`]).
     pub(crate) fn hashes(&self) -> super::hashes::HashCache {
         super::hashes::HashCache::new(self.root.join("hashes"))

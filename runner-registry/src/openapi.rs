@@ -1,0 +1,97 @@
+//! The registry API as an OpenAPI 3.1 document (`GET /openapi.json`).
+
+use serde_json::{json, Value};
+
+fn op(summary: &str, right: &str, responses: Value) -> Value {
+    json!({
+        "summary": summary,
+        "description": format!("Needs a token with the `{right}` right for the organization (unless the server runs with --no-auth)."),
+        "security": [{ "bearer": [] }],
+        "responses": responses,
+    })
+}
+
+fn errors(extra: &[(&str, &str)]) -> Value {
+    let error = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } });
+    let mut responses = serde_json::Map::new();
+    for (status, why) in [
+        ("400", "malformed name, sha256 or request"),
+        ("401", "missing or unknown token"),
+        ("404", "not found, or another organization's"),
+        ("429", "over the token's rate limit (see Retry-After)"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        responses.insert(status.to_string(), json!({ "description": why, "content": error }));
+    }
+    Value::Object(responses)
+}
+
+fn with(mut responses: Value, status: &str, description: &str, content: Option<Value>) -> Value {
+    responses[status] = match content {
+        Some(schema) => json!({ "description": description, "content": { "application/json": { "schema": schema } } }),
+        None => json!({ "description": description }),
+    };
+    responses
+}
+
+/// The document.
+pub(crate) fn document() -> Value {
+    let org = json!({ "name": "org", "in": "path", "required": true, "schema": { "type": "string" } });
+    let repo = json!({ "name": "repo", "in": "path", "required": true, "schema": { "type": "string" } });
+    let number =
+        json!({ "name": "number", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } });
+    let sha = json!({ "name": "sha256", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" } });
+    let model = json!({ "$ref": "#/components/schemas/Model" });
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "runner-registry", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Organizations, repositories, numbered models and their files. A model is visible once its manifest is committed." },
+        "paths": {
+            "/v1/orgs/{org}/repos": { "parameters": [org], "get": op("List repositories", "read",
+                with(errors(&[]), "200", "repositories", Some(json!({ "type": "object", "properties": { "repositories": { "type": "array", "items": { "type": "string" } } } })))) },
+            "/v1/orgs/{org}/repos/{repo}": { "parameters": [org, repo], "delete": op("Delete a repository and its models", "write",
+                with(errors(&[("403", "read-only token")]), "204", "deleted", None)) },
+            "/v1/orgs/{org}/repos/{repo}/models": { "parameters": [org, repo],
+                "get": op("List models with status and manifest", "read",
+                    with(errors(&[]), "200", "models", Some(json!({ "type": "object", "properties": { "models": { "type": "array", "items": model } } })))),
+                "post": op("Take the next model number (atomic; the repository is created when needed)", "write",
+                    with(errors(&[("403", "read-only token")]), "201", "the number taken", Some(json!({ "type": "object", "properties": { "number": { "type": "integer" } } })))) },
+            "/v1/orgs/{org}/repos/{repo}/models/{number}": { "parameters": [org, repo, number],
+                "get": op("A model's status and manifest", "read", with(errors(&[]), "200", "the model", Some(model))),
+                "delete": op("Delete a model (its manifest first)", "write", with(errors(&[("403", "read-only token")]), "204", "deleted", None)) },
+            "/v1/orgs/{org}/repos/{repo}/models/{number}/manifest": { "parameters": [org, repo, number],
+                "put": {
+                    "summary": "Commit a model: every file it lists must be uploaded; the model becomes ready",
+                    "description": "`If-None-Match: *` (a fresh number) or `If-Match: \"SHA256 of the current manifest\"` make a commit fail with 412 if someone else registered the number meanwhile.",
+                    "security": [{ "bearer": [] }],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Manifest" } } } },
+                    "responses": with(errors(&[("403", "read-only token"), ("412", "someone else committed this number meanwhile"), ("422", "invalid manifest, or files not uploaded")]), "204", "committed", None)
+                } },
+            "/v1/orgs/{org}/repos/{repo}/models/{number}/reservation": { "parameters": [org, repo, number],
+                "delete": op("Give back a number whose upload failed (no effect on a ready model)", "write", with(errors(&[]), "204", "given back", None)) },
+            "/v1/orgs/{org}/blobs/{sha256}": { "parameters": [org, sha],
+                "head": op("Is this content stored? (asked before uploading)", "read", with(errors(&[]), "200", "stored", None)),
+                "get": op("Download content; supports HTTP Range (206) to resume", "read", with(errors(&[]), "200", "the content", None)),
+                "put": {
+                    "summary": "Upload content, streamed; kept only if its sha256 is the one in the path",
+                    "security": [{ "bearer": [] }],
+                    "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                    "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("422", "checksum mismatch: nothing kept")]), "201", "stored", None), "200", "already stored", None)
+                } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Model": { "type": "object", "required": ["number", "status"], "properties": {
+                    "number": { "type": "integer" }, "status": { "enum": ["uploading", "ready"] },
+                    "manifest": { "oneOf": [{ "$ref": "#/components/schemas/Manifest" }, { "type": "null" }] } } },
+                "Manifest": { "type": "object", "description": "runner-core's manifest: runner, save info, default hooks, requirements, artifact mapping, and every file's path, size and sha256",
+                    "required": ["manifest_version", "model", "runner", "save", "files"] },
+                "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
+                    "status": { "type": "integer" }, "code": { "type": "string" }, "message": { "type": "string" } } } } }
+            }
+        }
+    })
+}
