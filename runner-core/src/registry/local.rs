@@ -451,17 +451,7 @@ impl Staging for LocalStaging<'_> {
     }
 
     fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()> {
-        if manifest.model != self.id {
-            return Err(Error::msg(format!(
-                "manifest describes {}, but this upload is for {}",
-                manifest.model, self.id
-            )));
-        }
-        for file in &manifest.files {
-            if self.files.get(&file.path) != Some(file) {
-                return Err(Error::msg(format!("manifest lists `{}`, which was not uploaded as described", file.path)));
-            }
-        }
+        super::check_staged(&self.id, &self.files, manifest)?;
         self.registry.commit_manifest(manifest, Some(&self.expected))
     }
 }

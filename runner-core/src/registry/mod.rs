@@ -172,6 +172,24 @@ pub trait Staging: Send {
     fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()>;
 }
 
+/// Checks, before a commit, that `manifest` describes model `id` and lists exactly the
+/// files uploaded through this staging (`staged`).
+pub(crate) fn check_staged(
+    id: &ModelId,
+    staged: &std::collections::BTreeMap<String, FileEntry>,
+    manifest: &Manifest,
+) -> Result<()> {
+    if &manifest.model != id {
+        return Err(Error::msg(format!("manifest describes {}, but this upload is for {id}", manifest.model)));
+    }
+    for file in &manifest.files {
+        if staged.get(&file.path) != Some(file) {
+            return Err(Error::msg(format!("manifest lists `{}`, which was not uploaded as described", file.path)));
+        }
+    }
+    Ok(())
+}
+
 /// Opens the registry at `location`: a directory path (created when missing), or the
 /// `http(s)://` URL of a `runner-registry` server (token from [`TOKEN_ENV`]).
 ///
