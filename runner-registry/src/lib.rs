@@ -66,7 +66,7 @@ impl AppState {
         let Some(limiter) = &self.limiter else { return Ok(()) };
         limiter.check_key(&key.to_string()).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            ApiError(
+            ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!("too many requests; retry in {} ms", wait.as_millis().max(1)),
@@ -77,24 +77,32 @@ impl AppState {
 }
 
 /// A JSON error.
-struct ApiError(StatusCode, &'static str, String);
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// Seconds for the `Retry-After` header.
+    retry_after: Option<u64>,
+}
 
 impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: String) -> ApiError {
+        ApiError { status, code, message, retry_after: None }
+    }
+
     fn retry_after(self, wait: std::time::Duration) -> ApiError {
         // Whole seconds, rounded up, in the header; the exact wait in the message.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        ApiError(self.0, self.1, format!("{} (Retry-After: {seconds})", self.2))
+        ApiError { message: format!("{} (Retry-After: {seconds})", self.message), retry_after: Some(seconds), ..self }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "status": self.0.as_u16(), "code": self.1, "message": self.2 } });
-        let mut response = (self.0, Json(body)).into_response();
-        if self.0 == StatusCode::TOO_MANY_REQUESTS {
-            let seconds =
-                self.2.rsplit_once("Retry-After: ").and_then(|(_, s)| s.trim_end_matches(')').parse::<u64>().ok());
-            response.headers_mut().insert(header::RETRY_AFTER, seconds.unwrap_or(1).into());
+        let body = serde_json::json!({ "error": { "status": self.status.as_u16(), "code": self.code, "message": self.message } });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
         }
         response
     }
@@ -110,12 +118,12 @@ impl From<Error> for ApiError {
             Error::Checksum { .. } => "checksum_mismatch",
             other => other.code(),
         };
-        ApiError(status, code, error.to_string())
+        ApiError::new(status, code, error.to_string())
     }
 }
 
 fn not_found(what: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -124,7 +132,7 @@ type ApiResult<T> = Result<T, ApiError>;
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> runner_core::Result<T> + Send + 'static) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(ApiError::from)
 }
 
@@ -138,17 +146,17 @@ fn authorize(state: &AppState, request_headers: &axum::http::HeaderMap, org: &st
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
-            ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer TOKEN`".into())
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer TOKEN`".into())
         })?;
     let token = tokens
         .find(presented)
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token".into()))?;
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token".into()))?;
     state.throttle(&token.id)?;
     if token.organization != org {
         return Err(not_found(&format!("organization `{org}`")));
     }
     if right == Right::Write && token.right != Right::Write {
-        return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", format!("this token may only read `{org}`")));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this token may only read `{org}`")));
     }
     Ok(())
 }
@@ -270,12 +278,12 @@ async fn commit(
     };
     let bytes = axum::body::to_bytes(request.into_body(), 16 << 20)
         .await
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the manifest: {e}")))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the manifest: {e}")))?;
     let manifest = Manifest::from_json(&id, &bytes)
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", e.to_string()))?;
     match blocking(move || s.store.commit_manifest(&manifest, expected.as_ref())).await {
-        Err(ApiError(StatusCode::CONFLICT, _, message)) => {
-            Err(ApiError(StatusCode::PRECONDITION_FAILED, "conflict", message))
+        Err(ApiError { status: StatusCode::CONFLICT, message, .. }) => {
+            Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", message))
         }
         other => other.map(|()| StatusCode::NO_CONTENT.into_response()),
     }
@@ -312,7 +320,7 @@ async fn put_blob(
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let too_large = || {
-        ApiError(
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("files may be at most {} bytes", s.max_file_size),
@@ -325,15 +333,15 @@ async fn put_blob(
     let mut writer = blocking(move || store.store.blob_writer()).await?;
     let mut body = request.into_body();
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", format!("upload interrupted: {e}")))?;
+        let frame = frame
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("upload interrupted: {e}")))?;
         if let Ok(chunk) = frame.into_data() {
             if writer.size() + chunk.len() as u64 > s.max_file_size {
                 return Err(too_large());
             }
             // Writes land in the page cache; a chunk at a time keeps memory flat.
             tokio::task::block_in_place(|| std::io::Write::write_all(&mut writer, &chunk)).map_err(|e| {
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("storing the upload: {e}"))
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("storing the upload: {e}"))
             })?;
         }
     }
@@ -351,7 +359,7 @@ async fn get_blob(
     let path = blocking(move || store.store.blob(&sha256, None)).await?.ok_or_else(|| not_found("content"))?;
     let response = tower::ServiceExt::oneshot(tower_http::services::ServeFile::new(path), request)
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(response.map(Body::new))
 }
 
