@@ -1,7 +1,6 @@
 //! Not public API. Used by generated code.
 
 pub use inventory;
-pub use serde;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

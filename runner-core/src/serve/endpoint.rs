@@ -115,13 +115,6 @@ impl Lap {
     }
 }
 
-fn timed<T>(histogram: &prometheus_client::metrics::histogram::Histogram, f: impl FnOnce() -> T) -> T {
-    let started = Instant::now();
-    let value = f();
-    histogram.observe(started.elapsed().as_secs_f64());
-    value
-}
-
 /// Where a model's pipeline runs. Pipelines start on the blocking pool; one whose
 /// average time stays under the inline threshold moves onto the async worker (a thread
 /// hop costs more than such a pipeline). It goes back to the pool for good when an inline
@@ -266,8 +259,12 @@ impl<R: Runner> Served<R> {
         let this = self.clone();
         let x = offload(&self.limits, admission.clone(), "preprocess_data", move || {
             let m = &this.metrics;
-            let input = timed(&m.parse, || R::Input::from_body(body, content_type.as_deref()))?;
-            Ok(timed(&m.preprocess, || R::preprocess(input))?)
+            let mut clock = Lap::start();
+            let input = R::Input::from_body(body, content_type.as_deref());
+            clock.lap(&m.parse);
+            let x = R::preprocess(input?);
+            clock.lap(&m.preprocess);
+            Ok(x?)
         })
         .await?;
         let (reply, receiver) = oneshot::channel();
@@ -284,8 +281,12 @@ impl<R: Runner> Served<R> {
         let this = self.clone();
         offload(&self.limits, admission, "postprocess_data", move || {
             let m = &this.metrics;
-            let output = timed(&m.postprocess, || R::postprocess(y))?;
-            Ok(timed(&m.serialize, || output.into_body())?)
+            let mut clock = Lap::start();
+            let output = R::postprocess(y);
+            clock.lap(&m.postprocess);
+            let answer = output?.into_body();
+            clock.lap(&m.serialize);
+            Ok(answer?)
         })
         .await
     }
