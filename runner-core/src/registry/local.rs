@@ -150,18 +150,7 @@ impl LocalRegistry {
         check_sha256(sha256)?;
         let path = self.tmp().join(format!("partial-{sha256}"));
         let mut hasher = Sha256::new();
-        let mut size = 0;
-        if let Ok(mut existing) = File::open(&path) {
-            let mut buffer = vec![0; BUFFER];
-            loop {
-                let n = existing.read(&mut buffer).ctx("reading", &path)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..n]);
-                size += n as u64;
-            }
-        }
+        let size = if path.exists() { feed(&path, &mut hasher, &mut io::sink())? } else { 0 };
         let file = File::options().create(true).append(true).open(&path).ctx("opening", &path)?;
         let temp_path = tempfile::TempPath::try_from_path(&path).ctx("opening", &path)?;
         let tmp = tempfile::NamedTempFile::from_parts(file, temp_path);
@@ -535,8 +524,14 @@ pub(crate) fn hash_file(path: &Path) -> Result<(String, u64)> {
 
 /// Copies `from` into `to`, returning the sha256 and size of what was copied.
 fn copy_hashing(from: &Path, to: &mut impl Write) -> Result<(String, u64)> {
-    let mut file = File::open(from).ctx("opening", from)?;
     let mut hasher = Sha256::new();
+    let size = feed(from, &mut hasher, to)?;
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Reads `from` in 1 MiB blocks into `hasher` and `to`; returns the bytes read.
+fn feed(from: &Path, hasher: &mut Sha256, to: &mut impl Write) -> Result<u64> {
+    let mut file = File::open(from).ctx("opening", from)?;
     let mut buffer = vec![0; BUFFER];
     let mut size = 0;
     loop {
@@ -548,5 +543,5 @@ fn copy_hashing(from: &Path, to: &mut impl Write) -> Result<(String, u64)> {
         to.write_all(&buffer[..n]).ctx("writing a copy of", from)?;
         size += n as u64;
     }
-    Ok((hex::encode(hasher.finalize()), size))
+    Ok(size)
 }
