@@ -81,13 +81,12 @@ fn register_defaults<R: Runner>(registry: &dyn Registry, options: &RegisterOptio
             registration = registration.model(model);
         }
         None if options.number.is_none() => {
-            return Err(Error::Registration {
-                repository,
-                message: format!(
-                    "runner `{}` declares no model builder, and a new model needs an instance; add `model = path::to::fn` to its #[runner(...)], or pass --number to register into an existing model",
-                    R::NAME
-                ),
-            })
+            // Unavailable: registering every runner skips it (the built-in torch runner
+            // is registered from code, with a module).
+            return Err(Error::Unavailable(format!(
+                "runner `{}` declares no model builder, and a new model of `{repository}` needs an instance; add `model = path::to::fn` to its #[runner(...)], register from code, or pass --number to register into an existing model",
+                R::NAME
+            )));
         }
         None => {}
     }

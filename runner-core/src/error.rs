@@ -189,6 +189,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The model cannot be built on this machine: something it needs is not set up
+    /// (files a set-up script makes, say). `register` with no runner named skips it.
+    #[error("{0}")]
+    Unavailable(String),
+
     /// Anything else, with a message.
     #[error("{0}")]
     Other(String),
@@ -214,6 +219,17 @@ impl Error {
     /// An error that asks the server for a particular HTTP status.
     pub fn with_status(status: u16, message: impl Into<String>) -> Self {
         Error::Status { status, message: message.into() }
+    }
+
+    /// The model cannot be built here; say what to set up.
+    ///
+    /// ```
+    /// # use runner_core::Error;
+    /// let e = Error::unavailable("run scripts/export_minilm.py first");
+    /// assert!(matches!(e, Error::Unavailable(_)));
+    /// ```
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::Unavailable(message.into())
     }
 
     /// A plain error with a message.

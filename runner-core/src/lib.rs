@@ -62,6 +62,7 @@
 
 mod api;
 mod artifacts;
+mod backend;
 mod catalog;
 pub mod cli;
 mod error;
@@ -72,6 +73,7 @@ mod register;
 mod registry;
 mod runner;
 pub mod serve;
+pub mod v2;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -79,6 +81,7 @@ pub mod __private;
 
 pub use api::{ApiInput, ApiOutput, BatchConfig, RawBody, RawResponse, Schemas, JSON};
 pub use artifacts::{expand_artifact, Artifacts, PlannedFile, SaveDir};
+pub use backend::Backend;
 pub use catalog::{find_runner, runners, RegisterOptions, RunnerEntry};
 pub use error::{BoxError, Error, Hook, Result};
 pub use load::{load_any, DynModel, Loaded};
@@ -107,8 +110,8 @@ pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 /// | hook | signature | when absent |
 /// |---|---|---|
 /// | `predict` | `fn predict(model: &Model, data: ModelInput) -> ModelOutput` | compile error |
-/// | `preprocess_data` | `fn preprocess_data(data: ApiInput) -> ModelInput` | identity: `ApiInput = ModelInput` |
-/// | `postprocess_data` | `fn postprocess_data(data: ModelOutput) -> ApiOutput` | identity: `ApiOutput = ModelOutput` |
+/// | `preprocess_data` | `fn preprocess_data(data: ApiInput) -> ModelInput`, or `(model: &Model, data: ApiInput)` to use the model (a tokenizer it holds) | identity: `ApiInput = ModelInput` |
+/// | `postprocess_data` | `fn postprocess_data(data: ModelOutput) -> ApiOutput`, or `(model: &Model, data: ModelOutput)` | identity: `ApiOutput = ModelOutput` |
 /// | `save_model` | `fn save_model(model: &Model) -> Props`, or `(model: &Model, dir: &SaveDir) -> Props` to write files | the default saver (serde JSON of the model) unless `load_model` is present |
 /// | `load_model` | `fn load_model(props: Option<Props>, artifacts: &Artifacts) -> Model` | the default loader |
 ///
@@ -127,6 +130,8 @@ pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 /// | `requirements` | `requirements = ["linfa 0.8"]` | recorded in the manifest |
 /// | `artifacts` | `artifacts = { "data/*" => "data/*" }` | uploaded by `register`; relative local paths are relative to the crate's directory; a `*` only as the whole last component, on both sides |
 /// | `model` | `model = Iris::train` | a `fn() -> Model` or `fn() -> Result<Model, E>` that `register` calls to build the instance |
+/// | `backend` | `backend = runner_torch::Torch` | a [`Backend`] that provides `predict`, `predict_batch`, `save_model` and `load_model` (the block then declares none of them) |
+/// | `max_batch_size`, `max_delay_ms` | `max_batch_size = 32, max_delay_ms = 5` | batch requests (needs `predict_batch` or a `backend`); `serve --max-batch-size` overrides |
 ///
 /// ```
 /// use runner_core::{runner, Artifacts, Props, Result, SaveDir};

@@ -83,6 +83,13 @@ impl<R: Runner> std::fmt::Debug for RegisterModel<R> {
 }
 
 impl<R: Runner> RegisterModel<R> {
+    /// Registers with runner `R2` instead, which serves the same model type with other
+    /// hooks (e.g. a torch module with the pre- and post-processing of `R2`).
+    pub fn runner<R2: Runner<Model = R::Model>>(self) -> RegisterModel<R2> {
+        let RegisterModel { repository, organization, number, model, requirements, artifacts, base_dir } = self;
+        RegisterModel { repository, organization, number, model, requirements, artifacts, base_dir }
+    }
+
     /// Registers into this existing model number (replacing its contents atomically)
     /// instead of creating the next one.
     pub fn number(mut self, number: u64) -> Self {
@@ -131,7 +138,12 @@ impl<R: Runner> RegisterModel<R> {
     /// Checks every rule, saves the model, uploads the files and commits the manifest.
     /// On error nothing becomes visible and a newly taken number is given back.
     pub fn register(self, registry: &dyn Registry) -> Result<Registered> {
-        let RegisterModel { repository, organization, number, model, requirements, artifacts, base_dir } = self;
+        let RegisterModel { repository, organization, number, model, mut requirements, artifacts, base_dir } = self;
+        for required in R::REQUIREMENTS {
+            if !requirements.iter().any(|r| r == required) {
+                requirements.push(required.to_string());
+            }
+        }
         let fail = |message: String| Error::Registration { repository: repository.clone(), message };
         validate_name("organization", &organization)?;
         validate_name("repository", &repository)?;

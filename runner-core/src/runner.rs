@@ -76,8 +76,14 @@ pub trait Runner: Sized + Send + Sync + 'static {
     const NAME: &'static str;
     /// Which hooks are overridden.
     const HOOKS: Hooks;
-    /// Set when the runner defines `predict_batch`: how the server groups requests.
+    /// How the server groups requests by default (`max_batch_size`/`max_delay_ms`, or a
+    /// `predict_batch` hook); `None`: one request at a time.
     const BATCH: Option<BatchConfig> = None;
+    /// Whether `predict_batch` does better than one `predict` per input (a `predict_batch`
+    /// hook or a backend), so `serve --max-batch-size` may turn batching on.
+    const CAN_BATCH: bool = false;
+    /// Requirements every model of this runner records (its backend's, e.g. `torch`).
+    const REQUIREMENTS: &'static [&'static str] = &[];
 
     /// The model instance, shared by all requests.
     type Model: SharedModel;
@@ -96,11 +102,11 @@ pub trait Runner: Sized + Send + Sync + 'static {
     fn defaults() -> RunnerDefaults<Self::Model>;
 
     /// API input to model input (`preprocess_data`, or identity).
-    fn preprocess(input: Self::Input) -> Result<Self::ModelInput>;
+    fn preprocess(model: &Self::Model, input: Self::Input) -> Result<Self::ModelInput>;
     /// Runs the model (`predict`).
     fn predict(model: &Self::Model, input: Self::ModelInput) -> Result<Self::ModelOutput>;
     /// Model output to API output (`postprocess_data`, or identity).
-    fn postprocess(output: Self::ModelOutput) -> Result<Self::Output>;
+    fn postprocess(model: &Self::Model, output: Self::ModelOutput) -> Result<Self::Output>;
 
     /// Saves the instance at registration (`save_model`, the default saver, or nothing).
     fn save(model: &Self::Model, dir: &SaveDir) -> Result<Saved>;
@@ -113,6 +119,28 @@ pub trait Runner: Sized + Send + Sync + 'static {
         inputs.into_iter().map(|input| Self::predict(model, input)).collect()
     }
 
+    /// Checks (and may adapt) one model input before it is run or batched, so a bad
+    /// request fails alone (a backend's shape and dtype checks). Identity by default.
+    fn prepare(_model: &Self::Model, input: Self::ModelInput) -> Result<Self::ModelInput> {
+        Ok(input)
+    }
+
+    /// The model's tensor signature when the runner speaks the KServe V2 protocol (its
+    /// backend does); `None` otherwise.
+    fn v2_signature(_model: &Self::Model) -> Option<crate::v2::Signature> {
+        None
+    }
+
+    /// V2 input tensors to a model input (runners whose backend speaks V2).
+    fn v2_decode(_model: &Self::Model, _inputs: Vec<crate::v2::Tensor>) -> Result<Self::ModelInput> {
+        Err(Error::msg("this runner does not speak the V2 protocol"))
+    }
+
+    /// A model output to V2 output tensors (runners whose backend speaks V2).
+    fn v2_encode(_model: &Self::Model, _output: Self::ModelOutput) -> Result<Vec<crate::v2::Tensor>> {
+        Err(Error::msg("this runner does not speak the V2 protocol"))
+    }
+
     /// JSON Schemas of the API types, when they implement `schemars::JsonSchema`.
     fn schemas(_generator: &mut schemars::SchemaGenerator) -> Schemas {
         Schemas::default()
@@ -120,7 +148,7 @@ pub trait Runner: Sized + Send + Sync + 'static {
 
     /// The whole pipeline on one input.
     fn run(model: &Self::Model, input: Self::Input) -> Result<Self::Output> {
-        Self::postprocess(Self::predict(model, Self::preprocess(input)?)?)
+        Self::postprocess(model, Self::predict(model, Self::prepare(model, Self::preprocess(model, input)?)?)?)
     }
 }
 

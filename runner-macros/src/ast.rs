@@ -134,8 +134,8 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
     let (expected, shape): (&[usize], &str) = match name.as_str() {
         "predict" => (&[2], "(model: &Model, data: ModelInput)"),
         "predict_batch" => (&[2], "(model: &Model, data: Vec<ModelInput>)"),
-        "preprocess_data" => (&[1], "(data: ApiInput)"),
-        "postprocess_data" => (&[1], "(data: ModelOutput)"),
+        "preprocess_data" => (&[1, 2], "(data: ApiInput) or (model: &Model, data: ApiInput)"),
+        "postprocess_data" => (&[1, 2], "(data: ModelOutput) or (model: &Model, data: ModelOutput)"),
         "save_model" => (&[1, 2], "(model: &Model) or (model: &Model, dir: &SaveDir)"),
         "load_model" => (&[2], "(props: Option<Props>, artifacts: &Artifacts)"),
         _ => unreachable!("only hooks are parsed"),
@@ -153,7 +153,12 @@ fn parse_hook(f: &ImplItemFn, errors: &mut Vec<syn::Error>) -> Option<Hook> {
         ));
     }
     // The model is shared between threads: hooks that receive it must borrow it.
-    if matches!(name.as_str(), "predict" | "predict_batch" | "save_model") && expected.contains(&params.len()) {
+    let borrows_model = match name.as_str() {
+        "predict" | "predict_batch" | "save_model" => true,
+        "preprocess_data" | "postprocess_data" => params.len() == 2,
+        _ => false,
+    };
+    if borrows_model && expected.contains(&params.len()) {
         if let Some(first) = params.first() {
             match &first.ty {
                 Type::Reference(r) if r.mutability.is_none() => {}

@@ -6,7 +6,7 @@ use syn::{braced, bracketed, Ident, LitInt, LitStr, Path, Token};
 
 /// Known options, for "did you mean" hints.
 const OPTIONS: &[&str] =
-    &["name", "repository", "requirements", "artifacts", "model", "max_batch_size", "max_delay_ms"];
+    &["name", "repository", "requirements", "artifacts", "model", "backend", "max_batch_size", "max_delay_ms"];
 
 /// The parsed options.
 #[derive(Default)]
@@ -16,6 +16,7 @@ pub struct Options {
     pub requirements: Vec<LitStr>,
     pub artifacts: Vec<(LitStr, LitStr)>,
     pub model: Option<Path>,
+    pub backend: Option<syn::Type>,
     pub max_batch_size: Option<(Ident, LitInt)>,
     pub max_delay_ms: Option<(Ident, LitInt)>,
 }
@@ -74,6 +75,11 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
                         e.span(),
                         "expected a path to a function that builds the model, e.g. `model = Iris::train`",
                     )
+                })?)
+            }
+            "backend" => {
+                options.backend = Some(input.parse().map_err(|e| {
+                    syn::Error::new(e.span(), "expected the backend's type, e.g. `backend = runner_torch::Torch`")
                 })?)
             }
             "max_batch_size" => {

@@ -36,13 +36,19 @@ pub fn runner(args: TokenStream, input: TokenStream) -> TokenStream {
     valid::check_impl_block(&item, &mut errors);
     let hooks = Hooks::collect(&item, &mut errors);
     if item.trait_.is_none() {
-        valid::check_predict_present(&item, &hooks, &mut errors);
+        valid::check_predict_present(&item, &options, &hooks, &mut errors);
     }
+    valid::check_backend_hooks(&options, &hooks, &mut errors);
     valid::check_save_needs_load(&hooks, &mut errors);
     valid::check_batch_options(&options, &hooks, &mut errors);
     let name = runner_name(&item, &options, &mut errors);
-    match (errors.is_empty(), &hooks.predict) {
-        (true, Some(predict)) => expand(&item, &options, &hooks, predict, &name),
+    let core = match (&hooks.predict, &options.backend) {
+        (Some(predict), None) => Some(Core::Predict(predict)),
+        (None, Some(backend)) => Some(Core::Backend(backend)),
+        _ => None,
+    };
+    match (errors.is_empty(), core) {
+        (true, Some(core)) => expand(&item, &options, &hooks, core, &name),
         _ => fallback::expand(&item, &hooks, errors),
     }
 }
@@ -113,38 +119,95 @@ fn param(hook: &Hook, index: usize) -> &Type {
     &hook.params[index].ty
 }
 
-fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, name: &str) -> TokenStream {
+/// The data parameter of a pre/postprocess hook: the last (the first may borrow the model).
+fn data_param(hook: &Hook) -> &Type {
+    &hook.params[hook.params.len() - 1].ty
+}
+
+/// Arguments of a pre/postprocess call: `data`, or `model, data` when the hook borrows
+/// the model (its type checked against the model's, on the user's token).
+fn hook_args(hook: &Hook, data: TokenStream) -> TokenStream {
+    match hook.params.len() {
+        2 => {
+            let takes = param(hook, 0);
+            let model = cast_to_user(quote!(model), &quote!(&Self::Model), takes, takes.span());
+            quote!(#model, #data)
+        }
+        _ => data,
+    }
+}
+
+/// Where `predict` comes from: the block's own hook, or a backend.
+enum Core<'a> {
+    Predict(&'a Hook),
+    Backend(&'a Type),
+}
+
+fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, core: Core<'_>, name: &str) -> TokenStream {
     let self_ty = &item.self_ty;
-    let model_ty = strip_ref(param(predict, 0));
-    let model_input = param(predict, 1);
-    let model_output = &predict.ret.as_ref().expect("checked").value;
-    let api_input = hooks.preprocess.as_ref().map_or(model_input, |h| param(h, 0));
-    let api_output = hooks.postprocess.as_ref().map_or(model_output, |h| &h.ret.as_ref().expect("checked").value);
     let span_of = |t: &Type| t.span();
+    // The model's types, and the span their mismatches are reported at.
+    let (model_ty, model_input, model_output, model_span) = match core {
+        Core::Predict(predict) => {
+            let model = strip_ref(param(predict, 0));
+            let output = &predict.ret.as_ref().expect("checked").value;
+            (model.to_token_stream(), param(predict, 1).to_token_stream(), output.to_token_stream(), span_of(model))
+        }
+        Core::Backend(backend) => {
+            let b = quote_spanned!(backend.span()=> <#backend as ::runner_core::Backend>);
+            (quote!(#b::Model), quote!(#b::Input), quote!(#b::Output), backend.span())
+        }
+    };
+    let api_input = hooks.preprocess.as_ref().map_or_else(|| model_input.clone(), |h| data_param(h).to_token_stream());
+    let api_output = hooks
+        .postprocess
+        .as_ref()
+        .map_or_else(|| model_output.clone(), |h| h.ret.as_ref().expect("checked").value.to_token_stream());
+    let api_input_span = hooks.preprocess.as_ref().map_or(model_span, |h| span_of(data_param(h)));
+    let api_output_span = hooks.postprocess.as_ref().map_or(model_span, |h| h.ret.as_ref().expect("checked").span);
 
     let preprocess = match &hooks.preprocess {
         Some(h) => {
             let out = &h.ret.as_ref().expect("checked").value;
-            let value = call(h, "PreprocessData", quote!(<#self_ty>::preprocess_data(input)));
-            let value = cast(value, out, model_input, span_of(model_input));
+            let args = hook_args(h, quote!(input));
+            let value = call(h, "PreprocessData", quote!(<#self_ty>::preprocess_data(#args)));
+            let value = match core {
+                Core::Predict(predict) => cast(value, out, &model_input, span_of(param(predict, 1))),
+                // The backend's input type is not the user's: report on the hook's return type.
+                Core::Backend(_) => cast(value, out, &model_input, span_of(out)),
+            };
             quote!(::core::result::Result::Ok(#value))
         }
         None => quote!(::core::result::Result::Ok(input)),
     };
-    let predict_call = call(predict, "Predict", quote!(<#self_ty>::predict(model, input)));
+    let backend = match core {
+        Core::Backend(backend) => Some(quote_spanned!(backend.span()=> <#backend as ::runner_core::Backend>)),
+        Core::Predict(_) => None,
+    };
+    let predict_body = match (core, &backend) {
+        (Core::Predict(predict), _) => {
+            let value = call(predict, "Predict", quote!(<#self_ty>::predict(model, input)));
+            quote!(::core::result::Result::Ok(#value))
+        }
+        (Core::Backend(_), Some(b)) => quote!(#b::predict(model, input)),
+        (Core::Backend(_), None) => unreachable!("a backend core has a backend path"),
+    };
     let postprocess = match &hooks.postprocess {
         Some(h) => {
-            let takes = param(h, 0);
-            let arg = cast(quote!(output), model_output, takes, span_of(takes));
-            let value = call(h, "PostprocessData", quote!(<#self_ty>::postprocess_data(#arg)));
+            let takes = data_param(h);
+            let arg = cast(quote!(output), &model_output, takes, span_of(takes));
+            let args = hook_args(h, arg);
+            let value = call(h, "PostprocessData", quote!(<#self_ty>::postprocess_data(#args)));
             quote!(::core::result::Result::Ok(#value))
         }
         None => quote!(::core::result::Result::Ok(output)),
     };
 
-    let model_span = span_of(model_ty);
-    let save = match (&hooks.save, &hooks.load) {
-        (Some(h), Some(_)) => {
+    let save = match (&hooks.save, &hooks.load, &backend) {
+        (_, _, Some(b)) => {
+            quote!(::core::result::Result::Ok(::runner_core::Saved::Custom(#b::save(model, dir)?)))
+        }
+        (Some(h), Some(_), None) => {
             let takes = param(h, 0);
             let mut args = vec![cast_to_user(quote!(model), &quote!(&Self::Model), takes, span_of(takes))];
             if let Some(dir) = h.params.get(1) {
@@ -155,7 +218,7 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
             let props = cast(value, &ret.value, &quote!(::runner_core::Props), ret.span);
             quote!(::core::result::Result::Ok(::runner_core::Saved::Custom(#props)))
         }
-        (None, Some(_)) => quote! {
+        (None, Some(_), None) => quote! {
             let _ = (model, dir);
             ::core::result::Result::Ok(::runner_core::Saved::Nothing)
         },
@@ -163,8 +226,9 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
             quote!((<#self_ty>::__runner_default_saver().save)(#name, model, dir))
         }
     };
-    let load = match &hooks.load {
-        Some(h) => {
+    let load = match (&hooks.load, &backend) {
+        (_, Some(b)) => quote!(#b::load(props, artifacts)),
+        (Some(h), None) => {
             let props = cast_to_user(
                 quote!(props),
                 &quote!(::core::option::Option<::runner_core::Props>),
@@ -178,24 +242,34 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
             let value = cast(value, &ret.value, &quote!(Self::Model), ret.span);
             quote!(::core::result::Result::Ok(#value))
         }
-        None => {
+        (None, None) => {
             quote!((<#self_ty>::__runner_default_saver().load)(#name, artifacts))
         }
     };
 
+    let batch_config = |default_on: bool| {
+        let size = options.max_batch_size.as_ref().map(|(_, n)| quote!(#n));
+        let delay = options.max_delay_ms.as_ref().map(|(_, n)| quote!(#n));
+        if !default_on && size.is_none() && delay.is_none() {
+            return quote!(::core::option::Option::None);
+        }
+        let size = size.unwrap_or_else(|| quote!(32));
+        let delay = delay.unwrap_or_else(|| quote!(5));
+        quote!(::core::option::Option::Some(::runner_core::BatchConfig {
+            max_batch_size: #size,
+            max_delay: ::core::time::Duration::from_millis(#delay),
+        }))
+    };
     let batch = hooks.batch.as_ref().map(|h| {
         let takes = param(h, 1);
         let arg = cast_to_user(quote!(inputs), &quote!(::std::vec::Vec<Self::ModelInput>), takes, span_of(takes));
         let ret = h.ret.as_ref().expect("checked");
         let value = call(h, "Predict", quote!(<#self_ty>::predict_batch(model, #arg)));
         let value = cast(value, &ret.value, &quote!(::std::vec::Vec<Self::ModelOutput>), ret.span);
-        let size = options.max_batch_size.as_ref().map_or_else(|| quote!(32), |(_, n)| quote!(#n));
-        let delay = options.max_delay_ms.as_ref().map_or_else(|| quote!(5), |(_, n)| quote!(#n));
+        let config = batch_config(true);
         quote! {
-            const BATCH: ::core::option::Option<::runner_core::BatchConfig> = ::core::option::Option::Some(::runner_core::BatchConfig {
-                max_batch_size: #size,
-                max_delay: ::core::time::Duration::from_millis(#delay),
-            });
+            const BATCH: ::core::option::Option<::runner_core::BatchConfig> = #config;
+            const CAN_BATCH: bool = true;
 
             fn predict_batch(
                 model: &Self::Model,
@@ -205,9 +279,50 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
             }
         }
     });
+    // A backend brings batching (off unless configured), input checks and the V2 protocol.
+    let backend_items = backend.as_ref().map(|b| {
+        let config = batch_config(false);
+        quote! {
+            const BATCH: ::core::option::Option<::runner_core::BatchConfig> = #config;
+            const CAN_BATCH: bool = true;
+            const REQUIREMENTS: &'static [&'static str] = #b::REQUIREMENTS;
+
+            fn predict_batch(
+                model: &Self::Model,
+                inputs: ::std::vec::Vec<Self::ModelInput>,
+            ) -> ::runner_core::Result<::std::vec::Vec<Self::ModelOutput>> {
+                #b::predict_batch(model, inputs)
+            }
+
+            fn prepare(model: &Self::Model, input: Self::ModelInput) -> ::runner_core::Result<Self::ModelInput> {
+                #b::prepare(model, input)
+            }
+
+            fn v2_signature(model: &Self::Model) -> ::core::option::Option<::runner_core::v2::Signature> {
+                #b::v2_signature(model)
+            }
+
+            fn v2_decode(
+                model: &Self::Model,
+                inputs: ::std::vec::Vec<::runner_core::v2::Tensor>,
+            ) -> ::runner_core::Result<Self::ModelInput> {
+                #b::v2_decode(model, inputs)
+            }
+
+            fn v2_encode(
+                model: &Self::Model,
+                output: Self::ModelOutput,
+            ) -> ::runner_core::Result<::std::vec::Vec<::runner_core::v2::Tensor>> {
+                #b::v2_encode(model, output)
+            }
+        }
+    });
 
     let flags = [&hooks.preprocess, &hooks.postprocess, &hooks.save, &hooks.load].map(|h| h.is_some());
-    let [has_pre, has_post, has_save, has_load] = flags;
+    let [has_pre, has_post, mut has_save, mut has_load] = flags;
+    if backend.is_some() {
+        (has_save, has_load) = (true, true);
+    }
     let repository = options.repository.as_ref().map_or_else(|| name.to_string(), |r| r.value());
     let requirements = &options.requirements;
     let artifact_pairs = options.artifacts.iter().map(|(l, r)| quote!((#l, #r)));
@@ -220,8 +335,8 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
     };
 
     let model_assoc = quote_spanned!(model_span=> type Model = #model_ty;);
-    let input_assoc = quote_spanned!(span_of(api_input)=> type Input = #api_input;);
-    let output_assoc = quote_spanned!(span_of(api_output)=> type Output = #api_output;);
+    let input_assoc = quote_spanned!(api_input_span=> type Input = #api_input;);
+    let output_assoc = quote_spanned!(api_output_span=> type Output = #api_output;);
 
     // The default saver's serde bounds are required at this one place, so a model type
     // without them gets one error, on the user's model type.
@@ -279,6 +394,7 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
             }
 
             #batch
+            #backend_items
 
             fn schemas(generator: &mut ::runner_core::__private::schemars::SchemaGenerator) -> ::runner_core::Schemas {
                 #[allow(unused_imports)]
@@ -289,15 +405,17 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, predict: &Hook, nam
                 }
             }
 
-            fn preprocess(input: Self::Input) -> ::runner_core::Result<Self::ModelInput> {
+            fn preprocess(model: &Self::Model, input: Self::Input) -> ::runner_core::Result<Self::ModelInput> {
+                let _ = model;
                 #preprocess
             }
 
             fn predict(model: &Self::Model, input: Self::ModelInput) -> ::runner_core::Result<Self::ModelOutput> {
-                ::core::result::Result::Ok(#predict_call)
+                #predict_body
             }
 
-            fn postprocess(output: Self::ModelOutput) -> ::runner_core::Result<Self::Output> {
+            fn postprocess(model: &Self::Model, output: Self::ModelOutput) -> ::runner_core::Result<Self::Output> {
+                let _ = model;
                 #postprocess
             }
 

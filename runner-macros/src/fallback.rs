@@ -19,7 +19,7 @@ pub fn expand(item: &ItemImpl, hooks: &Hooks, errors: Vec<syn::Error>) -> TokenS
     let model = predict.map_or(&unit, |p| strip_ref(&p.params[0].ty));
     let model_input = predict.map_or(&unit, |p| &p.params[1].ty);
     let model_output = predict.and_then(|p| p.ret.as_ref()).map_or(&unit, |r| &r.value);
-    let input = hooks.preprocess.as_ref().map_or(model_input, |h| &h.params[0].ty);
+    let input = hooks.preprocess.as_ref().map_or(model_input, |h| &h.params[h.params.len() - 1].ty);
     let output = hooks.postprocess.as_ref().and_then(|h| h.ret.as_ref()).map_or(model_output, |r| &r.value);
     quote! {
         #item
@@ -36,9 +36,9 @@ pub fn expand(item: &ItemImpl, hooks: &Hooks, errors: Vec<syn::Error>) -> TokenS
             type Output = #output;
             fn info() -> ::runner_core::RunnerInfo { ::core::unreachable!("#[runner] failed to expand") }
             fn defaults() -> ::runner_core::RunnerDefaults<Self::Model> { ::core::unreachable!("#[runner] failed to expand") }
-            fn preprocess(_: Self::Input) -> ::runner_core::Result<Self::ModelInput> { ::core::unreachable!("#[runner] failed to expand") }
+            fn preprocess(_: &Self::Model, _: Self::Input) -> ::runner_core::Result<Self::ModelInput> { ::core::unreachable!("#[runner] failed to expand") }
             fn predict(_: &Self::Model, _: Self::ModelInput) -> ::runner_core::Result<Self::ModelOutput> { ::core::unreachable!("#[runner] failed to expand") }
-            fn postprocess(_: Self::ModelOutput) -> ::runner_core::Result<Self::Output> { ::core::unreachable!("#[runner] failed to expand") }
+            fn postprocess(_: &Self::Model, _: Self::ModelOutput) -> ::runner_core::Result<Self::Output> { ::core::unreachable!("#[runner] failed to expand") }
             fn save(_: &Self::Model, _: &::runner_core::SaveDir) -> ::runner_core::Result<::runner_core::Saved> { ::core::unreachable!("#[runner] failed to expand") }
             fn load(_: ::core::option::Option<::runner_core::Props>, _: &::runner_core::Artifacts) -> ::runner_core::Result<Self::Model> { ::core::unreachable!("#[runner] failed to expand") }
         }

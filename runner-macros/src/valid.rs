@@ -4,6 +4,7 @@ use syn::spanned::Spanned;
 use syn::ItemImpl;
 
 use crate::ast::Hooks;
+use crate::attr::Options;
 
 pub fn check_impl_block(item: &ItemImpl, errors: &mut Vec<syn::Error>) {
     if let Some((_, path, _)) = &item.trait_ {
@@ -23,11 +24,11 @@ pub fn check_impl_block(item: &ItemImpl, errors: &mut Vec<syn::Error>) {
     }
 }
 
-pub fn check_predict_present(item: &ItemImpl, hooks: &Hooks, errors: &mut Vec<syn::Error>) {
-    if hooks.find("predict").is_none() {
+pub fn check_predict_present(item: &ItemImpl, options: &Options, hooks: &Hooks, errors: &mut Vec<syn::Error>) {
+    if hooks.find("predict").is_none() && options.backend.is_none() {
         errors.push(syn::Error::new(
             item.self_ty.span(),
-            "a runner needs a `predict` hook: add `fn predict(model: &Model, data: Input) -> Output`",
+            "a runner needs a `predict` hook: add `fn predict(model: &Model, data: Input) -> Output`, or take it from a backend: `#[runner(backend = runner_torch::Torch)]`",
         ));
     }
 }
@@ -41,8 +42,23 @@ pub fn check_save_needs_load(hooks: &Hooks, errors: &mut Vec<syn::Error>) {
     }
 }
 
-pub fn check_batch_options(options: &crate::attr::Options, hooks: &Hooks, errors: &mut Vec<syn::Error>) {
-    if hooks.find("predict_batch").is_some() {
+/// A backend provides predict, batching, save and load: the block must not declare them.
+pub fn check_backend_hooks(options: &Options, hooks: &Hooks, errors: &mut Vec<syn::Error>) {
+    if options.backend.is_none() {
+        return;
+    }
+    for hook in ["predict", "predict_batch", "save_model", "load_model"] {
+        if let Some(ident) = hooks.find(hook) {
+            errors.push(syn::Error::new(
+                ident.span(),
+                format!("`{hook}` comes from the backend given in `#[runner(backend = ...)]`: remove this function, or remove `backend` and write predict, save_model and load_model yourself"),
+            ));
+        }
+    }
+}
+
+pub fn check_batch_options(options: &Options, hooks: &Hooks, errors: &mut Vec<syn::Error>) {
+    if hooks.find("predict_batch").is_some() || options.backend.is_some() {
         return;
     }
     for (key, _) in [&options.max_batch_size, &options.max_delay_ms].into_iter().flatten() {

@@ -20,6 +20,7 @@ use crate::api::{ApiInput, ApiOutput, BatchConfig, Schemas};
 use crate::load::Loaded;
 use crate::manifest::Manifest;
 use crate::runner::Runner;
+use crate::v2;
 
 /// A response body and its media type.
 pub type Answer = (Bytes, &'static str);
@@ -39,6 +40,11 @@ pub trait Endpoint: Send + Sync {
     /// back for [`Endpoint::call`].
     fn try_inline(&self, body: Bytes, content_type: Option<&str>) -> Result<Result<Answer, ApiError>, Bytes>;
     fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> BoxFuture<Result<Answer, ApiError>>;
+    /// The tensor signature, when the runner speaks the V2 protocol.
+    fn v2_signature(&self) -> Option<v2::Signature>;
+    /// V2 inference: tensors through `prepare`, `predict` (batched when configured) and
+    /// back to tensors, under the same limits as `/predict`.
+    fn v2_infer(self: Arc<Self>, inputs: Vec<v2::Tensor>) -> BoxFuture<Result<Vec<v2::Tensor>, ApiError>>;
 }
 
 /// Bounds the work one server accepts: `concurrency` pipelines run at once, at most
@@ -192,6 +198,10 @@ impl Placement {
     }
 }
 
+/// How long a request waits for its batch when the server turns batching on and the
+/// runner sets no delay.
+const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(5);
+
 pub(crate) struct Served<R: Runner> {
     placement: Placement,
     loaded: Arc<Loaded<R>>,
@@ -217,10 +227,18 @@ impl<R: Runner> Served<R> {
     ) -> Arc<Self> {
         let loaded = Arc::new(loaded);
         let metrics = metrics.model(name);
-        let batch = R::BATCH.map(|config| BatchConfig {
-            max_batch_size: options.max_batch_size.unwrap_or(config.max_batch_size).max(1),
-            max_delay: options.max_delay.unwrap_or(config.max_delay),
-        });
+        let batch = match (R::BATCH, options.max_batch_size) {
+            (Some(config), _) => Some(BatchConfig {
+                max_batch_size: options.max_batch_size.unwrap_or(config.max_batch_size).max(1),
+                max_delay: options.max_delay.unwrap_or(config.max_delay),
+            }),
+            // Batching off by default, turned on by the server's options.
+            (None, Some(size)) if R::CAN_BATCH => Some(BatchConfig {
+                max_batch_size: size.max(1),
+                max_delay: options.max_delay.unwrap_or(DEFAULT_MAX_DELAY),
+            }),
+            (None, _) => None,
+        };
         let batcher = batch.map(|config| {
             let (sender, receiver) = mpsc::sync_channel::<Job<R>>(options.queue.max(1));
             let worker_loaded = loaded.clone();
@@ -243,32 +261,62 @@ impl<R: Runner> Served<R> {
         let mut clock = Lap::start();
         let input = R::Input::from_body(body, content_type);
         clock.lap(&m.parse);
-        let x = R::preprocess(input?);
+        let model = self.loaded.model();
+        let x = R::preprocess(model, input?).and_then(|x| R::prepare(model, x));
         clock.lap(&m.preprocess);
-        let y = R::predict(self.loaded.model(), x?);
+        let y = R::predict(model, x?);
         clock.lap(&m.predict);
-        let output = R::postprocess(y?);
+        let output = R::postprocess(model, y?);
         clock.lap(&m.postprocess);
         let answer = output?.into_body();
         clock.lap(&m.serialize);
         Ok(answer?)
     }
 
-    async fn call_batched(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> Result<Answer, ApiError> {
+    /// parse -> preprocess -> prepare, for the batched path.
+    fn front(&self, body: Bytes, content_type: Option<&str>) -> Result<R::ModelInput, ApiError> {
+        let m = &self.metrics;
+        let mut clock = Lap::start();
+        let input = R::Input::from_body(body, content_type);
+        clock.lap(&m.parse);
+        let model = self.loaded.model();
+        let x = R::preprocess(model, input?).and_then(|x| R::prepare(model, x));
+        clock.lap(&m.preprocess);
+        Ok(x?)
+    }
+
+    /// postprocess -> serialize, for the batched path.
+    fn back(&self, y: R::ModelOutput) -> Result<Answer, ApiError> {
+        let m = &self.metrics;
+        let mut clock = Lap::start();
+        let output = R::postprocess(self.loaded.model(), y);
+        clock.lap(&m.postprocess);
+        let answer = output?.into_body();
+        clock.lap(&m.serialize);
+        Ok(answer?)
+    }
+
+    /// `front`, `predict` (through the batch worker when batching), then `back`, on the
+    /// blocking pool under the server's limits.
+    async fn staged<T: Send + 'static>(
+        self: Arc<Self>,
+        front: impl FnOnce(&Self) -> Result<R::ModelInput, ApiError> + Send + 'static,
+        back: impl FnOnce(&Self, R::ModelOutput) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
         let admission = Arc::new(Admission::new(&self.limits)?);
         let this = self.clone();
-        let x = offload(&self.limits, admission.clone(), "preprocess_data", move || {
-            let m = &this.metrics;
-            let mut clock = Lap::start();
-            let input = R::Input::from_body(body, content_type.as_deref());
-            clock.lap(&m.parse);
-            let x = R::preprocess(input?);
-            clock.lap(&m.preprocess);
-            Ok(x?)
-        })
-        .await?;
+        let Some(sender) = self.batcher.as_ref() else {
+            return offload(&self.limits, admission, "the pipeline", move || {
+                let x = front(&this)?;
+                let mut clock = Lap::start();
+                let y = R::predict(this.loaded.model(), x);
+                clock.lap(&this.metrics.predict);
+                back(&this, y?)
+            })
+            .await;
+        };
+        let x = offload(&self.limits, admission.clone(), "preprocess_data", move || front(&this)).await?;
         let (reply, receiver) = oneshot::channel();
-        let sender = self.batcher.as_ref().expect("batched endpoints have a batcher");
         sender.try_send(Job { input: x, enqueued: Instant::now(), reply }).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => ApiError::overloaded("the batch queue is full; retry later"),
             mpsc::TrySendError::Disconnected(_) => {
@@ -279,16 +327,7 @@ impl<R: Runner> Served<R> {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the batch worker dropped the request")
         })??;
         let this = self.clone();
-        offload(&self.limits, admission, "postprocess_data", move || {
-            let m = &this.metrics;
-            let mut clock = Lap::start();
-            let output = R::postprocess(y);
-            clock.lap(&m.postprocess);
-            let answer = output?.into_body();
-            clock.lap(&m.serialize);
-            Ok(answer?)
-        })
-        .await
+        offload(&self.limits, admission, "postprocess_data", move || back(&this, y)).await
     }
 }
 
@@ -408,7 +447,9 @@ impl<R: Runner> Endpoint for Served<R> {
     fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> BoxFuture<Result<Answer, ApiError>> {
         Box::pin(async move {
             if self.batcher.is_some() {
-                return self.call_batched(body, content_type).await;
+                return self
+                    .staged(move |this| this.front(body, content_type.as_deref()), |this, y| this.back(y))
+                    .await;
             }
             let admission = Admission::new(&self.limits)?;
             let this = self.clone();
@@ -420,6 +461,28 @@ impl<R: Runner> Endpoint for Served<R> {
             })
             .await
         })
+    }
+
+    fn v2_signature(&self) -> Option<v2::Signature> {
+        R::v2_signature(self.loaded.model())
+    }
+
+    fn v2_infer(self: Arc<Self>, inputs: Vec<v2::Tensor>) -> BoxFuture<Result<Vec<v2::Tensor>, ApiError>> {
+        Box::pin(self.staged(
+            move |this| {
+                let mut clock = Lap::start();
+                let model = this.loaded.model();
+                let x = R::v2_decode(model, inputs).and_then(|x| R::prepare(model, x));
+                clock.lap(&this.metrics.parse);
+                Ok(x?)
+            },
+            |this, y| {
+                let mut clock = Lap::start();
+                let outputs = R::v2_encode(this.loaded.model(), y);
+                clock.lap(&this.metrics.serialize);
+                Ok(outputs?)
+            },
+        ))
     }
 }
 

@@ -9,6 +9,7 @@
 //! | `GET /readyz` | 200 once every model is loaded, 503 before |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET /openapi.json` | OpenAPI 3.1 document built from the runners' types |
+//! | `/v2/...` | the KServe V2 protocol, for runners on a tensor backend (see [`crate::v2`]) |
 //!
 //! Errors are JSON: `{"error": {"status": 422, "code": "invalid_input", "message": "..."}}`.
 
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod observe;
 mod openapi;
 mod test_client;
+mod v2_routes;
 
 /// The request body type of [`TestClient::request`].
 pub use axum::body::Body;
@@ -194,7 +196,13 @@ impl App {
             .route("/models", get(list_models))
             .route("/models/{name}", get(model_info))
             .route("/openapi.json", get(openapi_json))
-            .route("/metrics", get(metrics_text));
+            .route("/metrics", get(metrics_text))
+            .route("/v2", get(v2_routes::server_metadata))
+            .route("/v2/models/{name}", get(v2_routes::model_metadata))
+            .route("/v2/models/{name}/ready", get(v2_routes::model_ready))
+            .route("/v2/models/{name}/infer", post(v2_routes::infer))
+            .route("/v2/models/{name}/versions/{version}", get(v2_routes::version_metadata))
+            .route("/v2/models/{name}/versions/{version}/infer", post(v2_routes::version_infer));
         if self.state.api_key_hash.is_some() {
             protected = protected.route_layer(middleware::from_fn_with_state(self.state.clone(), authorize));
         }
@@ -202,6 +210,8 @@ impl App {
             .merge(protected)
             .route("/livez", get(|| async { Json(serde_json::json!({ "status": "live" })) }))
             .route("/readyz", get(readyz))
+            .route("/v2/health/live", get(v2_routes::live))
+            .route("/v2/health/ready", get(v2_routes::ready))
             .fallback(|| async {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see GET /openapi.json")
             })
