@@ -5,9 +5,15 @@
 //! | [`sum`] | the smallest runner: only `predict`, the default saver |
 //! | [`iris`] | a logistic-regression classifier trained at registration on Fisher's Iris data, typed JSON with pre/postprocessing |
 //! | [`diabetes`] | custom `save_model`/`load_model` writing its own file, and a glob artifact (a folder) |
+//! | `digits` (feature `torch`) | a PyTorch MLP trained in Rust with tch, traced to TorchScript, served batched |
+//! | `minilm` (feature `torch`) | a pretrained sentence-embedding network (all-MiniLM-L6-v2) with a tokenizer artifact |
 
 pub mod diabetes;
+#[cfg(feature = "torch")]
+pub mod digits;
 pub mod iris;
+#[cfg(feature = "torch")]
+pub mod minilm;
 pub mod sum;
 
 /// One labelled example: `N` features and a target.
