@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, doctests, the integration tests (real
-# processes on a temporary registry) and the #[runner] compile-error tests (trybuild).
+# processes on a temporary registry), the #[runner] compile-error tests (trybuild), and
+# runner-torch with the torch examples. libtorch (PyPI torch==2.13.0), the MiniLM
+# packages and its TorchScript file are set up in .venv on first use (scripts/torch-env.sh).
+# The examples are also tested without the torch feature, as a machine without libtorch
+# builds them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --locked "$@"
+export RUNNER_TORCH_MODELS=1
+. scripts/torch-env.sh
+cargo test --workspace --locked --features runner-examples/torch "$@"
+cargo test --locked -p runner-examples "$@"

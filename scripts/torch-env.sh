@@ -1,7 +1,8 @@
 # Sets up libtorch for runner-torch and exports what building and running with it needs.
 #
 #   . scripts/torch-env.sh            # in a shell: torch only
-#   RUNNER_TORCH_MODELS=1 . scripts/torch-env.sh   # also the MiniLM example's packages
+#   RUNNER_TORCH_MODELS=1 . scripts/torch-env.sh   # also the MiniLM example: its packages,
+#                                                  # and its TorchScript file when missing
 #
 # On first use it creates ./.venv and installs torch==2.13.0 from PyPI (about 1-2 minutes,
 # 4.7 GB); later uses only check a stamp. It then exports LIBTORCH_USE_PYTORCH=1 (tch finds
@@ -30,6 +31,10 @@ _runner_torch_env() {
     _runner_install requirements-torch.txt || { echo "torch-env: pip install torch==2.13.0 failed; check PyPI is reachable and ~5 GB of disk is free" >&2; return 1; }
     if [ -n "${RUNNER_TORCH_MODELS:-}" ]; then
         _runner_install requirements-models.txt || return 1
+        if [ ! -f "$_runner_root/examples/models/minilm/minilm.pt" ]; then
+            echo "torch-env: exporting all-MiniLM-L6-v2 to examples/models/minilm (first use only)" >&2
+            "$_runner_venv/bin/python" "$_runner_root/scripts/export_minilm.py" >&2 || return 1
+        fi
     fi
     local lib
     lib="$("$_runner_venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')" || return 1

@@ -128,7 +128,12 @@ fn command_line() {
     assert!(list.status.success());
     let listed = stdout(&list);
     let names: Vec<&str> = listed.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(names, ["diabetes", "iris", "sum"], "sorted by name");
+    let expected: &[&str] = if cfg!(feature = "torch") {
+        &["diabetes", "digits", "iris", "minilm", "sum", "torch"]
+    } else {
+        &["diabetes", "iris", "sum"]
+    };
+    assert_eq!(names, expected, "sorted by name");
     assert!(!path.exists(), "--list registers nothing");
 
     let once = register(&path, &["iris"]);
@@ -145,7 +150,14 @@ fn command_line() {
     let unknown = register(&path, &["irsi"]);
     assert_eq!(unknown.status.code(), Some(2));
     let err = String::from_utf8_lossy(&unknown.stderr);
-    assert!(err.contains("no runner named `irsi`") && err.contains("diabetes, iris, sum"), "{err}");
+    assert!(err.contains("no runner named `irsi`") && err.contains(&expected.join(", ")), "{err}");
+
+    // The built-in torch runner has no builder: skipped when registering all, refused when named.
+    if cfg!(feature = "torch") {
+        let named = register(&path, &["torch"]);
+        assert_eq!(named.status.code(), Some(1));
+        assert!(stdout(&named).contains("FAILED: runner `torch` declares no model builder"), "{}", stdout(&named));
+    }
 
     let ambiguous = register(&path, &["--number", "1"]);
     assert_eq!(ambiguous.status.code(), Some(2));

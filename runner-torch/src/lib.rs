@@ -31,8 +31,8 @@
 //!
 //! #[runner(name = "digits", backend = Torch, max_batch_size = 64, max_delay_ms = 2)]
 //! impl Digits {
-//!     fn preprocess_data(pixels: Vec<[f32; 64]>) -> Tensor {
-//!         Tensor::from_slice(pixels.as_flattened()).reshape([-1, 64]) / 16.0
+//!     fn preprocess_data(pixels: Vec<Vec<f32>>) -> Tensor {
+//!         Tensor::from_slice(&pixels.concat()).reshape([-1, 64]) / 16.0
 //!     }
 //!     fn postprocess_data(logits: Tensor) -> Result<Vec<i64>> {
 //!         Vec::<i64>::try_from(&logits.argmax(-1, false)).map_err(|e| runner_core::Error::msg(e.to_string()))

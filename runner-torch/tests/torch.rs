@@ -1,0 +1,262 @@
+//! runner-torch end to end: tensors as JSON, a traced module registered with
+//! `register_torch_model`, loaded back, served (JSON, V2, batching).
+
+use std::sync::Arc;
+
+use runner_core::serve::{ServeOptions, TestClient};
+use runner_core::{load_any, Backend, LocalRegistry, Registry};
+use runner_torch::tch::{CModule, Device, Kind, Tensor};
+use runner_torch::{register_torch_model, Concat, DType, PadZeros, TensorData, Torch, TorchModule};
+use serde_json::json;
+
+/// `y = x · W + b` with known weights (W[i][j] = i - j, b[j] = j), traced.
+fn linear(inputs: i64, outputs: i64) -> CModule {
+    let w =
+        Tensor::from_slice(&(0..inputs).flat_map(|i| (0..outputs).map(move |j| (i - j) as f32)).collect::<Vec<_>>())
+            .reshape([inputs, outputs]);
+    let b = Tensor::arange(outputs, (Kind::Float, Device::Cpu));
+    let example = Tensor::zeros([1, inputs], (Kind::Float, Device::Cpu));
+    let mut forward = |xs: &[Tensor]| vec![xs[0].matmul(&w) + &b];
+    CModule::create_by_tracing("Linear", "forward", &[example], &mut forward).unwrap()
+}
+
+fn expected(x: &[f32], outputs: i64) -> Vec<f32> {
+    (0..outputs).map(|j| x.iter().enumerate().map(|(i, v)| v * (i as i64 - j) as f32).sum::<f32>() + j as f32).collect()
+}
+
+fn registry() -> (tempfile::TempDir, Arc<LocalRegistry>) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(LocalRegistry::open(dir.path()).unwrap());
+    (dir, registry)
+}
+
+fn client(registry: &dyn Registry, model: &str, options: ServeOptions) -> TestClient {
+    let loaded = load_any(registry, &model.parse().unwrap()).unwrap();
+    TestClient::with_models(vec![loaded], options).unwrap()
+}
+
+#[test]
+fn tensor_json_forms_and_errors() {
+    let nested: TensorData = serde_json::from_str("[[1, 2.5], [3, 4]]").unwrap();
+    assert_eq!((nested.shape(), nested.dtype()), (&[2i64, 2][..], DType::F32));
+    assert_eq!(nested.to_f32(), vec![1.0, 2.5, 3.0, 4.0]);
+    let ints: TensorData = serde_json::from_str("[[1, 2, 3]]").unwrap();
+    assert_eq!(ints.dtype(), DType::I64);
+    let object: TensorData =
+        serde_json::from_str(r#"{"shape": [2, 2], "dtype": "FP64", "data": [[1, 2], [3, 4]]}"#).unwrap();
+    assert_eq!((object.shape(), object.dtype()), (&[2i64, 2][..], DType::F64));
+    let tensor = object.to_tensor().unwrap();
+    assert_eq!(tensor.kind(), Kind::Double);
+    let back = TensorData::from_tensor(&(tensor * 2.0)).unwrap();
+    assert_eq!(serde_json::to_value(&back).unwrap(), json!([[2.0, 4.0], [6.0, 8.0]]));
+    let scalar: TensorData = serde_json::from_str("7").unwrap();
+    assert_eq!(scalar.shape(), &[] as &[i64]);
+    assert_eq!(serde_json::to_string(&scalar).unwrap(), "7");
+
+    let error = |text: &str| serde_json::from_str::<TensorData>(text).unwrap_err().to_string();
+    let ragged = error("[[1, 2], [3]]");
+    assert!(ragged.contains("ragged") && ragged.contains("element 1"), "{ragged}");
+    let deep = error("[[[1], [2]], [[3], [4, 5]]]");
+    assert!(deep.contains("the array at [1]") && deep.contains("ragged"), "{deep}");
+    assert!(error("[1, [2]]").contains("ragged"));
+    assert!(error("[true, 1]").contains("mixes booleans and numbers"));
+    let count = error(r#"{"shape": [2, 3], "data": [1, 2, 3]}"#);
+    assert!(count.contains("holds 6 elements") && count.contains("has 3"), "{count}");
+    let int_dtype = error(r#"{"shape": [2], "dtype": "int64", "data": [1.5, 2]}"#);
+    assert!(int_dtype.contains("int64") && int_dtype.contains("1.5"), "{int_dtype}");
+    assert!(error(r#"{"dtype": "float7", "data": [1]}"#).contains("unknown dtype `float7`"));
+    assert!(error(r#"{"shape": [1], "data": [1], "extra": 1}"#).contains("unknown field `extra`"));
+    assert!(error(r#"["a"]"#).contains("a number, a boolean or an array"));
+}
+
+#[test]
+fn registered_module_is_served_as_json_and_v2_with_checks() {
+    let (_dir, registry) = registry();
+    let module =
+        TorchModule::new(linear(4, 3), Device::Cpu).input("x", DType::F32, [-1, 4]).output("y", DType::F32, [-1, 3]);
+    let registered =
+        register_torch_model("linear", module).requirements(["numpy 2"]).register(registry.as_ref()).unwrap();
+    let manifest = &registered.manifest;
+    assert_eq!(manifest.runner.name, "torch");
+    assert!(manifest.requirements.contains(&"torch==2.13.0".to_string()), "{:?}", manifest.requirements);
+    assert!(manifest.files.iter().any(|f| f.path == "model.pt"));
+
+    // The identity runner on a loaded model.
+    let loaded = load_any(registry.as_ref(), &"linear:latest".parse().unwrap()).unwrap();
+    let y = loaded.run_json(json!([[1, 0, 0, 2], [0.5, 0.5, 0.5, 0.5]])).unwrap();
+    let rows: Vec<Vec<f32>> = serde_json::from_value(y).unwrap();
+    assert_eq!(rows[0], expected(&[1.0, 0.0, 0.0, 2.0], 3));
+    assert_eq!(rows[1], expected(&[0.5; 4], 3));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = client(registry.as_ref(), "linear:1", ServeOptions::default());
+    rt.block_on(async {
+        let ok = client.post_json("/predict", &json!({"shape": [1, 4], "dtype": "int32", "data": [1, 2, 3, 4]})).await;
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        assert_eq!(serde_json::from_value::<Vec<Vec<f32>>>(ok.json()).unwrap()[0], expected(&[1.0, 2.0, 3.0, 4.0], 3));
+
+        let shape = client.post_json("/predict", &json!([[1, 2, 3]])).await;
+        assert_eq!(shape.status, 422, "{}", shape.text());
+        assert!(shape.text().contains("input `x` has shape [1, 3]") && shape.text().contains("[-1, 4]"), "{}", shape.text());
+        let dtype = client.post_json("/predict", &json!([[true, false, true, true]])).await;
+        assert_eq!(dtype.status, 422);
+        assert!(dtype.text().contains("input `x` is bool"), "{}", dtype.text());
+        let ragged = client.post_json("/predict", &json!([[1, 2, 3, 4], [1]])).await;
+        assert_eq!(ragged.status, 422);
+        assert!(ragged.text().contains("ragged"), "{}", ragged.text());
+
+        // KServe V2.
+        assert_eq!(client.get("/v2/health/live").await.status, 200);
+        assert_eq!(client.get("/v2/health/ready").await.json(), json!({"ready": true}));
+        let metadata = client.get("/v2/models/linear").await.json();
+        assert_eq!(metadata["platform"], "pytorch_torchscript");
+        assert_eq!(metadata["versions"], json!(["1"]));
+        assert_eq!(metadata["inputs"], json!([{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]));
+        assert_eq!(client.get("/v2/models/linear/versions/1").await.status, 200);
+        let wrong_version = client.get("/v2/models/linear/versions/7").await;
+        assert_eq!(wrong_version.status, 404);
+        assert!(wrong_version.json()["error"].as_str().unwrap().contains("version 1, not 7"));
+
+        let request = json!({
+            "id": "r1",
+            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [1, 0, 0, 2, 0.5, 0.5, 0.5, 0.5]}],
+            "outputs": [{"name": "y"}]
+        });
+        let infer = client.post_json("/v2/models/linear/infer", &request).await;
+        assert_eq!(infer.status, 200, "{}", infer.text());
+        let body = infer.json();
+        assert_eq!((body["model_name"].clone(), body["model_version"].clone(), body["id"].clone()), (json!("linear"), json!("1"), json!("r1")));
+        let output = &body["outputs"][0];
+        assert_eq!((output["name"].clone(), output["shape"].clone(), output["datatype"].clone()), (json!("y"), json!([2, 3]), json!("FP32")));
+        let mut want = expected(&[1.0, 0.0, 0.0, 2.0], 3);
+        want.extend(expected(&[0.5; 4], 3));
+        assert_eq!(serde_json::from_value::<Vec<f32>>(output["data"].clone()).unwrap(), want);
+
+        let v2_error = |body: serde_json::Value| {
+            let client = &client;
+            async move {
+                let r = client.post_json("/v2/models/linear/infer", &body).await;
+                (r.status, r.json()["error"].as_str().unwrap_or_default().to_string())
+            }
+        };
+        let (status, message) = v2_error(json!({"inputs": [{"name": "z", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})).await;
+        assert_eq!(status, 422);
+        assert!(message.contains("unknown input `z`") && message.contains("`x`"), "{message}");
+        let (status, message) = v2_error(json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3]}]})).await;
+        assert_eq!(status, 422);
+        assert!(message.contains("holds 4 elements"), "{message}");
+        let (status, message) = v2_error(json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "outputs": [{"name": "w"}]})).await;
+        assert_eq!(status, 400);
+        assert!(message.contains("no output `w`"), "{message}");
+        let (status, message) = v2_error(json!({"input": []})).await;
+        assert_eq!(status, 422);
+        assert!(message.contains("not a V2 inference request"), "{message}");
+        // The server still answers.
+        assert_eq!(client.post_json("/v2/models/linear/infer", &request).await.status, 200);
+    });
+}
+
+#[test]
+fn batched_forward_passes_match_one_at_a_time() {
+    let module = TorchModule::new(linear(4, 3), Device::Cpu);
+    let inputs: Vec<Tensor> = vec![
+        Tensor::from_slice(&[1f32, 2., 3., 4.]).reshape([1, 4]),
+        Tensor::from_slice(&[0f32, 1., 0., 1., 2., 2., 2., 2.]).reshape([2, 4]),
+        Tensor::from_slice(&[5f32, 6., 7.]).reshape([1, 3]), // another shape: its own pass
+        Tensor::from_slice(&[-1f32, 0., 1., 0.]).reshape([1, 4]),
+    ];
+    let alone: Vec<Result<Vec<f32>, String>> = inputs
+        .iter()
+        .map(|x| {
+            <Torch as Backend>::predict(&module, x.shallow_clone())
+                .map(|y| Vec::<f32>::try_from(&y.reshape([-1])).unwrap())
+                .map_err(|e| e.to_string())
+        })
+        .collect();
+    assert!(alone[2].is_err(), "a [1, 3] input does not fit a 4-input linear");
+    let compatible: Vec<Tensor> = [0, 1, 3].iter().map(|&i| inputs[i].shallow_clone()).collect();
+    let batched = <Torch<Tensor, Tensor, Concat> as Backend>::predict_batch(&module, compatible).unwrap();
+    assert_eq!(batched.len(), 3);
+    assert_eq!(batched[1].size(), vec![2, 3], "outputs split back by each input's rows");
+    for (output, i) in batched.iter().zip([0, 1, 3]) {
+        assert_eq!(Vec::<f32>::try_from(&output.reshape([-1])).unwrap(), *alone[i].as_ref().unwrap());
+    }
+}
+
+#[test]
+fn padded_batches_match_unpadded_runs_of_a_masked_model() {
+    // A masked mean over a sequence: padding with zeros (mask 0) must not change it.
+    let example = (Tensor::ones([1, 3], (Kind::Float, Device::Cpu)), Tensor::ones([1, 3], (Kind::Int64, Device::Cpu)));
+    let mut forward = |xs: &[Tensor]| {
+        let mask = xs[1].to_kind(Kind::Float);
+        let mean = (&xs[0] * &mask).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+            / mask.sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        vec![mean]
+    };
+    let traced = CModule::create_by_tracing("Masked", "forward", &[example.0, example.1], &mut forward).unwrap();
+    let module = TorchModule::new(traced, Device::Cpu);
+    let seq = |values: &[f32]| {
+        (
+            Tensor::from_slice(values).reshape([1, -1]),
+            Tensor::ones([1, values.len() as i64], (Kind::Int64, Device::Cpu)),
+        )
+    };
+    let inputs = vec![seq(&[1.0, 2.0, 3.0]), seq(&[10.0]), seq(&[4.0, 4.0, 4.0, 4.0, 9.0])];
+    type Padded = Torch<(Tensor, Tensor), Tensor, PadZeros>;
+    let outputs = <Padded as Backend>::predict_batch(&module, inputs).unwrap();
+    let means: Vec<f32> = outputs.iter().map(|t| t.double_value(&[0]) as f32).collect();
+    assert_eq!(means, vec![2.0, 10.0, 5.0]);
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_answered_in_order() {
+    let (_dir, registry) = registry();
+    let module = TorchModule::new(linear(4, 3), Device::Cpu).input("x", DType::F32, [-1, 4]);
+    register_torch_model("linear", module).register(registry.as_ref()).unwrap();
+    let options = ServeOptions {
+        max_batch_size: Some(16),
+        max_delay: Some(std::time::Duration::from_millis(20)),
+        ..ServeOptions::default()
+    };
+    let client = Arc::new(client(registry.as_ref(), "linear:latest", options));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let info = client.get("/models/linear").await.json();
+        assert_eq!(info["batching"]["max_batch_size"], 16, "{info}");
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let x = [i as f32, 1.0, -(i as f32), 0.5];
+                    let body = if i == 5 { json!([[1, 2]]) } else { json!([x]) };
+                    let r = client.post_json("/predict", &body).await;
+                    (i, x, r)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (i, x, r) = task.await.unwrap();
+            if i == 5 {
+                assert_eq!(r.status, 422, "a bad request fails alone: {}", r.text());
+                continue;
+            }
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(serde_json::from_value::<Vec<Vec<f32>>>(r.json()).unwrap()[0], expected(&x, 3));
+        }
+        let metrics = client.get("/metrics").await.text();
+        let batches =
+            metrics.lines().find(|l| l.starts_with("runner_batch_size_count")).unwrap_or_default().to_string();
+        let count: f64 = batches.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0.0);
+        assert!(count > 0.0 && count < 23.0, "23 requests went through fewer batches: {batches}");
+    });
+}
+
+#[test]
+fn device_names_are_checked() {
+    assert_eq!(runner_torch::parse_device("cpu").unwrap(), Device::Cpu);
+    assert!(runner_torch::parse_device("tpu").unwrap_err().to_string().contains("use `cpu`, `cuda` or `cuda:N`"));
+    if !runner_torch::tch::Cuda::is_available() {
+        assert!(runner_torch::parse_device("cuda").unwrap_err().to_string().contains("no CUDA device"));
+        assert!(runner_torch::parse_device("cuda:3").unwrap_err().to_string().contains("0 CUDA device(s)"));
+    }
+}
