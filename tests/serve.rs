@@ -164,6 +164,18 @@ async fn predictions_and_their_error_statuses() {
     assert!(unknown.json()["error"]["message"].as_str().unwrap().contains("served: obedient"));
     let no_route = client.get("/nowhere").await;
     assert_eq!(no_route.status, 404);
+
+    // The V2 protocol: health for every server, inference only for tensor backends.
+    assert_eq!(client.get("/v2/health/live").await.json(), json!({ "live": true }));
+    assert_eq!(client.get("/v2/health/ready").await.json(), json!({ "ready": true }));
+    let not_v2 = client.post_json("/v2/models/obedient/infer", &json!({ "inputs": [] })).await;
+    assert_eq!(not_v2.status, 404);
+    let message = not_v2.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("does not speak the V2 protocol") && message.contains("/models/obedient/predict"),
+        "{message}"
+    );
+    assert_eq!(client.get("/v2/models/nope").await.status, 404);
 }
 
 #[tokio::test]

@@ -180,11 +180,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RUNNER_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// Override the runners' max_batch_size (runners with predict_batch only).
+    /// Batch up to this many requests per predict: overrides the runners' max_batch_size,
+    /// and turns batching on for runners that can batch but do not by default (a backend).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch_size: Option<u32>,
 
-    /// Override the runners' max_delay_ms.
+    /// Override the runners' max_delay_ms (default 5 when batching is turned on here).
     #[arg(long, value_name = "MS")]
     pub max_delay_ms: Option<u64>,
 

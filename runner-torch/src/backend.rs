@@ -88,7 +88,10 @@ impl BatchPolicy for Concat {
         Tensor::f_cat(tensors, 0).map_err(torch_error)
     }
     fn compatible(a: &[Tensor], b: &[Tensor]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.kind() == y.kind() && x.size()[1..] == y.size()[1..])
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x.kind() == y.kind() && x.dim() > 0 && x.dim() == y.dim() && x.size()[1..] == y.size()[1..]
+            })
     }
 }
 
@@ -121,7 +124,7 @@ impl BatchPolicy for PadZeros {
         Tensor::f_cat(&padded, 0).map_err(torch_error)
     }
     fn compatible(a: &[Tensor], b: &[Tensor]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.kind() == y.kind() && x.dim() == y.dim())
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.kind() == y.kind() && x.dim() > 0 && x.dim() == y.dim())
     }
 }
 
@@ -218,15 +221,20 @@ impl<I: Tensors, O: Tensors, P: BatchPolicy> Backend for Torch<I, O, P> {
                 None => groups.push(vec![i]),
             }
         }
+        let mut inputs: Vec<Option<Vec<Tensor>>> = inputs.into_iter().map(Some).collect();
         let mut outputs: BTreeMap<usize, O> = BTreeMap::new();
         for group in groups {
-            let rows: Vec<i64> = group
-                .iter()
-                .map(|&i| inputs[i].first().map_or(1, |t| t.size().first().copied().unwrap_or(1)))
-                .collect();
-            let arity = inputs[group[0]].len();
-            let joined = (0..arity)
-                .map(|k| P::join(&group.iter().map(|&i| &inputs[i][k]).collect::<Vec<_>>()))
+            if let [alone] = group[..] {
+                let input = inputs[alone].take().expect("each input is in one group");
+                outputs.insert(alone, O::from_tensors(model.forward(input)?)?);
+                continue;
+            }
+            let members: Vec<&Vec<Tensor>> =
+                group.iter().map(|&i| inputs[i].as_ref().expect("each input is in one group")).collect();
+            // Every member has rank > 0 (Concat and PadZeros group only those with others).
+            let rows: Vec<i64> = members.iter().map(|input| input.first().map_or(1, |t| t.size()[0])).collect();
+            let joined = (0..members[0].len())
+                .map(|k| P::join(&members.iter().map(|input| &input[k]).collect::<Vec<_>>()))
                 .collect::<Result<Vec<_>>>()?;
             let results = model.forward(joined)?;
             let total: i64 = rows.iter().sum();

@@ -106,6 +106,11 @@ async fn offload<T: Send + 'static>(
     handle.await.unwrap_or_else(|e| Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())))
 }
 
+/// Runs `job` here, a panic answered as a 500.
+fn run_caught<T>(what: &'static str, job: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|panic| Err(ApiError::panic(what, panic.as_ref())))
+}
+
 /// Times consecutive steps: each `lap` records the time since the previous one.
 struct Lap(Instant);
 
@@ -315,7 +320,16 @@ impl<R: Runner> Served<R> {
             })
             .await;
         };
-        let x = offload(&self.limits, admission.clone(), "preprocess_data", move || front(&this)).await?;
+        // Cheap pre/post-processing runs right here around the batch, like a cheap pipeline
+        // (same placement rule); the rest hops to the blocking pool.
+        let inline = self.placement.inline();
+        let started = Instant::now();
+        let x = if inline {
+            run_caught("preprocess_data", || front(&this))?
+        } else {
+            offload(&self.limits, admission.clone(), "preprocess_data", move || front(&this)).await?
+        };
+        let front_time = started.elapsed();
         let (reply, receiver) = oneshot::channel();
         sender.try_send(Job { input: x, enqueued: Instant::now(), reply }).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => ApiError::overloaded("the batch queue is full; retry later"),
@@ -326,8 +340,15 @@ impl<R: Runner> Served<R> {
         let y = receiver.await.map_err(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the batch worker dropped the request")
         })??;
-        let this = self.clone();
-        offload(&self.limits, admission, "postprocess_data", move || back(&this, y)).await
+        let started = Instant::now();
+        let answer = if inline {
+            run_caught("postprocess_data", || back(&self, y))
+        } else {
+            let this = self.clone();
+            offload(&self.limits, admission, "postprocess_data", move || back(&this, y)).await
+        };
+        self.placement.record(front_time + started.elapsed(), inline);
+        answer
     }
 }
 
@@ -437,8 +458,7 @@ impl<R: Runner> Endpoint for Served<R> {
             Err(e) => return Ok(Err(e)),
         };
         let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| self.pipeline(body, content_type)))
-            .unwrap_or_else(|panic| Err(ApiError::panic("the pipeline", panic.as_ref())));
+        let result = run_caught("the pipeline", || self.pipeline(body, content_type));
         self.placement.record(started.elapsed(), true);
         drop(admission);
         Ok(result)

@@ -71,7 +71,8 @@ pub struct ServeOptions {
     /// When set, every route but `/livez` and `/readyz` requires
     /// `Authorization: Bearer KEY` (or `X-API-Key: KEY`).
     pub api_key: Option<String>,
-    /// Overrides the runners' `max_batch_size`.
+    /// Overrides the runners' `max_batch_size`, and turns batching on for runners that
+    /// can batch ([`Runner::CAN_BATCH`](crate::Runner::CAN_BATCH)) but do not by default.
     pub max_batch_size: Option<usize>,
     /// Overrides the runners' `max_delay_ms`.
     pub max_delay: Option<Duration>,

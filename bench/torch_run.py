@@ -1,0 +1,138 @@
+"""Runs the torch benchmark and rewrites the torch blocks of bench/RESULTS.md. Called by
+bench/torch.sh (which builds the binaries and sets up libtorch)."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (the serving benchmark's helpers: pinning, wrk, RESULTS.md blocks)
+from run import ROOT, post, replace_block, start, stop, wrk  # noqa: E402
+
+DURATION = int(os.environ.get("DURATION", "5"))
+WARMUP = int(os.environ.get("WARMUP", "2"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+CONCURRENCY = [1, 32]
+RELEASE = ROOT / "target" / "release"
+VENV = ROOT / ".venv" / "bin"
+
+MLP_BODY = json.dumps([[float((i * 7) % 17) for i in range(64)]])
+SENTENCE_BODY = json.dumps({"sentences": ["A man is playing a guitar on the stage tonight."]})
+
+
+def uvicorn(app, port):
+    return [str(VENV / "uvicorn"), "--app-dir", str(ROOT / "bench"), app, "--port", str(port),
+            "--workers", "1", "--log-level", "warning", "--no-access-log"]
+
+
+def serve(registry, model, *flags):
+    return lambda port: [str(RELEASE / "serve"), "--registry", registry, "--addr", f"127.0.0.1:{port}", model, *flags]
+
+
+def measure(systems, order, body):
+    """Interleaved rounds per concurrency; returns {(name, c): [results]} and RSS."""
+    results, memory = {}, {}
+    for connections in CONCURRENCY:
+        for _ in range(ROUNDS):
+            for name in order:
+                command, path = systems[name]
+                process, url, _ = start(command, path, body)
+                try:
+                    wrk(url + path, body, connections, WARMUP, latency=False)
+                    results.setdefault((name, connections), []).append(wrk(url + path, body, connections, DURATION))
+                    memory[name] = run.rss_mib(process.pid)[0]
+                finally:
+                    stop(process)
+    return results, memory
+
+
+def median(rounds, key):
+    return statistics.median(r[key] for r in rounds)
+
+
+def table(results, order, reference, unit, per_request=1):
+    lines = [f"| system | c | {unit}/s (median) | p99 ms | vs {reference} (same-round median) | errors |",
+             "|---|---|---|---|---|---|"]
+    for connections in CONCURRENCY:
+        base = results[(reference, connections)]
+        for name in order:
+            rounds = results[(name, connections)]
+            ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rounds, base))
+            lines.append(f"| {name} | {connections} | {median(rounds, 'rps') * per_request:,.0f} | "
+                         f"{median(rounds, 'p99'):.2f} | {ratio:.2f}x | {sum(r['errors'] for r in rounds)} |")
+    return lines
+
+
+def env_note():
+    return (f"Server pinned to CPU {run.SERVER_CPU}, `wrk -t1` to CPU {run.LOAD_CPU}; per row {WARMUP} s warm-up then "
+            f"{ROUNDS} interleaved rounds of {DURATION} s (a fresh server each); one intra-op thread everywhere "
+            "(`RUNNER_TORCH_THREADS=1`, `torch.set_num_threads(1)`).")
+
+
+def mlp(work):
+    module = str(work / "mlp.pt")
+    registry = str(work / "registry")
+    subprocess.run([str(RELEASE / "torch-bare"), "export", module], check=True)
+    subprocess.run([str(RELEASE / "torch-bare"), "register", registry, module], check=True, stdout=subprocess.DEVNULL)
+    os.environ["MLP_TORCHSCRIPT"] = module
+    systems = {
+        "bare axum + tch (limit)": (lambda port: [str(RELEASE / "torch-bare"), "serve", f"127.0.0.1:{port}", module], "/predict"),
+        "runner serve": (serve(registry, "mlp:latest"), "/predict"),
+        "runner serve, inline under 300 µs": (serve(registry, "mlp:latest", "--inline-threshold-us", "300"), "/predict"),
+        "runner serve, batching 32": (serve(registry, "mlp:latest", "--max-batch-size", "32", "--max-delay-ms", "1"), "/predict"),
+        "FastAPI + torch": (lambda port: uvicorn("fastapi_torch_mlp:app", port), "/predict"),
+    }
+    order = list(systems)
+    results, memory = measure(systems, order, MLP_BODY)
+    lines = ["### TorchScript MLP (64 -> 256 -> 256 -> 10), one row per request", "",
+             "`POST [[64 floats]]` answers `[[10 logits]]`. " + env_note(), ""]
+    lines += table(results, order, "bare axum + tch (limit)", "req")
+    lines += ["", "RSS after the run (MiB): " + ", ".join(f"{n} {m:.0f}" for n, m in memory.items())]
+    replace_block("torch-mlp", "\n".join(lines))
+
+
+def minilm(work):
+    registry = str(work / "registry-minilm")
+    subprocess.run([str(RELEASE / "register"), "--registry", registry, "minilm"], check=True, stdout=subprocess.DEVNULL)
+    os.environ["TORCH_THREADS"] = "1"
+    systems = {
+        "runner serve": (serve(registry, "minilm:latest"), "/predict"),
+        "runner serve, batching 32": (serve(registry, "minilm:latest", "--max-batch-size", "32", "--max-delay-ms", "5"), "/predict"),
+        "FastAPI + sentence-transformers": (lambda port: uvicorn("fastapi_minilm:app", port), "/predict"),
+    }
+    order = list(systems)
+    # Same embeddings from both servers, for the sentences of the reference.
+    reference = json.loads((ROOT / "examples" / "data" / "minilm" / "reference.json").read_text())
+    body = json.dumps({"sentences": reference["sentences"]})
+    answers = {}
+    for name in [order[0], order[2]]:
+        process, url, _ = start(systems[name][0], "/predict", SENTENCE_BODY)
+        try:
+            answers[name] = json.loads(post(url + "/predict", body, timeout=60)[1])["embeddings"]
+        finally:
+            stop(process)
+    difference = max(abs(a - b) for x, y in zip(*answers.values()) for a, b in zip(x, y))
+    results, memory = measure(systems, order, SENTENCE_BODY)
+    lines = ["### all-MiniLM-L6-v2 sentence embeddings, one sentence per request", "",
+             "`POST {\"sentences\": [one 10-word sentence]}` answers its normalised embedding. " + env_note(), "",
+             f"Embeddings of the 13 reference sentences, ours vs sentence-transformers: max abs difference {difference:.1e}.", ""]
+    lines += table(results, order, "FastAPI + sentence-transformers", "sentences")
+    lines += ["", "RSS after the run (MiB): " + ", ".join(f"{n} {m:.0f}" for n, m in memory.items())]
+    replace_block("torch-minilm", "\n".join(lines))
+
+
+def main():
+    work = Path(tempfile.mkdtemp())
+    which = sys.argv[1:] or ["mlp", "minilm"]
+    if "mlp" in which:
+        mlp(work)
+    if "minilm" in which:
+        minilm(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
