@@ -259,26 +259,16 @@ impl<R: Runner> Served<R> {
         Arc::new(Served { placement, loaded, limits, metrics, batcher, batch })
     }
 
-    /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step with
-    /// one clock read per boundary.
+    /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step.
     fn pipeline(&self, body: Bytes, content_type: Option<&str>) -> Result<Answer, ApiError> {
-        let m = &self.metrics;
+        let x = self.front(body, content_type)?;
         let mut clock = Lap::start();
-        let input = R::Input::from_body(body, content_type);
-        clock.lap(&m.parse);
-        let model = self.loaded.model();
-        let x = R::preprocess(model, input?).and_then(|x| R::prepare(model, x));
-        clock.lap(&m.preprocess);
-        let y = R::predict(model, x?);
-        clock.lap(&m.predict);
-        let output = R::postprocess(model, y?);
-        clock.lap(&m.postprocess);
-        let answer = output?.into_body();
-        clock.lap(&m.serialize);
-        Ok(answer?)
+        let y = R::predict(self.loaded.model(), x);
+        clock.lap(&self.metrics.predict);
+        self.back(y?)
     }
 
-    /// parse -> preprocess -> prepare, for the batched path.
+    /// parse -> preprocess -> prepare.
     fn front(&self, body: Bytes, content_type: Option<&str>) -> Result<R::ModelInput, ApiError> {
         let m = &self.metrics;
         let mut clock = Lap::start();
@@ -290,7 +280,7 @@ impl<R: Runner> Served<R> {
         Ok(x?)
     }
 
-    /// postprocess -> serialize, for the batched path.
+    /// postprocess -> serialize.
     fn back(&self, y: R::ModelOutput) -> Result<Answer, ApiError> {
         let m = &self.metrics;
         let mut clock = Lap::start();
