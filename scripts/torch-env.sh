@@ -20,7 +20,7 @@ _runner_install() { # $1: requirements file; reinstalls when its contents change
         return 0
     fi
     echo "torch-env: installing $1 into $_runner_venv (first use only)" >&2
-    "$_runner_venv/bin/pip" install --disable-pip-version-check -q -r "$requirements" >&2 || return 1
+    "$_runner_venv/bin/pip" install --disable-pip-version-check --no-cache-dir -q -r "$requirements" >&2 || return 1
     cp "$requirements" "$stamp"
 }
 
