@@ -81,23 +81,52 @@ impl Bytecount {
     }
 }
 
-/// Batch sizes seen by `Batched::predict_batch`.
-static BATCHES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// Batch sizes seen by `Batched::predict_batch`, by the `test` field of their first item
+/// (tests run in parallel and share this).
+static BATCHES: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
 
-/// A batched runner: doubles numbers; a negative number makes the batch return one
-/// output too few.
+fn batches(test: &str) -> Vec<usize> {
+    BATCHES.lock().unwrap().iter().filter(|(t, _)| t == test).map(|(_, n)| *n).collect()
+}
+
+/// An input of [`Batched`].
+#[derive(Deserialize, JsonSchema)]
+pub struct Item {
+    /// Doubled; a negative number makes its batch return one output too few.
+    x: f64,
+    /// The test that sent it.
+    test: String,
+    /// Time spent in preprocess.
+    #[serde(default)]
+    preprocess_ms: u64,
+    /// Time its batch spends in `predict_batch`.
+    #[serde(default)]
+    predict_ms: u64,
+}
+
+fn item(test: &str, x: f64, preprocess_ms: u64, predict_ms: u64) -> serde_json::Value {
+    json!({ "x": x, "test": test, "preprocess_ms": preprocess_ms, "predict_ms": predict_ms })
+}
+
+/// A batched runner: doubles numbers, taking the time each item asks for.
 pub struct Batched;
 
 #[runner(name = "batched", max_batch_size = 4, max_delay_ms = 100)]
 impl Batched {
-    fn predict(_model: &Unit, data: f64) -> f64 {
-        2.0 * data
+    fn preprocess_data(data: Item) -> Item {
+        std::thread::sleep(Duration::from_millis(data.preprocess_ms));
+        data
     }
 
-    fn predict_batch(_model: &Unit, data: Vec<f64>) -> Vec<f64> {
-        BATCHES.lock().unwrap().push(data.len());
-        let short = data.iter().any(|x| *x < 0.0);
-        let mut out: Vec<f64> = data.iter().map(|x| 2.0 * x).collect();
+    fn predict(_model: &Unit, data: Item) -> f64 {
+        2.0 * data.x
+    }
+
+    fn predict_batch(_model: &Unit, data: Vec<Item>) -> Vec<f64> {
+        BATCHES.lock().unwrap().push((data[0].test.clone(), data.len()));
+        std::thread::sleep(Duration::from_millis(data.iter().map(|i| i.predict_ms).max().unwrap_or(0)));
+        let short = data.iter().any(|i| i.x < 0.0);
+        let mut out: Vec<f64> = data.iter().map(|i| 2.0 * i.x).collect();
         if short {
             out.pop();
         }
@@ -284,14 +313,14 @@ async fn raw_bytes_in() {
     assert_eq!(content["application/octet-stream"]["schema"]["format"], "binary", "{content}");
 }
 
-async fn concurrently(client: &TestClient, values: &[f64]) -> Vec<(u16, serde_json::Value)> {
-    let tasks: Vec<_> = values
+async fn concurrently(client: &TestClient, bodies: &[serde_json::Value]) -> Vec<(u16, serde_json::Value)> {
+    let tasks: Vec<_> = bodies
         .iter()
-        .map(|x| {
+        .map(|body| {
             let client = client.clone();
-            let x = *x;
+            let body = body.clone();
             tokio::spawn(async move {
-                let r = client.post_json("/predict", &json!(x)).await;
+                let r = client.post_json("/predict", &body).await;
                 (r.status, r.json())
             })
         })
@@ -304,32 +333,73 @@ async fn concurrently(client: &TestClient, values: &[f64]) -> Vec<(u16, serde_js
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batching_groups_concurrent_requests() {
+async fn batching_groups_what_queued_while_the_previous_batch_ran() {
     let (_dir, loaded) = load::<Batched>("batched");
     let client = TestClient::with_models(vec![Box::new(loaded)], ServeOptions::default()).unwrap();
-    BATCHES.lock().unwrap().clear();
+    let test = "groups";
 
-    // A lone request waits for the delay (100 ms), and no longer.
+    // A lone request does not wait for the delay (100 ms): nothing else is on its way.
     let started = Instant::now();
-    assert_eq!(client.post_json("/predict", &json!(1.5)).await.json(), json!(3.0));
+    assert_eq!(client.post_json("/predict", &item(test, 1.5, 0, 0)).await.json(), json!(3.0));
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(95) && waited < Duration::from_millis(600), "lone request took {waited:?}");
+    assert!(waited < Duration::from_millis(90), "lone request took {waited:?}");
+    assert_eq!(batches(test), [1]);
 
-    BATCHES.lock().unwrap().clear();
-    let values: Vec<f64> = (1..=12).map(f64::from).collect();
-    let results = concurrently(&client, &values).await;
-    for (x, (status, y)) in values.iter().zip(&results) {
-        assert_eq!((*status, y.clone()), (200, json!(2.0 * x)));
+    // Twelve requests queue while a slow batch runs, then go in batches of at most 4.
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move { client.post_json("/predict", &item(test, 0.5, 0, 300)).await.json() })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let bodies: Vec<_> = (1..=12).map(|x| item(test, f64::from(x), 0, 0)).collect();
+    let results = concurrently(&client, &bodies).await;
+    for (x, (status, y)) in (1..=12).zip(&results) {
+        assert_eq!((*status, y.clone()), (200, json!(2.0 * f64::from(x))));
     }
-    let batches = BATCHES.lock().unwrap().clone();
-    assert_eq!(batches.iter().sum::<usize>(), 12, "{batches:?}");
-    assert!(batches.iter().all(|n| *n <= 4), "max_batch_size respected: {batches:?}");
-    assert!(batches.len() < 12, "requests were grouped: {batches:?}");
+    assert_eq!(slow.await.unwrap(), json!(1.0));
+    let sizes = batches(test);
+    assert_eq!(sizes[..2], [1, 1], "the lone request, then the slow one: {sizes:?}");
+    assert_eq!(sizes[2..], [4, 4, 4], "max_batch_size respected, queued requests grouped: {sizes:?}");
 
     let metrics = client.get("/metrics").await.text();
-    assert!(metrics.contains("runner_batch_size_count{model=\"batched\"}"), "{metrics}");
+    assert!(metrics.contains("runner_batch_size_count{model=\"batched\"} 5"), "{metrics}");
     let info = client.get("/models/batched").await.json();
     assert_eq!(info["batching"], json!({ "max_batch_size": 4, "max_delay_ms": 100 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waits_for_requests_in_preprocessing_up_to_the_delay() {
+    let (_dir, loaded) = load::<Batched>("batched");
+    let options = ServeOptions { max_delay: Some(Duration::from_millis(400)), ..ServeOptions::default() };
+    let client = TestClient::with_models(vec![Box::new(loaded)], options).unwrap();
+
+    // The first request is queued after 10 ms; the second, still in preprocessing then,
+    // joins its batch 90 ms later, well before the delay.
+    let test = "waits";
+    let started = Instant::now();
+    let results = concurrently(&client, &[item(test, 1.0, 10, 0), item(test, 2.0, 100, 0)]).await;
+    assert_eq!(results, [(200, json!(2.0)), (200, json!(4.0))]);
+    assert_eq!(batches(test), [2]);
+    assert!(started.elapsed() < Duration::from_millis(400), "took {:?}", started.elapsed());
+
+    // A request still preprocessing past the delay is not waited for.
+    let test = "delay";
+    let started = Instant::now();
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let answer = client.post_json("/predict", &item(test, 1.0, 10, 0)).await.json();
+            (answer, started.elapsed())
+        })
+    };
+    let second = client.post_json("/predict", &item(test, 2.0, 900, 0)).await.json();
+    let (answer, first_took) = first.await.unwrap();
+    assert_eq!((answer, second), (json!(2.0), json!(4.0)));
+    assert_eq!(batches(test), [1, 1]);
+    assert!(
+        first_took >= Duration::from_millis(400) && first_took < Duration::from_millis(850),
+        "the first request waited for the delay, not for the second: {first_took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,13 +411,17 @@ async fn a_batch_with_the_wrong_output_count_fails_alone() {
         ..ServeOptions::default()
     };
     let client = TestClient::with_models(vec![Box::new(loaded)], options).unwrap();
-    let results = concurrently(&client, &[-1.0, 5.0]).await;
+    let test = "mismatch";
+    // The second request is still in preprocessing when the first is queued: one batch.
+    let results = concurrently(&client, &[item(test, -1.0, 5, 0), item(test, 5.0, 30, 0)]).await;
+    assert_eq!(batches(test), [2]);
     for (status, body) in &results {
         assert_eq!(*status, 500, "{body}");
         assert_eq!(body["error"]["code"], "batch_mismatch");
         assert!(body["error"]["message"].as_str().unwrap().contains("1 outputs for 2 inputs"), "{body}");
     }
-    assert_eq!(client.post_json("/predict", &json!(4.0)).await.json(), json!(8.0), "the server keeps serving");
+    let again = client.post_json("/predict", &item(test, 4.0, 0, 0)).await.json();
+    assert_eq!(again, json!(8.0), "the server keeps serving");
 }
 
 #[tokio::test]

@@ -163,7 +163,8 @@ impl ApiOutput for RawResponse {
 pub struct BatchConfig {
     /// At most this many inputs per `predict_batch` call (at least 1).
     pub max_batch_size: usize,
-    /// A request waits at most this long for others to join its batch.
+    /// A request waits at most this long for others to join its batch, and only while
+    /// others are on their way (admitted, still in preprocessing).
     pub max_delay: std::time::Duration,
 }
 

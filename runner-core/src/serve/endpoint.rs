@@ -214,6 +214,25 @@ pub(crate) struct Served<R: Runner> {
     metrics: ModelMetrics,
     batcher: Option<mpsc::SyncSender<Job<R>>>,
     batch: Option<BatchConfig>,
+    /// Requests admitted for batching and still in `front`: the batch worker waits for
+    /// them (up to the delay) and for nothing else.
+    incoming: Arc<AtomicUsize>,
+}
+
+/// Counts a request in [`Served::incoming`] until it is queued or fails.
+struct Incoming(Arc<AtomicUsize>);
+
+impl Incoming {
+    fn new(counter: &Arc<AtomicUsize>) -> Incoming {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Incoming(counter.clone())
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct Job<R: Runner> {
@@ -244,19 +263,25 @@ impl<R: Runner> Served<R> {
             }),
             (None, _) => None,
         };
+        let incoming = Arc::new(AtomicUsize::new(0));
         let batcher = batch.map(|config| {
             let (sender, receiver) = mpsc::sync_channel::<Job<R>>(options.queue.max(1));
-            let worker_loaded = loaded.clone();
-            let batch_histogram = metrics.batch_size.clone();
-            let predict_histogram = metrics.predict.clone();
+            let worker = BatchWorker {
+                loaded: loaded.clone(),
+                receiver,
+                config,
+                incoming: incoming.clone(),
+                batch_size: metrics.batch_size.clone(),
+                predict: metrics.predict.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("batch-{name}"))
-                .spawn(move || batch_worker(worker_loaded, receiver, config, batch_histogram, predict_histogram))
+                .spawn(move || worker.run())
                 .expect("spawning the batch worker thread");
             sender
         });
         let placement = Placement::new(options.inline_threshold);
-        Arc::new(Served { placement, loaded, limits, metrics, batcher, batch })
+        Arc::new(Served { placement, loaded, limits, metrics, batcher, batch, incoming })
     }
 
     /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step.
@@ -314,12 +339,15 @@ impl<R: Runner> Served<R> {
         // (same placement rule); the rest hops to the blocking pool.
         let inline = self.placement.inline();
         let started = Instant::now();
+        let incoming = Incoming::new(&self.incoming);
         let x = if inline {
             run_caught("preprocess_data", || front(&this))?
         } else {
             offload(&self.limits, admission.clone(), "preprocess_data", move || front(&this)).await?
         };
         let front_time = started.elapsed();
+        // Not on its way any more: the worker must not wait for this very request.
+        drop(incoming);
         let (reply, receiver) = oneshot::channel();
         sender.try_send(Job { input: x, enqueued: Instant::now(), reply }).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => ApiError::overloaded("the batch queue is full; retry later"),
@@ -342,57 +370,78 @@ impl<R: Runner> Served<R> {
     }
 }
 
-/// Groups queued inputs into batches: up to `max_batch_size`, waiting at most
-/// `max_delay` after the oldest input arrived. Exits when the sender is dropped.
-fn batch_worker<R: Runner>(
+/// The thread that groups queued inputs into `predict_batch` calls.
+struct BatchWorker<R: Runner> {
     loaded: Arc<Loaded<R>>,
     receiver: mpsc::Receiver<Job<R>>,
     config: BatchConfig,
-    batch_histogram: prometheus_client::metrics::histogram::Histogram,
-    predict_histogram: prometheus_client::metrics::histogram::Histogram,
-) {
-    while let Ok(first) = receiver.recv() {
-        let deadline = first.enqueued + config.max_delay;
+    incoming: Arc<AtomicUsize>,
+    batch_size: prometheus_client::metrics::histogram::Histogram,
+    predict: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl<R: Runner> BatchWorker<R> {
+    /// Runs batches until the sender is dropped.
+    fn run(self) {
+        while let Ok(first) = self.receiver.recv() {
+            let jobs = self.collect(first);
+            // Requests whose caller gave up (timeout) are not computed.
+            let (inputs, replies): (Vec<_>, Vec<_>) =
+                jobs.into_iter().filter(|job| !job.reply.is_closed()).map(|job| (job.input, job.reply)).unzip();
+            if inputs.is_empty() {
+                continue;
+            }
+            self.batch_size.observe(inputs.len() as f64);
+            let started = Instant::now();
+            let outputs = self.predict_all(inputs);
+            self.predict.observe(started.elapsed().as_secs_f64());
+            for (reply, output) in replies.into_iter().zip(outputs) {
+                let _ = reply.send(output);
+            }
+        }
+    }
+
+    /// A batch starting with `first`: every input already queued, up to
+    /// `max_batch_size`. It waits for more only while requests are on their way (admitted,
+    /// still in preprocessing), and never past `max_delay` after `first` was queued. So a
+    /// lone request goes at once, and under load the batch is what queued while the
+    /// previous one ran.
+    fn collect(&self, first: Job<R>) -> Vec<Job<R>> {
+        let deadline = first.enqueued + self.config.max_delay;
         let mut jobs = vec![first];
-        while jobs.len() < config.max_batch_size {
+        while jobs.len() < self.config.max_batch_size {
+            if let Ok(job) = self.receiver.try_recv() {
+                jobs.push(job);
+                continue;
+            }
+            if self.incoming.load(Ordering::Acquire) == 0 {
+                break;
+            }
             let wait = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(wait) {
+            match self.receiver.recv_timeout(wait) {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
-        // Requests whose caller gave up (timeout) are not computed.
-        jobs.retain(|job| !job.reply.is_closed());
-        if jobs.is_empty() {
-            continue;
-        }
-        let (inputs, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|job| (job.input, job.reply)).unzip();
+        jobs
+    }
+
+    /// One `predict_batch` call for all inputs. An error, a panic or the wrong number of
+    /// outputs fails every request of this batch (and no other): inputs are checked one
+    /// by one in `prepare` before they are batched, so this is the model failing.
+    fn predict_all(&self, inputs: Vec<R::ModelInput>) -> Vec<Result<R::ModelOutput, ApiError>> {
         let expected = inputs.len();
-        batch_histogram.observe(expected as f64);
-        let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| R::predict_batch(loaded.model(), inputs)));
-        predict_histogram.observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(Ok(outputs)) if outputs.len() == expected => {
-                for (reply, output) in replies.into_iter().zip(outputs) {
-                    let _ = reply.send(Ok(output));
-                }
-            }
-            outcome => {
-                let error = match outcome {
-                    Ok(Ok(outputs)) => ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "batch_mismatch",
-                        format!("predict_batch returned {} outputs for {expected} inputs", outputs.len()),
-                    ),
-                    Ok(Err(e)) => ApiError::from(e),
-                    Err(panic) => ApiError::panic("predict_batch", panic.as_ref()),
-                };
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
-                }
-            }
-        }
+        let error = match catch_unwind(AssertUnwindSafe(|| R::predict_batch(self.loaded.model(), inputs))) {
+            Ok(Ok(outputs)) if outputs.len() == expected => return outputs.into_iter().map(Ok).collect(),
+            Ok(Ok(outputs)) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "batch_mismatch",
+                format!("predict_batch returned {} outputs for {expected} inputs", outputs.len()),
+            ),
+            Ok(Err(e)) => ApiError::from(e),
+            Err(panic) => ApiError::panic("predict_batch", panic.as_ref()),
+        };
+        (0..expected).map(|_| Err(error.clone())).collect()
     }
 }
 
