@@ -82,7 +82,7 @@ def mlp(work):
     systems = {
         "bare axum + tch (limit)": (lambda port: [str(RELEASE / "torch-bare"), "serve", f"127.0.0.1:{port}", module], "/predict"),
         "runner serve": (serve(registry, "mlp:latest"), "/predict"),
-        "runner serve, inline under 300 µs": (serve(registry, "mlp:latest", "--inline-threshold-us", "300"), "/predict"),
+        "runner serve, always the blocking pool": (serve(registry, "mlp:latest", "--inline-threshold-us", "0"), "/predict"),
         "runner serve, batching 32": (serve(registry, "mlp:latest", "--max-batch-size", "32", "--max-delay-ms", "1"), "/predict"),
         "FastAPI + torch": (lambda port: uvicorn("fastapi_torch_mlp:app", port), "/predict"),
     }

@@ -189,9 +189,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS")]
     pub max_delay_ms: Option<u64>,
 
-    /// Pipelines averaging under this many microseconds run on the async worker rather
-    /// than the blocking pool (0: always the pool).
-    #[arg(long, default_value_t = 50, value_name = "US")]
+    /// Pipelines averaging under this many microseconds of CPU time (and of waiting) run
+    /// on the async worker rather than the blocking pool (0: always the pool).
+    #[arg(long, default_value_t = 100, value_name = "US")]
     pub inline_threshold_us: u64,
 
     /// Async runtime worker threads [default: the number of CPUs].

@@ -76,10 +76,12 @@ pub struct ServeOptions {
     pub max_batch_size: Option<usize>,
     /// Overrides the runners' `max_delay_ms`.
     pub max_delay: Option<Duration>,
-    /// Pipelines whose average time stays under this run on the async worker instead of
-    /// the blocking pool, where the thread hop would cost more than the work. An inline
-    /// call over 50 ms, or calls over 1 ms becoming more than 5% of recent ones, send the
-    /// pipeline back to the pool for good. Zero: always the pool (default 50 µs).
+    /// Pipelines whose average CPU time, and average time off the CPU (waiting), both
+    /// stay under this run on the async worker instead of the blocking pool, where the
+    /// thread hop would cost more than the work (tokio's rule of thumb: at most 10 to 100 µs
+    /// between awaits). An inline call over 50 ms, or calls over 1 ms becoming more than
+    /// 5% of recent ones, send the pipeline back to the pool for good. Zero: always the
+    /// pool (default 100 µs).
     pub inline_threshold: Duration,
 }
 
@@ -94,7 +96,7 @@ impl Default for ServeOptions {
             api_key: None,
             max_batch_size: None,
             max_delay: None,
-            inline_threshold: Duration::from_micros(50),
+            inline_threshold: Duration::from_micros(100),
         }
     }
 }
