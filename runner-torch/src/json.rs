@@ -258,15 +258,16 @@ impl TensorData {
     pub fn from_tensor(tensor: &Tensor) -> Result<TensorData> {
         let dtype = DType::of_kind(tensor.kind())?;
         let shape = tensor.size();
-        let flat = tensor.f_to_device(tch::Device::Cpu).and_then(|t| t.f_reshape([-1])).map_err(torch_error)?;
-        let read = |kind| flat.f_to_kind(kind).and_then(|t| t.f_contiguous()).map_err(torch_error);
+        // One copy straight out of the tensor where its kind is the element type (libtorch
+        // makes it contiguous and brings it to the CPU); a cast first otherwise.
+        let cast = |kind| tensor.f_to_kind(kind).map_err(torch_error);
         let elements = match dtype {
-            DType::Bool => Elements::Bool(Vec::try_from(&flat).map_err(torch_error)?),
-            DType::F64 => Elements::F64(Vec::try_from(&flat).map_err(torch_error)?),
-            DType::F32 | DType::F16 | DType::BF16 => {
-                Elements::F32(Vec::try_from(&read(Kind::Float)?).map_err(torch_error)?)
-            }
-            _ => Elements::Int(Vec::try_from(&read(Kind::Int64)?).map_err(torch_error)?),
+            DType::Bool => Elements::Bool(copy(tensor)?),
+            DType::F64 => Elements::F64(copy(tensor)?),
+            DType::F32 => Elements::F32(copy(tensor)?),
+            DType::F16 | DType::BF16 => Elements::F32(copy(&cast(Kind::Float)?)?),
+            DType::I64 => Elements::Int(copy(tensor)?),
+            _ => Elements::Int(copy(&cast(Kind::Int64)?)?),
         };
         Ok(TensorData { shape, dtype, elements })
     }
@@ -424,6 +425,14 @@ impl Builder {
             if dtype == DType::F32 { convert(elements, DType::F32).expect("floats to f32") } else { elements };
         TensorData { shape, dtype, elements }
     }
+}
+
+/// The elements of `tensor`, whose kind is `T`'s, row-major.
+fn copy<T: tch::kind::Element>(tensor: &Tensor) -> Result<Vec<T>> {
+    let numel = tensor.numel();
+    let mut values = vec![T::ZERO; numel];
+    tensor.f_copy_data(&mut values, numel).map_err(torch_error)?;
+    Ok(values)
 }
 
 /// One level of nesting: returns its shape (`[]` for a number).

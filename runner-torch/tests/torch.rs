@@ -49,6 +49,14 @@ fn tensor_json_forms_and_errors() {
     assert_eq!(tensor.kind(), Kind::Double);
     let back = TensorData::from_tensor(&(tensor * 2.0)).unwrap();
     assert_eq!(serde_json::to_value(&back).unwrap(), json!([[2.0, 4.0], [6.0, 8.0]]));
+    // Out of every kind, row-major even when the tensor's memory is not.
+    let grid = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([2, 3]);
+    let out = |t: &Tensor| serde_json::to_value(TensorData::from_tensor(t).unwrap()).unwrap();
+    assert_eq!(out(&grid.tr()), json!([[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]));
+    assert_eq!(out(&grid.to_kind(Kind::Int)), json!([[0, 1, 2], [3, 4, 5]]));
+    assert_eq!(out(&grid.to_kind(Kind::BFloat16)), json!([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]));
+    assert_eq!(out(&grid.gt(2.5)), json!([[false, false, false], [true, true, true]]));
+    assert_eq!(TensorData::from_tensor(&grid.to_kind(Kind::Half)).unwrap().dtype(), DType::F16);
     let scalar: TensorData = serde_json::from_str("7").unwrap();
     assert_eq!(scalar.shape(), &[] as &[i64]);
     assert_eq!(serde_json::to_string(&scalar).unwrap(), "7");
