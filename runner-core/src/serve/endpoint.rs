@@ -195,7 +195,7 @@ struct Placement {
 /// Calls measured on the pool before a pipeline may move inline.
 const WARM_UP_CALLS: u64 = 32;
 /// After the warm-up, one call in this many has its CPU time measured.
-const CPU_SAMPLE: u64 = 8;
+const CPU_SAMPLE: u64 = 32;
 /// A call this slow (wall time) does not count towards the averages.
 const SLOW: Duration = Duration::from_millis(1);
 /// One inline call this slow blocked the async worker: back to the pool for good.
