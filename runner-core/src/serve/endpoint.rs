@@ -51,7 +51,7 @@ pub trait Endpoint: Send + Sync {
 /// `queue` more wait; past that requests are refused with 503 at once.
 pub struct Limits {
     semaphore: Arc<Semaphore>,
-    admitted: AtomicUsize,
+    admitted: Arc<AtomicUsize>,
     capacity: usize,
 }
 
@@ -60,32 +60,44 @@ impl Limits {
         let concurrency = options.concurrency.max(1);
         Arc::new(Limits {
             semaphore: Arc::new(Semaphore::new(concurrency)),
-            admitted: AtomicUsize::new(0),
+            admitted: Arc::new(AtomicUsize::new(0)),
             capacity: concurrency + options.queue,
         })
     }
 }
 
+/// One unit of a shared count, given back when dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    /// Counts one more; also returns the count before.
+    fn new(counter: &Arc<AtomicUsize>) -> (Counted, usize) {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        (Counted(counter.clone()), before)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A request counted against [`Limits`] until dropped.
-pub(crate) struct Admission(Arc<Limits>);
+pub(crate) struct Admission {
+    _counted: Counted,
+}
 
 impl Admission {
     fn new(limits: &Arc<Limits>) -> Result<Admission, ApiError> {
-        let before = limits.admitted.fetch_add(1, Ordering::AcqRel);
-        let admission = Admission(limits.clone());
+        let (admission, before) = Counted::new(&limits.admitted);
         if before >= limits.capacity {
             return Err(ApiError::overloaded(format!(
                 "the server is at capacity ({} requests running or queued); retry later",
                 limits.capacity
             )));
         }
-        Ok(admission)
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+        Ok(Admission { _counted: admission })
     }
 }
 
@@ -127,7 +139,7 @@ impl Lap {
 }
 
 /// Wall and CPU time of work done on one thread.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Cost {
     wall: Duration,
     /// The thread's CPU time when it was sampled (the wall time where the platform does
@@ -243,6 +255,13 @@ impl Placement {
         self.inline.store(false, Ordering::Relaxed);
     }
 
+    /// Runs `work` here, measures it and records it.
+    fn timed<T>(&self, ran_inline: bool, work: impl FnOnce() -> T) -> T {
+        let (out, cost) = measured(self.sample_cpu(), work);
+        self.record(cost, ran_inline);
+        out
+    }
+
     /// Records one call. Races between threads only blur the averages.
     fn record(&self, cost: Cost, ran_inline: bool) {
         if self.never_inline.load(Ordering::Relaxed) {
@@ -285,22 +304,6 @@ pub(crate) struct Served<R: Runner> {
     /// Requests admitted for batching and still in `front`: the batch worker waits for
     /// them (up to the delay) and for nothing else.
     incoming: Arc<AtomicUsize>,
-}
-
-/// Counts a request in [`Served::incoming`] until it is queued or fails.
-struct Incoming(Arc<AtomicUsize>);
-
-impl Incoming {
-    fn new(counter: &Arc<AtomicUsize>) -> Incoming {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Incoming(counter.clone())
-    }
-}
-
-impl Drop for Incoming {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 struct Job<R: Runner> {
@@ -407,7 +410,7 @@ impl<R: Runner> Served<R> {
         // (same placement rule); the rest hops to the blocking pool.
         let inline = self.placement.inline();
         let cpu = self.placement.sample_cpu();
-        let incoming = Incoming::new(&self.incoming);
+        let (incoming, _) = Counted::new(&self.incoming);
         let front = move || measured(cpu, || front(&this));
         let (x, front_cost) = if inline {
             run_caught("preprocess_data", || Ok(front()))?
@@ -566,9 +569,7 @@ impl<R: Runner> Endpoint for Served<R> {
             Ok(admission) => admission,
             Err(e) => return Ok(Err(e)),
         };
-        let cpu = self.placement.sample_cpu();
-        let (result, cost) = measured(cpu, || run_caught("the pipeline", || self.pipeline(body, content_type)));
-        self.placement.record(cost, true);
+        let result = self.placement.timed(true, || run_caught("the pipeline", || self.pipeline(body, content_type)));
         drop(admission);
         Ok(result)
     }
@@ -583,10 +584,7 @@ impl<R: Runner> Endpoint for Served<R> {
             let admission = Admission::new(&self.limits)?;
             let this = self.clone();
             offload(&self.limits, Arc::new(admission), "the pipeline", move || {
-                let (result, cost) =
-                    measured(this.placement.sample_cpu(), || this.pipeline(body, content_type.as_deref()));
-                this.placement.record(cost, false);
-                result
+                this.placement.timed(false, || this.pipeline(body, content_type.as_deref()))
             })
             .await
         })
