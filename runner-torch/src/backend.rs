@@ -78,6 +78,13 @@ pub trait BatchPolicy: Send + Sync + 'static {
     fn compatible(a: &[Tensor], b: &[Tensor]) -> bool;
 }
 
+/// Whether two inputs have as many tensors, each pair of one kind and one rank above 0 (a
+/// batch dimension to join along), and `also` holds for each pair.
+fn pairwise(a: &[Tensor], b: &[Tensor], also: impl Fn(&Tensor, &Tensor) -> bool) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| x.kind() == y.kind() && x.dim() > 0 && x.dim() == y.dim() && also(x, y))
+}
+
 /// Inputs are concatenated along dimension 0; inputs whose other dimensions differ go
 /// through separate forward passes (never padded, so no input changes meaning).
 #[derive(Debug)]
@@ -88,10 +95,7 @@ impl BatchPolicy for Concat {
         Tensor::f_cat(tensors, 0).map_err(torch_error)
     }
     fn compatible(a: &[Tensor], b: &[Tensor]) -> bool {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                x.kind() == y.kind() && x.dim() > 0 && x.dim() == y.dim() && x.size()[1..] == y.size()[1..]
-            })
+        pairwise(a, b, |x, y| x.size()[1..] == y.size()[1..])
     }
 }
 
@@ -124,7 +128,7 @@ impl BatchPolicy for PadZeros {
         Tensor::f_cat(&padded, 0).map_err(torch_error)
     }
     fn compatible(a: &[Tensor], b: &[Tensor]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.kind() == y.kind() && x.dim() > 0 && x.dim() == y.dim())
+        pairwise(a, b, |_, _| true)
     }
 }
 
