@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use runner_core::serve::{http, App, Body, ServeOptions, TestClient};
-use runner_core::{register_model, runner, DynModel, Error, Loaded, LocalRegistry, RawBody, Runner};
+use runner_core::{register_model, runner, DynModel, Error, ErrorKind, Loaded, LocalRegistry, RawBody, Runner};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -45,7 +45,7 @@ impl Obedient {
     fn predict(_model: &Unit, data: Job) -> Result<Done, String> {
         std::thread::sleep(Duration::from_millis(data.sleep_ms));
         match data.action.as_str() {
-            "conflict" => Err(Error::with_status(409, "conflict requested").to_string()),
+            "conflict" => Err(Error::new(ErrorKind::Conflict, "conflict requested").to_string()),
             "fail" => Err("asked to fail".to_string()),
             "panic" => panic!("asked to panic"),
             other => Ok(Done { done: other.to_string() }),
@@ -54,7 +54,7 @@ impl Obedient {
 
     fn postprocess_data(data: Done) -> runner_core::Result<Done> {
         if data.done == "status" {
-            return Err(Error::with_status(409, "postprocess wants 409"));
+            return Err(Error::new(ErrorKind::Conflict, "postprocess wants 409"));
         }
         Ok(data)
     }

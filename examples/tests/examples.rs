@@ -78,7 +78,7 @@ fn iris_classifies_held_out_flowers() {
         None,
     );
     let err = err.unwrap_err();
-    assert_eq!(err.http_status(), 422);
+    assert_eq!(runner_core::serve::status_of(&err), 422);
     assert!(err.to_string().contains("`sepal_length` must be a length"), "{err}");
 }
 

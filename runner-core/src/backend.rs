@@ -1,8 +1,8 @@
 //! Backends: a model kind (a TorchScript module, say) that brings its own `predict`,
 //! batched predict, save and load, so a runner declares only its pre- and post-processing.
 
-use crate::__private::SharedModel;
 use crate::artifacts::{Artifacts, SaveDir};
+use crate::runner::SharedModel;
 use crate::{v2, Error, Props, Result};
 
 /// A model kind that runs, batches, saves and loads itself.

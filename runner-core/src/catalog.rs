@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::load::{DynModel, Loaded};
 use crate::manifest::Manifest;
+use crate::names::ModelRef;
 use crate::register::{register_model, Registered};
 use crate::registry::Registry;
 use crate::runner::Runner;
@@ -112,4 +113,20 @@ pub fn find_runner(name: &str) -> std::result::Result<&'static RunnerEntry, Stri
             all.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
         }
     })
+}
+
+/// Loads a model with whichever runner of this binary its manifest names.
+///
+/// Fails with [`Error::RunnerNotFound`], naming the runner and listing those available,
+/// when the binary does not contain it.
+pub fn load_any(registry: &dyn Registry, model: &ModelRef) -> Result<Box<dyn DynModel>> {
+    let id = registry.resolve(model)?;
+    let manifest = registry.manifest(&id)?;
+    let entry = find_runner(&manifest.runner.name).map_err(|available| Error::RunnerNotFound {
+        model: id.to_string(),
+        runner: manifest.runner.name.clone(),
+        available,
+    })?;
+    let volume = registry.fetch(&manifest)?;
+    (entry.load)(manifest, volume)
 }

@@ -47,11 +47,57 @@ impl fmt::Display for Hook {
     }
 }
 
+/// What kind of failure an [`Error`] is, independent of any protocol. Front ends map
+/// kinds to their statuses; the HTTP server's mapping is in `serve::status_of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input was understood but rejected (wrong shape, out of range). HTTP 422.
+    InvalidInput,
+    /// The request is malformed (not JSON, a bad name). HTTP 400.
+    BadRequest,
+    /// What was asked for does not exist. HTTP 404.
+    NotFound,
+    /// The request conflicts with the current state. HTTP 409.
+    Conflict,
+    /// The request is larger than the server accepts. HTTP 413.
+    TooLarge,
+    /// The server is at capacity or not ready yet; retry shortly. HTTP 503.
+    Overloaded,
+    /// The request took longer than its time limit. HTTP 504.
+    Timeout,
+    /// A hook panicked. HTTP 500.
+    Panic,
+    /// A batched `predict_batch` returned the wrong number of outputs. HTTP 500.
+    BatchMismatch,
+    /// Anything else: a bug, a failed hook, a broken store. HTTP 500.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The kind's stable code in JSON error bodies.
+    pub const fn code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::TooLarge => "payload_too_large",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Panic => "panic",
+            ErrorKind::BatchMismatch => "batch_mismatch",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 /// Everything that can go wrong in the framework, with enough context to act on.
 ///
 /// Hooks return their own errors; the framework wraps them in [`Error::Hook`] and keeps
-/// an [`Error`] returned by a hook as it is, so a hook can ask for a particular HTTP
-/// status with [`Error::invalid_input`] or [`Error::with_status`].
+/// an [`Error`] returned by a hook as it is, so a hook can say what kind of failure it is
+/// with [`Error::invalid_input`] or [`Error::new`]. Every error has an [`ErrorKind`];
+/// front ends map kinds to their own statuses (the HTTP server: 422, 404, 503...).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -62,7 +108,7 @@ pub enum Error {
         message: String,
     },
 
-    /// The request itself is malformed (not JSON, say); served as HTTP 400.
+    /// The request itself is malformed (not JSON, say).
     #[error("{message}")]
     BadRequest {
         /// What is wrong.
@@ -74,19 +120,28 @@ pub enum Error {
     Hook {
         /// Which hook.
         hook: Hook,
-        /// The HTTP status this failure asks for (500 when `None`).
-        status: Option<u16>,
         /// The hook's own error.
         #[source]
         source: BoxError,
     },
 
-    /// An error with an explicit HTTP status, built by [`Error::with_status`].
+    /// An error a hook raises on purpose, saying what kind of failure it is; built by
+    /// [`Error::new`].
     #[error("{message}")]
-    Status {
-        /// The HTTP status code.
-        status: u16,
+    Raised {
+        /// What kind of failure (a front end answers with the matching status).
+        kind: ErrorKind,
         /// The message returned to the caller.
+        message: String,
+    },
+
+    /// The serving engine refused or lost a request: it is at capacity, past its time
+    /// limit, or a hook panicked. Built by the execution engine, never by hooks.
+    #[error("{message}")]
+    Serving {
+        /// Which failure.
+        kind: ErrorKind,
+        /// What happened and what to do.
         message: String,
     },
 
@@ -194,6 +249,10 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
 
+    /// One error given to every request of a batch that failed together.
+    #[error("{0}")]
+    Shared(std::sync::Arc<Error>),
+
     /// Anything else, with a message.
     #[error("{0}")]
     Other(String),
@@ -216,9 +275,23 @@ impl Error {
         Error::InvalidInput { message: message.into() }
     }
 
-    /// An error that asks the server for a particular HTTP status.
-    pub fn with_status(status: u16, message: impl Into<String>) -> Self {
-        Error::Status { status, message: message.into() }
+    /// An error of a given kind, for a hook to raise: a front end answers it with the
+    /// matching status (HTTP: [`ErrorKind::Conflict`] is 409, [`ErrorKind::BadRequest`] 400).
+    /// Its code in JSON error bodies is `hook_error`.
+    ///
+    /// ```
+    /// # use runner_core::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::Conflict, "the model is being retrained");
+    /// assert_eq!(e.kind(), ErrorKind::Conflict);
+    /// assert_eq!(e.code(), "hook_error");
+    /// ```
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Raised { kind, message: message.into() }
+    }
+
+    /// An error of the serving engine (at capacity, timed out, a panic).
+    pub fn serving(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Serving { kind, message: message.into() }
     }
 
     /// The model cannot be built here; say what to set up.
@@ -243,32 +316,30 @@ impl Error {
         let boxed: BoxError = error.into();
         match boxed.downcast::<Error>() {
             Ok(error) => *error,
-            Err(source) => Error::Hook { hook, status: None, source },
+            Err(source) => Error::Hook { hook, source },
         }
     }
 
-    /// The HTTP status a server should answer with for this error.
-    pub fn http_status(&self) -> u16 {
+    /// What kind of failure this is; front ends map it to their statuses.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidInput { .. } => 422,
-            Error::Status { status, .. } => *status,
-            Error::Hook { status, .. } => status.unwrap_or(500),
-            Error::NotFound { .. } => 404,
-            Error::Conflict { .. } => 409,
-            Error::InvalidName { .. } | Error::BadRequest { .. } => 400,
-            _ => 500,
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::BadRequest { .. } | Error::InvalidName { .. } => ErrorKind::BadRequest,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Raised { kind, .. } | Error::Serving { kind, .. } => *kind,
+            Error::Shared(error) => error.kind(),
+            _ => ErrorKind::Internal,
         }
     }
 
     /// A stable, machine-readable code for this error, used in JSON error bodies.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::InvalidInput { .. } => "invalid_input",
-            Error::BadRequest { .. } | Error::InvalidName { .. } => "bad_request",
-            Error::NotFound { .. } => "not_found",
-            Error::Conflict { .. } => "conflict",
-            Error::Hook { .. } | Error::Status { .. } => "hook_error",
-            _ => "internal",
+            Error::Hook { .. } | Error::Raised { .. } => "hook_error",
+            Error::Serving { kind, .. } => kind.code(),
+            Error::Shared(error) => error.code(),
+            other => other.kind().code(),
         }
     }
 

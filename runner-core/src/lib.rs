@@ -64,14 +64,18 @@ mod api;
 mod artifacts;
 mod backend;
 mod catalog;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "engine")]
+pub mod engine;
 mod error;
 mod load;
 mod manifest;
 mod names;
 mod register;
-mod registry;
+pub mod registry;
 mod runner;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod v2;
 
@@ -82,9 +86,9 @@ pub mod __private;
 pub use api::{ApiInput, ApiOutput, BatchConfig, RawBody, RawResponse, Schemas, JSON};
 pub use artifacts::{expand_artifact, Artifacts, PlannedFile, SaveDir};
 pub use backend::Backend;
-pub use catalog::{find_runner, runners, RegisterOptions, RunnerEntry};
-pub use error::{BoxError, Error, Hook, Result};
-pub use load::{load_any, DynModel, Loaded};
+pub use catalog::{find_runner, load_any, runners, RegisterOptions, RunnerEntry};
+pub use error::{BoxError, Error, ErrorKind, Hook, Result};
+pub use load::{DynModel, Erased, Loaded};
 pub use manifest::{
     FileEntry, FileOrigin, Manifest, RunnerInfo, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_FILE,
     MANIFEST_VERSION, RESERVED_FILES,
@@ -93,9 +97,11 @@ pub use names::{
     validate_name, validate_sha256, validate_volume_path, ModelId, ModelRef, Version, DEFAULT_ORGANIZATION,
 };
 pub use register::{register_model, RegisterModel, Registered};
+#[cfg(feature = "http-client")]
+pub use registry::HttpRegistry;
 pub use registry::{
-    open_registry, registry_location, BlobWriter, Expected, HttpRegistry, LocalRegistry, ModelStatus, ModelSummary,
-    Registry, Staging, DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV,
+    open_registry, registry_location, Expected, LocalRegistry, ModelStatus, ModelSummary, Registry, Staging,
+    DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV,
 };
 pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 
@@ -160,5 +166,4 @@ pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 /// ```
 pub use runner_macros::runner;
 
-/// Props: what `save_model` returns and `load_model` receives (string to string).
-pub type Props = std::collections::BTreeMap<String, String>;
+pub use manifest::Props;

@@ -4,8 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::names::{validate_sha256, validate_volume_path, ModelId};
-use crate::{Error, Props, Result};
+
+/// Props: what `save_model` returns and `load_model` receives (string to string).
+pub type Props = std::collections::BTreeMap<String, String>;
 
 /// The manifest format this crate writes and reads.
 pub const MANIFEST_VERSION: u32 = 1;

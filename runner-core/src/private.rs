@@ -2,13 +2,11 @@
 
 pub use inventory;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
 pub use schemars;
 
 use crate::artifacts::{Artifacts, SaveDir};
 use crate::runner::{default_load, default_save, Saved};
+pub use crate::runner::{DefaultSaved, SharedModel};
 use crate::{BoxError, Error, Hook, Result};
 
 /// `Self` and `T` are the same type. Used to line up the types of adjacent hooks with an
@@ -48,24 +46,6 @@ pub fn same<A: SameAs<B>, B>(a: A) -> B {
 pub fn same_as_user<B: SameAs<A>, A>(a: A) -> B {
     B::uncast(a)
 }
-
-/// The model is shared by every request thread.
-#[diagnostic::on_unimplemented(
-    message = "the model type `{Self}` must be `Send + Sync + 'static`",
-    label = "the model is shared by all request threads",
-    note = "wrap non-thread-safe parts in a `Mutex`, or hold them per thread"
-)]
-pub trait SharedModel: Send + Sync + 'static {}
-impl<T: Send + Sync + 'static> SharedModel for T {}
-
-/// A model saved by the default saver.
-#[diagnostic::on_unimplemented(
-    message = "the model type `{Self}` must implement `Serialize` and `Deserialize` for the default saver",
-    label = "saved and loaded by the default saver, because neither `save_model` nor `load_model` is overridden",
-    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or override save_model/load_model"
-)]
-pub trait DefaultSaved: Serialize + DeserializeOwned {}
-impl<T: Serialize + DeserializeOwned> DefaultSaved for T {}
 
 /// The default saver and loader for model type `M`, built where the serde bounds are
 /// checked once.

@@ -1,6 +1,8 @@
 //! The [`Runner`] trait that `#[runner]` implements.
 
-use crate::__private::{DefaultSaved, SharedModel};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::api::{ApiInput, ApiOutput, BatchConfig, Schemas};
 use crate::artifacts::{Artifacts, SaveDir};
 use crate::error::IoContext;
@@ -151,6 +153,24 @@ pub trait Runner: Sized + Send + Sync + 'static {
         Self::postprocess(model, Self::predict(model, Self::prepare(model, Self::preprocess(model, input)?)?)?)
     }
 }
+
+/// Not public API (reached through `__private`): the model is shared by every request thread.
+#[diagnostic::on_unimplemented(
+    message = "the model type `{Self}` must be `Send + Sync + 'static`",
+    label = "the model is shared by all request threads",
+    note = "wrap non-thread-safe parts in a `Mutex`, or hold them per thread"
+)]
+pub trait SharedModel: Send + Sync + 'static {}
+impl<T: Send + Sync + 'static> SharedModel for T {}
+
+/// A model saved by the default saver.
+#[diagnostic::on_unimplemented(
+    message = "the model type `{Self}` must implement `Serialize` and `Deserialize` for the default saver",
+    label = "saved and loaded by the default saver, because neither `save_model` nor `load_model` is overridden",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or override save_model/load_model"
+)]
+pub trait DefaultSaved: Serialize + DeserializeOwned {}
+impl<T: Serialize + DeserializeOwned> DefaultSaved for T {}
 
 /// The envelope the default saver writes: the model plus the type it was saved as, so a
 /// mismatch fails clearly instead of loading garbage.

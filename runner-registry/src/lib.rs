@@ -1,6 +1,7 @@
 //! The registry server: organizations -> repositories -> numbered models -> files, over
-//! HTTP, stored through [`runner_core::LocalRegistry`] (the embedded registry's own code,
-//! so the two cannot drift).
+//! HTTP, stored through runner-core's directory registry (the embedded registry's own
+//! code, so the two cannot drift). The wire protocol (routes, bodies, error envelope) is
+//! [`runner_core::registry::protocol`], shared with the client, `HttpRegistry`.
 //!
 //! | route | right | what |
 //! |---|---|---|
@@ -29,8 +30,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use runner_core::{Error, LocalRegistry, Manifest, ModelId, Registry};
-use serde::{Deserialize, Serialize};
+use runner_core::registry::protocol::{route, Created, ErrorBody, ModelView, Models, Precondition, Repositories};
+use runner_core::registry::store::DirectoryStore;
+use runner_core::{Error, Manifest, ModelId, Registry};
 use sha2::Digest;
 
 mod openapi;
@@ -54,7 +56,7 @@ pub struct Config {
 }
 
 struct AppState {
-    store: LocalRegistry,
+    store: DirectoryStore,
     tokens: Option<Tokens>,
     max_file_size: u64,
     limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
@@ -99,7 +101,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "status": self.status.as_u16(), "code": self.code, "message": self.message } });
+        let body = ErrorBody::new(self.status.as_u16(), self.code, self.message);
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
@@ -112,7 +114,7 @@ impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let status = match &error {
             Error::Checksum { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            other => StatusCode::from_u16(other.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            other => runner_core::serve::status_of(other),
         };
         let code = match &error {
             Error::Checksum { .. } => "checksum_mismatch",
@@ -165,25 +167,14 @@ fn model_id(org: &str, repo: &str, number: u64) -> ApiResult<ModelId> {
     ModelId::new(org, repo, number).map_err(ApiError::from)
 }
 
-/// One model as listed.
-#[derive(Serialize, Deserialize)]
-pub struct ModelView {
-    /// Model number.
-    pub number: u64,
-    /// `uploading` or `ready`.
-    pub status: runner_core::ModelStatus,
-    /// The manifest, once ready.
-    pub manifest: Option<Manifest>,
-}
-
 async fn list_repos(
     State(s): State<Arc<AppState>>,
     UrlPath(org): UrlPath<String>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read)?;
-    let repos = blocking(move || s.store.repositories(&org)).await?;
-    Ok(Json(serde_json::json!({ "repositories": repos })).into_response())
+    let repositories = blocking(move || s.store.registry().repositories(&org)).await?;
+    Ok(Json(Repositories { repositories }).into_response())
 }
 
 async fn list_models(
@@ -192,10 +183,8 @@ async fn list_models(
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read)?;
-    let models = blocking(move || s.store.models(&org, &repo)).await?;
-    let models: Vec<ModelView> =
-        models.into_iter().map(|m| ModelView { number: m.id.number, status: m.status, manifest: m.manifest }).collect();
-    Ok(Json(serde_json::json!({ "models": models })).into_response())
+    let models = blocking(move || s.store.registry().models(&org, &repo)).await?;
+    Ok(Json(Models { models: models.into_iter().map(ModelView::of).collect() }).into_response())
 }
 
 async fn create_model(
@@ -204,8 +193,8 @@ async fn create_model(
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write)?;
-    let id = blocking(move || s.store.create_model(&org, &repo)).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "number": id.number }))).into_response())
+    let id = blocking(move || s.store.registry().create_model(&org, &repo)).await?;
+    Ok((StatusCode::CREATED, Json(Created { number: id.number })).into_response())
 }
 
 async fn get_model(
@@ -216,9 +205,13 @@ async fn get_model(
     authorize(&s, request.headers(), &org, Right::Read)?;
     let id = model_id(&org, &repo, number)?;
     let view = blocking(move || {
-        let status = s.store.status(&id)?.ok_or_else(|| Error::NotFound { what: "model", message: format!("{id}") })?;
+        let status = s
+            .store
+            .registry()
+            .status(&id)?
+            .ok_or_else(|| Error::NotFound { what: "model", message: format!("{id}") })?;
         let manifest = match status {
-            runner_core::ModelStatus::Ready => Some(s.store.manifest(&id)?),
+            runner_core::ModelStatus::Ready => Some(s.store.registry().manifest(&id)?),
             runner_core::ModelStatus::Uploading => None,
         };
         Ok(ModelView { number, status, manifest })
@@ -234,7 +227,7 @@ async fn delete_model(
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write)?;
     let id = model_id(&org, &repo, number)?;
-    blocking(move || s.store.delete_model(&id)).await?;
+    blocking(move || s.store.registry().delete_model(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -244,7 +237,7 @@ async fn delete_repository(
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write)?;
-    blocking(move || s.store.delete_repository(&org, &repo)).await?;
+    blocking(move || s.store.registry().delete_repository(&org, &repo)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -255,7 +248,7 @@ async fn discard(
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write)?;
     let id = model_id(&org, &repo, number)?;
-    blocking(move || s.store.discard(&id)).await?;
+    blocking(move || s.store.registry().discard(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -270,11 +263,7 @@ async fn commit(
     let expected = {
         let text =
             |name: header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        match (text(header::IF_NONE_MATCH), text(header::IF_MATCH)) {
-            (Some(star), _) if star.trim() == "*" => Some(runner_core::Expected::Nothing),
-            (_, Some(tag)) => Some(runner_core::Expected::Manifest(tag.trim().trim_matches('"').to_string())),
-            _ => None,
-        }
+        Precondition::parse(text(header::IF_NONE_MATCH).as_deref(), text(header::IF_MATCH).as_deref())
     };
     let bytes = axum::body::to_bytes(request.into_body(), 16 << 20)
         .await
@@ -365,7 +354,7 @@ async fn get_blob(
 
 /// The server's router.
 pub fn router(config: &Config) -> runner_core::Result<Router> {
-    let store = LocalRegistry::open(&config.data)?;
+    let store = DirectoryStore::open(&config.data)?;
     // This process owns the directory: uploads cut off by a crash are dropped now.
     let removed = store.clean_tmp()?;
     if removed > 0 {
@@ -376,13 +365,13 @@ pub fn router(config: &Config) -> runner_core::Result<Router> {
         config.rate_limit.map(|per_second| governor::RateLimiter::keyed(governor::Quota::per_second(per_second)));
     let state = Arc::new(AppState { store, tokens, max_file_size: config.max_file_size, limiter });
     Ok(Router::new()
-        .route("/v1/orgs/{org}/repos", get(list_repos))
-        .route("/v1/orgs/{org}/repos/{repo}", delete(delete_repository))
-        .route("/v1/orgs/{org}/repos/{repo}/models", get(list_models).post(create_model))
-        .route("/v1/orgs/{org}/repos/{repo}/models/{number}", get(get_model).delete(delete_model))
-        .route("/v1/orgs/{org}/repos/{repo}/models/{number}/manifest", put(commit))
-        .route("/v1/orgs/{org}/repos/{repo}/models/{number}/reservation", delete(discard))
-        .route("/v1/orgs/{org}/blobs/{sha256}", get(get_blob).head(head_blob).put(put_blob))
+        .route(route::REPOSITORIES, get(list_repos))
+        .route(route::REPOSITORY, delete(delete_repository))
+        .route(route::MODELS, get(list_models).post(create_model))
+        .route(route::MODEL, get(get_model).delete(delete_model))
+        .route(route::MANIFEST, put(commit))
+        .route(route::RESERVATION, delete(discard))
+        .route(route::BLOB, get(get_blob).head(head_blob).put(put_blob))
         .route("/livez", get(|| async { "live" }))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { not_found("route") })

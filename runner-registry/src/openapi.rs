@@ -1,5 +1,6 @@
 //! The registry API as an OpenAPI 3.1 document (`GET /openapi.json`).
 
+use runner_core::registry::protocol::route;
 use serde_json::{json, Value};
 
 fn op(summary: &str, right: &str, responses: Value) -> Value {
@@ -49,19 +50,19 @@ pub(crate) fn document() -> Value {
         "info": { "title": "runner-registry", "version": env!("CARGO_PKG_VERSION"),
                   "description": "Organizations, repositories, numbered models and their files. A model is visible once its manifest is committed." },
         "paths": {
-            "/v1/orgs/{org}/repos": { "parameters": [org], "get": op("List repositories", "read",
+            (route::REPOSITORIES): { "parameters": [org], "get": op("List repositories", "read",
                 with(errors(&[]), "200", "repositories", Some(json!({ "type": "object", "properties": { "repositories": { "type": "array", "items": { "type": "string" } } } })))) },
-            "/v1/orgs/{org}/repos/{repo}": { "parameters": [org, repo], "delete": op("Delete a repository and its models", "write",
+            (route::REPOSITORY): { "parameters": [org, repo], "delete": op("Delete a repository and its models", "write",
                 with(errors(&[("403", "read-only token")]), "204", "deleted", None)) },
-            "/v1/orgs/{org}/repos/{repo}/models": { "parameters": [org, repo],
+            (route::MODELS): { "parameters": [org, repo],
                 "get": op("List models with status and manifest", "read",
                     with(errors(&[]), "200", "models", Some(json!({ "type": "object", "properties": { "models": { "type": "array", "items": model } } })))),
                 "post": op("Take the next model number (atomic; the repository is created when needed)", "write",
                     with(errors(&[("403", "read-only token")]), "201", "the number taken", Some(json!({ "type": "object", "properties": { "number": { "type": "integer" } } })))) },
-            "/v1/orgs/{org}/repos/{repo}/models/{number}": { "parameters": [org, repo, number],
+            (route::MODEL): { "parameters": [org, repo, number],
                 "get": op("A model's status and manifest", "read", with(errors(&[]), "200", "the model", Some(model))),
                 "delete": op("Delete a model (its manifest first)", "write", with(errors(&[("403", "read-only token")]), "204", "deleted", None)) },
-            "/v1/orgs/{org}/repos/{repo}/models/{number}/manifest": { "parameters": [org, repo, number],
+            (route::MANIFEST): { "parameters": [org, repo, number],
                 "put": {
                     "summary": "Commit a model: every file it lists must be uploaded; the model becomes ready",
                     "description": "`If-None-Match: *` (a fresh number) or `If-Match: \"SHA256 of the current manifest\"` make a commit fail with 412 if someone else registered the number meanwhile.",
@@ -69,9 +70,9 @@ pub(crate) fn document() -> Value {
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Manifest" } } } },
                     "responses": with(errors(&[("403", "read-only token"), ("412", "someone else committed this number meanwhile"), ("422", "invalid manifest, or files not uploaded")]), "204", "committed", None)
                 } },
-            "/v1/orgs/{org}/repos/{repo}/models/{number}/reservation": { "parameters": [org, repo, number],
+            (route::RESERVATION): { "parameters": [org, repo, number],
                 "delete": op("Give back a number whose upload failed (no effect on a ready model)", "write", with(errors(&[]), "204", "given back", None)) },
-            "/v1/orgs/{org}/blobs/{sha256}": { "parameters": [org, sha],
+            (route::BLOB): { "parameters": [org, sha],
                 "head": op("Is this content stored? (asked before uploading)", "read", with(errors(&[]), "200", "stored", None)),
                 "get": op("Download content; supports HTTP Range (206) to resume", "read", with(errors(&[]), "200", "the content", None)),
                 "put": {

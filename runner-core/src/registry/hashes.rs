@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::local::hash_file;
+use super::digest::hash_file;
 use crate::Result;
 
 /// How much older than its entry a file's timestamp must be for the entry to be trusted.

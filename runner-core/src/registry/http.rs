@@ -7,16 +7,14 @@ use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 
+use super::env::TOKEN_ENV;
 use super::local::LocalRegistry;
-use super::{ModelStatus, ModelSummary, Registry, Staging};
+use super::protocol::{path, Created, ErrorBody, ModelView, Models, Precondition, Repositories};
+use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{validate_name, validate_volume_path, ModelId};
 use crate::{Error, Result};
-
-/// The environment variable holding the bearer token for an HTTP registry.
-pub const TOKEN_ENV: &str = "RUNNER_REGISTRY_TOKEN";
 
 /// A `runner-registry` server, used through the [`Registry`] trait: `register_model`,
 /// `register`, `serve` and loading work unchanged against a URL.
@@ -32,13 +30,6 @@ pub struct HttpRegistry {
     cache: LocalRegistry,
     sent: AtomicU64,
     received: AtomicU64,
-}
-
-#[derive(Deserialize)]
-struct ModelView {
-    number: u64,
-    status: ModelStatus,
-    manifest: Option<Manifest>,
 }
 
 fn default_cache() -> PathBuf {
@@ -83,7 +74,7 @@ impl HttpRegistry {
         validate_name("organization", organization)?;
         validate_name("repository", repository)?;
         let what = format!("deleting repository `{repository}`");
-        let path = format!("/v1/orgs/{organization}/repos/{repository}");
+        let path = path::repository(organization, repository);
         let response = self.send(|| self.request(Method::DELETE, &path), &what)?;
         self.check(response, &what).map(|_| ())
     }
@@ -139,8 +130,10 @@ impl HttpRegistry {
         if status.is_success() {
             return Ok(response);
         }
-        let body: serde_json::Value = response.json().unwrap_or_default();
-        let message = body["error"]["message"].as_str().unwrap_or("no details").to_string();
+        let message = match response.json::<ErrorBody>() {
+            Ok(body) => body.error.message,
+            Err(_) => "no details".to_string(),
+        };
         Err(match status {
             StatusCode::NOT_FOUND => Error::NotFound { what: "resource", message: format!("{what}: {message}") },
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::msg(format!(
@@ -156,17 +149,9 @@ impl HttpRegistry {
         self.check(response, what)?.json().map_err(|e| Error::msg(format!("{what}: unexpected answer: {e}")))
     }
 
-    fn model_path(id: &ModelId) -> String {
-        format!("/v1/orgs/{}/repos/{}/models/{}", id.organization, id.repository, id.number)
-    }
-
-    fn blob_path(organization: &str, sha256: &str) -> String {
-        format!("/v1/orgs/{organization}/blobs/{sha256}")
-    }
-
     fn view(&self, id: &ModelId) -> Result<Option<ModelView>> {
         let what = format!("reading {id}");
-        let response = self.send(|| self.request(Method::GET, &Self::model_path(id)), &what)?;
+        let response = self.send(|| self.request(Method::GET, &path::model(id)), &what)?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -182,7 +167,7 @@ impl HttpRegistry {
         // A download cut off earlier continues where it stopped (HTTP Range).
         let mut writer = self.cache.resumable_blob_writer(&file.sha256)?;
         let have = writer.size();
-        let path = Self::blob_path(organization, &file.sha256);
+        let path = path::blob(organization, &file.sha256);
         let response = self.send(
             || {
                 let request = self.request(Method::GET, &path);
@@ -212,34 +197,15 @@ impl Registry for HttpRegistry {
 
     fn repositories(&self, organization: &str) -> Result<Vec<String>> {
         validate_name("organization", organization)?;
-        #[derive(Deserialize)]
-        struct Answer {
-            repositories: Vec<String>,
-        }
-        let answer: Answer = self.get_json(&format!("/v1/orgs/{organization}/repos"), "listing repositories")?;
+        let answer: Repositories = self.get_json(&path::repositories(organization), "listing repositories")?;
         Ok(answer.repositories)
     }
 
     fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>> {
         validate_name("organization", organization)?;
         validate_name("repository", repository)?;
-        #[derive(Deserialize)]
-        struct Answer {
-            models: Vec<ModelView>,
-        }
-        let answer: Answer =
-            self.get_json(&format!("/v1/orgs/{organization}/repos/{repository}/models"), "listing models")?;
-        answer
-            .models
-            .into_iter()
-            .map(|m| {
-                Ok(ModelSummary {
-                    id: ModelId::new(organization, repository, m.number)?,
-                    status: m.status,
-                    manifest: m.manifest,
-                })
-            })
-            .collect()
+        let answer: Models = self.get_json(&path::models(organization, repository), "listing models")?;
+        answer.models.into_iter().map(|m| m.into_summary(organization, repository)).collect()
     }
 
     fn status(&self, id: &ModelId) -> Result<Option<ModelStatus>> {
@@ -264,28 +230,23 @@ impl Registry for HttpRegistry {
     fn create_model(&self, organization: &str, repository: &str) -> Result<ModelId> {
         validate_name("organization", organization)?;
         validate_name("repository", repository)?;
-        #[derive(Deserialize)]
-        struct Answer {
-            number: u64,
-        }
         let what = format!("creating a model in `{repository}`");
-        let path = format!("/v1/orgs/{organization}/repos/{repository}/models");
+        let path = path::models(organization, repository);
         // Not retried: a lost answer would take a second number.
         let response = self.request(Method::POST, &path).send().map_err(|e| Error::msg(format!("{what}: {e}")))?;
-        let answer: Answer = self.check(response, &what)?.json().map_err(|e| Error::msg(format!("{what}: {e}")))?;
+        let answer: Created = self.check(response, &what)?.json().map_err(|e| Error::msg(format!("{what}: {e}")))?;
         ModelId::new(organization, repository, answer.number)
     }
 
     fn discard(&self, id: &ModelId) -> Result<()> {
         let what = format!("giving back {id}");
-        let response =
-            self.send(|| self.request(Method::DELETE, &format!("{}/reservation", Self::model_path(id))), &what)?;
+        let response = self.send(|| self.request(Method::DELETE, &path::reservation(id)), &what)?;
         self.check(response, &what).map(|_| ())
     }
 
     fn delete_model(&self, id: &ModelId) -> Result<()> {
         let what = format!("deleting {id}");
-        let response = self.send(|| self.request(Method::DELETE, &Self::model_path(id)), &what)?;
+        let response = self.send(|| self.request(Method::DELETE, &path::model(id)), &what)?;
         self.check(response, &what).map(|_| ())
     }
 
@@ -296,7 +257,7 @@ impl Registry for HttpRegistry {
                 message: format!("{id} does not exist in {}", self.location()),
             });
         }
-        let expected = super::Expected::of(self.view(id)?.and_then(|v| v.manifest).as_ref());
+        let expected = Expected::of(self.view(id)?.and_then(|v| v.manifest).as_ref());
         Ok(Box::new(HttpStaging { registry: self, id: id.clone(), files: BTreeMap::new(), expected }))
     }
 
@@ -314,7 +275,7 @@ struct HttpStaging<'a> {
     registry: &'a HttpRegistry,
     id: ModelId,
     files: BTreeMap<String, FileEntry>,
-    expected: super::Expected,
+    expected: Expected,
 }
 
 /// Uploads at once at most.
@@ -356,7 +317,7 @@ impl HttpRegistry {
         validate_volume_path(volume_path)?;
         // The server hashes what it receives again and refuses a mismatch.
         let (sha256, size) = self.cache.hashes().hash(local)?;
-        let path = HttpRegistry::blob_path(organization, &sha256);
+        let path = path::blob(organization, &sha256);
         let what = format!("uploading {}", local.display());
         let known = self.send(|| self.request(Method::HEAD, &path), &what)?;
         if known.status() == StatusCode::NOT_FOUND {
@@ -440,15 +401,12 @@ impl Staging for HttpStaging<'_> {
     }
 
     fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()> {
-        super::check_staged(&self.id, &self.files, manifest)?;
+        check_staged(&self.id, &self.files, manifest)?;
         let registry = self.registry;
         let what = format!("committing {}", self.id);
-        let path = format!("{}/manifest", HttpRegistry::model_path(&self.id));
+        let path = path::manifest(&self.id);
         let body = manifest.to_json();
-        let (name, value) = match &self.expected {
-            super::Expected::Nothing => ("if-none-match", "*".to_string()),
-            super::Expected::Manifest(sha256) => ("if-match", format!("\"{sha256}\"")),
-        };
+        let (name, value) = Precondition::header(&self.expected);
         let response = registry.send(
             || {
                 registry

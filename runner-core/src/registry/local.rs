@@ -11,12 +11,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{ModelStatus, ModelSummary, Registry, Staging};
+#[cfg(feature = "http-client")]
+use super::digest::feed;
+use super::digest::{copy_hashing, hash_file, BUFFER};
+use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::error::IoContext;
 use crate::manifest::{FileEntry, FileOrigin, Manifest, MANIFEST_FILE};
 use crate::names::{validate_name, validate_sha256 as check_sha256, validate_volume_path, ModelId};
@@ -105,7 +108,8 @@ impl LocalRegistry {
 
     /// Removes uploads left behind by a process that died mid-upload. Call it only when
     /// no other process uses this registry (the registry server owns its directory).
-    pub fn clean_tmp(&self) -> Result<usize> {
+    #[cfg(feature = "store")]
+    pub(crate) fn clean_tmp(&self) -> Result<usize> {
         let tmp = self.tmp();
         let mut removed = 0;
         for entry in fs::read_dir(&tmp).ctx("listing", &tmp)? {
@@ -118,7 +122,7 @@ impl LocalRegistry {
     }
 
     /// The stored content with this sha256, if any (its size is checked too).
-    pub fn blob(&self, sha256: &str, size: Option<u64>) -> Result<Option<PathBuf>> {
+    pub(crate) fn blob(&self, sha256: &str, size: Option<u64>) -> Result<Option<PathBuf>> {
         check_sha256(sha256)?;
         let path = self.blob_path(sha256);
         match fs::metadata(&path) {
@@ -131,7 +135,7 @@ impl LocalRegistry {
 
     /// Starts storing content; [`BlobWriter::finish`] checks it against the sha256 the
     /// sender declared and keeps nothing on a mismatch.
-    pub fn blob_writer(&self) -> Result<BlobWriter> {
+    pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
         let tmp = tempfile::NamedTempFile::new_in(self.tmp()).ctx("creating a file in", self.tmp())?;
         let tmp = io::BufWriter::with_capacity(BUFFER, tmp);
         Ok(BlobWriter {
@@ -143,10 +147,11 @@ impl LocalRegistry {
         })
     }
 
-    /// Like [`LocalRegistry::blob_writer`], for content that may arrive in several tries:
+    /// Like `blob_writer`, for content that may arrive in several tries:
     /// what an interrupted try wrote is kept (`tmp/partial-SHA256`) and continued, its
     /// bytes hashed again first. [`BlobWriter::size`] says how much is already there.
-    pub fn resumable_blob_writer(&self, sha256: &str) -> Result<BlobWriter> {
+    #[cfg(feature = "http-client")]
+    pub(crate) fn resumable_blob_writer(&self, sha256: &str) -> Result<BlobWriter> {
         check_sha256(sha256)?;
         let path = self.tmp().join(format!("partial-{sha256}"));
         let mut hasher = Sha256::new();
@@ -162,7 +167,7 @@ impl LocalRegistry {
     /// every file it lists. The model's number must exist. With `expected`, the current
     /// manifest must still be the one the registration started from (checked under a
     /// lock); otherwise nothing changes and the error says so.
-    pub fn commit_manifest(&self, manifest: &Manifest, expected: Option<&super::Expected>) -> Result<()> {
+    pub(crate) fn commit_manifest(&self, manifest: &Manifest, expected: Option<&Expected>) -> Result<()> {
         manifest.validate()?;
         for file in &manifest.files {
             if self.blob(&file.sha256, Some(file.size))?.is_none() {
@@ -185,8 +190,8 @@ impl LocalRegistry {
         lock.lock().ctx("locking", &lock_path)?;
         if let Some(expected) = expected {
             let current = match fs::read(dir.join("manifest.json")) {
-                Ok(bytes) => super::Expected::Manifest(hex::encode(Sha256::digest(&bytes))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => super::Expected::Nothing,
+                Ok(bytes) => Expected::Manifest(hex::encode(Sha256::digest(&bytes))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Expected::Nothing,
                 Err(e) => return Err(Error::io("reading", dir.join("manifest.json"), e)),
             };
             if &current != expected {
@@ -352,8 +357,8 @@ impl Registry for LocalRegistry {
             });
         }
         let expected = match self.manifest(id) {
-            Ok(manifest) => super::Expected::of(Some(&manifest)),
-            Err(Error::NotFound { .. }) => super::Expected::Nothing,
+            Ok(manifest) => Expected::of(Some(&manifest)),
+            Err(Error::NotFound { .. }) => Expected::Nothing,
             Err(e) => return Err(e),
         };
         Ok(Box::new(LocalStaging { registry: self, id: id.clone(), files: BTreeMap::new(), expected }))
@@ -414,7 +419,7 @@ struct LocalStaging<'a> {
     registry: &'a LocalRegistry,
     id: ModelId,
     files: BTreeMap<String, FileEntry>,
-    expected: super::Expected,
+    expected: Expected,
 }
 
 impl Staging for LocalStaging<'_> {
@@ -440,7 +445,7 @@ impl Staging for LocalStaging<'_> {
     }
 
     fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()> {
-        super::check_staged(&self.id, &self.files, manifest)?;
+        check_staged(&self.id, &self.files, manifest)?;
         self.registry.commit_manifest(manifest, Some(&self.expected))
     }
 }
@@ -482,11 +487,13 @@ impl Drop for BlobWriter {
 
 impl BlobWriter {
     /// Bytes written so far.
+    #[cfg(any(feature = "store", feature = "http-client"))]
     pub fn size(&self) -> u64 {
         self.size
     }
 
     /// Throws away what was written and starts again from nothing.
+    #[cfg(feature = "http-client")]
     pub fn restart(&mut self) -> Result<()> {
         let tmp = self.tmp.as_mut().expect("present until finished");
         tmp.flush().ctx("writing", tmp.get_ref().path())?;
@@ -513,35 +520,4 @@ impl BlobWriter {
         tmp.persist(&target).map_err(|e| Error::io("storing", &target, e.error))?;
         Ok(self.size)
     }
-}
-
-const BUFFER: usize = 1 << 20;
-
-/// sha256 (lowercase hex) and size of a file, read in 1 MiB blocks.
-pub(crate) fn hash_file(path: &Path) -> Result<(String, u64)> {
-    copy_hashing(path, &mut io::sink())
-}
-
-/// Copies `from` into `to`, returning the sha256 and size of what was copied.
-fn copy_hashing(from: &Path, to: &mut impl Write) -> Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let size = feed(from, &mut hasher, to)?;
-    Ok((hex::encode(hasher.finalize()), size))
-}
-
-/// Reads `from` in 1 MiB blocks into `hasher` and `to`; returns the bytes read.
-fn feed(from: &Path, hasher: &mut Sha256, to: &mut impl Write) -> Result<u64> {
-    let mut file = File::open(from).ctx("opening", from)?;
-    let mut buffer = vec![0; BUFFER];
-    let mut size = 0;
-    loop {
-        let n = file.read(&mut buffer).ctx("reading", from)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        to.write_all(&buffer[..n]).ctx("writing a copy of", from)?;
-        size += n as u64;
-    }
-    Ok(size)
 }

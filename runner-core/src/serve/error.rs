@@ -3,7 +3,32 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::Error;
+use crate::error::{Error, ErrorKind};
+
+/// The HTTP status for an error of this kind: the server's whole mapping.
+pub fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The HTTP status the server answers `error` with.
+///
+/// ```
+/// use runner_core::{serve::status_of, Error, ErrorKind};
+/// assert_eq!(status_of(&Error::invalid_input("`x` must be >= 0")), 422);
+/// assert_eq!(status_of(&Error::new(ErrorKind::Conflict, "retraining")), 409);
+/// ```
+pub fn status_of(error: &Error) -> StatusCode {
+    status_for(error.kind())
+}
 
 /// An error answered by the server.
 #[derive(Debug, Clone)]
@@ -23,31 +48,22 @@ impl ApiError {
         ApiError { status, code, message: message.into(), retry_after: None }
     }
 
-    pub(crate) fn overloaded(message: impl Into<String>) -> Self {
-        ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message) }
-    }
-
     pub(crate) fn not_ready() -> Self {
         ApiError {
             retry_after: Some(1),
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the models are still loading; retry shortly")
         }
     }
-
-    pub(crate) fn panic(hook_context: &str, payload: &(dyn std::any::Any + Send)) -> Self {
-        let detail = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into());
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "panic", format!("{hook_context} panicked: {detail}"))
-    }
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError::new(status, error.code(), error.to_string())
+        let kind = error.kind();
+        let api = ApiError::new(status_for(kind), error.code(), error.to_string());
+        match kind {
+            ErrorKind::Overloaded => ApiError { retry_after: Some(1), ..api },
+            _ => api,
+        }
     }
 }
 

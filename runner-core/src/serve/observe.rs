@@ -1,5 +1,3 @@
-//! Not public API.
-//!
 //! Request ids and the access log, as a tower layer: no boxing and no clone of the
 //! router per request (axum's `from_fn` middleware cost a quarter of the throughput of a
 //! small model).
@@ -26,6 +24,7 @@ pub struct ObserveLayer {
 }
 
 impl ObserveLayer {
+    /// A layer numbering requests `PREFIX-1`, `PREFIX-2`...
     pub fn new(prefix: String) -> ObserveLayer {
         ObserveLayer { prefix: prefix.into(), next: Arc::new(AtomicU64::new(0)) }
     }
@@ -39,6 +38,7 @@ impl<S> tower::Layer<S> for ObserveLayer {
     }
 }
 
+/// The service [`ObserveLayer`] wraps around another.
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
@@ -78,6 +78,7 @@ struct Log {
 }
 
 pin_project_lite::pin_project! {
+    /// The response future of [`Observe`].
     pub struct ObserveFuture<F> {
         #[pin]
         inner: F,

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use crate::engine::Endpoint;
 
-use super::endpoint::Endpoint;
+use serde_json::{json, Value};
 
 fn error_schema() -> Value {
     json!({
@@ -53,7 +53,7 @@ fn errors() -> Value {
     Value::Object(responses)
 }
 
-pub(crate) fn document(models: &BTreeMap<String, Arc<dyn Endpoint>>) -> Value {
+pub(crate) fn document(models: &BTreeMap<String, Arc<Endpoint>>) -> Value {
     let mut settings = schemars::generate::SchemaSettings::draft2020_12();
     settings.definitions_path = "#/components/schemas/".into();
     let mut generator = settings.into_generator();

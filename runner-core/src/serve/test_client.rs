@@ -5,7 +5,8 @@ use axum::http::{header, HeaderMap, Method, Request};
 use bytes::Bytes;
 use tower::ServiceExt;
 
-use super::{App, ServeOptions};
+use super::app::App;
+use super::options::ServeOptions;
 use crate::load::{DynModel, Loaded};
 use crate::runner::Runner;
 use crate::Result;

@@ -10,8 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::endpoint::Endpoint;
-use super::{endpoint, models, read_body, ApiError, AppState};
+use super::error::ApiError;
+use super::state::{endpoint, models, read_body, AppState};
+use crate::engine::Endpoint;
 use crate::v2;
 
 /// V2 errors are `{"error": "message"}`, with the status of the error.
@@ -57,7 +58,7 @@ fn tensor_endpoint<'a>(
     state: &'a AppState,
     name: &str,
     version: Option<&str>,
-) -> Result<(&'a Arc<dyn Endpoint>, v2::Signature), V2Error> {
+) -> Result<(&'a Arc<Endpoint>, v2::Signature), V2Error> {
     let endpoint = endpoint(state, name)?;
     let number = endpoint.manifest().model.number.to_string();
     if let Some(version) = version.filter(|v| *v != number) {
@@ -146,7 +147,7 @@ async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request:
 
 async fn infer_response(
     state: &AppState,
-    endpoint: Arc<dyn Endpoint>,
+    endpoint: Arc<Endpoint>,
     name: &str,
     request: Request,
 ) -> Result<v2::InferResponse, ApiError> {

@@ -3,7 +3,8 @@
 //! with the declared defaults (relative artifact paths are relative to the crate's
 //! manifest directory: here trybuild's generated crate).
 
-use runner_core::{find_runner, runner, Artifacts, Error, Loaded, LocalRegistry, Props, RegisterOptions};
+use runner_core::serve::status_of;
+use runner_core::{find_runner, runner, Artifacts, Error, ErrorKind, Loaded, LocalRegistry, Props, RegisterOptions};
 use serde::{Deserialize, Serialize};
 
 pub struct Model {
@@ -44,7 +45,7 @@ impl Offset {
     }
 
     fn predict(model: &Model, data: i64) -> runner_core::Result<i64> {
-        data.checked_add(model.bias).ok_or_else(|| Error::with_status(400, "overflow"))
+        data.checked_add(model.bias).ok_or_else(|| Error::new(ErrorKind::BadRequest, "overflow"))
     }
 
     fn postprocess_data(data: i64) -> std::result::Result<Output, std::fmt::Error> {
@@ -80,10 +81,10 @@ fn main() {
     let loaded = Loaded::<Offset>::load(&registry, &"offsets:latest".parse().unwrap()).unwrap();
     assert_eq!(loaded.run(Input { n: 5 }).unwrap(), Output { n: 15 });
     let err = loaded.run(Input { n: -1 }).unwrap_err();
-    assert_eq!(err.http_status(), 500);
+    assert_eq!(status_of(&err), 500);
     assert!(err.to_string().contains("`preprocess_data` failed: n must be >= 0"), "{err}");
     let err = loaded.run(Input { n: i64::MAX }).unwrap_err();
-    assert_eq!(err.http_status(), 400, "a hook's own Error keeps its status");
+    assert_eq!(status_of(&err), 400, "a hook's own Error keeps its status");
     let err = loaded.run_json(serde_json::json!({"n": "five"})).unwrap_err();
     assert!(err.to_string().contains("at `n`"), "{err}");
 }

@@ -1,6 +1,5 @@
-//! Prometheus metrics: request counts by status, latency, per-hook time, in-flight
-//! Not public API: used by the server and the type-erased model.
-//! requests and batch sizes, per model.
+//! Prometheus metrics of the engine and its front ends: request counts by status,
+//! latency, per-hook time, in-flight requests and batch sizes, per model.
 
 use std::sync::Arc;
 

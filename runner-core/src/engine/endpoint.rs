@@ -1,0 +1,395 @@
+//! A loaded model behind the engine: admission, the pipeline off the async runtime (or
+//! inline when it is cheap), panics caught, and the batching worker.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use super::limits::{Admission, Counted, Limits};
+use super::metrics::{Metrics, ModelMetrics};
+use super::options::EngineOptions;
+use super::placement::{measured, Lap, Placement};
+use crate::api::{BatchConfig, Schemas};
+use crate::error::{Error, ErrorKind, Result};
+use crate::load::{DynModel, Erased};
+use crate::manifest::Manifest;
+use crate::v2;
+
+/// A response body and its media type.
+pub type Answer = (Bytes, &'static str);
+
+/// An error for a panic, with its message.
+fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Error {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    Error::serving(ErrorKind::Panic, format!("{what} panicked: {detail}"))
+}
+
+/// Runs `job` on the blocking pool once a worker slot is free, catching panics. The slot
+/// and the admission are held until the job ends, even if the caller stops waiting.
+async fn offload<T: Send + 'static>(
+    limits: &Arc<Limits>,
+    admission: Arc<Admission>,
+    what: &'static str,
+    job: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let permit: OwnedSemaphorePermit =
+        limits.semaphore.clone().acquire_owned().await.expect("the semaphore is never closed");
+    let handle = tokio::task::spawn_blocking(move || {
+        let _held = (permit, admission);
+        catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|panic| Err(panicked(what, panic.as_ref())))
+    });
+    handle.await.unwrap_or_else(|e| Err(Error::serving(ErrorKind::Internal, e.to_string())))
+}
+
+/// Runs `job` here, a panic turned into an error.
+fn run_caught<T>(what: &'static str, job: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|panic| Err(panicked(what, panic.as_ref())))
+}
+
+/// How long a request waits for its batch when the engine turns batching on and the
+/// runner sets no delay.
+const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(5);
+
+/// A model served by an [`Engine`](super::Engine): every front end (HTTP, V2, a test
+/// client) calls it, and it applies the engine's limits, placement, batching and metrics.
+pub struct Endpoint {
+    placement: Placement,
+    model: Arc<dyn DynModel>,
+    limits: Arc<Limits>,
+    metrics: ModelMetrics,
+    batcher: Option<mpsc::SyncSender<Job>>,
+    batch: Option<BatchConfig>,
+    /// Requests admitted for batching and still in `front`: the batch worker waits for
+    /// them (up to the delay) and for nothing else.
+    incoming: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("model", &self.model.manifest().model).field("batch", &self.batch).finish()
+    }
+}
+
+struct Job {
+    input: Erased,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Erased>>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        model: Box<dyn DynModel>,
+        name: &str,
+        options: &EngineOptions,
+        limits: Arc<Limits>,
+        metrics: &Arc<Metrics>,
+    ) -> Arc<Self> {
+        let model: Arc<dyn DynModel> = Arc::from(model);
+        let metrics = metrics.model(name);
+        let (declared, can_batch) = model.batching();
+        let batch = match (declared, options.max_batch_size) {
+            (Some(config), _) => Some(BatchConfig {
+                max_batch_size: options.max_batch_size.unwrap_or(config.max_batch_size).max(1),
+                max_delay: options.max_delay.unwrap_or(config.max_delay),
+            }),
+            // Batching off by default, turned on by the engine's options.
+            (None, Some(size)) if can_batch => Some(BatchConfig {
+                max_batch_size: size.max(1),
+                max_delay: options.max_delay.unwrap_or(DEFAULT_MAX_DELAY),
+            }),
+            (None, _) => None,
+        };
+        let incoming = Arc::new(AtomicUsize::new(0));
+        let batcher = batch.map(|config| {
+            let (sender, receiver) = mpsc::sync_channel::<Job>(options.queue.max(1));
+            let worker = BatchWorker {
+                model: model.clone(),
+                receiver,
+                config,
+                incoming: incoming.clone(),
+                batch_size: metrics.batch_size.clone(),
+                predict: metrics.predict.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("batch-{name}"))
+                .spawn(move || worker.run())
+                .expect("spawning the batch worker thread");
+            sender
+        });
+        let placement = Placement::new(options.inline_threshold);
+        Arc::new(Endpoint { placement, model, limits, metrics, batcher, batch, incoming })
+    }
+
+    /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step.
+    fn pipeline(&self, body: Bytes, content_type: Option<&str>) -> Result<Answer> {
+        let x = self.front(body, content_type)?;
+        let mut clock = Lap::start();
+        let y = self.model.predict(x);
+        clock.lap(&self.metrics.predict);
+        self.back(y?)
+    }
+
+    /// parse -> preprocess (and prepare).
+    fn front(&self, body: Bytes, content_type: Option<&str>) -> Result<Erased> {
+        let m = &self.metrics;
+        let mut clock = Lap::start();
+        let input = self.model.parse(body, content_type);
+        clock.lap(&m.parse);
+        let x = self.model.preprocess(input?);
+        clock.lap(&m.preprocess);
+        x
+    }
+
+    /// postprocess -> serialize.
+    fn back(&self, y: Erased) -> Result<Answer> {
+        let m = &self.metrics;
+        let mut clock = Lap::start();
+        let output = self.model.postprocess(y);
+        clock.lap(&m.postprocess);
+        let answer = self.model.serialize(output?);
+        clock.lap(&m.serialize);
+        answer
+    }
+
+    /// `front`, `predict` (through the batch worker when batching), then `back`, on the
+    /// blocking pool under the engine's limits.
+    async fn staged<T: Send + 'static>(
+        self: Arc<Self>,
+        front: impl FnOnce(&Self) -> Result<Erased> + Send + 'static,
+        back: impl FnOnce(&Self, Erased) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let admission = Arc::new(Admission::new(&self.limits)?);
+        let this = self.clone();
+        let Some(sender) = self.batcher.as_ref() else {
+            return offload(&self.limits, admission, "the pipeline", move || {
+                let x = front(&this)?;
+                let mut clock = Lap::start();
+                let y = this.model.predict(x);
+                clock.lap(&this.metrics.predict);
+                back(&this, y?)
+            })
+            .await;
+        };
+        // Cheap pre/post-processing runs right here around the batch, like a cheap pipeline
+        // (same placement rule); the rest hops to the blocking pool.
+        let inline = self.placement.inline();
+        let cpu = self.placement.sample_cpu();
+        let (incoming, _) = Counted::new(&self.incoming);
+        let front = move || measured(cpu, || front(&this));
+        let (x, front_cost) = if inline {
+            run_caught("preprocess_data", || Ok(front()))?
+        } else {
+            offload(&self.limits, admission.clone(), "preprocess_data", move || Ok(front())).await?
+        };
+        let x = x?;
+        // Not on its way any more: the worker must not wait for this very request.
+        drop(incoming);
+        let (reply, receiver) = oneshot::channel();
+        sender.try_send(Job { input: x, enqueued: Instant::now(), reply }).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => {
+                Error::serving(ErrorKind::Overloaded, "the batch queue is full; retry later")
+            }
+            mpsc::TrySendError::Disconnected(_) => Error::serving(ErrorKind::Internal, "the batch worker stopped"),
+        })?;
+        let y = receiver
+            .await
+            .map_err(|_| Error::serving(ErrorKind::Internal, "the batch worker dropped the request"))??;
+        let this = self.clone();
+        let back = move || measured(cpu, || back(&this, y));
+        let (answer, back_cost) = if inline {
+            run_caught("postprocess_data", || Ok(back()))?
+        } else {
+            offload(&self.limits, admission, "postprocess_data", move || Ok(back())).await?
+        };
+        self.placement.record(front_cost + back_cost, inline);
+        answer
+    }
+
+    /// The model's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        self.model.manifest()
+    }
+
+    /// The runner's name.
+    pub fn runner(&self) -> &'static str {
+        self.model.runner()
+    }
+
+    /// JSON Schemas of the API types.
+    pub fn schemas(&self, generator: &mut schemars::SchemaGenerator) -> Schemas {
+        self.model.schemas(generator)
+    }
+
+    /// Media types of the request and response bodies.
+    pub fn media_types(&self) -> (&'static str, &'static str) {
+        self.model.media_types()
+    }
+
+    /// The batching in effect, if any.
+    pub fn batch(&self) -> Option<BatchConfig> {
+        self.batch
+    }
+
+    /// This model's metrics.
+    pub fn metrics(&self) -> &ModelMetrics {
+        &self.metrics
+    }
+
+    /// Where the pipeline runs now, and its average times.
+    pub fn placement(&self) -> serde_json::Value {
+        let p = &self.placement;
+        let mode = if self.batcher.is_some() {
+            "batched"
+        } else if p.inline() {
+            "inline"
+        } else {
+            "blocking_pool"
+        };
+        serde_json::json!({
+            "mode": mode,
+            "cpu_us": p.cpu_ns.load(Ordering::Relaxed) as f64 / 1000.0,
+            "waiting_us": p.waiting_ns.load(Ordering::Relaxed) as f64 / 1000.0,
+            "measured_calls": p.measured.load(Ordering::Relaxed),
+            "slow_share": p.slow_share.load(Ordering::Relaxed) as f64 / 1e6,
+            "pinned_to_pool": p.never_inline.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Runs the pipeline here and now when it is placed inline; otherwise gives the body
+    /// back for [`Endpoint::call`]. A front end tries this first: a cheap pipeline then
+    /// costs no future, no timer and no thread hop.
+    pub fn try_inline(&self, body: Bytes, content_type: Option<&str>) -> std::result::Result<Result<Answer>, Bytes> {
+        if self.batcher.is_some() || !self.placement.inline() {
+            return Err(body);
+        }
+        let admission = match Admission::new(&self.limits) {
+            Ok(admission) => admission,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = self.placement.timed(true, || run_caught("the pipeline", || self.pipeline(body, content_type)));
+        drop(admission);
+        Ok(result)
+    }
+
+    /// Runs the pipeline on a request body under the engine's limits: on the blocking
+    /// pool, or through the batch worker when batching.
+    pub async fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> Result<Answer> {
+        if self.batcher.is_some() {
+            return self.staged(move |this| this.front(body, content_type.as_deref()), |this, y| this.back(y)).await;
+        }
+        let admission = Admission::new(&self.limits)?;
+        let this = self.clone();
+        offload(&self.limits, Arc::new(admission), "the pipeline", move || {
+            this.placement.timed(false, || this.pipeline(body, content_type.as_deref()))
+        })
+        .await
+    }
+
+    /// The tensor signature, when the runner speaks the V2 protocol.
+    pub fn v2_signature(&self) -> Option<v2::Signature> {
+        self.model.v2_signature()
+    }
+
+    /// V2 inference: tensors through `prepare`, `predict` (batched when configured) and
+    /// back to tensors, under the same limits as [`Endpoint::call`].
+    pub async fn v2_infer(self: Arc<Self>, inputs: Vec<v2::Tensor>) -> Result<Vec<v2::Tensor>> {
+        self.staged(
+            move |this| {
+                let mut clock = Lap::start();
+                let x = this.model.v2_decode(inputs);
+                clock.lap(&this.metrics.parse);
+                x
+            },
+            |this, y| {
+                let mut clock = Lap::start();
+                let outputs = this.model.v2_encode(y);
+                clock.lap(&this.metrics.serialize);
+                outputs
+            },
+        )
+        .await
+    }
+}
+
+/// The thread that groups queued inputs into `predict_batch` calls.
+struct BatchWorker {
+    model: Arc<dyn DynModel>,
+    receiver: mpsc::Receiver<Job>,
+    config: BatchConfig,
+    incoming: Arc<AtomicUsize>,
+    batch_size: prometheus_client::metrics::histogram::Histogram,
+    predict: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl BatchWorker {
+    /// Runs batches until the sender is dropped.
+    fn run(self) {
+        while let Ok(first) = self.receiver.recv() {
+            let jobs = self.collect(first);
+            // Requests whose caller gave up (timeout) are not computed.
+            let (inputs, replies): (Vec<_>, Vec<_>) =
+                jobs.into_iter().filter(|job| !job.reply.is_closed()).map(|job| (job.input, job.reply)).unzip();
+            if inputs.is_empty() {
+                continue;
+            }
+            self.batch_size.observe(inputs.len() as f64);
+            let started = Instant::now();
+            let outputs = self.predict_all(inputs);
+            self.predict.observe(started.elapsed().as_secs_f64());
+            for (reply, output) in replies.into_iter().zip(outputs) {
+                let _ = reply.send(output);
+            }
+        }
+    }
+
+    /// A batch starting with `first`: every input already queued, up to
+    /// `max_batch_size`. It waits for more only while requests are on their way (admitted,
+    /// still in preprocessing), and never past `max_delay` after `first` was queued. So a
+    /// lone request goes at once, and under load the batch is what queued while the
+    /// previous one ran.
+    fn collect(&self, first: Job) -> Vec<Job> {
+        let deadline = first.enqueued + self.config.max_delay;
+        let mut jobs = vec![first];
+        while jobs.len() < self.config.max_batch_size {
+            if let Ok(job) = self.receiver.try_recv() {
+                jobs.push(job);
+                continue;
+            }
+            if self.incoming.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.receiver.recv_timeout(wait) {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        jobs
+    }
+
+    /// One `predict_batch` call for all inputs. An error, a panic or the wrong number of
+    /// outputs fails every request of this batch (and no other): inputs are checked one
+    /// by one in `prepare` before they are batched, so this is the model failing.
+    fn predict_all(&self, inputs: Vec<Erased>) -> Vec<Result<Erased>> {
+        let expected = inputs.len();
+        let error = match catch_unwind(AssertUnwindSafe(|| self.model.predict_batch(inputs))) {
+            Ok(Ok(outputs)) if outputs.len() == expected => return outputs.into_iter().map(Ok).collect(),
+            Ok(Ok(outputs)) => Error::serving(
+                ErrorKind::BatchMismatch,
+                format!("predict_batch returned {} outputs for {expected} inputs", outputs.len()),
+            ),
+            Ok(Err(e)) => e,
+            Err(panic) => panicked("predict_batch", panic.as_ref()),
+        };
+        let error = Arc::new(error);
+        (0..expected).map(|_| Err(Error::Shared(error.clone()))).collect()
+    }
+}

@@ -1,0 +1,218 @@
+//! The registry's wire protocol, defined once for the client ([`HttpRegistry`]) and the
+//! server (`runner-registry`): routes, request and response bodies, the error envelope
+//! and the commit preconditions.
+//!
+//! | route | right | what |
+//! |---|---|---|
+//! | `GET /v1/orgs/{org}/repos` | read | [`Repositories`] |
+//! | `DELETE /v1/orgs/{org}/repos/{repo}` | write | delete a repository and its models |
+//! | `GET /v1/orgs/{org}/repos/{repo}/models` | read | [`Models`] |
+//! | `POST /v1/orgs/{org}/repos/{repo}/models` | write | take the next number: [`Created`] |
+//! | `GET /v1/orgs/{org}/repos/{repo}/models/{n}` | read | [`ModelView`] |
+//! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}` | write | delete a model |
+//! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit, with a [`Precondition`] |
+//! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | give back a number |
+//! | `HEAD /v1/orgs/{org}/blobs/{sha256}` | read | is this content stored? |
+//! | `PUT /v1/orgs/{org}/blobs/{sha256}` | write | upload, checked against the sha256 |
+//! | `GET /v1/orgs/{org}/blobs/{sha256}` | read | download, with HTTP Range |
+//!
+//! Errors are an [`ErrorBody`]: `{"error": {"status": 404, "code": "not_found", "message": "..."}}`.
+//!
+//! [`HttpRegistry`]: super::HttpRegistry
+
+use serde::{Deserialize, Serialize};
+
+use super::traits::{Expected, ModelStatus, ModelSummary};
+use crate::manifest::Manifest;
+use crate::names::ModelId;
+
+/// Route templates (axum syntax), one per resource; [`path`] fills them in.
+pub mod route {
+    /// An organization's repositories.
+    pub const REPOSITORIES: &str = "/v1/orgs/{org}/repos";
+    /// One repository.
+    pub const REPOSITORY: &str = "/v1/orgs/{org}/repos/{repo}";
+    /// A repository's models.
+    pub const MODELS: &str = "/v1/orgs/{org}/repos/{repo}/models";
+    /// One model.
+    pub const MODEL: &str = "/v1/orgs/{org}/repos/{repo}/models/{number}";
+    /// A model's manifest: `PUT` commits.
+    pub const MANIFEST: &str = "/v1/orgs/{org}/repos/{repo}/models/{number}/manifest";
+    /// A model's number while uploading: `DELETE` gives it back.
+    pub const RESERVATION: &str = "/v1/orgs/{org}/repos/{repo}/models/{number}/reservation";
+    /// File content by sha256.
+    pub const BLOB: &str = "/v1/orgs/{org}/blobs/{sha256}";
+}
+
+/// Concrete paths for the templates in [`route`].
+pub mod path {
+    use crate::names::ModelId;
+
+    /// [`super::route::REPOSITORIES`].
+    pub fn repositories(org: &str) -> String {
+        format!("/v1/orgs/{org}/repos")
+    }
+    /// [`super::route::REPOSITORY`].
+    pub fn repository(org: &str, repo: &str) -> String {
+        format!("/v1/orgs/{org}/repos/{repo}")
+    }
+    /// [`super::route::MODELS`].
+    pub fn models(org: &str, repo: &str) -> String {
+        format!("/v1/orgs/{org}/repos/{repo}/models")
+    }
+    /// [`super::route::MODEL`].
+    pub fn model(id: &ModelId) -> String {
+        format!("/v1/orgs/{}/repos/{}/models/{}", id.organization, id.repository, id.number)
+    }
+    /// [`super::route::MANIFEST`].
+    pub fn manifest(id: &ModelId) -> String {
+        format!("{}/manifest", model(id))
+    }
+    /// [`super::route::RESERVATION`].
+    pub fn reservation(id: &ModelId) -> String {
+        format!("{}/reservation", model(id))
+    }
+    /// [`super::route::BLOB`].
+    pub fn blob(org: &str, sha256: &str) -> String {
+        format!("/v1/orgs/{org}/blobs/{sha256}")
+    }
+}
+
+/// `GET` [`route::REPOSITORIES`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repositories {
+    /// Repository names, sorted.
+    pub repositories: Vec<String>,
+}
+
+/// `GET` [`route::MODELS`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Models {
+    /// Every model of the repository, uploading ones too, by number.
+    pub models: Vec<ModelView>,
+}
+
+/// `POST` [`route::MODELS`]: the number taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// The new model's number.
+    pub number: u64,
+}
+
+/// One model as listed, and `GET` [`route::MODEL`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelView {
+    /// Model number.
+    pub number: u64,
+    /// `uploading` or `ready`.
+    pub status: ModelStatus,
+    /// The manifest, once ready.
+    pub manifest: Option<Manifest>,
+}
+
+impl ModelView {
+    /// The view of a listed model.
+    pub fn of(summary: ModelSummary) -> ModelView {
+        ModelView { number: summary.id.number, status: summary.status, manifest: summary.manifest }
+    }
+
+    /// Back to a listing line of repository `org/repo`.
+    pub fn into_summary(self, org: &str, repo: &str) -> crate::error::Result<ModelSummary> {
+        Ok(ModelSummary { id: ModelId::new(org, repo, self.number)?, status: self.status, manifest: self.manifest })
+    }
+}
+
+/// The error envelope of every failed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What an [`ErrorBody`] says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// A stable, machine-readable code (`not_found`, `conflict`, `checksum_mismatch`...).
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error body.
+    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> ErrorBody {
+        ErrorBody { error: ErrorDetail { status, code: code.into(), message: message.into() } }
+    }
+}
+
+/// The precondition of a commit, as HTTP headers: of two registrations of one number,
+/// one wins and the other gets 412.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Precondition;
+
+impl Precondition {
+    /// The header (`If-None-Match: *` or `If-Match: "sha256"`) that says what a commit
+    /// expects to replace.
+    pub fn header(expected: &Expected) -> (&'static str, String) {
+        match expected {
+            Expected::Nothing => ("if-none-match", "*".to_string()),
+            Expected::Manifest(sha256) => ("if-match", format!("\"{sha256}\"")),
+        }
+    }
+
+    /// What a commit expects, from its `If-None-Match` and `If-Match` headers.
+    pub fn parse(if_none_match: Option<&str>, if_match: Option<&str>) -> Option<Expected> {
+        match (if_none_match, if_match) {
+            (Some(star), _) if star.trim() == "*" => Some(Expected::Nothing),
+            (_, Some(tag)) => Some(Expected::Manifest(tag.trim().trim_matches('"').to_string())),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills a template the way a router matches it.
+    fn fill(template: &str, values: &[(&str, &str)]) -> String {
+        values.iter().fold(template.to_string(), |t, (k, v)| t.replace(&format!("{{{k}}}"), v))
+    }
+
+    #[test]
+    fn paths_fill_their_templates() {
+        let id = ModelId::new("acme", "iris", 7).unwrap();
+        let m = [("org", "acme"), ("repo", "iris"), ("number", "7")];
+        assert_eq!(path::repositories("acme"), fill(route::REPOSITORIES, &m));
+        assert_eq!(path::repository("acme", "iris"), fill(route::REPOSITORY, &m));
+        assert_eq!(path::models("acme", "iris"), fill(route::MODELS, &m));
+        assert_eq!(path::model(&id), fill(route::MODEL, &m));
+        assert_eq!(path::manifest(&id), fill(route::MANIFEST, &m));
+        assert_eq!(path::reservation(&id), fill(route::RESERVATION, &m));
+        assert_eq!(path::blob("acme", "ab12"), fill(route::BLOB, &[("org", "acme"), ("sha256", "ab12")]));
+    }
+
+    #[test]
+    fn preconditions_round_trip() {
+        for expected in [Expected::Nothing, Expected::Manifest("ab".repeat(32))] {
+            let (name, value) = Precondition::header(&expected);
+            let parsed = match name {
+                "if-none-match" => Precondition::parse(Some(&value), None),
+                _ => Precondition::parse(None, Some(&value)),
+            };
+            assert_eq!(parsed, Some(expected));
+        }
+        assert_eq!(Precondition::parse(None, None), None);
+    }
+
+    #[test]
+    fn the_error_envelope_has_its_documented_shape() {
+        let body = serde_json::to_value(ErrorBody::new(404, "not_found", "no such model")).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"status": 404, "code": "not_found", "message": "no such model"}})
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! The [`Registry`] trait every backend implements, and the types it speaks.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::{FileEntry, FileOrigin, Manifest};
+use crate::names::{ModelId, ModelRef, Version};
+
+/// Whether a model can be served yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// Its number is taken but its manifest is not committed: invisible to loading.
+    Uploading,
+    /// Its manifest is committed: it can be loaded.
+    Ready,
+}
+
+impl fmt::Display for ModelStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelStatus::Uploading => "uploading",
+            ModelStatus::Ready => "ready",
+        })
+    }
+}
+
+/// A line of a repository listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// Which model.
+    pub id: ModelId,
+    /// Uploading or ready.
+    pub status: ModelStatus,
+    /// Its manifest, once ready.
+    pub manifest: Option<Manifest>,
+}
+
+/// A store of model repositories, numbered models and their files.
+///
+/// The protocol keeps half-registered models invisible: [`Registry::create_model`] takes
+/// the next number (status `uploading`), [`Registry::stage`] uploads files, and
+/// [`Staging::commit`] writes the manifest last, which makes the model `ready`.
+/// Calls block; call them from `spawn_blocking` in async code.
+pub trait Registry: Send + Sync + fmt::Debug {
+    /// Where this registry lives, for messages (a path or a URL).
+    fn location(&self) -> String;
+
+    /// The repositories of an organization, sorted.
+    fn repositories(&self, organization: &str) -> Result<Vec<String>>;
+
+    /// The models of a repository (uploading ones too), sorted by number. A repository
+    /// that does not exist is an error.
+    fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>>;
+
+    /// The status of a model, or `None` when the number does not exist.
+    fn status(&self, id: &ModelId) -> Result<Option<ModelStatus>>;
+
+    /// The committed manifest of a ready model.
+    fn manifest(&self, id: &ModelId) -> Result<Manifest>;
+
+    /// Atomically takes the next model number of a repository (creating the repository
+    /// when needed). Concurrent callers get distinct, consecutive numbers.
+    fn create_model(&self, organization: &str, repository: &str) -> Result<ModelId>;
+
+    /// Gives back a number taken by [`Registry::create_model`] whose registration failed.
+    /// Does nothing to a model that is ready.
+    fn discard(&self, id: &ModelId) -> Result<()>;
+
+    /// Deletes a model: it stops being visible at once (its manifest goes first). Its file
+    /// contents stay stored while other models share them.
+    fn delete_model(&self, id: &ModelId) -> Result<()>;
+
+    /// Starts (re)writing the files of an existing model number. Nothing becomes visible
+    /// until [`Staging::commit`].
+    fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>>;
+
+    /// Makes the files of a ready model available on local disk, every file checked
+    /// against its size and sha256, and returns the volume's directory.
+    fn fetch(&self, manifest: &Manifest) -> Result<PathBuf>;
+
+    /// The highest-numbered ready model of a repository, if any.
+    fn latest(&self, organization: &str, repository: &str) -> Result<Option<ModelId>> {
+        Ok(self
+            .models(organization, repository)?
+            .into_iter()
+            .rev()
+            .find(|m| m.status == ModelStatus::Ready)
+            .map(|m| m.id))
+    }
+
+    /// Resolves `repo:number` or `repo:latest` to a ready model.
+    fn resolve(&self, model: &ModelRef) -> Result<ModelId> {
+        let id = match model.version {
+            Version::Number(n) => ModelId::new(&model.organization, &model.repository, n)?,
+            Version::Latest => self.latest(&model.organization, &model.repository)?.ok_or_else(|| Error::NotFound {
+                what: "model",
+                message: format!(
+                    "repository `{}` in {} has no ready model; register one first",
+                    model.repository,
+                    self.location()
+                ),
+            })?,
+        };
+        match self.status(&id)? {
+            Some(ModelStatus::Ready) => Ok(id),
+            Some(ModelStatus::Uploading) => Err(Error::NotFound {
+                what: "model",
+                message: format!(
+                    "{id} is still uploading (or its registration was interrupted); it has no manifest yet"
+                ),
+            }),
+            None => {
+                Err(Error::NotFound { what: "model", message: format!("{id} does not exist in {}", self.location()) })
+            }
+        }
+    }
+}
+
+/// What a commit expects to replace, so that of two registrations of one number one wins
+/// and the other is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// The model has no manifest yet (a fresh number).
+    Nothing,
+    /// The manifest whose JSON has this sha256.
+    Manifest(String),
+}
+
+impl Expected {
+    /// What a model's current manifest is, as a precondition.
+    pub fn of(manifest: Option<&Manifest>) -> Expected {
+        match manifest {
+            None => Expected::Nothing,
+            Some(manifest) => Expected::Manifest(manifest.sha256()),
+        }
+    }
+}
+
+/// Files being uploaded into one model. Dropping it without [`Staging::commit`] abandons
+/// the upload; nothing of it becomes visible.
+pub trait Staging: Send {
+    /// Uploads one file to `volume_path`, computing its size and sha256.
+    fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry>;
+
+    /// Uploads several files (the HTTP client sends them in parallel, with progress);
+    /// entries come back in the order given.
+    fn put_files(&mut self, files: &[(String, PathBuf, FileOrigin)]) -> Result<Vec<FileEntry>> {
+        files.iter().map(|(volume_path, local, origin)| self.put_file(volume_path, local, *origin)).collect()
+    }
+
+    /// Writes the manifest, making the model ready. Every file the manifest lists must
+    /// have been uploaded through this staging.
+    fn commit(self: Box<Self>, manifest: &Manifest) -> Result<()>;
+}
+
+/// Checks, before a commit, that `manifest` describes model `id` and lists exactly the
+/// files uploaded through this staging (`staged`).
+pub(crate) fn check_staged(
+    id: &ModelId,
+    staged: &std::collections::BTreeMap<String, FileEntry>,
+    manifest: &Manifest,
+) -> Result<()> {
+    if &manifest.model != id {
+        return Err(Error::msg(format!("manifest describes {}, but this upload is for {id}", manifest.model)));
+    }
+    for file in &manifest.files {
+        if staged.get(&file.path) != Some(file) {
+            return Err(Error::msg(format!("manifest lists `{}`, which was not uploaded as described", file.path)));
+        }
+    }
+    Ok(())
+}

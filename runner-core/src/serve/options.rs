@@ -1,0 +1,67 @@
+//! How the server runs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::engine::EngineOptions;
+
+/// How the server runs. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (default `127.0.0.1:8000`).
+    pub addr: SocketAddr,
+    /// Pipelines running at once (default: the number of CPUs).
+    pub concurrency: usize,
+    /// Requests that may wait for a free slot; past that the server answers 503 with
+    /// `Retry-After` (default 1024).
+    pub queue: usize,
+    /// Per-request time limit, queueing included; past it the server answers 504
+    /// (default 30 s).
+    pub timeout: Duration,
+    /// Largest request body in bytes; larger ones get 413 (default 16 MiB).
+    pub body_limit: usize,
+    /// When set, every route but `/livez` and `/readyz` requires
+    /// `Authorization: Bearer KEY` (or `X-API-Key: KEY`).
+    pub api_key: Option<String>,
+    /// Overrides the runners' `max_batch_size`, and turns batching on for runners that
+    /// can batch ([`Runner::CAN_BATCH`](crate::Runner::CAN_BATCH)) but do not by default.
+    pub max_batch_size: Option<usize>,
+    /// Overrides the runners' `max_delay_ms`.
+    pub max_delay: Option<Duration>,
+    /// Pipelines whose average CPU time, and average time off the CPU (waiting), both
+    /// stay under this run on the async worker instead of the blocking pool, where the
+    /// thread hop would cost more than the work (tokio's rule of thumb: at most 10 to 100 µs
+    /// between awaits). An inline call over 50 ms, or calls over 1 ms becoming more than
+    /// 5% of recent ones, send the pipeline back to the pool for good. Zero: always the
+    /// pool (default 100 µs).
+    pub inline_threshold: Duration,
+}
+
+impl ServeOptions {
+    /// The engine's part of these options.
+    pub fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            concurrency: self.concurrency,
+            queue: self.queue,
+            max_batch_size: self.max_batch_size,
+            max_delay: self.max_delay,
+            inline_threshold: self.inline_threshold,
+        }
+    }
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            queue: 1024,
+            timeout: Duration::from_secs(30),
+            body_limit: 16 << 20,
+            api_key: None,
+            max_batch_size: None,
+            max_delay: None,
+            inline_threshold: Duration::from_micros(100),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The routes of the native protocol: predictions, model listings, OpenAPI, metrics,
+//! health, and the API-key check.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::error::ApiError;
+use super::state::{endpoint, models, read_body, sha256, AppState};
+use crate::engine::Endpoint;
+
+/// API-key check, constant-time on the keys' hashes (so neither content nor length leaks).
+pub(crate) async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.api_key_hash {
+        let headers = request.headers();
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+        let ok = given.is_some_and(|key| {
+            use subtle::ConstantTimeEq;
+            bool::from(sha256(key.as_bytes()).ct_eq(expected))
+        });
+        if !ok {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong API key: send `Authorization: Bearer KEY`",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        ApiError::not_ready().into_response()
+    }
+}
+
+pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let endpoint = match models(&state) {
+        Ok(models) if models.by_name.len() == 1 => models.by_name.values().next().expect("one model").clone(),
+        Ok(models) => {
+            let names: Vec<&str> = models.by_name.keys().map(String::as_str).collect();
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "several models are served; POST to /models/{{name}}/predict with one of: {}",
+                    names.join(", ")
+                ),
+            )
+            .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    predict(&state, endpoint, request).await
+}
+
+pub(crate) async fn predict_named(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    match endpoint(&state, &name) {
+        Ok(endpoint) => predict(&state, endpoint.clone(), request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn predict(state: &AppState, endpoint: Arc<Endpoint>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let started = Instant::now();
+    let metrics_endpoint = endpoint.clone();
+    let m = metrics_endpoint.metrics();
+    m.in_flight.inc();
+    let timeout = state.options.timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("the request took longer than the {} ms limit", timeout.as_millis()),
+        )
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let result = match tokio::time::timeout_at(deadline, read_body(body, &headers, state.options.body_limit)).await {
+        Err(_) => Err(timed_out()),
+        Ok(Err(e)) => Err(e),
+        // A fast pipeline runs right here, with no future to box and no timer to arm.
+        Ok(Ok(bytes)) => match endpoint.try_inline(bytes, content_type) {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(bytes) => {
+                let call = endpoint.clone().call(bytes, content_type.map(str::to_string));
+                match tokio::time::timeout_at(deadline, call).await {
+                    Ok(result) => result.map_err(ApiError::from),
+                    Err(_) => Err(timed_out()),
+                }
+            }
+        },
+    };
+    let response = match result {
+        Ok((bytes, media_type)) => {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], bytes).into_response()
+        }
+        Err(e) => e.into_response(),
+    };
+    m.in_flight.dec();
+    m.count(response.status().as_u16());
+    m.latency.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn summary(endpoint: &Endpoint) -> serde_json::Value {
+    let manifest = endpoint.manifest();
+    serde_json::json!({
+        "name": manifest.model.repository,
+        "model": manifest.model.to_string(),
+        "runner": endpoint.runner(),
+        "runner_crate": format!("{} {}", manifest.runner.crate_name, manifest.runner.crate_version),
+        "files": manifest.files.len(),
+        "bytes": manifest.total_bytes(),
+        "created_at": manifest.created_at,
+        "execution": endpoint.placement(),
+        "batching": endpoint.batch().map(|b| serde_json::json!({
+            "max_batch_size": b.max_batch_size,
+            "max_delay_ms": b.max_delay.as_millis() as u64,
+        })),
+    })
+}
+
+pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let models = models(&state)?;
+    Ok(Json(serde_json::json!({
+        "models": models.by_name.values().map(|e| summary(e.as_ref())).collect::<Vec<_>>()
+    })))
+}
+
+pub(crate) async fn model_info(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let endpoint = endpoint(&state, &name)?;
+    let mut info = summary(endpoint.as_ref());
+    info["manifest"] = serde_json::to_value(endpoint.manifest()).expect("manifests serialize");
+    Ok(Json(info))
+}
+
+pub(crate) async fn openapi_json(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(models(&state)?.openapi.clone()))
+}
+
+pub(crate) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.engine.encode_metrics(),
+    )
+        .into_response()
+}
