@@ -110,8 +110,9 @@ pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 /// The block defines some of five hooks, as associated functions (no `self`). Only
 /// `predict` is required; an absent hook takes the default below. Each hook may return a
 /// plain value or a `Result<T, E>` (written with a path ending in `Result`) whose error
-/// converts into [`BoxError`]; an [`Error`] returned by a hook keeps the HTTP status it
-/// asks for.
+/// converts into [`BoxError`]; an [`Error`] returned by a hook keeps its [`ErrorKind`]
+/// (`Error::invalid_input`, `Error::new(ErrorKind::Conflict, ..)`), which front ends
+/// answer with the matching status.
 ///
 /// | hook | signature | when absent |
 /// |---|---|---|
