@@ -19,6 +19,9 @@ SERVER_CPU = os.environ.get("SERVER_CPU", "0")
 LOAD_CPU = os.environ.get("LOAD_CPU", "1")
 CONCURRENCY = [1, 32]
 COLD_STARTS = 5
+# A/B mode: OLD_SERVE=/path/to/an/earlier/serve compares it with this checkout's serve,
+# side by side in the same rounds (FastAPI left out), into the `serving-ab` block.
+OLD_SERVE = os.environ.get("OLD_SERVE")
 
 W1_BODY = json.dumps({"values": [float(i) * 0.5 for i in range(64)]})
 W2_BODY = json.dumps({"sepal_length": 6.1, "sepal_width": 2.8, "petal_length": 4.7, "petal_width": 1.2})
@@ -47,6 +50,10 @@ def systems(registry):
         ),
         "runner serve": (
             lambda port: [str(release / "serve"), "--registry", registry, "--addr", f"127.0.0.1:{port}", "sum:latest", "iris:latest"],
+            {"W1": "/models/sum/predict", "W2": "/models/iris/predict"},
+        ),
+        "runner serve (before)": (
+            lambda port: [OLD_SERVE or "", "--registry", registry, "--addr", f"127.0.0.1:{port}", "sum:latest", "iris:latest"],
             {"W1": "/models/sum/predict", "W2": "/models/iris/predict"},
         ),
         "FastAPI + uvicorn": (
@@ -113,14 +120,15 @@ def wrk(url, body, connections, seconds, latency=True):
 
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-ORDER = ["bare axum (limit)", "runner serve", "FastAPI + uvicorn"]
+ORDER = ["bare axum (limit)", "runner serve (before)", "runner serve"] if OLD_SERVE else \
+    ["bare axum (limit)", "runner serve", "FastAPI + uvicorn"]
 
 
 def main():
     registry = str(Path(tempfile.mkdtemp()) / "registry")
     subprocess.run([str(ROOT / "target" / "release" / "register"), "--registry", registry], check=True, stdout=subprocess.DEVNULL)
     os.environ["RUNNER_REGISTRY"] = registry
-    servers = systems(registry)
+    servers = {name: system for name, system in systems(registry).items() if name in ORDER}
     cold = {}
     for name, (command, paths) in servers.items():
         starts = []
@@ -155,6 +163,10 @@ def main():
                         "rps_ratio": statistics.median(r["rps"] / l["rps"] for r, l in zip(runs, limit)),
                         "p99_ratio": statistics.median(r["p99"] / l["p99"] for r, l in zip(runs, limit)),
                     }
+                    if OLD_SERVE:
+                        before = rounds["runner serve (before)"]
+                        result["vs_before"] = statistics.median(r["rps"] / b["rps"] for r, b in zip(runs, before))
+                        result["rounds"] = [round(r["rps"]) for r in runs]
                     results.append(result)
                     print(f"{workload} c={connections:<3} {name:<20} {result['rps']:>9.0f} req/s ({result['rps_ratio']:.2f}x)  "
                           f"p50 {result['p50']:.3f} ms  p99 {result['p99']:.3f} ms ({result['p99_ratio']:.2f}x)  "
@@ -167,7 +179,34 @@ def main():
     finally:
         for process, _ in running.values():
             stop(process)
-    write(results, cold)
+    write_ab(results, cold) if OLD_SERVE else write(results, cold)
+
+
+def write_ab(results, cold):
+    by = {(r["workload"], r["connections"], r["system"]): r for r in results}
+    lines = [
+        "## Serving A/B (`OLD_SERVE=path bench/run.sh`)",
+        "",
+        f"`{OLD_SERVE}` (before) against this checkout's `serve` (after), with bare axum as the limit: all three "
+        f"running, pinned to CPU {SERVER_CPU}, `wrk -t1` on CPU {LOAD_CPU}; {ROUNDS} interleaved rounds of {DURATION} s "
+        f"per row after {WARMUP} s of warm-up. Medians of the rounds; \"after / before\" is the median of same-round "
+        f"ratios. Date: {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| workload | conc. | before req/s (rounds) | after req/s (rounds) | after / before | before vs limit | after vs limit | p99 before / after ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for workload in WORKLOADS:
+        for connections in CONCURRENCY:
+            b, a = by[(workload, connections, "runner serve (before)")], by[(workload, connections, "runner serve")]
+            lines.append(
+                f"| {workload} | {connections} | {b['rps']:,.0f} ({', '.join(map(str, b['rounds']))}) | "
+                f"{a['rps']:,.0f} ({', '.join(map(str, a['rounds']))}) | {a['vs_before']:.3f} | {b['rps_ratio']:.2f}x | "
+                f"{a['rps_ratio']:.2f}x | {b['p99']:.3f} / {a['p99']:.3f} |")
+    lines += ["", "| system | cold start (median of 5) | RSS after the runs |", "|---|---|---|"]
+    for system in ORDER:
+        r = by[("W1", 1, system)]
+        lines.append(f"| {system} | {cold[system]:.1f} ms | {r['rss']:.1f} MiB |")
+    replace_block("serving-ab", "\n".join(lines))
 
 
 def write(results, cold):

@@ -10,6 +10,30 @@ use crate::load::DynModel;
 
 /// Shared limits and metrics for every model it serves. Needs a tokio runtime for
 /// [`Endpoint::call`] and [`Endpoint::v2_infer`].
+///
+/// The HTTP server is one front end over it; an in-process caller is another:
+///
+/// ```
+/// # use runner_core::{runner, register_model, Loaded, LocalRegistry};
+/// use runner_core::engine::{Engine, EngineOptions};
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct Two;
+/// # pub struct Double;
+/// # #[runner(name = "double")]
+/// # impl Double { fn predict(_m: &Two, x: f64) -> f64 { 2.0 * x } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> runner_core::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let registry = LocalRegistry::open(dir.path())?;
+/// # register_model::<Double>("double").model(Two).register(&registry)?;
+/// let engine = Engine::new(EngineOptions { concurrency: 2, ..EngineOptions::default() });
+/// let model = Loaded::<Double>::load(&registry, &"double:1".parse()?)?;
+/// let endpoint = engine.serve(Box::new(model), "double");
+/// let (body, media_type) = endpoint.clone().call("21".into(), None).await?;
+/// assert_eq!((&body[..], media_type), (&b"42.0"[..], "application/json"));
+/// let err = endpoint.call("\"x\"".into(), None).await.unwrap_err();
+/// assert_eq!(err.kind(), runner_core::ErrorKind::InvalidInput);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Engine {
     options: EngineOptions,
