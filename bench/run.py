@@ -182,6 +182,14 @@ def main():
     write_ab(results, cold) if OLD_SERVE else write(results, cold)
 
 
+def cold_table(by, cold):
+    lines = ["", "| system | cold start to first 200 (median of 5) | RSS after the runs | peak RSS |", "|---|---|---|---|"]
+    for system in ORDER:
+        r = by[("W1", 1, system)]
+        lines.append(f"| {system} | {cold[system]:.1f} ms | {r['rss']:.1f} MiB | {r['peak_rss']:.1f} MiB |")
+    return lines
+
+
 def write_ab(results, cold):
     by = {(r["workload"], r["connections"], r["system"]): r for r in results}
     lines = [
@@ -202,10 +210,7 @@ def write_ab(results, cold):
                 f"| {workload} | {connections} | {b['rps']:,.0f} ({', '.join(map(str, b['rounds']))}) | "
                 f"{a['rps']:,.0f} ({', '.join(map(str, a['rounds']))}) | {a['vs_before']:.3f} | {b['rps_ratio']:.2f}x | "
                 f"{a['rps_ratio']:.2f}x | {b['p99']:.3f} / {a['p99']:.3f} |")
-    lines += ["", "| system | cold start (median of 5) | RSS after the runs |", "|---|---|---|"]
-    for system in ORDER:
-        r = by[("W1", 1, system)]
-        lines.append(f"| {system} | {cold[system]:.1f} ms | {r['rss']:.1f} MiB |")
+    lines += cold_table(by, cold)
     replace_block("serving-ab", "\n".join(lines))
 
 
@@ -237,10 +242,7 @@ def write(results, cold):
                 lines.append(
                     f"| {workload} | {connections} | {system} | {r['rps']:,.0f} | {r['rps_ratio']:.2f}x | "
                     f"{r['p50']:.3f} | {r['p99']:.3f} | {r['p99_ratio']:.2f}x | {r['errors']} |")
-    lines += ["", "| system | cold start to first 200 (median of 5) | RSS after the runs | peak RSS |", "|---|---|---|---|"]
-    for system in ORDER:
-        r = by[("W1", 1, system)]
-        lines.append(f"| {system} | {cold[system]:.1f} ms | {r['rss']:.1f} MiB | {r['peak_rss']:.1f} MiB |")
+    lines += cold_table(by, cold)
     ours, fastapi, limit = (by[("W1", 32, s)] for s in ["runner serve", "FastAPI + uvicorn", "bare axum (limit)"])
     lines += [
         "",
