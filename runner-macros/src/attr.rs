@@ -4,6 +4,8 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{braced, bracketed, Ident, LitInt, LitStr, Path, Token};
 
+use crate::ctxt::Ctxt;
+
 /// Known options, for "did you mean" hints.
 const OPTIONS: &[&str] =
     &["name", "repository", "requirements", "artifacts", "model", "backend", "max_batch_size", "max_delay_ms"];
@@ -33,7 +35,7 @@ impl Parse for ArtifactPair {
 }
 
 /// Parses the options, collecting every error rather than stopping at the first.
-pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<Options> {
+pub fn parse(cx: &Ctxt, input: ParseStream<'_>) -> syn::Result<Options> {
     let mut options = Options::default();
     let mut seen: Vec<Ident> = Vec::new();
     while !input.is_empty() {
@@ -44,13 +46,13 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
         if let Some(first) = seen.iter().find(|k| **k == key) {
             let mut error = syn::Error::new(key.span(), format!("duplicate option `{key}`: give it once"));
             error.combine(syn::Error::new(first.span(), format!("`{key}` first given here")));
-            errors.push(error);
+            cx.syn_error(error);
         }
         seen.push(key.clone());
         input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), format!("expected `=` after `{key}`")))?;
         match key_str.as_str() {
-            "name" => options.name = Some(parse_name(input, "runner name", errors)?),
-            "repository" => options.repository = Some(parse_name(input, "repository name", errors)?),
+            "name" => options.name = Some(parse_name(cx, input, "runner name")?),
+            "repository" => options.repository = Some(parse_name(cx, input, "repository name")?),
             "requirements" => {
                 let content;
                 bracketed!(content in input);
@@ -65,7 +67,7 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
                     bracketed!(content in input);
                 }
                 for ArtifactPair(local, remote) in Punctuated::<ArtifactPair, Token![,]>::parse_terminated(&content)? {
-                    check_glob(&local, &remote, errors);
+                    check_glob(cx, &local, &remote);
                     options.artifacts.push((local, remote));
                 }
             }
@@ -85,7 +87,7 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
             "max_batch_size" => {
                 let lit = parse_int(input, "max_batch_size = 32")?;
                 if lit.base10_parse::<usize>().map(|n| n == 0).unwrap_or(false) {
-                    errors.push(syn::Error::new(
+                    cx.syn_error(syn::Error::new(
                         lit.span(),
                         "max_batch_size must be at least 1: a batch holds one request or more",
                     ));
@@ -103,7 +105,7 @@ pub fn parse(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Resul
                         OPTIONS.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
                     )
                 });
-                errors.push(syn::Error::new(key.span(), format!("unknown option `{other}`{hint}")));
+                cx.syn_error(syn::Error::new(key.span(), format!("unknown option `{other}`{hint}")));
                 // Skip the value so the rest still parses.
                 if input.peek(syn::token::Bracket) || input.peek(syn::token::Brace) || input.peek(syn::token::Paren) {
                     input.parse::<proc_macro2::Group>()?;
@@ -131,11 +133,11 @@ fn parse_int(input: ParseStream<'_>, example: &str) -> syn::Result<LitInt> {
     Ok(lit)
 }
 
-fn parse_name(input: ParseStream<'_>, what: &str, errors: &mut Vec<syn::Error>) -> syn::Result<LitStr> {
+fn parse_name(cx: &Ctxt, input: ParseStream<'_>, what: &str) -> syn::Result<LitStr> {
     let lit: LitStr =
         input.parse().map_err(|e| syn::Error::new(e.span(), format!("expected the {what} as a string literal")))?;
     if let Err(message) = check_name(&lit.value()) {
-        errors.push(syn::Error::new(lit.span(), format!("invalid {what} `{}`: {message}", lit.value())));
+        cx.syn_error(syn::Error::new(lit.span(), format!("invalid {what} `{}`: {message}", lit.value())));
     }
     Ok(lit)
 }
@@ -160,7 +162,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// The seed's glob rule: a `*` only as the whole last component, on both sides or neither.
-fn check_glob(local: &LitStr, remote: &LitStr, errors: &mut Vec<syn::Error>) {
+fn check_glob(cx: &Ctxt, local: &LitStr, remote: &LitStr) {
     let kind = |lit: &LitStr| -> Result<bool, ()> {
         let v = lit.value();
         match v.strip_suffix('*') {
@@ -170,9 +172,9 @@ fn check_glob(local: &LitStr, remote: &LitStr, errors: &mut Vec<syn::Error>) {
         }
     };
     match (kind(local), kind(remote)) {
-        (Err(()), _) => errors.push(glob_error(local)),
-        (_, Err(())) => errors.push(glob_error(remote)),
-        (Ok(a), Ok(b)) if a != b => errors.push(syn::Error::new(
+        (Err(()), _) => cx.syn_error(glob_error(local)),
+        (_, Err(())) => cx.syn_error(glob_error(remote)),
+        (Ok(a), Ok(b)) if a != b => cx.syn_error(syn::Error::new(
             if a { remote.span() } else { local.span() },
             "a glob must stand on both sides or on neither, e.g. `\"checkpoints/*\" => \"checkpoints/*\"`",
         )),
@@ -180,7 +182,7 @@ fn check_glob(local: &LitStr, remote: &LitStr, errors: &mut Vec<syn::Error>) {
     }
     let v = remote.value();
     if v.starts_with('/') || v.split('/').any(|c| c == "..") {
-        errors.push(syn::Error::new(remote.span(), "volume paths must be relative and may not contain `..`"));
+        cx.syn_error(syn::Error::new(remote.span(), "volume paths must be relative and may not contain `..`"));
     }
 }
 

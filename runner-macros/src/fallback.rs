@@ -6,29 +6,32 @@ use quote::quote;
 use syn::ItemImpl;
 
 use crate::ast::{strip_ref, Hooks};
+use crate::kind::HookKind;
 
-pub fn expand(item: &ItemImpl, hooks: &Hooks, errors: Vec<syn::Error>) -> TokenStream {
-    let errors = errors.into_iter().map(|e| e.to_compile_error());
+pub fn expand(item: &ItemImpl, hooks: &Hooks, errors: Option<syn::Error>) -> TokenStream {
+    let errors = errors.map(|e| e.to_compile_error());
     // The stub only makes sense on a plain inherent impl.
     if item.trait_.is_some() || !item.generics.params.is_empty() {
-        return quote!(#item #(#errors)*);
+        return quote!(#item #errors);
     }
     let self_ty = &item.self_ty;
     let unit: syn::Type = syn::parse_quote!(());
-    let predict = hooks.predict.as_ref();
-    let model = predict.map_or(&unit, |p| strip_ref(&p.params[0].ty));
-    let model_input = predict.map_or(&unit, |p| &p.params[1].ty);
-    let model_output = predict.and_then(|p| p.ret.as_ref()).map_or(&unit, |r| &r.value);
-    let input = hooks.preprocess.as_ref().map_or(model_input, |h| &h.params[h.params.len() - 1].ty);
-    let output = hooks.postprocess.as_ref().and_then(|h| h.ret.as_ref()).map_or(model_output, |r| &r.value);
+    let predict = hooks.get(HookKind::Predict);
+    let model = predict.map_or(&unit, |p| strip_ref(p.param(0)));
+    let model_input = predict.map_or(&unit, |p| p.param(1));
+    let model_output = predict.map_or(&unit, |p| &p.ret.value);
+    let input = hooks.get(HookKind::PreprocessData).map_or(model_input, |h| h.data_param());
+    let output = hooks.get(HookKind::PostprocessData).map_or(model_output, |h| &h.ret.value);
+    let flags = HookKind::ALL.into_iter().filter(|kind| kind.spec().flagged).map(|kind| {
+        let field = syn::Ident::new(kind.name(), proc_macro2::Span::call_site());
+        quote!(#field: false)
+    });
     quote! {
         #item
-        #(#errors)*
+        #errors
         impl ::runner_core::Runner for #self_ty {
             const NAME: &'static str = "";
-            const HOOKS: ::runner_core::Hooks = ::runner_core::Hooks {
-                preprocess_data: false, postprocess_data: false, save_model: false, load_model: false,
-            };
+            const HOOKS: ::runner_core::Hooks = ::runner_core::Hooks { #(#flags),* };
             type Model = #model;
             type Input = #input;
             type ModelInput = #model_input;

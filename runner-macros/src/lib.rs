@@ -2,8 +2,10 @@
 
 mod ast;
 mod attr;
+mod ctxt;
 mod expand;
 mod fallback;
+mod kind;
 mod valid;
 
 use proc_macro::TokenStream;
