@@ -1,6 +1,7 @@
 //! Parsing `#[runner(...)]` options.
 
-use syn::parse::{Parse, ParseStream};
+use proc_macro2::{TokenStream, TokenTree};
+use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{braced, bracketed, Ident, LitInt, LitStr, Path, Token};
 
@@ -21,6 +22,15 @@ pub struct Options {
     pub backend: Option<syn::Type>,
     pub max_batch_size: Option<(Ident, LitInt)>,
     pub max_delay_ms: Option<(Ident, LitInt)>,
+    /// Every option key written, in order, valid or not.
+    keys: Vec<Ident>,
+}
+
+impl Options {
+    /// Whether the option `key` was written, even with a value that did not parse.
+    pub fn given(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key)
+    }
 }
 
 struct ArtifactPair(LitStr, LitStr);
@@ -34,94 +44,104 @@ impl Parse for ArtifactPair {
     }
 }
 
-/// Parses the options, collecting every error rather than stopping at the first.
-pub fn parse(cx: &Ctxt, input: ParseStream<'_>) -> syn::Result<Options> {
-    let mut options = Options::default();
-    let mut seen: Vec<Ident> = Vec::new();
-    while !input.is_empty() {
-        let key: Ident = input
-            .parse()
-            .map_err(|e| syn::Error::new(e.span(), "expected an option such as `name = \"my-runner\"`"))?;
-        let key_str = key.to_string();
-        if let Some(first) = seen.iter().find(|k| **k == key) {
-            let mut error = syn::Error::new(key.span(), format!("duplicate option `{key}`: give it once"));
-            error.combine(syn::Error::new(first.span(), format!("`{key}` first given here")));
-            cx.syn_error(error);
-        }
-        seen.push(key.clone());
-        input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), format!("expected `=` after `{key}`")))?;
-        match key_str.as_str() {
-            "name" => options.name = Some(parse_name(cx, input, "runner name")?),
-            "repository" => options.repository = Some(parse_name(cx, input, "repository name")?),
-            "requirements" => {
-                let content;
-                bracketed!(content in input);
-                options.requirements =
-                    Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?.into_iter().collect();
+/// Parses the options. A mistake in one option is recorded in `cx` and parsing goes on
+/// after the next `,`, so one compile reports every mistake.
+pub fn parse(cx: &Ctxt, args: TokenStream) -> Options {
+    let parser = |input: ParseStream<'_>| {
+        let mut options = Options::default();
+        while !input.is_empty() {
+            if let Err(error) = parse_option(cx, input, &mut options) {
+                cx.syn_error(error);
+                skip_to_comma(input)?;
             }
-            "artifacts" => {
-                let content;
-                if input.peek(syn::token::Brace) {
-                    braced!(content in input);
-                } else {
-                    bracketed!(content in input);
-                }
-                for ArtifactPair(local, remote) in Punctuated::<ArtifactPair, Token![,]>::parse_terminated(&content)? {
-                    check_glob(cx, &local, &remote);
-                    options.artifacts.push((local, remote));
-                }
-            }
-            "model" => {
-                options.model = Some(input.parse().map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "expected a path to a function that builds the model, e.g. `model = Iris::train`",
-                    )
-                })?)
-            }
-            "backend" => {
-                options.backend = Some(input.parse().map_err(|e| {
-                    syn::Error::new(e.span(), "expected the backend's type, e.g. `backend = runner_torch::Torch`")
-                })?)
-            }
-            "max_batch_size" => {
-                let lit = parse_int(input, "max_batch_size = 32")?;
-                if lit.base10_parse::<usize>().map(|n| n == 0).unwrap_or(false) {
-                    cx.syn_error(syn::Error::new(
-                        lit.span(),
-                        "max_batch_size must be at least 1: a batch holds one request or more",
-                    ));
-                }
-                options.max_batch_size = Some((key.clone(), lit));
-            }
-            "max_delay_ms" => {
-                let lit = parse_int(input, "max_delay_ms = 5")?;
-                options.max_delay_ms = Some((key.clone(), lit));
-            }
-            other => {
-                let hint = suggestion(other, OPTIONS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_else(|| {
-                    format!(
-                        "; the options are {}",
-                        OPTIONS.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
-                    )
-                });
-                cx.syn_error(syn::Error::new(key.span(), format!("unknown option `{other}`{hint}")));
-                // Skip the value so the rest still parses.
-                if input.peek(syn::token::Bracket) || input.peek(syn::token::Brace) || input.peek(syn::token::Paren) {
-                    input.parse::<proc_macro2::Group>()?;
-                } else if input.peek(LitStr) || input.peek(LitInt) {
-                    input.parse::<syn::Lit>()?;
-                } else {
-                    input.parse::<Path>()?;
-                }
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
             }
         }
-        if input.is_empty() {
-            break;
-        }
-        input.parse::<Token![,]>()?;
+        Ok(options)
+    };
+    parser.parse2(args).unwrap_or_else(|error| {
+        cx.syn_error(error);
+        Options::default()
+    })
+}
+
+/// Skips the rest of a malformed option.
+fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        input.parse::<TokenTree>()?;
     }
-    Ok(options)
+    Ok(())
+}
+
+/// Parses one `key = value`, up to the `,` after it.
+fn parse_option(cx: &Ctxt, input: ParseStream<'_>, options: &mut Options) -> syn::Result<()> {
+    let key: Ident =
+        input.parse().map_err(|e| syn::Error::new(e.span(), "expected an option such as `name = \"my-runner\"`"))?;
+    let key_str = key.to_string();
+    if let Some(first) = options.keys.iter().find(|k| **k == key) {
+        let mut error = syn::Error::new(key.span(), format!("duplicate option `{key}`: give it once"));
+        error.combine(syn::Error::new(first.span(), format!("`{key}` first given here")));
+        cx.syn_error(error);
+    }
+    options.keys.push(key.clone());
+    input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), format!("expected `=` after `{key}`")))?;
+    match key_str.as_str() {
+        "name" => options.name = Some(parse_name(cx, input, "runner name")?),
+        "repository" => options.repository = Some(parse_name(cx, input, "repository name")?),
+        "requirements" => {
+            let content;
+            bracketed!(content in input);
+            options.requirements = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?.into_iter().collect();
+        }
+        "artifacts" => {
+            let content;
+            if input.peek(syn::token::Brace) {
+                braced!(content in input);
+            } else {
+                bracketed!(content in input);
+            }
+            for ArtifactPair(local, remote) in Punctuated::<ArtifactPair, Token![,]>::parse_terminated(&content)? {
+                check_glob(cx, &local, &remote);
+                options.artifacts.push((local, remote));
+            }
+        }
+        "model" => {
+            options.model = Some(input.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected a path to a function that builds the model, e.g. `model = Iris::train`",
+                )
+            })?)
+        }
+        "backend" => {
+            options.backend = Some(input.parse().map_err(|e| {
+                syn::Error::new(e.span(), "expected the backend's type, e.g. `backend = runner_torch::Torch`")
+            })?)
+        }
+        "max_batch_size" => {
+            let lit = parse_int(input, "max_batch_size = 32")?;
+            if lit.base10_parse::<usize>().map(|n| n == 0).unwrap_or(false) {
+                cx.error(lit.span(), "max_batch_size must be at least 1: a batch holds one request or more");
+            }
+            options.max_batch_size = Some((key, lit));
+        }
+        "max_delay_ms" => {
+            let lit = parse_int(input, "max_delay_ms = 5")?;
+            options.max_delay_ms = Some((key, lit));
+        }
+        other => {
+            let hint = suggestion(other, OPTIONS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_else(|| {
+                format!("; the options are {}", OPTIONS.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "))
+            });
+            cx.error(key.span(), format!("unknown option `{other}`{hint}"));
+            skip_to_comma(input)?;
+        }
+    }
+    if !input.is_empty() && !input.peek(Token![,]) {
+        return Err(input.error("expected `,`"));
+    }
+    Ok(())
 }
 
 fn parse_int(input: ParseStream<'_>, example: &str) -> syn::Result<LitInt> {
@@ -137,7 +157,7 @@ fn parse_name(cx: &Ctxt, input: ParseStream<'_>, what: &str) -> syn::Result<LitS
     let lit: LitStr =
         input.parse().map_err(|e| syn::Error::new(e.span(), format!("expected the {what} as a string literal")))?;
     if let Err(message) = check_name(&lit.value()) {
-        cx.syn_error(syn::Error::new(lit.span(), format!("invalid {what} `{}`: {message}", lit.value())));
+        cx.error(lit.span(), format!("invalid {what} `{}`: {message}", lit.value()));
     }
     Ok(lit)
 }
@@ -174,15 +194,15 @@ fn check_glob(cx: &Ctxt, local: &LitStr, remote: &LitStr) {
     match (kind(local), kind(remote)) {
         (Err(()), _) => cx.syn_error(glob_error(local)),
         (_, Err(())) => cx.syn_error(glob_error(remote)),
-        (Ok(a), Ok(b)) if a != b => cx.syn_error(syn::Error::new(
+        (Ok(a), Ok(b)) if a != b => cx.error(
             if a { remote.span() } else { local.span() },
             "a glob must stand on both sides or on neither, e.g. `\"checkpoints/*\" => \"checkpoints/*\"`",
-        )),
+        ),
         _ => {}
     }
     let v = remote.value();
     if v.starts_with('/') || v.split('/').any(|c| c == "..") {
-        cx.syn_error(syn::Error::new(remote.span(), "volume paths must be relative and may not contain `..`"));
+        cx.error(remote.span(), "volume paths must be relative and may not contain `..`");
     }
 }
 

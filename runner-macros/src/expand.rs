@@ -3,7 +3,6 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
-use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{ItemImpl, Type};
 
@@ -30,11 +29,7 @@ pub fn runner(args: TokenStream, input: TokenStream) -> TokenStream {
         }
     };
     let cx = Ctxt::new();
-    let options = (|input: ParseStream<'_>| attr::parse(&cx, input)).parse2(args);
-    let options = options.unwrap_or_else(|e| {
-        cx.syn_error(e);
-        Options::default()
-    });
+    let options = attr::parse(&cx, args);
     valid::check_impl_block(&cx, &item);
     let hooks = Hooks::collect(&cx, &item);
     if item.trait_.is_none() {

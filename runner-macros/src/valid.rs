@@ -27,7 +27,7 @@ pub fn check_impl_block(cx: &Ctxt, item: &ItemImpl) {
 }
 
 pub fn check_predict_present(cx: &Ctxt, item: &ItemImpl, options: &Options, hooks: &Hooks) {
-    if hooks.find(HookKind::Predict).is_none() && options.backend.is_none() {
+    if hooks.find(HookKind::Predict).is_none() && !options.given("backend") {
         cx.error(
             item.self_ty.span(),
             "a runner needs a `predict` hook: add `fn predict(model: &Model, data: Input) -> Output`, or take it from a backend: `#[runner(backend = runner_torch::Torch)]`",
@@ -61,7 +61,7 @@ pub fn check_backend_hooks(cx: &Ctxt, options: &Options, hooks: &Hooks) {
 }
 
 pub fn check_batch_options(cx: &Ctxt, options: &Options, hooks: &Hooks) {
-    if hooks.find(HookKind::PredictBatch).is_some() || options.backend.is_some() {
+    if hooks.find(HookKind::PredictBatch).is_some() || options.given("backend") {
         return;
     }
     for (key, _) in [&options.max_batch_size, &options.max_delay_ms].into_iter().flatten() {
