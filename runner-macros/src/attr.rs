@@ -1,6 +1,7 @@
 //! Parsing `#[runner(...)]` options.
 
 use proc_macro2::{TokenStream, TokenTree};
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{braced, bracketed, Ident, LitInt, LitStr, Path, Token};
@@ -9,7 +10,7 @@ use crate::ctxt::Ctxt;
 
 /// Known options, for "did you mean" hints.
 const OPTIONS: &[&str] =
-    &["name", "repository", "requirements", "artifacts", "model", "backend", "max_batch_size", "max_delay_ms"];
+    &["name", "repository", "requirements", "artifacts", "model", "backend", "max_batch_size", "max_delay_ms", "crate"];
 
 /// The parsed options.
 #[derive(Default)]
@@ -22,6 +23,8 @@ pub struct Options {
     pub backend: Option<syn::Type>,
     pub max_batch_size: Option<(Ident, LitInt)>,
     pub max_delay_ms: Option<(Ident, LitInt)>,
+    /// `crate = path`: where generated code finds runner-core.
+    pub krate: Option<Path>,
     /// Every option key written, in order, valid or not.
     keys: Vec<Ident>,
 }
@@ -76,8 +79,9 @@ fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
 
 /// Parses one `key = value`, up to the `,` after it.
 fn parse_option(cx: &Ctxt, input: ParseStream<'_>, options: &mut Options) -> syn::Result<()> {
-    let key: Ident =
-        input.parse().map_err(|e| syn::Error::new(e.span(), "expected an option such as `name = \"my-runner\"`"))?;
+    // `parse_any`: `crate` is a keyword.
+    let key = Ident::parse_any(input)
+        .map_err(|e| syn::Error::new(e.span(), "expected an option such as `name = \"my-runner\"`"))?;
     let key_str = key.to_string();
     if let Some(first) = options.keys.iter().find(|k| **k == key) {
         let mut error = syn::Error::new(key.span(), format!("duplicate option `{key}`: give it once"));
@@ -130,6 +134,7 @@ fn parse_option(cx: &Ctxt, input: ParseStream<'_>, options: &mut Options) -> syn
             let lit = parse_int(input, "max_delay_ms = 5")?;
             options.max_delay_ms = Some((key, lit));
         }
+        "crate" => options.krate = Some(parse_crate_path(input)?),
         other => {
             let hint = suggestion(other, OPTIONS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_else(|| {
                 format!("; the options are {}", OPTIONS.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "))
@@ -142,6 +147,21 @@ fn parse_option(cx: &Ctxt, input: ParseStream<'_>, options: &mut Options) -> syn
         return Err(input.error("expected `,`"));
     }
     Ok(())
+}
+
+/// `crate = path` or `crate = "path"`: a path in `use` style (`::a::b`, `crate::a`,
+/// `self::a`, no generics). Tokens parsed from a string carry the string's span.
+fn parse_crate_path(input: ParseStream<'_>) -> syn::Result<Path> {
+    const EXPECTED: &str =
+        "expected the path to runner_core or to a module that re-exports it, e.g. `crate = my_facade` or `crate = \"my_facade\"`";
+    let path = if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        lit.parse_with(Path::parse_mod_style)
+            .map_err(|_| syn::Error::new(lit.span(), format!("`{}` is not a path: {EXPECTED}", lit.value())))?
+    } else {
+        Path::parse_mod_style(input).map_err(|e| syn::Error::new(e.span(), EXPECTED))?
+    };
+    Ok(path)
 }
 
 fn parse_int(input: ParseStream<'_>, example: &str) -> syn::Result<LitInt> {

@@ -6,6 +6,7 @@ mod ctxt;
 mod expand;
 mod fallback;
 mod kind;
+mod krate;
 mod valid;
 
 use proc_macro::TokenStream;
