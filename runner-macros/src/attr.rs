@@ -69,6 +69,27 @@ pub fn parse(cx: &Ctxt, args: TokenStream) -> Options {
     })
 }
 
+/// Parses the contents of the `[...]` (or `{...}`, if `braces`) next in `input` with
+/// `parse`, then skips whatever it left: syn would otherwise report the leftover as an
+/// "unexpected token" that fails the options after it too.
+fn in_brackets<T>(
+    input: ParseStream<'_>,
+    braces: bool,
+    parse: impl FnOnce(ParseStream<'_>) -> syn::Result<T>,
+) -> syn::Result<T> {
+    let content;
+    if braces && input.peek(syn::token::Brace) {
+        braced!(content in input);
+    } else {
+        bracketed!(content in input);
+    }
+    let parsed = parse(&content);
+    while !content.is_empty() {
+        content.parse::<TokenTree>()?;
+    }
+    parsed
+}
+
 /// Skips the rest of a malformed option.
 fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
     while !input.is_empty() && !input.peek(Token![,]) {
@@ -94,18 +115,12 @@ fn parse_option(cx: &Ctxt, input: ParseStream<'_>, options: &mut Options) -> syn
         "name" => options.name = Some(parse_name(cx, input, "runner name")?),
         "repository" => options.repository = Some(parse_name(cx, input, "repository name")?),
         "requirements" => {
-            let content;
-            bracketed!(content in input);
-            options.requirements = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?.into_iter().collect();
+            let requirements = in_brackets(input, false, Punctuated::<LitStr, Token![,]>::parse_terminated)?;
+            options.requirements = requirements.into_iter().collect();
         }
         "artifacts" => {
-            let content;
-            if input.peek(syn::token::Brace) {
-                braced!(content in input);
-            } else {
-                bracketed!(content in input);
-            }
-            for ArtifactPair(local, remote) in Punctuated::<ArtifactPair, Token![,]>::parse_terminated(&content)? {
+            let pairs = in_brackets(input, true, Punctuated::<ArtifactPair, Token![,]>::parse_terminated)?;
+            for ArtifactPair(local, remote) in pairs {
                 check_glob(cx, &local, &remote);
                 options.artifacts.push((local, remote));
             }
@@ -238,4 +253,62 @@ pub fn suggestion<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
         .filter(|(d, k)| *d <= 2.max(k.len() / 5))
         .min()
         .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    /// The options parsed from `args`, and the errors, one string each.
+    fn parse_str(args: TokenStream) -> (Options, Vec<String>) {
+        let cx = Ctxt::new();
+        let options = parse(&cx, args);
+        let errors = match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (options, errors)
+    }
+
+    #[test]
+    fn parsing_goes_on_after_a_malformed_option() {
+        let (options, errors) = parse_str(quote!(
+            requirements = ["a" "b"],
+            max_batch_size = "8",
+            name,
+            backend = 1 + 2,
+            repositry = "x",
+            repository = "models",
+            crate = "a b",
+        ));
+        assert_eq!(
+            errors,
+            [
+                "expected `,`",
+                "expected a whole number, e.g. `max_batch_size = 32`",
+                "expected `=` after `name`",
+                "expected the backend's type, e.g. `backend = runner_torch::Torch`",
+                "unknown option `repositry`; did you mean `repository`?",
+                "`a b` is not a path: expected the path to runner_core or to a module that re-exports it, e.g. `crate = my_facade` or `crate = \"my_facade\"`",
+            ]
+        );
+        assert_eq!(options.repository.as_ref().unwrap().value(), "models");
+        assert!(options.given("backend") && options.backend.is_none());
+        assert!(options.given("crate") && options.krate.is_none());
+    }
+
+    #[test]
+    fn crate_path_bare_or_quoted() {
+        for args in [quote!(crate = ::my::facade), quote!(crate = "::my::facade")] {
+            let (options, errors) = parse_str(args);
+            assert!(errors.is_empty(), "{errors:?}");
+            let path = options.krate.unwrap();
+            assert_eq!(quote!(#path).to_string(), quote!(::my::facade).to_string());
+        }
+        let (options, errors) = parse_str(quote!(crate = crate::facade, krate = x));
+        assert_eq!(errors, ["unknown option `krate`; did you mean `crate`?"]);
+        assert!(options.krate.unwrap().segments[0].ident == "crate");
+    }
 }
