@@ -139,6 +139,7 @@ pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 /// | `model` | `model = Iris::train` | a `fn() -> Model` or `fn() -> Result<Model, E>` that `register` calls to build the instance |
 /// | `backend` | `backend = runner_torch::Torch` | a [`Backend`] that provides `predict`, `predict_batch`, `save_model` and `load_model` (the block then declares none of them) |
 /// | `max_batch_size`, `max_delay_ms` | `max_batch_size = 32, max_delay_ms = 5` | batch requests (needs `predict_batch` or a `backend`); `serve --max-batch-size` overrides |
+/// | `crate` | `crate = my_facade` | the path generated code reaches runner-core through, for a crate that re-exports runner-core (`pub use runner_core::*;`) so that its users need not depend on it; also written `crate = "my_facade"` (default: `::runner_core`) |
 ///
 /// ```
 /// use runner_core::{runner, Artifacts, Props, Result, SaveDir};

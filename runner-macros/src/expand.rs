@@ -3,12 +3,14 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
-use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{ItemImpl, Type};
 
 use crate::ast::{strip_ref, Hook, Hooks};
 use crate::attr::{self, Options};
+use crate::ctxt::Ctxt;
+use crate::kind::HookKind;
+use crate::krate::Krate;
 use crate::{fallback, valid};
 
 pub fn runner(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -27,29 +29,27 @@ pub fn runner(args: TokenStream, input: TokenStream) -> TokenStream {
             return quote!(#input #error);
         }
     };
-    let mut errors = Vec::new();
-    let options = (|input: ParseStream<'_>| attr::parse(input, &mut errors)).parse2(args);
-    let options = options.unwrap_or_else(|e| {
-        errors.push(e);
-        Options::default()
-    });
-    valid::check_impl_block(&item, &mut errors);
-    let hooks = Hooks::collect(&item, &mut errors);
+    let cx = Ctxt::new();
+    let options = attr::parse(&cx, args);
+    valid::check_impl_block(&cx, &item);
+    let hooks = Hooks::collect(&cx, &item);
     if item.trait_.is_none() {
-        valid::check_predict_present(&item, &options, &hooks, &mut errors);
+        valid::check_predict_present(&cx, &item, &options, &hooks);
     }
-    valid::check_backend_hooks(&options, &hooks, &mut errors);
-    valid::check_save_needs_load(&hooks, &mut errors);
-    valid::check_batch_options(&options, &hooks, &mut errors);
-    let name = runner_name(&item, &options, &mut errors);
-    let core = match (&hooks.predict, &options.backend) {
+    valid::check_backend_hooks(&cx, &options, &hooks);
+    valid::check_save_needs_load(&cx, &hooks);
+    valid::check_batch_options(&cx, &options, &hooks);
+    let name = runner_name(&cx, &item, &options);
+    let core = match (hooks.get(HookKind::Predict), &options.backend) {
         (Some(predict), None) => Some(Core::Predict(predict)),
         (None, Some(backend)) => Some(Core::Backend(backend)),
         _ => None,
     };
-    match (errors.is_empty(), core) {
-        (true, Some(core)) => expand(&item, &options, &hooks, core, &name),
-        _ => fallback::expand(&item, &hooks, errors),
+    // A `crate = ...` that did not parse: the default path may well not resolve either.
+    let krate = (options.krate.is_some() || !options.given("crate")).then(|| Krate::new(options.krate.as_ref()));
+    match (cx.check(), core, krate) {
+        (Ok(()), Some(core), Some(krate)) => expand(&item, &krate, &options, &hooks, core, &name),
+        (result, _, krate) => fallback::expand(&item, krate.as_ref(), &hooks, result.err()),
     }
 }
 
@@ -65,7 +65,7 @@ fn item_keyword_span(item: &syn::Item) -> Span {
 }
 
 /// `name = "..."`, or the type's name in kebab-case.
-fn runner_name(item: &ItemImpl, options: &Options, errors: &mut Vec<syn::Error>) -> String {
+fn runner_name(cx: &Ctxt, item: &ItemImpl, options: &Options) -> String {
     if let Some(name) = &options.name {
         return name.value();
     }
@@ -74,7 +74,7 @@ fn runner_name(item: &ItemImpl, options: &Options, errors: &mut Vec<syn::Error>)
         _ => None,
     };
     let Some(ident) = ident else {
-        errors.push(syn::Error::new(item.self_ty.span(), "give this runner a name: `#[runner(name = \"my-runner\")]`"));
+        cx.error(item.self_ty.span(), "give this runner a name: `#[runner(name = \"my-runner\")]`");
         return String::new();
     };
     let mut name = String::new();
@@ -85,55 +85,47 @@ fn runner_name(item: &ItemImpl, options: &Options, errors: &mut Vec<syn::Error>)
         name.extend(c.to_lowercase());
     }
     if let Err(message) = attr::check_name(&name) {
-        errors.push(syn::Error::new(
+        cx.error(
             item.self_ty.span(),
             format!("the runner name derived from the type, `{name}`, {message}; give one: `#[runner(name = \"my-runner\")]`"),
-        ));
+        );
     }
     name
 }
 
-/// `::runner_core::__private::same::<A, B>(value)`, spanned on the user's type `at`.
-fn cast(value: TokenStream, from: &dyn ToTokens, to: &dyn ToTokens, at: Span) -> TokenStream {
-    quote_spanned!(at=> ::runner_core::__private::same::<#from, #to>(#value))
+/// `runner_core::__private::same::<A, B>(value)`, spanned on the user's type `at`.
+fn cast(krate: &Krate, value: TokenStream, from: &dyn ToTokens, to: &dyn ToTokens, at: Span) -> TokenStream {
+    let k = krate.at(at);
+    quote_spanned!(at=> #k::__private::same::<#from, #to>(#value))
 }
 
 /// Like [`cast`] when `from` is generated and `to` is the user's type: the error is
 /// reported on `to`.
-fn cast_to_user(value: TokenStream, from: &dyn ToTokens, to: &dyn ToTokens, at: Span) -> TokenStream {
-    quote_spanned!(at=> ::runner_core::__private::same_as_user::<#to, #from>(#value))
+fn cast_to_user(krate: &Krate, value: TokenStream, from: &dyn ToTokens, to: &dyn ToTokens, at: Span) -> TokenStream {
+    let k = krate.at(at);
+    quote_spanned!(at=> #k::__private::same_as_user::<#to, #from>(#value))
 }
 
-/// Wraps a hook call's value into the framework's `Result` (with `?`).
-fn call(hook: &Hook, hook_variant: &str, call: TokenStream) -> TokenStream {
-    let variant = syn::Ident::new(hook_variant, Span::call_site());
-    let ret = hook.ret.as_ref().expect("hooks without a return type are rejected");
-    if ret.fallible {
-        quote!(::runner_core::__private::hook_result(::runner_core::Hook::#variant, #call)?)
+/// Wraps a hook call's value into the framework's `Result` (with `?`), attributing an
+/// error to the hook's `Hook` variant.
+fn call(krate: &Krate, hook: &Hook, call: TokenStream) -> TokenStream {
+    let variant = syn::Ident::new(hook.kind.spec().variant, Span::call_site());
+    if hook.ret.fallible {
+        quote!(#krate::__private::hook_result(#krate::Hook::#variant, #call)?)
     } else {
         call
     }
 }
 
-fn param(hook: &Hook, index: usize) -> &Type {
-    &hook.params[index].ty
-}
-
-/// The data parameter of a pre/postprocess hook: the last (the first may borrow the model).
-fn data_param(hook: &Hook) -> &Type {
-    &hook.params[hook.params.len() - 1].ty
-}
-
 /// Arguments of a pre/postprocess call: `data`, or `model, data` when the hook borrows
 /// the model (its type checked against the model's, on the user's token).
-fn hook_args(hook: &Hook, data: TokenStream) -> TokenStream {
-    match hook.params.len() {
-        2 => {
-            let takes = param(hook, 0);
-            let model = cast_to_user(quote!(model), &quote!(&Self::Model), takes, takes.span());
-            quote!(#model, #data)
-        }
-        _ => data,
+fn hook_args(krate: &Krate, hook: &Hook, data: TokenStream) -> TokenStream {
+    if hook.borrows_model() {
+        let takes = hook.param(0);
+        let model = cast_to_user(krate, quote!(model), &quote!(&Self::Model), takes, takes.span());
+        quote!(#model, #data)
+    } else {
+        data
     }
 }
 
@@ -143,103 +135,109 @@ enum Core<'a> {
     Backend(&'a Type),
 }
 
-fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, core: Core<'_>, name: &str) -> TokenStream {
+fn expand(item: &ItemImpl, krate: &Krate, options: &Options, hooks: &Hooks, core: Core<'_>, name: &str) -> TokenStream {
     let self_ty = &item.self_ty;
     let span_of = |t: &Type| t.span();
+    let preprocess_hook = hooks.get(HookKind::PreprocessData);
+    let postprocess_hook = hooks.get(HookKind::PostprocessData);
+    let save_hook = hooks.get(HookKind::SaveModel);
+    let load_hook = hooks.get(HookKind::LoadModel);
     // The model's types, and the span their mismatches are reported at.
     let (model_ty, model_input, model_output, model_span) = match core {
         Core::Predict(predict) => {
-            let model = strip_ref(param(predict, 0));
-            let output = &predict.ret.as_ref().expect("checked").value;
-            (model.to_token_stream(), param(predict, 1).to_token_stream(), output.to_token_stream(), span_of(model))
+            let model = strip_ref(predict.param(0));
+            let output = &predict.ret.value;
+            (model.to_token_stream(), predict.param(1).to_token_stream(), output.to_token_stream(), span_of(model))
         }
         Core::Backend(backend) => {
-            let b = quote_spanned!(backend.span()=> <#backend as ::runner_core::Backend>);
+            let k = krate.at(backend.span());
+            let b = quote_spanned!(backend.span()=> <#backend as #k::Backend>);
             (quote!(#b::Model), quote!(#b::Input), quote!(#b::Output), backend.span())
         }
     };
-    let api_input = hooks.preprocess.as_ref().map_or_else(|| model_input.clone(), |h| data_param(h).to_token_stream());
-    let api_output = hooks
-        .postprocess
-        .as_ref()
-        .map_or_else(|| model_output.clone(), |h| h.ret.as_ref().expect("checked").value.to_token_stream());
-    let api_input_span = hooks.preprocess.as_ref().map_or(model_span, |h| span_of(data_param(h)));
-    let api_output_span = hooks.postprocess.as_ref().map_or(model_span, |h| h.ret.as_ref().expect("checked").span);
+    let api_input = preprocess_hook.map_or_else(|| model_input.clone(), |h| h.data_param().to_token_stream());
+    let api_output = postprocess_hook.map_or_else(|| model_output.clone(), |h| h.ret.value.to_token_stream());
+    let api_input_span = preprocess_hook.map_or(model_span, |h| span_of(h.data_param()));
+    let api_output_span = postprocess_hook.map_or(model_span, |h| h.ret.span);
 
-    let preprocess = match &hooks.preprocess {
+    let preprocess = match preprocess_hook {
         Some(h) => {
-            let out = &h.ret.as_ref().expect("checked").value;
-            let args = hook_args(h, quote!(input));
-            let value = call(h, "PreprocessData", quote!(<#self_ty>::preprocess_data(#args)));
+            let out = &h.ret.value;
+            let args = hook_args(krate, h, quote!(input));
+            let value = call(krate, h, quote!(<#self_ty>::preprocess_data(#args)));
             let value = match core {
-                Core::Predict(predict) => cast(value, out, &model_input, span_of(param(predict, 1))),
+                Core::Predict(predict) => cast(krate, value, out, &model_input, span_of(predict.param(1))),
                 // The backend's input type is not the user's: report on the hook's return type.
-                Core::Backend(_) => cast(value, out, &model_input, span_of(out)),
+                Core::Backend(_) => cast(krate, value, out, &model_input, span_of(out)),
             };
             quote!(::core::result::Result::Ok(#value))
         }
         None => quote!(::core::result::Result::Ok(input)),
     };
     let backend = match core {
-        Core::Backend(backend) => Some(quote_spanned!(backend.span()=> <#backend as ::runner_core::Backend>)),
+        Core::Backend(backend) => {
+            let k = krate.at(backend.span());
+            Some(quote_spanned!(backend.span()=> <#backend as #k::Backend>))
+        }
         Core::Predict(_) => None,
     };
     let predict_body = match (core, &backend) {
         (Core::Predict(predict), _) => {
-            let value = call(predict, "Predict", quote!(<#self_ty>::predict(model, input)));
+            let value = call(krate, predict, quote!(<#self_ty>::predict(model, input)));
             quote!(::core::result::Result::Ok(#value))
         }
         (Core::Backend(_), Some(b)) => quote!(#b::predict(model, input)),
         (Core::Backend(_), None) => unreachable!("a backend core has a backend path"),
     };
-    let postprocess = match &hooks.postprocess {
+    let postprocess = match postprocess_hook {
         Some(h) => {
-            let takes = data_param(h);
-            let arg = cast(quote!(output), &model_output, takes, span_of(takes));
-            let args = hook_args(h, arg);
-            let value = call(h, "PostprocessData", quote!(<#self_ty>::postprocess_data(#args)));
+            let takes = h.data_param();
+            let arg = cast(krate, quote!(output), &model_output, takes, span_of(takes));
+            let args = hook_args(krate, h, arg);
+            let value = call(krate, h, quote!(<#self_ty>::postprocess_data(#args)));
             quote!(::core::result::Result::Ok(#value))
         }
         None => quote!(::core::result::Result::Ok(output)),
     };
 
-    let save = match (&hooks.save, &hooks.load, &backend) {
+    let save = match (save_hook, load_hook, &backend) {
         (_, _, Some(b)) => {
-            quote!(::core::result::Result::Ok(::runner_core::Saved::Custom(#b::save(model, dir)?)))
+            quote!(::core::result::Result::Ok(#krate::Saved::Custom(#b::save(model, dir)?)))
         }
         (Some(h), Some(_), None) => {
-            let takes = param(h, 0);
-            let mut args = vec![cast_to_user(quote!(model), &quote!(&Self::Model), takes, span_of(takes))];
+            let takes = h.param(0);
+            let mut args = vec![cast_to_user(krate, quote!(model), &quote!(&Self::Model), takes, span_of(takes))];
             if let Some(dir) = h.params.get(1) {
-                args.push(cast_to_user(quote!(dir), &quote!(&::runner_core::SaveDir), &dir.ty, span_of(&dir.ty)));
+                args.push(cast_to_user(krate, quote!(dir), &quote!(&#krate::SaveDir), &dir.ty, span_of(&dir.ty)));
             }
-            let ret = h.ret.as_ref().expect("checked");
-            let value = call(h, "SaveModel", quote!(<#self_ty>::save_model(#(#args),*)));
-            let props = cast(value, &ret.value, &quote!(::runner_core::Props), ret.span);
-            quote!(::core::result::Result::Ok(::runner_core::Saved::Custom(#props)))
+            let ret = &h.ret;
+            let value = call(krate, h, quote!(<#self_ty>::save_model(#(#args),*)));
+            let props = cast(krate, value, &ret.value, &quote!(#krate::Props), ret.span);
+            quote!(::core::result::Result::Ok(#krate::Saved::Custom(#props)))
         }
         (None, Some(_), None) => quote! {
             let _ = (model, dir);
-            ::core::result::Result::Ok(::runner_core::Saved::Nothing)
+            ::core::result::Result::Ok(#krate::Saved::Nothing)
         },
         _ => {
             quote!((<#self_ty>::__runner_default_saver().save)(#name, model, dir))
         }
     };
-    let load = match (&hooks.load, &backend) {
+    let load = match (load_hook, &backend) {
         (_, Some(b)) => quote!(#b::load(props, artifacts)),
         (Some(h), None) => {
             let props = cast_to_user(
+                krate,
                 quote!(props),
-                &quote!(::core::option::Option<::runner_core::Props>),
-                param(h, 0),
-                span_of(param(h, 0)),
+                &quote!(::core::option::Option<#krate::Props>),
+                h.param(0),
+                span_of(h.param(0)),
             );
             let artifacts =
-                cast(quote!(artifacts), &quote!(&::runner_core::Artifacts), param(h, 1), span_of(param(h, 1)));
-            let ret = h.ret.as_ref().expect("checked");
-            let value = call(h, "LoadModel", quote!(<#self_ty>::load_model(#props, #artifacts)));
-            let value = cast(value, &ret.value, &quote!(Self::Model), ret.span);
+                cast(krate, quote!(artifacts), &quote!(&#krate::Artifacts), h.param(1), span_of(h.param(1)));
+            let ret = &h.ret;
+            let value = call(krate, h, quote!(<#self_ty>::load_model(#props, #artifacts)));
+            let value = cast(krate, value, &ret.value, &quote!(Self::Model), ret.span);
             quote!(::core::result::Result::Ok(#value))
         }
         (None, None) => {
@@ -255,26 +253,27 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, core: Core<'_>, nam
         }
         let size = size.unwrap_or_else(|| quote!(32));
         let delay = delay.unwrap_or_else(|| quote!(5));
-        quote!(::core::option::Option::Some(::runner_core::BatchConfig {
+        quote!(::core::option::Option::Some(#krate::BatchConfig {
             max_batch_size: #size,
             max_delay: ::core::time::Duration::from_millis(#delay),
         }))
     };
-    let batch = hooks.batch.as_ref().map(|h| {
-        let takes = param(h, 1);
-        let arg = cast_to_user(quote!(inputs), &quote!(::std::vec::Vec<Self::ModelInput>), takes, span_of(takes));
-        let ret = h.ret.as_ref().expect("checked");
-        let value = call(h, "Predict", quote!(<#self_ty>::predict_batch(model, #arg)));
-        let value = cast(value, &ret.value, &quote!(::std::vec::Vec<Self::ModelOutput>), ret.span);
+    let batch = hooks.get(HookKind::PredictBatch).map(|h| {
+        let takes = h.param(1);
+        let arg =
+            cast_to_user(krate, quote!(inputs), &quote!(::std::vec::Vec<Self::ModelInput>), takes, span_of(takes));
+        let ret = &h.ret;
+        let value = call(krate, h, quote!(<#self_ty>::predict_batch(model, #arg)));
+        let value = cast(krate, value, &ret.value, &quote!(::std::vec::Vec<Self::ModelOutput>), ret.span);
         let config = batch_config(true);
         quote! {
-            const BATCH: ::core::option::Option<::runner_core::BatchConfig> = #config;
+            const BATCH: ::core::option::Option<#krate::BatchConfig> = #config;
             const CAN_BATCH: bool = true;
 
             fn predict_batch(
                 model: &Self::Model,
                 inputs: ::std::vec::Vec<Self::ModelInput>,
-            ) -> ::runner_core::Result<::std::vec::Vec<Self::ModelOutput>> {
+            ) -> #krate::Result<::std::vec::Vec<Self::ModelOutput>> {
                 ::core::result::Result::Ok(#value)
             }
         }
@@ -283,53 +282,56 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, core: Core<'_>, nam
     let backend_items = backend.as_ref().map(|b| {
         let config = batch_config(false);
         quote! {
-            const BATCH: ::core::option::Option<::runner_core::BatchConfig> = #config;
+            const BATCH: ::core::option::Option<#krate::BatchConfig> = #config;
             const CAN_BATCH: bool = true;
             const REQUIREMENTS: &'static [&'static str] = #b::REQUIREMENTS;
 
             fn predict_batch(
                 model: &Self::Model,
                 inputs: ::std::vec::Vec<Self::ModelInput>,
-            ) -> ::runner_core::Result<::std::vec::Vec<Self::ModelOutput>> {
+            ) -> #krate::Result<::std::vec::Vec<Self::ModelOutput>> {
                 #b::predict_batch(model, inputs)
             }
 
-            fn prepare(model: &Self::Model, input: Self::ModelInput) -> ::runner_core::Result<Self::ModelInput> {
+            fn prepare(model: &Self::Model, input: Self::ModelInput) -> #krate::Result<Self::ModelInput> {
                 #b::prepare(model, input)
             }
 
-            fn v2_signature(model: &Self::Model) -> ::core::option::Option<::runner_core::v2::Signature> {
+            fn v2_signature(model: &Self::Model) -> ::core::option::Option<#krate::v2::Signature> {
                 #b::v2_signature(model)
             }
 
             fn v2_decode(
                 model: &Self::Model,
-                inputs: ::std::vec::Vec<::runner_core::v2::Tensor>,
-            ) -> ::runner_core::Result<Self::ModelInput> {
+                inputs: ::std::vec::Vec<#krate::v2::Tensor>,
+            ) -> #krate::Result<Self::ModelInput> {
                 #b::v2_decode(model, inputs)
             }
 
             fn v2_encode(
                 model: &Self::Model,
                 output: Self::ModelOutput,
-            ) -> ::runner_core::Result<::std::vec::Vec<::runner_core::v2::Tensor>> {
+            ) -> #krate::Result<::std::vec::Vec<#krate::v2::Tensor>> {
                 #b::v2_encode(model, output)
             }
         }
     });
 
-    let flags = [&hooks.preprocess, &hooks.postprocess, &hooks.save, &hooks.load].map(|h| h.is_some());
-    let [has_pre, has_post, mut has_save, mut has_load] = flags;
-    if backend.is_some() {
-        (has_save, has_load) = (true, true);
-    }
+    // Whether the runner overrides a hook, by its own function or its backend's.
+    let overrides = |kind: HookKind| hooks.get(kind).is_some() || (backend.is_some() && kind.spec().from_backend);
+    let flags = HookKind::ALL.into_iter().filter(|kind| kind.spec().flagged).map(|kind| {
+        let field = syn::Ident::new(kind.name(), Span::call_site());
+        let on = overrides(kind);
+        quote!(#field: #on)
+    });
     let repository = options.repository.as_ref().map_or_else(|| name.to_string(), |r| r.value());
     let requirements = &options.requirements;
     let artifact_pairs = options.artifacts.iter().map(|(l, r)| quote!((#l, #r)));
     let build_model = match &options.model {
         Some(path) => {
             let span = path.span();
-            quote_spanned!(span=> ::core::option::Option::Some(|| ::runner_core::__private::build_model::<Self::Model, _>(#path)))
+            let k = krate.at(span);
+            quote_spanned!(span=> ::core::option::Option::Some(|| #k::__private::build_model::<Self::Model, _>(#path)))
         }
         None => quote!(::core::option::Option::None),
     };
@@ -340,99 +342,101 @@ fn expand(item: &ItemImpl, options: &Options, hooks: &Hooks, core: Core<'_>, nam
 
     // The default saver's serde bounds are required at this one place, so a model type
     // without them gets one error, on the user's model type.
-    let default_saver = (!has_save && !has_load).then(|| {
-        let saver = quote_spanned!(model_span=> ::runner_core::__private::default_saver::<#model_ty>());
+    let default_saver = (!overrides(HookKind::SaveModel) && !overrides(HookKind::LoadModel)).then(|| {
+        let k = krate.at(model_span);
+        let saver = quote_spanned!(model_span=> #k::__private::default_saver::<#model_ty>());
         quote! {
             impl #self_ty {
                 #[doc(hidden)]
-                fn __runner_default_saver() -> ::runner_core::__private::DefaultSaver<#model_ty> {
+                fn __runner_default_saver() -> #krate::__private::DefaultSaver<#model_ty> {
                     #saver
                 }
             }
         }
     });
 
+    let import = krate.import();
     quote! {
         #item
 
-        #default_saver
+        // In a block of its own, for the `use` of the crate path.
+        const _: () = {
+            #import
 
-        // Generated code: keep lints aimed at the user's own code quiet here.
-        #[automatically_derived]
-        #[allow(clippy::needless_question_mark, clippy::unit_arg, clippy::let_unit_value)]
-        impl ::runner_core::Runner for #self_ty {
-            const NAME: &'static str = #name;
-            const HOOKS: ::runner_core::Hooks = ::runner_core::Hooks {
-                preprocess_data: #has_pre,
-                postprocess_data: #has_post,
-                save_model: #has_save,
-                load_model: #has_load,
-            };
-            #model_assoc
-            #input_assoc
-            type ModelInput = #model_input;
-            type ModelOutput = #model_output;
-            #output_assoc
+            #default_saver
 
-            fn info() -> ::runner_core::RunnerInfo {
-                ::runner_core::RunnerInfo {
-                    name: ::core::convert::Into::into(#name),
-                    crate_name: ::core::convert::Into::into(::core::env!("CARGO_PKG_NAME")),
-                    crate_version: ::core::convert::Into::into(::core::env!("CARGO_PKG_VERSION")),
-                    rust_type: ::core::convert::Into::into(::core::any::type_name::<Self>()),
+            // Generated code: keep lints aimed at the user's own code quiet here.
+            #[automatically_derived]
+            #[allow(clippy::needless_question_mark, clippy::unit_arg, clippy::let_unit_value)]
+            impl #krate::Runner for #self_ty {
+                const NAME: &'static str = #name;
+                const HOOKS: #krate::Hooks = #krate::Hooks { #(#flags),* };
+                #model_assoc
+                #input_assoc
+                type ModelInput = #model_input;
+                type ModelOutput = #model_output;
+                #output_assoc
+
+                fn info() -> #krate::RunnerInfo {
+                    #krate::RunnerInfo {
+                        name: ::core::convert::Into::into(#name),
+                        crate_name: ::core::convert::Into::into(::core::env!("CARGO_PKG_NAME")),
+                        crate_version: ::core::convert::Into::into(::core::env!("CARGO_PKG_VERSION")),
+                        rust_type: ::core::convert::Into::into(::core::any::type_name::<Self>()),
+                    }
+                }
+
+                fn defaults() -> #krate::RunnerDefaults<Self::Model> {
+                    #krate::RunnerDefaults {
+                        repository: #repository,
+                        requirements: &[#(#requirements),*],
+                        artifacts: &[#(#artifact_pairs),*],
+                        base_dir: ::core::env!("CARGO_MANIFEST_DIR"),
+                        build_model: #build_model,
+                    }
+                }
+
+                #batch
+                #backend_items
+
+                fn schemas(generator: &mut #krate::__private::schemars::SchemaGenerator) -> #krate::Schemas {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{HasSchema as _, NoSchema as _};
+                    #krate::Schemas {
+                        input: (&&#krate::__private::SchemaProbe::<#api_input>::new()).schema(generator),
+                        output: (&&#krate::__private::SchemaProbe::<#api_output>::new()).schema(generator),
+                    }
+                }
+
+                fn preprocess(model: &Self::Model, input: Self::Input) -> #krate::Result<Self::ModelInput> {
+                    let _ = model;
+                    #preprocess
+                }
+
+                fn predict(model: &Self::Model, input: Self::ModelInput) -> #krate::Result<Self::ModelOutput> {
+                    #predict_body
+                }
+
+                fn postprocess(model: &Self::Model, output: Self::ModelOutput) -> #krate::Result<Self::Output> {
+                    let _ = model;
+                    #postprocess
+                }
+
+                fn save(model: &Self::Model, dir: &#krate::SaveDir) -> #krate::Result<#krate::Saved> {
+                    #save
+                }
+
+                fn load(
+                    props: ::core::option::Option<#krate::Props>,
+                    artifacts: &#krate::Artifacts,
+                ) -> #krate::Result<Self::Model> {
+                    #load
                 }
             }
 
-            fn defaults() -> ::runner_core::RunnerDefaults<Self::Model> {
-                ::runner_core::RunnerDefaults {
-                    repository: #repository,
-                    requirements: &[#(#requirements),*],
-                    artifacts: &[#(#artifact_pairs),*],
-                    base_dir: ::core::env!("CARGO_MANIFEST_DIR"),
-                    build_model: #build_model,
-                }
+            #krate::__private::inventory::submit! {
+                #krate::RunnerEntry::of::<#self_ty>()
             }
-
-            #batch
-            #backend_items
-
-            fn schemas(generator: &mut ::runner_core::__private::schemars::SchemaGenerator) -> ::runner_core::Schemas {
-                #[allow(unused_imports)]
-                use ::runner_core::__private::{HasSchema as _, NoSchema as _};
-                ::runner_core::Schemas {
-                    input: (&&::runner_core::__private::SchemaProbe::<#api_input>::new()).schema(generator),
-                    output: (&&::runner_core::__private::SchemaProbe::<#api_output>::new()).schema(generator),
-                }
-            }
-
-            fn preprocess(model: &Self::Model, input: Self::Input) -> ::runner_core::Result<Self::ModelInput> {
-                let _ = model;
-                #preprocess
-            }
-
-            fn predict(model: &Self::Model, input: Self::ModelInput) -> ::runner_core::Result<Self::ModelOutput> {
-                #predict_body
-            }
-
-            fn postprocess(model: &Self::Model, output: Self::ModelOutput) -> ::runner_core::Result<Self::Output> {
-                let _ = model;
-                #postprocess
-            }
-
-            fn save(model: &Self::Model, dir: &::runner_core::SaveDir) -> ::runner_core::Result<::runner_core::Saved> {
-                #save
-            }
-
-            fn load(
-                props: ::core::option::Option<::runner_core::Props>,
-                artifacts: &::runner_core::Artifacts,
-            ) -> ::runner_core::Result<Self::Model> {
-                #load
-            }
-        }
-
-        ::runner_core::__private::inventory::submit! {
-            ::runner_core::RunnerEntry::of::<#self_ty>()
-        }
+        };
     }
 }

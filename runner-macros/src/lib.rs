@@ -2,8 +2,11 @@
 
 mod ast;
 mod attr;
+mod ctxt;
 mod expand;
 mod fallback;
+mod kind;
+mod krate;
 mod valid;
 
 use proc_macro::TokenStream;
