@@ -1,7 +1,10 @@
 //! Registries: where models live. One [`Registry`] trait, an embedded local registry
 //! (a directory) by default; an in-memory registry for tests, an HTTP client and
-//! scale-out backends implement the same trait.
+//! scale-out backends implement the same trait, and `conformance` (feature
+//! `conformance`) checks that they keep its guarantees.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod digest;
 mod env;
 mod hashes;
