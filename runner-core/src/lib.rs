@@ -100,8 +100,8 @@ pub use register::{register_model, RegisterModel, Registered};
 #[cfg(feature = "http-client")]
 pub use registry::HttpRegistry;
 pub use registry::{
-    open_registry, registry_location, Expected, LocalRegistry, ModelStatus, ModelSummary, Registry, Staging,
-    DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV,
+    open_registry, registry_location, Expected, LocalRegistry, MemoryRegistry, ModelStatus, ModelSummary, Registry,
+    Staging, DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV,
 };
 pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
 

@@ -492,3 +492,40 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     assert!(!other_cache.join("tmp").join(format!("partial-{sha}")).exists(), "the bad partial is removed");
     Loaded::<Scaler>::load(&corrupt, &"resume:1".parse().unwrap()).unwrap();
 }
+
+/// Flips a bit in the middle of a stored file, keeping its size.
+fn flip_a_bit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { count_files(&p) } else { 1 })
+        .sum()
+}
+
+#[test]
+fn the_http_client_conforms_against_a_real_server() {
+    use runner_core::registry::conformance::{self, Internals};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // An organization-scoped write token, as in production.
+    let write = token(&data, "acme", true);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    let blobs = data.join("blobs");
+    conformance::all(
+        &registry,
+        "acme",
+        &Internals {
+            stored_contents: &|| count_files(&blobs),
+            // The server's copy: the client has never downloaded it, so it must notice.
+            corrupt: &|file| flip_a_bit(&blobs.join("sha256").join(&file.sha256[..2]).join(&file.sha256)),
+        },
+    );
+}

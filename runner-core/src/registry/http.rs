@@ -185,7 +185,12 @@ impl HttpRegistry {
         }
         let copied = response.copy_to(&mut writer).map_err(|e| Error::msg(format!("{what}: {e}")))?;
         self.received.fetch_add(copied, Ordering::Relaxed);
-        writer.finish(&file.sha256).map_err(|e| Error::msg(format!("{what}: {e}")))?;
+        writer.finish(&file.sha256).map_err(|e| match e {
+            // The server's copy does not match the manifest: the same error as a corrupt
+            // file in a directory registry, naming the file.
+            Error::Checksum { expected, actual, .. } => Error::Checksum { path: file.path.clone(), expected, actual },
+            other => Error::msg(format!("{what}: {other}")),
+        })?;
         Ok(())
     }
 }

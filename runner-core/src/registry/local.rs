@@ -320,16 +320,29 @@ impl Registry for LocalRegistry {
 
     fn discard(&self, id: &ModelId) -> Result<()> {
         let dir = self.model_dir(id)?;
-        if self.status(id)? == Some(ModelStatus::Uploading) {
-            // Only an empty folder is removed: a commit racing with us wins.
-            match fs::remove_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(_) if dir.join("manifest.json").exists() => {}
-                Err(e) => return Err(Error::io("removing", &dir, e)),
-            }
+        if self.status(id)? != Some(ModelStatus::Uploading) {
+            return Ok(());
         }
-        Ok(())
+        // Under the commit lock: a commit in flight finishes first, and wins.
+        let lock_path = dir.join(".lock");
+        let lock = match File::options().create(true).truncate(false).write(true).open(&lock_path) {
+            Ok(lock) => lock,
+            // Discarded or deleted meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("opening", &lock_path, e)),
+        };
+        lock.lock().ctx("locking", &lock_path)?;
+        if dir.join("manifest.json").exists() {
+            return Ok(());
+        }
+        // No manifest: nothing of the model is visible. Its lock goes with it, and what a
+        // refused or crashed commit left there (a lone `.lock` made the folder impossible
+        // to give back before).
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("removing", &dir, e)),
+        }
     }
 
     fn delete_model(&self, id: &ModelId) -> Result<()> {

@@ -1,13 +1,17 @@
 //! Registries: where models live. One [`Registry`] trait, an embedded local registry
-//! (a directory) by default; an HTTP client and scale-out backends implement the same
-//! trait.
+//! (a directory) by default; an in-memory registry for tests, an HTTP client and
+//! scale-out backends implement the same trait, and `conformance` (feature
+//! `conformance`) checks that they keep its guarantees.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod digest;
 mod env;
 mod hashes;
 #[cfg(feature = "http-client")]
 mod http;
 mod local;
+mod memory;
 mod open;
 pub mod protocol;
 #[cfg(feature = "store")]
@@ -18,5 +22,6 @@ pub use env::{DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV};
 #[cfg(feature = "http-client")]
 pub use http::HttpRegistry;
 pub use local::LocalRegistry;
+pub use memory::MemoryRegistry;
 pub use open::{open_registry, registry_location};
 pub use traits::{Expected, ModelStatus, ModelSummary, Registry, Staging};

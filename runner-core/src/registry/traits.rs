@@ -71,7 +71,8 @@ pub trait Registry: Send + Sync + fmt::Debug {
     fn discard(&self, id: &ModelId) -> Result<()>;
 
     /// Deletes a model: it stops being visible at once (its manifest goes first). Its file
-    /// contents stay stored while other models share them.
+    /// contents stay stored while other models share them. A number that does not exist
+    /// is [`Error::NotFound`].
     fn delete_model(&self, id: &ModelId) -> Result<()>;
 
     /// Starts (re)writing the files of an existing model number. Nothing becomes visible
