@@ -1,6 +1,6 @@
-//! The registry's wire protocol, defined once for the client ([`HttpRegistry`]) and the
-//! server (`runner-registry`): routes, request and response bodies, the error envelope
-//! and the commit preconditions.
+//! The registry's wire protocol, defined once for the client (`HttpRegistry`, feature
+//! `http-client`) and the server (`runner-registry`): routes, request and response
+//! bodies, the error envelope and the commit preconditions.
 //!
 //! | route | right | what |
 //! |---|---|---|
@@ -17,8 +17,6 @@
 //! | `GET /v1/orgs/{org}/blobs/{sha256}` | read | download, with HTTP Range |
 //!
 //! Errors are an [`ErrorBody`]: `{"error": {"status": 404, "code": "not_found", "message": "..."}}`.
-//!
-//! [`HttpRegistry`]: super::HttpRegistry
 
 use serde::{Deserialize, Serialize};
 
