@@ -4,10 +4,12 @@
 # runner-torch with the torch examples. libtorch (PyPI torch==2.13.0), the MiniLM
 # packages and its TorchScript file are set up in .venv on first use (scripts/torch-env.sh).
 # The examples are also tested without the torch feature, as a machine without libtorch
-# builds them.
+# builds them, and runner-core alone with no features (the floor a crate that only
+# defines runners compiles: no engine, server, HTTP client or CLI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUNNER_TORCH_MODELS=1
 . scripts/torch-env.sh
 cargo test --workspace --locked --features runner-examples/torch "$@"
 cargo test --locked -p runner-examples "$@"
+cargo test --locked -p runner-core "$@"

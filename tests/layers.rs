@@ -410,3 +410,32 @@ fn the_checker_sees_a_cycle_and_a_reexport() {
     assert_eq!(cycle_from(&edges, "a"), Some(vec!["a".to_string(), "c".into(), "a".into()]));
     assert_eq!(cycle_from(&edges, "d"), None);
 }
+
+/// The normal (non-dev) dependencies of `package` with `args`, by name.
+fn dependencies(package: &str, args: &[&str]) -> BTreeSet<String> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["tree", "--offline", "--locked", "-e", "normal", "--prefix", "none", "-p", package])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "cargo tree: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().lines().filter_map(|l| l.split(' ').next()).map(String::from).collect()
+}
+
+/// What the floor must not compile: a web server, an HTTP client, progress bars, a CLI
+/// parser, an async runtime.
+const ABOVE_THE_FLOOR: &[&str] =
+    &["axum", "hyper", "tower", "reqwest", "indicatif", "clap", "tokio", "prometheus-client"];
+
+#[test]
+fn the_floor_compiles_no_server_client_progress_bars_or_cli() {
+    for (package, args) in [("runner-core", &[][..]), ("runner-torch", &[][..])] {
+        let deps = dependencies(package, args);
+        let above: Vec<&&str> = ABOVE_THE_FLOOR.iter().filter(|d| deps.contains(**d)).collect();
+        assert!(above.is_empty(), "{package} depends on {above:?}");
+    }
+    // The features do bring them: the check above can fail.
+    let served = dependencies("runner-core", &["--features", "cli"]);
+    assert!(ABOVE_THE_FLOOR.iter().all(|d| served.contains(*d)), "{served:?}");
+}
