@@ -19,6 +19,11 @@
 //!
 //! `GET /openapi.json` describes the API (OpenAPI 3.1). Errors are JSON `{"error": {"status", "code", "message"}}`. A token of one organization
 //! gets 404 for another's routes, so names do not leak.
+//!
+//! Content is scoped to organizations (see [`runner_core::registry::store`]): `HEAD` and
+//! `GET` of a blob answer 404 to an organization that has neither sent that content nor
+//! names it in a model, and a `PUT` of content the server holds for others is received
+//! and checked in full before it is granted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -284,7 +289,7 @@ async fn head_blob(
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read)?;
-    match blocking(move || s.store.blob(&sha256, None)).await? {
+    match blocking(move || s.store.blob(&org, &sha256, None)).await? {
         Some(path) => {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             Ok(([(header::CONTENT_LENGTH, size.to_string())], StatusCode::OK).into_response())
@@ -294,7 +299,8 @@ async fn head_blob(
 }
 
 /// Streams the body into the store, hashing as it goes; nothing is kept unless the sha256
-/// matches the one in the URL.
+/// matches the one in the URL. Content the server holds for other organizations only is
+/// received and checked all the same (knowing a sha256 proves nothing), then granted.
 async fn put_blob(
     State(s): State<Arc<AppState>>,
     UrlPath((org, sha256)): UrlPath<(String, String)>,
@@ -302,8 +308,8 @@ async fn put_blob(
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write)?;
     let store = s.clone();
-    let check = sha256.clone();
-    if blocking(move || store.store.blob(&check, None)).await?.is_some() {
+    let (check, check_org) = (sha256.clone(), org.clone());
+    if blocking(move || store.store.blob(&check_org, &check, None)).await?.is_some() {
         return Ok(StatusCode::OK.into_response());
     }
     let declared =
@@ -334,7 +340,11 @@ async fn put_blob(
             })?;
         }
     }
-    blocking(move || writer.finish(&sha256)).await?;
+    blocking(move || {
+        writer.finish(&sha256)?;
+        s.store.grant(&org, &sha256)
+    })
+    .await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -345,7 +355,7 @@ async fn get_blob(
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read)?;
     let store = s.clone();
-    let path = blocking(move || store.store.blob(&sha256, None)).await?.ok_or_else(|| not_found("content"))?;
+    let path = blocking(move || store.store.blob(&org, &sha256, None)).await?.ok_or_else(|| not_found("content"))?;
     let response = tower::ServiceExt::oneshot(tower_http::services::ServeFile::new(path), request)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -359,6 +369,12 @@ pub fn router(config: &Config) -> runner_core::Result<Router> {
     let removed = store.clean_tmp()?;
     if removed > 0 {
         tracing::info!(removed, "removed partial uploads left by an earlier run");
+    }
+    // Registries written before content was scoped: each organization reads what its
+    // models name.
+    let granted = store.grant_existing()?;
+    if granted > 0 {
+        tracing::info!(granted, "granted organizations the content their models name");
     }
     let tokens = if config.auth { Some(Tokens::load(&config.data)?) } else { None };
     let limiter =

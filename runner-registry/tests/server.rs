@@ -529,3 +529,81 @@ fn the_http_client_conforms_against_a_real_server() {
         },
     );
 }
+
+#[test]
+fn content_is_scoped_to_organizations() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acme = token(&data, "acme", true);
+    let other = token(&data, "other", true);
+    let server = start(&data, &[]);
+    let registered = register_model::<Scaler>("secret")
+        .organization("acme")
+        .model(Scale(7.0))
+        .register(&client(&server, Some(&acme), &dir.path().join("cache-acme")))
+        .unwrap();
+    let file = &registered.manifest.files[0];
+    let http = reqwest::blocking::Client::new();
+    let blob = |org: &str| format!("{}/v1/orgs/{org}/blobs/{}", server.url, file.sha256);
+    let status = |response: reqwest::blocking::Response| response.status().as_u16();
+
+    // The owner reads it; another organization that knows the sha256 learns nothing.
+    assert_eq!(status(http.head(blob("acme")).bearer_auth(&acme).send().unwrap()), 200);
+    assert_eq!(status(http.head(blob("other")).bearer_auth(&other).send().unwrap()), 404, "HEAD reveals nothing");
+    assert_eq!(status(http.get(blob("other")).bearer_auth(&other).send().unwrap()), 404);
+
+    // Nor can it name the content in a manifest without sending it.
+    let theirs = client(&server, Some(&other), &dir.path().join("cache-other"));
+    let id = theirs.create_model("other", "stolen").unwrap();
+    let mut manifest = registered.manifest.clone();
+    manifest.model = id.clone();
+    // HttpRegistry's staging would refuse this manifest itself; a hostile client sends it raw.
+    let response = http
+        .put(format!("{}/v1/orgs/other/repos/stolen/models/{}/manifest", server.url, id.number))
+        .bearer_auth(&other)
+        .header("if-none-match", "*")
+        .body(manifest.to_json())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    assert!(response.text().unwrap().contains("has not uploaded"));
+    assert_eq!(theirs.status(&id).unwrap(), Some(ModelStatus::Uploading), "nothing committed");
+
+    // A wrong body for that sha256 is refused, even though the server holds the content.
+    let response = http.put(blob("other")).bearer_auth(&other).body("not the content").send().unwrap();
+    assert_eq!(status(response), 422);
+    assert_eq!(status(http.head(blob("other")).bearer_auth(&other).send().unwrap()), 404);
+
+    // Sending the real content is what grants it.
+    let content =
+        std::fs::read(registered_volume(&server, &acme, dir.path(), &registered.manifest).join(&file.path)).unwrap();
+    assert_eq!(status(http.put(blob("other")).bearer_auth(&other).body(content.clone()).send().unwrap()), 201);
+    assert_eq!(status(http.head(blob("other")).bearer_auth(&other).send().unwrap()), 200);
+    assert_eq!(http.get(blob("other")).bearer_auth(&other).send().unwrap().bytes().unwrap().as_ref(), &content[..]);
+}
+
+/// The verified volume of a model, fetched by its owner.
+fn registered_volume(server: &Server, token: &str, dir: &Path, manifest: &runner_core::Manifest) -> std::path::PathBuf {
+    client(server, Some(token), &dir.join("cache-fetch")).fetch(manifest).unwrap()
+}
+
+#[test]
+fn a_registry_from_before_grants_keeps_its_content_readable_by_its_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acme = token(&data, "acme", true);
+    let server = start(&data, &[]);
+    let registered = register_model::<Scaler>("old")
+        .organization("acme")
+        .model(Scale(3.0))
+        .register(&client(&server, Some(&acme), &dir.path().join("cache")))
+        .unwrap();
+    drop(server);
+    std::fs::remove_dir_all(data.join("grants")).unwrap();
+    let server = start(&data, &[]);
+    let url = format!("{}/v1/orgs/acme/blobs/{}", server.url, registered.manifest.files[0].sha256);
+    let response = reqwest::blocking::Client::new().head(url).bearer_auth(&acme).send().unwrap();
+    assert_eq!(response.status().as_u16(), 200, "granted again at start from the models that name it");
+    let loaded = load_any(&client(&server, Some(&acme), &dir.path().join("cache-2")), &"acme/old:1".parse().unwrap());
+    assert_eq!(loaded.unwrap().run_json(serde_json::json!(2.0)).unwrap(), serde_json::json!(6.0));
+}
