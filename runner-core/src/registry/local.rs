@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 #[cfg(feature = "http-client")]
 use super::digest::feed;
-use super::digest::{copy_hashing, hash_file, BUFFER};
+use super::digest::{copy_hashing, verify_volume, BUFFER};
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::error::IoContext;
 use crate::manifest::{FileEntry, FileOrigin, Manifest, MANIFEST_FILE};
@@ -417,13 +417,7 @@ impl Registry for LocalRegistry {
                 }
             }
         }
-        for file in &manifest.files {
-            let path = volume.join(&file.path);
-            let (sha256, size) = hash_file(&path)?;
-            if sha256 != file.sha256 || size != file.size {
-                return Err(Error::Checksum { path: file.path.clone(), expected: file.sha256.clone(), actual: sha256 });
-            }
-        }
+        verify_volume(&volume, &manifest.files)?;
         Ok(volume)
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
-use super::digest::hash_file;
+use super::digest::verify_volume;
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{FileEntry, FileOrigin, Manifest, MANIFEST_FILE};
@@ -286,12 +286,7 @@ impl Registry for MemoryRegistry {
             }
         }
         // The volume on disk is checked too: the caller's code may have written into it.
-        for file in &manifest.files {
-            let (sha256, size) = hash_file(&volume.join(&file.path))?;
-            if sha256 != file.sha256 || size != file.size {
-                return Err(Error::Checksum { path: file.path.clone(), expected: file.sha256.clone(), actual: sha256 });
-            }
-        }
+        verify_volume(&volume, &manifest.files)?;
         Ok(volume)
     }
 }
