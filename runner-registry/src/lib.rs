@@ -289,7 +289,9 @@ async fn head_blob(
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read)?;
-    match blocking(move || s.store.blob(&org, &sha256, None)).await? {
+    // The client asks before sending: a yes means it will name the content instead, so
+    // it is touched to survive garbage collection until the commit.
+    match blocking(move || s.store.reuse(&org, &sha256, None)).await? {
         Some(path) => {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             Ok(([(header::CONTENT_LENGTH, size.to_string())], StatusCode::OK).into_response())
@@ -309,7 +311,7 @@ async fn put_blob(
     authorize(&s, request.headers(), &org, Right::Write)?;
     let store = s.clone();
     let (check, check_org) = (sha256.clone(), org.clone());
-    if blocking(move || store.store.blob(&check_org, &check, None)).await?.is_some() {
+    if blocking(move || store.store.reuse(&check_org, &check, None)).await?.is_some() {
         return Ok(StatusCode::OK.into_response());
     }
     let declared =

@@ -35,6 +35,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         rate_limit: u32,
     },
+    /// Remove what no model needs (orphan blobs, abandoned numbers, stale volumes and
+    /// uploads), sparing anything touched within the grace period. Safe while the server
+    /// and registrations run.
+    Gc {
+        /// Data directory of the registry.
+        #[arg(long, env = "RUNNER_REGISTRY_DATA")]
+        data: PathBuf,
+        /// Spare everything touched within this many hours; longer than any upload.
+        #[arg(long, default_value_t = 24.0)]
+        grace_hours: f64,
+        /// Report what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run again every this many hours, until stopped (a schedule without cron).
+        #[arg(long)]
+        every_hours: Option<f64>,
+    },
     /// Manage tokens.
     Token {
         #[command(subcommand)]
@@ -197,7 +214,7 @@ fn inspect(command: Command) -> runner_core::Result<()> {
             }
             .map(|()| println!("deleted repository {repository}"));
         }
-        Command::Serve { .. } | Command::Token { .. } => unreachable!("handled by main"),
+        Command::Serve { .. } | Command::Token { .. } | Command::Gc { .. } => unreachable!("handled by main"),
     };
     let registry = open_registry(&runner_core::registry_location(Some(&at.registry)))?;
     run(registry.as_ref(), &at.org)
@@ -248,6 +265,24 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(1)
+            }
+        },
+        Command::Gc { data, grace_hours, dry_run, every_hours } => loop {
+            let grace = std::time::Duration::from_secs_f64(grace_hours.max(0.0) * 3600.0);
+            let collected = runner_core::registry::store::DirectoryStore::open(&data)
+                .and_then(|store| store.collect_garbage(grace, dry_run));
+            match collected {
+                Ok(collected) => {
+                    println!("{}", serde_json::json!({ "dry_run": dry_run, "collected": collected }));
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            match every_hours {
+                Some(hours) => std::thread::sleep(std::time::Duration::from_secs_f64(hours.max(0.001) * 3600.0)),
+                None => return ExitCode::SUCCESS,
             }
         },
         Command::Token { command: TokenCommand::Create { data, org, write } } => {

@@ -607,3 +607,76 @@ fn a_registry_from_before_grants_keeps_its_content_readable_by_its_owners() {
     let loaded = load_any(&client(&server, Some(&acme), &dir.path().join("cache-2")), &"acme/old:1".parse().unwrap());
     assert_eq!(loaded.unwrap().run_json(serde_json::json!(2.0)).unwrap(), serde_json::json!(6.0));
 }
+
+/// Sets the modification time of everything under `dir` to two days ago.
+fn age(dir: &Path) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(48 * 3600);
+    for entry in walk(dir) {
+        std::fs::File::open(&entry).unwrap().set_modified(then).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            all.extend(walk(&entry.unwrap().path()));
+        }
+    }
+    all
+}
+
+fn gc(data: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = Command::new(BIN).args(["gc", "--data"]).arg(data).args(extra).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn gc_removes_what_no_model_needs_and_spares_what_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acme = token(&data, "acme", true);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&acme), &dir.path().join("cache"));
+    let kept = register_model::<Scaler>("keep").organization("acme").model(Scale(1.0)).register(&registry).unwrap();
+    let gone = register_model::<Scaler>("gone").organization("acme").model(Scale(2.0)).register(&registry).unwrap();
+    registry.delete_model(gone.id()).unwrap();
+    let abandoned = registry.create_model("acme", "abandoned").unwrap();
+    let http = reqwest::blocking::Client::new();
+    let blob = |sha: &str| format!("{}/v1/orgs/acme/blobs/{sha}", server.url);
+    let put = |content: &'static str| {
+        let sha = sha256_hex(content.as_bytes());
+        assert_eq!(http.put(blob(&sha)).bearer_auth(&acme).body(content).send().unwrap().status().as_u16(), 201);
+        sha
+    };
+    let head = |sha: &str| http.head(blob(sha)).bearer_auth(&acme).send().unwrap().status().as_u16();
+    let orphan = put("uploaded, then never named");
+    let reused = put("uploaded long ago, about to be named again");
+    age(&data.join("blobs"));
+    age(&data.join("orgs"));
+    // After the ageing: a fresh upload (a registration in flight), and a client asking
+    // for old content it will name instead of sending (its HEAD touches it).
+    let fresh = put("uploaded just now");
+    assert_eq!(head(&reused), 200);
+
+    let dry = gc(&data, &["--grace-hours", "1", "--dry-run"]);
+    assert_eq!(dry["collected"]["blobs"], 2, "{dry}");
+    assert_eq!(dry["collected"]["abandoned"].as_array().unwrap().len(), 1, "{dry}");
+    // On disk: a HEAD would touch it (a client about to reuse it) and so protect it.
+    let stored = |sha: &str| data.join("blobs/sha256").join(&sha[..2]).join(sha).exists();
+    assert!(stored(&orphan), "a dry run removes nothing");
+
+    let done = gc(&data, &["--grace-hours", "1"]);
+    assert_eq!(done["collected"]["blobs"], 2, "the orphan and the deleted model's file: {done}");
+    assert!(!stored(&orphan) && !stored(&gone.manifest.files[0].sha256));
+    assert_eq!(head(&orphan), 404);
+    assert_eq!(head(&fresh), 200, "touched within the grace period");
+    assert_eq!(head(&reused), 200, "touched by the HEAD of a registration in flight");
+    assert_eq!(head(&kept.manifest.files[0].sha256), 200, "named by a ready model");
+    assert_eq!(registry.status(&abandoned).unwrap(), None, "the abandoned number was given back");
+    let again = client(&server, Some(&acme), &dir.path().join("cache-2"));
+    let loaded = load_any(&again, &"acme/keep:1".parse().unwrap()).unwrap();
+    assert_eq!(loaded.run_json(serde_json::json!(5.0)).unwrap(), serde_json::json!(5.0));
+    assert_eq!(gc(&data, &["--grace-hours", "1"])["collected"]["blobs"], 0, "nothing left to collect");
+}

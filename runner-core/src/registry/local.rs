@@ -133,6 +133,22 @@ impl LocalRegistry {
         }
     }
 
+    /// [`LocalRegistry::blob`] for content about to be named by a new manifest instead of
+    /// uploaded again: its modification time is set to now, which garbage collection
+    /// reads as "in use by a registration in flight". Content that vanished meanwhile
+    /// (collected) is `None`, so the caller uploads it.
+    pub(crate) fn reuse_blob(&self, sha256: &str, size: Option<u64>) -> Result<Option<PathBuf>> {
+        let Some(path) = self.blob(sha256, size)? else { return Ok(None) };
+        match File::options().write(true).open(&path) {
+            Ok(file) => {
+                file.set_modified(std::time::SystemTime::now()).ctx("touching", &path)?;
+                Ok(Some(path))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("touching", &path, e)),
+        }
+    }
+
     /// Starts storing content; [`BlobWriter::finish`] checks it against the sha256 the
     /// sender declared and keeps nothing on a mismatch.
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
@@ -434,8 +450,9 @@ impl Staging for LocalStaging<'_> {
         validate_volume_path(volume_path)?;
         let (sha256, size) = self.registry.hashes().hash(local)?;
         // Content already stored (this model registered before, or another model shares
-        // the file): nothing to copy.
-        if self.registry.blob(&sha256, Some(size))?.is_none() {
+        // the file): nothing to copy. It is touched, so that garbage collection, which
+        // spares content touched within its grace period, keeps it until the commit.
+        if self.registry.reuse_blob(&sha256, Some(size))?.is_none() {
             let mut writer = self.registry.blob_writer()?;
             copy_hashing(local, &mut writer)?;
             // The content is hashed again as it is copied: a changed file is caught here.

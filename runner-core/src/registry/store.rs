@@ -2,7 +2,7 @@
 //! stream in and checked against their sha256, manifests committed under a precondition,
 //! uploads of a crashed run swept away, and content scoped to organizations. For
 //! `runner-registry` (feature `store`); users' code goes through
-//! [`Registry`](super::Registry) instead.
+//! [`Registry`] instead.
 //!
 //! Content is stored once whoever sends it, but an organization may read (or be told it
 //! exists) only content it has uploaded itself or that one of its models names: knowing
@@ -31,7 +31,7 @@ impl DirectoryStore {
         Ok(DirectoryStore { registry: LocalRegistry::open(root)? })
     }
 
-    /// The registry, for everything the [`Registry`](super::Registry) trait does.
+    /// The registry, for everything the [`Registry`] trait does.
     pub fn registry(&self) -> &LocalRegistry {
         &self.registry
     }
@@ -49,6 +49,16 @@ impl DirectoryStore {
             return Ok(None);
         }
         self.registry.blob(sha256, size)
+    }
+
+    /// [`DirectoryStore::blob`] for content a client will name in a manifest instead of
+    /// sending it (the answer to its `HEAD`): touched, so that [`DirectoryStore::collect_garbage`]
+    /// spares it for a grace period.
+    pub fn reuse(&self, organization: &str, sha256: &str, size: Option<u64>) -> Result<Option<PathBuf>> {
+        if !self.granted(organization, sha256)? {
+            return Ok(None);
+        }
+        self.registry.reuse_blob(sha256, size)
     }
 
     fn grant_path(&self, organization: &str, sha256: &str) -> Result<PathBuf> {
@@ -127,4 +137,147 @@ impl DirectoryStore {
         }
         self.registry.commit_manifest(manifest, expected)
     }
+
+    /// Removes what no model needs any more, sparing everything touched within `grace`
+    /// (which must be longer than any upload): blobs no ready model names, numbers whose
+    /// registration was abandoned (uploading, untouched for `grace`), volumes of models
+    /// that are gone, grants of removed content, and uploads a crashed process left in
+    /// `tmp/`. Safe while registrations run: content a registration uploads or reuses is
+    /// newer than `grace` until its commit, and a blob is moved aside before it is
+    /// removed, then put back if it was touched meanwhile. With `dry_run`, reports what it
+    /// would remove and removes nothing.
+    pub fn collect_garbage(&self, grace: std::time::Duration, dry_run: bool) -> Result<Collected> {
+        let root = self.registry.root().to_path_buf();
+        let cutoff = std::time::SystemTime::now() - grace;
+        let old = |path: &Path| -> Result<bool> {
+            match fs::symlink_metadata(path) {
+                Ok(meta) => Ok(meta.modified().ctx("reading the time of", path)? < cutoff),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(Error::io("reading", path, e)),
+            }
+        };
+        let mut collected = Collected::default();
+        // Abandoned numbers first: what they uploaded is then unreferenced, like any orphan.
+        let mut named = std::collections::HashSet::new();
+        let mut manifests = std::collections::HashSet::new();
+        let orgs = root.join("orgs");
+        for org in names_in(&orgs)? {
+            for repository in self.registry.repositories(&org)? {
+                for model in self.registry.models(&org, &repository)? {
+                    match model.manifest {
+                        Some(manifest) => {
+                            named.extend(manifest.files.iter().map(|f| f.sha256.clone()));
+                            manifests.insert(manifest.sha256());
+                        }
+                        None => {
+                            let dir = orgs.join(&org).join(&repository).join(model.id.number.to_string());
+                            let lock = dir.join(".lock");
+                            if old(&dir)? && (!lock.exists() || old(&lock)?) {
+                                if !dry_run {
+                                    self.registry.discard(&model.id)?;
+                                }
+                                collected.abandoned.push(model.id.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Blobs no ready model names.
+        let blobs = root.join("blobs/sha256");
+        let trash = root.join("tmp");
+        for prefix in names_in(&blobs)? {
+            for sha256 in names_in(&blobs.join(&prefix))? {
+                let path = blobs.join(&prefix).join(&sha256);
+                if named.contains(&sha256) || !old(&path)? {
+                    continue;
+                }
+                let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                if !dry_run {
+                    // Aside first; a registration that touched it meanwhile gets it back.
+                    let aside = trash.join(format!("gc-{sha256}"));
+                    fs::rename(&path, &aside).ctx("moving aside", &path)?;
+                    if !old(&aside)? {
+                        fs::rename(&aside, &path).ctx("putting back", &path)?;
+                        continue;
+                    }
+                    fs::remove_file(&aside).ctx("removing", &aside)?;
+                }
+                collected.blobs += 1;
+                collected.bytes += size;
+            }
+        }
+        // Grants of content that is gone.
+        let grants = root.join("grants");
+        for org in names_in(&grants)? {
+            for prefix in names_in(&grants.join(&org))? {
+                for sha256 in names_in(&grants.join(&org).join(&prefix))? {
+                    if !blobs.join(&prefix).join(&sha256).exists() {
+                        if !dry_run {
+                            let path = grants.join(&org).join(&prefix).join(&sha256);
+                            fs::remove_file(&path).ctx("removing", &path)?;
+                        }
+                        collected.grants += 1;
+                    }
+                }
+            }
+        }
+        // Volumes (hard-linked views for loading) of manifests that are gone.
+        let volumes = root.join("volumes");
+        for volume in names_in(&volumes)? {
+            let path = volumes.join(&volume);
+            if !manifests.contains(&volume) && old(&path)? {
+                if !dry_run {
+                    fs::remove_dir_all(&path).ctx("removing", &path)?;
+                }
+                collected.volumes += 1;
+            }
+        }
+        // What crashed processes left in tmp/: uploads, volumes being built.
+        for name in names_in(&trash)? {
+            let path = trash.join(&name);
+            if !name.starts_with("gc-") && old(&path)? {
+                if !dry_run {
+                    let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                    removed.ctx("removing", &path)?;
+                }
+                collected.uploads += 1;
+            }
+        }
+        Ok(collected)
+    }
+}
+
+/// What [`DirectoryStore::collect_garbage`] removed (or would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Collected {
+    /// Blobs no ready model named.
+    pub blobs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Numbers whose registration was abandoned, given back.
+    pub abandoned: Vec<String>,
+    /// Grants of removed content.
+    pub grants: usize,
+    /// Volumes of models that are gone.
+    pub volumes: usize,
+    /// Uploads a crashed process left behind.
+    pub uploads: usize,
+}
+
+/// The entries of a folder, by name (none when it does not exist).
+fn names_in(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Some(name) = entry.ctx("listing", dir)?.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
 }
