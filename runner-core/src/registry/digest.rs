@@ -7,8 +7,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, IoContext, Result};
-use crate::manifest::FileEntry;
+use crate::error::{IoContext, Result};
 
 pub(crate) const BUFFER: usize = 1 << 20;
 
@@ -40,16 +39,4 @@ pub(crate) fn feed(from: &Path, hasher: &mut Sha256, to: &mut impl Write) -> Res
         size += n as u64;
     }
     Ok(size)
-}
-
-/// Checks every file of a volume against its size and sha256; the first mismatch is
-/// [`Error::Checksum`], naming the file.
-pub(crate) fn verify_volume(volume: &Path, files: &[FileEntry]) -> Result<()> {
-    for file in files {
-        let (sha256, size) = hash_file(&volume.join(&file.path))?;
-        if sha256 != file.sha256 || size != file.size {
-            return Err(Error::Checksum { path: file.path.clone(), expected: file.sha256.clone(), actual: sha256 });
-        }
-    }
-    Ok(())
 }

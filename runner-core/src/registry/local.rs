@@ -18,10 +18,11 @@ use sha2::{Digest, Sha256};
 
 #[cfg(feature = "http-client")]
 use super::digest::feed;
-use super::digest::{copy_hashing, verify_volume, BUFFER};
+use super::digest::{copy_hashing, BUFFER};
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
+use super::volume::{build_volume, missing_content};
 use crate::error::IoContext;
-use crate::manifest::{FileEntry, FileOrigin, Manifest, MANIFEST_FILE};
+use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{validate_name, validate_sha256 as check_sha256, validate_volume_path, ModelId};
 use crate::{Error, Result};
 
@@ -394,47 +395,16 @@ impl Registry for LocalRegistry {
     }
 
     fn fetch(&self, manifest: &Manifest) -> Result<PathBuf> {
-        let manifest_bytes = manifest.to_json();
-        let key = hex::encode(Sha256::digest(&manifest_bytes));
-        let volume = self.root.join("volumes").join(&key);
-        if !volume.is_dir() {
-            let staging = tempfile::Builder::new()
-                .prefix("volume-")
-                .tempdir_in(self.tmp())
-                .ctx("creating a folder in", self.tmp())?;
-            for file in &manifest.files {
-                validate_volume_path(&file.path)?;
-                let blob = self.blob_path(&file.sha256);
-                if !blob.is_file() {
-                    return Err(Error::NotFound {
-                        what: "file",
-                        message: format!(
-                            "{}: the stored content of `{}` (sha256 {}) is missing; register the model again",
-                            manifest.model, file.path, file.sha256
-                        ),
-                    });
-                }
-                let target = staging.path().join(&file.path);
-                if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent).ctx("creating", parent)?;
-                }
-                if fs::hard_link(&blob, &target).is_err() {
-                    fs::copy(&blob, &target).ctx("copying", &blob)?;
-                }
+        build_volume(&self.root.join("volumes"), &self.tmp(), manifest, |file, target| {
+            let blob = self.blob_path(&file.sha256);
+            if !blob.is_file() {
+                return Err(missing_content(manifest, file));
             }
-            let manifest_path = staging.path().join(MANIFEST_FILE);
-            fs::write(&manifest_path, &manifest_bytes).ctx("writing", &manifest_path)?;
-            let staged = staging.keep();
-            if let Err(e) = fs::rename(&staged, &volume) {
-                // Another process built the same volume first: use theirs.
-                let _ = fs::remove_dir_all(&staged);
-                if !volume.is_dir() {
-                    return Err(Error::io("creating", &volume, e));
-                }
+            if fs::hard_link(&blob, target).is_err() {
+                fs::copy(&blob, target).ctx("copying", &blob)?;
             }
-        }
-        verify_volume(&volume, &manifest.files)?;
-        Ok(volume)
+            Ok(())
+        })
     }
 }
 

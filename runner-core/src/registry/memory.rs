@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
-use super::digest::verify_volume;
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
+use super::volume::{build_volume, missing_content};
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{FileEntry, FileOrigin, Manifest, MANIFEST_FILE};
+use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{validate_name, validate_volume_path, ModelId};
 
 /// A registry held in memory: every guarantee of [`Registry`], nothing on disk but the
@@ -243,51 +243,20 @@ impl Registry for MemoryRegistry {
     fn fetch(&self, manifest: &Manifest) -> Result<PathBuf> {
         // Every stored content is checked first, so corruption here is never hidden by a
         // volume written earlier.
-        let mut contents = Vec::with_capacity(manifest.files.len());
+        let mut contents = BTreeMap::new();
         for file in &manifest.files {
-            validate_volume_path(&file.path)?;
-            let blob = self.lock().blobs.get(&file.sha256).cloned().ok_or_else(|| Error::NotFound {
-                what: "file",
-                message: format!(
-                    "{}: the stored content of `{}` (sha256 {}) is missing; register the model again",
-                    manifest.model, file.path, file.sha256
-                ),
-            })?;
+            let blob = self.lock().blobs.get(&file.sha256).cloned().ok_or_else(|| missing_content(manifest, file))?;
             let actual = hex::encode(Sha256::digest(blob.as_slice()));
             if actual != file.sha256 || blob.len() as u64 != file.size {
                 return Err(Error::Checksum { path: file.path.clone(), expected: file.sha256.clone(), actual });
             }
-            contents.push((file, blob));
-        }
-        let manifest_bytes = manifest.to_json();
-        let volumes = self.volumes()?;
-        let volume = volumes.join(hex::encode(Sha256::digest(&manifest_bytes)));
-        if !volume.is_dir() {
-            let staging = tempfile::Builder::new()
-                .prefix(".volume-")
-                .tempdir_in(&volumes)
-                .ctx("creating a folder in", &volumes)?;
-            for (file, blob) in &contents {
-                let target = staging.path().join(&file.path);
-                if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent).ctx("creating", parent)?;
-                }
-                fs::write(&target, blob.as_slice()).ctx("writing", &target)?;
-            }
-            let manifest_path = staging.path().join(MANIFEST_FILE);
-            fs::write(&manifest_path, &manifest_bytes).ctx("writing", &manifest_path)?;
-            let staged = staging.keep();
-            if let Err(e) = fs::rename(&staged, &volume) {
-                // Another thread wrote the same volume first: use theirs.
-                let _ = fs::remove_dir_all(&staged);
-                if !volume.is_dir() {
-                    return Err(Error::io("creating", &volume, e));
-                }
-            }
+            contents.insert(file.sha256.as_str(), blob);
         }
         // The volume on disk is checked too: the caller's code may have written into it.
-        verify_volume(&volume, &manifest.files)?;
-        Ok(volume)
+        let volumes = self.volumes()?;
+        build_volume(&volumes, &volumes, manifest, |file, target| {
+            fs::write(target, contents[file.sha256.as_str()].as_slice()).ctx("writing", target)
+        })
     }
 }
 

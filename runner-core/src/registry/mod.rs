@@ -17,6 +17,7 @@ pub mod protocol;
 #[cfg(feature = "store")]
 pub mod store;
 mod traits;
+mod volume;
 
 pub use env::{DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV};
 #[cfg(feature = "http-client")]
