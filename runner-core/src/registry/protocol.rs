@@ -21,6 +21,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::traits::{Expected, ModelStatus, ModelSummary};
+/// The error envelope, shared with the serving HTTP server.
+pub use crate::error::{ErrorBody, ErrorDetail};
 use crate::manifest::Manifest;
 use crate::names::ModelId;
 
@@ -117,31 +119,6 @@ impl ModelView {
     /// Back to a listing line of repository `org/repo`.
     pub fn into_summary(self, org: &str, repo: &str) -> crate::error::Result<ModelSummary> {
         Ok(ModelSummary { id: ModelId::new(org, repo, self.number)?, status: self.status, manifest: self.manifest })
-    }
-}
-
-/// The error envelope of every failed request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What an [`ErrorBody`] says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// The HTTP status, repeated.
-    pub status: u16,
-    /// A stable, machine-readable code (`not_found`, `conflict`, `checksum_mismatch`...).
-    pub code: String,
-    /// What went wrong, for people.
-    pub message: String,
-}
-
-impl ErrorBody {
-    /// An error body.
-    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> ErrorBody {
-        ErrorBody { error: ErrorDetail { status, code: code.into(), message: message.into() } }
     }
 }
 

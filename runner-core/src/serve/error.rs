@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorBody, ErrorKind};
 
 /// The HTTP status for an error of this kind: the server's whole mapping.
 pub fn status_for(kind: ErrorKind) -> StatusCode {
@@ -48,6 +48,14 @@ impl ApiError {
         ApiError { status, code, message: message.into(), retry_after: None }
     }
 
+    /// A request past the server's time limit (504), whatever it was waiting for.
+    pub(crate) fn timed_out(limit: std::time::Duration) -> Self {
+        ApiError::from(Error::serving(
+            ErrorKind::Timeout,
+            format!("the request took longer than the {} ms limit", limit.as_millis()),
+        ))
+    }
+
     pub(crate) fn not_ready() -> Self {
         ApiError {
             retry_after: Some(1),
@@ -69,9 +77,7 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "status": self.status.as_u16(), "code": self.code, "message": self.message }
-        });
+        let body = ErrorBody::new(self.status.as_u16(), self.code, self.message);
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));

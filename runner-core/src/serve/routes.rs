@@ -88,13 +88,7 @@ pub(crate) async fn predict(state: &AppState, endpoint: Arc<Endpoint>, request: 
     m.in_flight.inc();
     let timeout = state.options.timeout;
     let deadline = tokio::time::Instant::now() + timeout;
-    let timed_out = || {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!("the request took longer than the {} ms limit", timeout.as_millis()),
-        )
-    };
+    let timed_out = || ApiError::timed_out(timeout);
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let result = match tokio::time::timeout_at(deadline, read_body(body, &headers, state.options.body_limit)).await {
         Err(_) => Err(timed_out()),

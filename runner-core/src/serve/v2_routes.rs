@@ -152,13 +152,7 @@ async fn infer_response(
     request: Request,
 ) -> Result<v2::InferResponse, ApiError> {
     let timeout = state.options.timeout;
-    let timed_out = || {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!("the request took longer than the {} ms limit", timeout.as_millis()),
-        )
-    };
+    let timed_out = || ApiError::timed_out(timeout);
     let deadline = tokio::time::Instant::now() + timeout;
     let (parts, body) = request.into_parts();
     let bytes = tokio::time::timeout_at(deadline, read_body(body, &parts.headers, state.options.body_limit))
