@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use super::local::BlobWriter;
 use super::local::LocalRegistry;
-use super::traits::{Expected, ModelStatus, Registry};
+use super::traits::{Expected, ModelSummary, Registry};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
 use crate::names::{validate_name, validate_sha256};
@@ -90,28 +90,30 @@ impl DirectoryStore {
     /// Grants every organization the content its ready models name (registries written
     /// before grants existed); idempotent. Returns the grants written.
     pub fn grant_existing(&self) -> Result<usize> {
-        let orgs = self.registry.root().join("orgs");
         let mut granted = 0;
-        for entry in fs::read_dir(&orgs).ctx("listing", &orgs)? {
-            let Some(org) = entry.ctx("listing", &orgs)?.file_name().to_str().map(str::to_string) else { continue };
-            if validate_name("organization", &org).is_err() {
-                continue;
-            }
-            for repository in self.registry.repositories(&org)? {
-                for model in self.registry.models(&org, &repository)? {
-                    let Some(manifest) = model.manifest.filter(|_| model.status == ModelStatus::Ready) else {
-                        continue;
-                    };
-                    for file in &manifest.files {
-                        if !self.granted(&org, &file.sha256)? {
-                            self.grant(&org, &file.sha256)?;
-                            granted += 1;
-                        }
-                    }
+        for model in self.all_models()? {
+            for file in model.manifest.iter().flat_map(|m| &m.files) {
+                if !self.granted(&model.id.organization, &file.sha256)? {
+                    self.grant(&model.id.organization, &file.sha256)?;
+                    granted += 1;
                 }
             }
         }
         Ok(granted)
+    }
+
+    /// Every model of every organization, uploading ones too.
+    fn all_models(&self) -> Result<Vec<ModelSummary>> {
+        let mut all = Vec::new();
+        for org in names_in(&self.registry.root().join("orgs"))? {
+            if validate_name("organization", &org).is_err() {
+                continue;
+            }
+            for repository in self.registry.repositories(&org)? {
+                all.extend(self.registry.models(&org, &repository)?);
+            }
+        }
+        Ok(all)
     }
 
     /// Starts storing content; [`BlobWriter::finish`] checks it against the sha256 the
@@ -160,25 +162,21 @@ impl DirectoryStore {
         // Abandoned numbers first: what they uploaded is then unreferenced, like any orphan.
         let mut named = std::collections::HashSet::new();
         let mut manifests = std::collections::HashSet::new();
-        let orgs = root.join("orgs");
-        for org in names_in(&orgs)? {
-            for repository in self.registry.repositories(&org)? {
-                for model in self.registry.models(&org, &repository)? {
-                    match model.manifest {
-                        Some(manifest) => {
-                            named.extend(manifest.files.iter().map(|f| f.sha256.clone()));
-                            manifests.insert(manifest.sha256());
+        for model in self.all_models()? {
+            match model.manifest {
+                Some(manifest) => {
+                    named.extend(manifest.files.iter().map(|f| f.sha256.clone()));
+                    manifests.insert(manifest.sha256());
+                }
+                None => {
+                    let id = &model.id;
+                    let dir = root.join("orgs").join(&id.organization).join(&id.repository).join(id.number.to_string());
+                    let lock = dir.join(".lock");
+                    if old(&dir)? && (!lock.exists() || old(&lock)?) {
+                        if !dry_run {
+                            self.registry.discard(id)?;
                         }
-                        None => {
-                            let dir = orgs.join(&org).join(&repository).join(model.id.number.to_string());
-                            let lock = dir.join(".lock");
-                            if old(&dir)? && (!lock.exists() || old(&lock)?) {
-                                if !dry_run {
-                                    self.registry.discard(&model.id)?;
-                                }
-                                collected.abandoned.push(model.id.to_string());
-                            }
-                        }
+                        collected.abandoned.push(id.to_string());
                     }
                 }
             }
