@@ -93,6 +93,18 @@ impl LocalRegistry {
         &self.root
     }
 
+    /// How many distinct file contents are stored: identical files, in one model or in
+    /// several, count once.
+    pub fn blob_count(&self) -> Result<usize> {
+        let blobs = self.root.join("blobs/sha256");
+        let mut count = 0;
+        for prefix in fs::read_dir(&blobs).ctx("listing", &blobs)? {
+            let prefix = prefix.ctx("listing", &blobs)?.path();
+            count += fs::read_dir(&prefix).ctx("listing", &prefix)?.count();
+        }
+        Ok(count)
+    }
+
     fn repo_dir(&self, organization: &str, repository: &str) -> Result<PathBuf> {
         validate_name("organization", organization)?;
         validate_name("repository", repository)?;
