@@ -28,28 +28,27 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use http_body_util::BodyExt;
 use runner_core::registry::protocol::{route, Created, ErrorBody, ModelView, Models, Precondition, Repositories};
-use runner_core::registry::store::DirectoryStore;
-use runner_core::{Error, Manifest, ModelId, Registry};
+use runner_core::{Error, Manifest, ModelId};
 use sha2::Digest;
 
+mod backend;
 mod openapi;
+mod shared;
 mod tokens;
 
+pub use backend::Backend;
+pub use shared::{s3_store, Objects, SharedStore};
 pub use tokens::{Right, Token, Tokens};
 
-/// How the server runs.
+/// How the server runs (its storage is a [`Backend`]).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where everything is stored.
-    pub data: PathBuf,
     /// `false` only when explicitly asked (`--no-auth`): every request may read and write
     /// every organization.
     pub auth: bool,
@@ -61,8 +60,8 @@ pub struct Config {
 }
 
 struct AppState {
-    store: DirectoryStore,
-    tokens: Option<Tokens>,
+    backend: Backend,
+    auth: bool,
     max_file_size: u64,
     limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
 }
@@ -125,7 +124,13 @@ impl From<Error> for ApiError {
             Error::Checksum { .. } => "checksum_mismatch",
             other => other.code(),
         };
-        ApiError::new(status, code, error.to_string())
+        let unavailable = status == StatusCode::SERVICE_UNAVAILABLE;
+        let error = ApiError::new(status, code, error.to_string());
+        // The database or the store is unreachable: clients retry after a second.
+        match unavailable {
+            true => error.retry_after(std::time::Duration::from_secs(1)),
+            false => error,
+        }
     }
 }
 
@@ -135,19 +140,18 @@ fn not_found(what: &str) -> ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Runs blocking store calls off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> runner_core::Result<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(ApiError::from)
-}
-
 /// Checks the bearer token for `right` on `org`. A token of another organization is
 /// answered like a missing resource.
-fn authorize(state: &AppState, request_headers: &axum::http::HeaderMap, org: &str, right: Right) -> ApiResult<()> {
+async fn authorize(
+    state: &AppState,
+    request_headers: &axum::http::HeaderMap,
+    org: &str,
+    right: Right,
+) -> ApiResult<()> {
     runner_core::validate_name("organization", org).map_err(|_| not_found("organization"))?;
-    let Some(tokens) = &state.tokens else { return state.throttle("anonymous") };
+    if !state.auth {
+        return state.throttle("anonymous");
+    }
     let presented = request_headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -155,8 +159,10 @@ fn authorize(state: &AppState, request_headers: &axum::http::HeaderMap, org: &st
         .ok_or_else(|| {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer TOKEN`".into())
         })?;
-    let token = tokens
-        .find(presented)
+    let token = state
+        .backend
+        .find_token(presented)
+        .await?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token".into()))?;
     state.throttle(&token.id)?;
     if token.organization != org {
@@ -177,8 +183,8 @@ async fn list_repos(
     UrlPath(org): UrlPath<String>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read)?;
-    let repositories = blocking(move || s.store.registry().repositories(&org)).await?;
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    let repositories = s.backend.repositories(org).await?;
     Ok(Json(Repositories { repositories }).into_response())
 }
 
@@ -187,8 +193,8 @@ async fn list_models(
     UrlPath((org, repo)): UrlPath<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read)?;
-    let models = blocking(move || s.store.registry().models(&org, &repo)).await?;
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    let models = s.backend.models(org, repo).await?;
     Ok(Json(Models { models: models.into_iter().map(ModelView::of).collect() }).into_response())
 }
 
@@ -197,8 +203,8 @@ async fn create_model(
     UrlPath((org, repo)): UrlPath<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write)?;
-    let id = blocking(move || s.store.registry().create_model(&org, &repo)).await?;
+    authorize(&s, request.headers(), &org, Right::Write).await?;
+    let id = s.backend.create_model(org, repo).await?;
     Ok((StatusCode::CREATED, Json(Created { number: id.number })).into_response())
 }
 
@@ -207,21 +213,8 @@ async fn get_model(
     UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read)?;
-    let id = model_id(&org, &repo, number)?;
-    let view = blocking(move || {
-        let status = s
-            .store
-            .registry()
-            .status(&id)?
-            .ok_or_else(|| Error::NotFound { what: "model", message: format!("{id}") })?;
-        let manifest = match status {
-            runner_core::ModelStatus::Ready => Some(s.store.registry().manifest(&id)?),
-            runner_core::ModelStatus::Uploading => None,
-        };
-        Ok(ModelView { number, status, manifest })
-    })
-    .await?;
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    let view = s.backend.model(model_id(&org, &repo, number)?).await?;
     Ok(Json(view).into_response())
 }
 
@@ -230,9 +223,8 @@ async fn delete_model(
     UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write)?;
-    let id = model_id(&org, &repo, number)?;
-    blocking(move || s.store.registry().delete_model(&id)).await?;
+    authorize(&s, request.headers(), &org, Right::Write).await?;
+    s.backend.delete_model(model_id(&org, &repo, number)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -241,8 +233,8 @@ async fn delete_repository(
     UrlPath((org, repo)): UrlPath<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write)?;
-    blocking(move || s.store.registry().delete_repository(&org, &repo)).await?;
+    authorize(&s, request.headers(), &org, Right::Write).await?;
+    s.backend.delete_repository(org, repo).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -251,9 +243,8 @@ async fn discard(
     UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write)?;
-    let id = model_id(&org, &repo, number)?;
-    blocking(move || s.store.registry().discard(&id)).await?;
+    authorize(&s, request.headers(), &org, Right::Write).await?;
+    s.backend.discard(model_id(&org, &repo, number)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -262,7 +253,7 @@ async fn commit(
     UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write)?;
+    authorize(&s, request.headers(), &org, Right::Write).await?;
     let id = model_id(&org, &repo, number)?;
     // If-None-Match: * -> the model must have no manifest; If-Match: "sha" -> it must be that one.
     let expected = {
@@ -275,7 +266,7 @@ async fn commit(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the manifest: {e}")))?;
     let manifest = Manifest::from_json(&id, &bytes)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", e.to_string()))?;
-    match blocking(move || s.store.commit_manifest(&manifest, expected.as_ref())).await {
+    match s.backend.commit(manifest, expected).await.map_err(ApiError::from) {
         Err(ApiError { status: StatusCode::CONFLICT, message, .. }) => {
             Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", message))
         }
@@ -288,14 +279,11 @@ async fn head_blob(
     UrlPath((org, sha256)): UrlPath<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read)?;
+    authorize(&s, request.headers(), &org, Right::Read).await?;
     // The client asks before sending: a yes means it will name the content instead, so
     // it is touched to survive garbage collection until the commit.
-    match blocking(move || s.store.reuse(&org, &sha256, None)).await? {
-        Some(path) => {
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            Ok(([(header::CONTENT_LENGTH, size.to_string())], StatusCode::OK).into_response())
-        }
+    match s.backend.reuse(org, sha256).await? {
+        Some(size) => Ok(([(header::CONTENT_LENGTH, size.to_string())], StatusCode::OK).into_response()),
         None => Ok(StatusCode::NOT_FOUND.into_response()),
     }
 }
@@ -308,46 +296,20 @@ async fn put_blob(
     UrlPath((org, sha256)): UrlPath<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write)?;
-    let store = s.clone();
-    let (check, check_org) = (sha256.clone(), org.clone());
-    if blocking(move || store.store.reuse(&check_org, &check, None)).await?.is_some() {
-        return Ok(StatusCode::OK.into_response());
-    }
+    authorize(&s, request.headers(), &org, Right::Write).await?;
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let too_large = || {
-        ApiError::new(
+    if declared.is_some_and(|n| n > s.max_file_size) {
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("files may be at most {} bytes", s.max_file_size),
-        )
-    };
-    if declared.is_some_and(|n| n > s.max_file_size) {
-        return Err(too_large());
+        ));
     }
-    let store = s.clone();
-    let mut writer = blocking(move || store.store.blob_writer()).await?;
-    let mut body = request.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("upload interrupted: {e}")))?;
-        if let Ok(chunk) = frame.into_data() {
-            if writer.size() + chunk.len() as u64 > s.max_file_size {
-                return Err(too_large());
-            }
-            // Writes land in the page cache; a chunk at a time keeps memory flat.
-            tokio::task::block_in_place(|| std::io::Write::write_all(&mut writer, &chunk)).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("storing the upload: {e}"))
-            })?;
-        }
+    match s.backend.put_blob(org, sha256, request.into_body(), s.max_file_size).await? {
+        true => Ok(StatusCode::CREATED.into_response()),
+        false => Ok(StatusCode::OK.into_response()),
     }
-    blocking(move || {
-        writer.finish(&sha256)?;
-        s.store.grant(&org, &sha256)
-    })
-    .await?;
-    Ok(StatusCode::CREATED.into_response())
 }
 
 async fn get_blob(
@@ -355,34 +317,16 @@ async fn get_blob(
     UrlPath((org, sha256)): UrlPath<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read)?;
-    let store = s.clone();
-    let path = blocking(move || store.store.blob(&org, &sha256, None)).await?.ok_or_else(|| not_found("content"))?;
-    let response = tower::ServiceExt::oneshot(tower_http::services::ServeFile::new(path), request)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    Ok(response.map(Body::new))
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    s.backend.get_blob(org, sha256, request).await?.ok_or_else(|| not_found("content"))
 }
 
-/// The server's router.
-pub fn router(config: &Config) -> runner_core::Result<Router> {
-    let store = DirectoryStore::open(&config.data)?;
-    // This process owns the directory: uploads cut off by a crash are dropped now.
-    let removed = store.clean_tmp()?;
-    if removed > 0 {
-        tracing::info!(removed, "removed partial uploads left by an earlier run");
-    }
-    // Registries written before content was scoped: each organization reads what its
-    // models name.
-    let granted = store.grant_existing()?;
-    if granted > 0 {
-        tracing::info!(granted, "granted organizations the content their models name");
-    }
-    let tokens = if config.auth { Some(Tokens::load(&config.data)?) } else { None };
+/// The server's router over `backend`.
+pub fn router(backend: Backend, config: &Config) -> Router {
     let limiter =
         config.rate_limit.map(|per_second| governor::RateLimiter::keyed(governor::Quota::per_second(per_second)));
-    let state = Arc::new(AppState { store, tokens, max_file_size: config.max_file_size, limiter });
-    Ok(Router::new()
+    let state = Arc::new(AppState { backend, auth: config.auth, max_file_size: config.max_file_size, limiter });
+    Router::new()
         .route(route::REPOSITORIES, get(list_repos))
         .route(route::REPOSITORY, delete(delete_repository))
         .route(route::MODELS, get(list_models).post(create_model))
@@ -393,7 +337,7 @@ pub fn router(config: &Config) -> runner_core::Result<Router> {
         .route("/livez", get(|| async { "live" }))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { not_found("route") })
-        .with_state(state))
+        .with_state(state)
 }
 
 /// Hex sha256 of a token: what the token file stores.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use runner_registry::{router, Config, Right, Tokens};
+use runner_registry::{router, Backend, Config, Right, SharedStore};
 
 /// The model registry server: organizations, repositories, numbered models and their files.
 #[derive(Parser)]
@@ -17,11 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the registry stored in DATA.
+    /// Serve the registry: one directory (--data), or PostgreSQL and an S3 bucket shared
+    /// by any number of replicas (--database and --store).
     Serve {
-        /// Data directory (created when missing); state survives restarts.
-        #[arg(long, env = "RUNNER_REGISTRY_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        storage: Storage,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         addr: SocketAddr,
@@ -39,9 +39,8 @@ enum Command {
     /// uploads), sparing anything touched within the grace period. Safe while the server
     /// and registrations run.
     Gc {
-        /// Data directory of the registry.
-        #[arg(long, env = "RUNNER_REGISTRY_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        storage: Storage,
         /// Spare everything touched within this many hours; longer than any upload.
         #[arg(long, default_value_t = 24.0)]
         grace_hours: f64,
@@ -107,6 +106,43 @@ enum Command {
         #[command(flatten)]
         at: At,
     },
+}
+
+/// Where a server's registry is stored.
+#[derive(clap::Args)]
+struct Storage {
+    /// Data directory of a one-machine registry (created when missing); state survives
+    /// restarts.
+    #[arg(long, env = "RUNNER_REGISTRY_DATA", required_unless_present = "database", conflicts_with = "database")]
+    data: Option<PathBuf>,
+    /// PostgreSQL of a shared registry (postgres://USER:PASSWORD@HOST:PORT/DATABASE), with
+    /// --store; its schema is created or brought up to date at start.
+    #[arg(long, env = "RUNNER_REGISTRY_DATABASE", requires = "store")]
+    database: Option<String>,
+    /// Object store of a shared registry: s3://BUCKET. Credentials and region come from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION.
+    #[arg(long, env = "RUNNER_REGISTRY_STORE", requires = "database")]
+    store: Option<String>,
+    /// S3 endpoint, for a store other than AWS (Garage, MinIO, ...).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION).
+    #[arg(long)]
+    s3_region: Option<String>,
+}
+
+impl Storage {
+    async fn open(&self) -> runner_core::Result<Backend> {
+        match (&self.data, &self.database, &self.store) {
+            (_, Some(database), Some(store)) => {
+                let objects = runner_registry::s3_store(store, self.s3_endpoint.as_deref(), self.s3_region.as_deref())?;
+                let location = format!("{store} (metadata in PostgreSQL)");
+                Ok(Backend::Shared(SharedStore::connect(database, objects, location).await?))
+            }
+            (Some(data), _, _) => Backend::directory(data),
+            _ => Err(runner_core::Error::invalid_input("give --data DIR, or --database URL and --store s3://BUCKET")),
+        }
+    }
 }
 
 /// Which registry to inspect.
@@ -233,9 +269,8 @@ fn with_org(model: &str, org: &str) -> runner_core::Result<runner_core::ModelRef
 enum TokenCommand {
     /// Create a token for one organization and print it (it is stored hashed: save it now).
     Create {
-        /// Data directory of the server.
-        #[arg(long, env = "RUNNER_REGISTRY_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        storage: Storage,
         /// The organization the token is for.
         #[arg(long)]
         org: String,
@@ -250,7 +285,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn")),
         )
         .try_init();
     match Cli::parse().command {
@@ -267,61 +302,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Gc { data, grace_hours, dry_run, every_hours } => loop {
-            let grace = std::time::Duration::from_secs_f64(grace_hours.max(0.0) * 3600.0);
-            let collected = runner_core::registry::store::DirectoryStore::open(&data)
-                .and_then(|store| store.collect_garbage(grace, dry_run));
-            match collected {
-                Ok(collected) => {
-                    println!("{}", serde_json::json!({ "dry_run": dry_run, "collected": collected }));
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(1);
-                }
-            }
-            match every_hours {
-                Some(hours) => std::thread::sleep(std::time::Duration::from_secs_f64(hours.max(0.001) * 3600.0)),
-                None => return ExitCode::SUCCESS,
-            }
-        },
-        Command::Token { command: TokenCommand::Create { data, org, write } } => {
-            match Tokens::create(&data, &org, if write { Right::Write } else { Right::Read }) {
-                Ok(token) => {
-                    println!("{token}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
-        Command::Serve { data, addr, no_auth, max_file_size, rate_limit } => {
-            let config =
-                Config { data, auth: !no_auth, max_file_size, rate_limit: std::num::NonZeroU32::new(rate_limit) };
-            let app = match router(&config) {
-                Ok(app) => app,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(1);
-                }
-            };
+        command => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-            let result: Result<(), String> = runtime.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-                let local = listener.local_addr().map_err(|e| e.to_string())?;
-                println!("listening on http://{local}");
-                if no_auth {
-                    tracing::warn!("--no-auth: every request may read and write every organization");
-                }
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(runner_core::serve::shutdown_signal())
-                    .await
-                    .map_err(|e| e.to_string())
-            });
-            match result {
+            match runtime.block_on(serve_or_administer(command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -329,5 +312,51 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The commands that open the server's own storage.
+async fn serve_or_administer(command: Command) -> Result<(), String> {
+    match command {
+        Command::Gc { storage, grace_hours, dry_run, every_hours } => {
+            let backend = storage.open().await.map_err(|e| e.to_string())?;
+            let grace = std::time::Duration::from_secs_f64(grace_hours.max(0.0) * 3600.0);
+            loop {
+                let collected = backend.collect_garbage(grace, dry_run).await.map_err(|e| e.to_string())?;
+                println!("{}", serde_json::json!({ "dry_run": dry_run, "collected": collected }));
+                match every_hours {
+                    Some(hours) => {
+                        tokio::time::sleep(std::time::Duration::from_secs_f64(hours.max(0.001) * 3600.0)).await
+                    }
+                    None => return Ok(()),
+                }
+            }
+        }
+        Command::Token { command: TokenCommand::Create { storage, org, write } } => {
+            let backend = storage.open().await.map_err(|e| e.to_string())?;
+            let token = backend
+                .create_token(&org, if write { Right::Write } else { Right::Read })
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Serve { storage, addr, no_auth, max_file_size, rate_limit } => {
+            let backend = storage.open().await.map_err(|e| e.to_string())?;
+            let config = Config { auth: !no_auth, max_file_size, rate_limit: std::num::NonZeroU32::new(rate_limit) };
+            let app = router(backend, &config);
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            println!("listening on http://{local}");
+            if no_auth {
+                tracing::warn!("--no-auth: every request may read and write every organization");
+            }
+            axum::serve(listener, app)
+                .with_graceful_shutdown(runner_core::serve::shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        _ => unreachable!("inspection commands are handled by main"),
     }
 }

@@ -50,6 +50,20 @@ fn read(path: &Path) -> Result<(Option<SystemTime>, HashMap<String, Token>)> {
     Ok((modified, list.into_iter().map(|t| (t.sha256.clone(), t)).collect()))
 }
 
+/// A fresh token and its stored form (for no organization yet, read only).
+pub(crate) fn new_secret() -> (String, Token) {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = format!("rrt_{}", hex::encode(secret));
+    let stored = Token {
+        id: hex::encode(&secret[..4]),
+        organization: String::new(),
+        right: Right::Read,
+        sha256: crate::token_hash(&token),
+    };
+    (token, stored)
+}
+
 impl Tokens {
     /// The tokens of `data` (none yet is fine: create one with `runner-registry token create`).
     pub fn load(data: &Path) -> Result<Tokens> {
@@ -80,16 +94,11 @@ impl Tokens {
         std::fs::create_dir_all(data).map_err(|e| Error::msg(format!("creating {}: {e}", data.display())))?;
         let path = crate::tokens_path(data);
         let (_, existing) = read(&path)?;
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let token = format!("rrt_{}", hex::encode(secret));
+        let (token, mut stored) = new_secret();
+        stored.organization = organization.to_string();
+        stored.right = right;
         let mut list: Vec<Token> = existing.into_values().collect();
-        list.push(Token {
-            id: hex::encode(&secret[..4]),
-            organization: organization.to_string(),
-            right,
-            sha256: crate::token_hash(&token),
-        });
+        list.push(stored);
         list.sort_by(|a, b| a.id.cmp(&b.id));
         let json = serde_json::to_vec_pretty(&list).expect("tokens serialize");
         let tmp = data.join(".tokens.json.tmp");

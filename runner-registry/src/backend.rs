@@ -1,0 +1,261 @@
+//! Where a server keeps its registry: a directory on one machine, or PostgreSQL and an
+//! object store shared by any number of replicas. The HTTP handlers speak to this one
+//! type; each operation means the same on both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use http_body_util::BodyExt;
+use runner_core::registry::protocol::ModelView;
+use runner_core::registry::store::{Collected, DirectoryStore};
+use runner_core::{Error, ErrorKind, Expected, Manifest, ModelId, ModelSummary, Registry, Result};
+
+use crate::shared::SharedStore;
+use crate::tokens::{Right, Token, Tokens};
+
+/// A registry server's storage.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// One directory (blobs, manifests, grants and the token file), owned by one server.
+    Directory {
+        /// The registry in it.
+        store: DirectoryStore,
+        /// Its token file.
+        tokens: Arc<Tokens>,
+    },
+    /// PostgreSQL for metadata and tokens, an S3-compatible store for content.
+    Shared(SharedStore),
+}
+
+/// Runs blocking directory calls off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::msg(format!("a storage task failed: {e}")))?
+}
+
+impl Backend {
+    /// The directory backend at `data`, after sweeping what an earlier run left behind.
+    pub fn directory(data: &std::path::Path) -> Result<Backend> {
+        let store = DirectoryStore::open(data)?;
+        // This process owns the directory: uploads cut off by a crash are dropped now.
+        let removed = store.clean_tmp()?;
+        if removed > 0 {
+            tracing::info!(removed, "removed partial uploads left by an earlier run");
+        }
+        // Registries written before content was scoped: each organization reads what its
+        // models name.
+        let granted = store.grant_existing()?;
+        if granted > 0 {
+            tracing::info!(granted, "granted organizations the content their models name");
+        }
+        Ok(Backend::Directory { store, tokens: Arc::new(Tokens::load(data)?) })
+    }
+
+    /// The repositories of an organization.
+    pub async fn repositories(&self, org: String) -> Result<Vec<String>> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().repositories(&org)).await
+            }
+            Backend::Shared(shared) => shared.repositories(&org).await,
+        }
+    }
+
+    /// The models of a repository.
+    pub async fn models(&self, org: String, repo: String) -> Result<Vec<ModelSummary>> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().models(&org, &repo)).await
+            }
+            Backend::Shared(shared) => shared.models(&org, &repo).await,
+        }
+    }
+
+    /// One model, or [`Error::NotFound`].
+    pub async fn model(&self, id: ModelId) -> Result<ModelView> {
+        let summary = match self {
+            Backend::Directory { store, .. } => {
+                let (store, id) = (store.clone(), id.clone());
+                blocking(move || {
+                    let registry = store.registry();
+                    Ok(match registry.status(&id)? {
+                        None => None,
+                        Some(runner_core::ModelStatus::Uploading) => {
+                            Some(ModelSummary { id, status: runner_core::ModelStatus::Uploading, manifest: None })
+                        }
+                        Some(status) => Some(ModelSummary { manifest: Some(registry.manifest(&id)?), id, status }),
+                    })
+                })
+                .await?
+            }
+            Backend::Shared(shared) => shared.model(&id).await?,
+        };
+        summary.map(ModelView::of).ok_or_else(|| Error::NotFound { what: "model", message: format!("{id}") })
+    }
+
+    /// Takes the next number.
+    pub async fn create_model(&self, org: String, repo: String) -> Result<ModelId> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().create_model(&org, &repo)).await
+            }
+            Backend::Shared(shared) => shared.create_model(&org, &repo).await,
+        }
+    }
+
+    /// Deletes a model.
+    pub async fn delete_model(&self, id: ModelId) -> Result<()> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().delete_model(&id)).await
+            }
+            Backend::Shared(shared) => shared.delete_model(&id).await,
+        }
+    }
+
+    /// Deletes a repository and its models.
+    pub async fn delete_repository(&self, org: String, repo: String) -> Result<()> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().delete_repository(&org, &repo)).await
+            }
+            Backend::Shared(shared) => shared.delete_repository(&org, &repo).await,
+        }
+    }
+
+    /// Gives back an uploading number.
+    pub async fn discard(&self, id: ModelId) -> Result<()> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().discard(&id)).await
+            }
+            Backend::Shared(shared) => shared.discard(&id).await,
+        }
+    }
+
+    /// Makes a model ready, under `expected` when given.
+    pub async fn commit(&self, manifest: Manifest, expected: Option<Expected>) -> Result<()> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.commit_manifest(&manifest, expected.as_ref())).await
+            }
+            Backend::Shared(shared) => shared.commit(&manifest, expected.as_ref()).await,
+        }
+    }
+
+    /// The size of content the organization may read, touched for garbage collection
+    /// (the answer to a client asking before it sends).
+    pub async fn reuse(&self, org: String, sha256: String) -> Result<Option<u64>> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || {
+                    Ok(store.reuse(&org, &sha256, None)?.map(|path| std::fs::metadata(path).map_or(0, |m| m.len())))
+                })
+                .await
+            }
+            Backend::Shared(shared) => shared.reuse(&org, &sha256).await,
+        }
+    }
+
+    /// Stores an upload checked against `sha256` and grants it to the organization;
+    /// `false` when the organization had it already.
+    pub async fn put_blob(&self, org: String, sha256: String, body: Body, max_size: u64) -> Result<bool> {
+        match self {
+            Backend::Directory { store, .. } => put_in_directory(store, org, sha256, body, max_size).await,
+            Backend::Shared(shared) => shared.put_blob(&org, &sha256, body, max_size).await,
+        }
+    }
+
+    /// Answers a download (with HTTP Range), or `None` when the organization may not
+    /// read that content.
+    pub async fn get_blob(&self, org: String, sha256: String, request: Request) -> Result<Option<Response>> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                let Some(path) = blocking(move || store.blob(&org, &sha256, None)).await? else { return Ok(None) };
+                let response = tower::ServiceExt::oneshot(tower_http::services::ServeFile::new(path), request)
+                    .await
+                    .map_err(|e| Error::msg(e.to_string()))?;
+                Ok(Some(response.map(Body::new)))
+            }
+            Backend::Shared(shared) => {
+                let headers: HeaderMap = request.headers().clone();
+                shared.get_blob(&org, &sha256, &headers).await
+            }
+        }
+    }
+
+    /// The stored token matching `presented`.
+    pub async fn find_token(&self, presented: &str) -> Result<Option<Token>> {
+        match self {
+            Backend::Directory { tokens, .. } => Ok(tokens.find(presented)),
+            Backend::Shared(shared) => shared.find_token(&crate::token_hash(presented)).await,
+        }
+    }
+
+    /// Creates a token and returns it (only its hash is stored).
+    pub async fn create_token(&self, org: &str, right: Right) -> Result<String> {
+        match self {
+            Backend::Directory { store, .. } => Tokens::create(store.registry().root(), org, right),
+            Backend::Shared(shared) => shared.create_token(org, right).await,
+        }
+    }
+
+    /// Removes what no model needs, sparing what was touched within `grace`.
+    pub async fn collect_garbage(&self, grace: Duration, dry_run: bool) -> Result<Collected> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.collect_garbage(grace, dry_run)).await
+            }
+            Backend::Shared(shared) => shared.collect_garbage(grace, dry_run).await,
+        }
+    }
+}
+
+/// Streams the body into the directory, hashing as it goes; nothing is kept unless the
+/// sha256 matches.
+async fn put_in_directory(
+    store: &DirectoryStore,
+    org: String,
+    sha256: String,
+    body: Body,
+    max_size: u64,
+) -> Result<bool> {
+    let (check, check_org, reader) = (sha256.clone(), org.clone(), store.clone());
+    if blocking(move || reader.reuse(&check_org, &check, None)).await?.is_some() {
+        return Ok(false);
+    }
+    let writer_store = store.clone();
+    let mut writer = blocking(move || writer_store.blob_writer()).await?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::new(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
+        if let Ok(chunk) = frame.into_data() {
+            if writer.size() + chunk.len() as u64 > max_size {
+                return Err(Error::new(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
+            }
+            // Writes land in the page cache; a chunk at a time keeps memory flat.
+            tokio::task::block_in_place(|| std::io::Write::write_all(&mut writer, &chunk))
+                .map_err(|e| Error::msg(format!("storing the upload: {e}")))?;
+        }
+    }
+    let store = store.clone();
+    blocking(move || {
+        writer.finish(&sha256)?;
+        store.grant(&org, &sha256)
+    })
+    .await?;
+    Ok(true)
+}

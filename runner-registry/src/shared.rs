@@ -1,0 +1,883 @@
+//! The shared backend: metadata in PostgreSQL, file contents in an S3-compatible object
+//! store. Any number of replicas run against one database and one bucket; they keep no
+//! state of their own.
+//!
+//! Correctness comes from the database alone (the object store is only asked to store
+//! and return bytes; Garage, for one, ignores conditional writes):
+//! - a number is taken under a row lock of its repository (max + 1 while holding it), so
+//!   concurrent registrations on any replicas get distinct, consecutive numbers;
+//! - a commit locks its model's row, checks its precondition, and makes the model ready
+//!   with its files in one transaction, only once every file it names is a row of
+//!   `blobs`, which is written only after the object is complete;
+//! - an object is completed, and a garbage collector deletes one, under the same
+//!   per-content advisory lock, and the collector re-checks under a row lock that nothing
+//!   names or touched the content: a registration in flight never loses what it sent or
+//!   was told exists.
+//!
+//! Errors reaching the database or the store are [`ErrorKind::Overloaded`] (HTTP 503,
+//! which clients retry): the transaction is rolled back, so nothing is half-written.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use runner_core::registry::store::Collected;
+use runner_core::{validate_name, validate_sha256, Error, ErrorKind, Expected, Manifest, ModelId, ModelStatus};
+use runner_core::{ModelSummary, Result};
+use sha2::{Digest, Sha256};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, SqlSafeStr, Transaction};
+
+use crate::tokens::{Right, Token};
+
+/// An object store that also takes multipart uploads part by part (S3, and the
+/// in-memory store of tests).
+pub trait Objects: ObjectStore + MultipartStore {}
+impl<T: ObjectStore + MultipartStore> Objects for T {}
+
+/// The S3 bucket of `url` (`s3://BUCKET`), configured in the AWS convention: the
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` and `AWS_ENDPOINT_URL`
+/// environment variables, which `endpoint` and `region` override. An `http://`
+/// endpoint (a store on the local network, such as Garage or MinIO) is allowed; buckets
+/// are addressed by path, which every S3-compatible store understands.
+pub fn s3_store(url: &str, endpoint: Option<&str>, region: Option<&str>) -> Result<Arc<dyn Objects>> {
+    let Some(bucket) = url.strip_prefix("s3://").map(|b| b.trim_end_matches('/')) else {
+        return Err(Error::invalid_input(format!("`{url}` is not an S3 bucket URL; write s3://BUCKET")));
+    };
+    if bucket.is_empty() || bucket.contains('/') {
+        return Err(Error::invalid_input(format!("`{url}` names no bucket (or a folder in one); write s3://BUCKET")));
+    }
+    // A few quick retries: past them the client is answered 503 and retries itself,
+    // rather than wait on a store that is down.
+    let retry = object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(10),
+        backoff: object_store::BackoffConfig::default(),
+    };
+    let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry);
+    let endpoint = endpoint.map(str::to_string).or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
+    }
+    if let Some(region) = region {
+        builder = builder.with_region(region);
+    }
+    let s3 = builder.build().map_err(|e| {
+        Error::invalid_input(format!(
+            "cannot use {url}: {e} (set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for a store other than AWS, AWS_ENDPOINT_URL or --s3-endpoint)"
+        ))
+    })?;
+    Ok(Arc::new(s3))
+}
+
+/// Bytes per part of a multipart upload: S3's minimum is 5 MiB.
+const PART: usize = 8 << 20;
+/// Parts of one upload sent at once; with one being filled, the memory an upload holds.
+const PARTS_IN_FLIGHT: usize = 3;
+
+/// The schema, embedded; applied at start under sqlx's migration lock, so replicas may
+/// start together.
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "registry".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_registry.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// A failure to reach the database: 503, retried by clients.
+fn db(error: sqlx::Error) -> Error {
+    let unavailable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception), 57P01-57P03 (the server shutting down or
+        // starting), 40001/40P01 (serialization failure, deadlock: retry).
+        sqlx::Error::Database(e) => e.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+        }),
+        _ => false,
+    };
+    match unavailable {
+        true => Error::new(
+            ErrorKind::Overloaded,
+            format!("the registry's database is unavailable ({error}); nothing was changed: retry shortly"),
+        ),
+        false => Error::msg(format!("the registry's database failed: {error}")),
+    }
+}
+
+/// A failure of the object store: 503, retried by clients.
+fn store(error: object_store::Error) -> Error {
+    Error::new(
+        ErrorKind::Overloaded,
+        format!("the registry's object store is unavailable ({error}); nothing was changed: retry shortly"),
+    )
+}
+
+/// Where content with this sha256 lives in the bucket.
+fn blob_path(sha256: &str) -> ObjectPath {
+    ObjectPath::from(format!("blobs/sha256/{}/{sha256}", &sha256[..2]))
+}
+
+/// The advisory lock of one content: completing its object and deleting it take turns.
+fn content_lock(sha256: &str) -> i64 {
+    let bytes = hex::decode(&sha256[..16]).expect("a validated sha256 is hex");
+    i64::from_be_bytes(bytes.try_into().expect("eight bytes"))
+}
+
+fn number(id: &ModelId) -> i64 {
+    i64::try_from(id.number).unwrap_or(i64::MAX)
+}
+
+/// The registry on PostgreSQL and an object store.
+#[derive(Clone)]
+pub struct SharedStore {
+    pool: PgPool,
+    objects: Arc<dyn Objects>,
+    location: String,
+}
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedStore").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+impl SharedStore {
+    /// Connects to the database at `database` (a `postgres://` URL), applies the schema
+    /// when it is behind, and stores content in `objects`. `location` names the pair in
+    /// messages.
+    pub async fn connect(database: &str, objects: Arc<dyn Objects>, location: String) -> Result<SharedStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(database)
+            .await
+            .map_err(|e| Error::msg(format!("cannot connect to the database: {e}")))?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| Error::msg(format!("cannot bring the database's schema up to date: {e}")))?;
+        Ok(SharedStore { pool, objects, location })
+    }
+
+    /// Where this registry lives, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The repositories of an organization, sorted.
+    pub async fn repositories(&self, organization: &str) -> Result<Vec<String>> {
+        validate_name("organization", organization)?;
+        sqlx::query_scalar("SELECT name FROM repositories WHERE organization = $1 ORDER BY name")
+            .bind(organization)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    /// The models of a repository, uploading ones too, by number.
+    pub async fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        let rows = sqlx::query(
+            "SELECT m.number, m.manifest FROM repositories r
+             LEFT JOIN models m ON m.organization = r.organization AND m.repository = r.name
+             WHERE r.organization = $1 AND r.name = $2 ORDER BY m.number",
+        )
+        .bind(organization)
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        if rows.is_empty() {
+            return Err(Error::NotFound {
+                what: "repository",
+                message: format!("`{repository}` does not exist in organization `{organization}` of {}", self.location),
+            });
+        }
+        let mut models = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(number) = row.get::<Option<i64>, _>(0) else { continue };
+            let id = ModelId::new(organization, repository, number as u64)?;
+            let manifest = row.get::<Option<String>, _>(1);
+            models.push(summary(id, manifest)?);
+        }
+        Ok(models)
+    }
+
+    /// A model's status and manifest, or `None` when the number does not exist.
+    pub async fn model(&self, id: &ModelId) -> Result<Option<ModelSummary>> {
+        let manifest: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT manifest FROM models WHERE organization = $1 AND repository = $2 AND number = $3",
+        )
+        .bind(&id.organization)
+        .bind(&id.repository)
+        .bind(number(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        manifest.map(|manifest| summary(id.clone(), manifest)).transpose()
+    }
+
+    /// Takes the next number of a repository (creating it when needed): max + 1 while
+    /// holding the repository's row lock, so concurrent callers on any replica queue up.
+    pub async fn create_model(&self, organization: &str, repository: &str) -> Result<ModelId> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        loop {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            sqlx::query("INSERT INTO repositories (organization, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(organization)
+                .bind(repository)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let locked = sqlx::query("SELECT 1 FROM repositories WHERE organization = $1 AND name = $2 FOR UPDATE")
+                .bind(organization)
+                .bind(repository)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if locked.is_none() {
+                // Deleted between the two statements: take it again.
+                continue;
+            }
+            let next: i64 = sqlx::query_scalar(
+                "INSERT INTO models (organization, repository, number, state)
+                 SELECT $1, $2, COALESCE(MAX(number), 0) + 1, 'uploading' FROM models
+                 WHERE organization = $1 AND repository = $2
+                 RETURNING number",
+            )
+            .bind(organization)
+            .bind(repository)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return ModelId::new(organization, repository, next as u64);
+        }
+    }
+
+    /// Gives back an uploading number; a ready model (or one a commit in flight makes
+    /// ready: the delete waits for its row lock) is left alone.
+    pub async fn discard(&self, id: &ModelId) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM models WHERE organization = $1 AND repository = $2 AND number = $3 AND state = 'uploading'",
+        )
+        .bind(&id.organization)
+        .bind(&id.repository)
+        .bind(number(id))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Deletes a model with its files' rows; their contents stay while others name them.
+    pub async fn delete_model(&self, id: &ModelId) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM models WHERE organization = $1 AND repository = $2 AND number = $3")
+            .bind(&id.organization)
+            .bind(&id.repository)
+            .bind(number(id))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        match deleted.rows_affected() {
+            0 => Err(Error::NotFound { what: "model", message: format!("{id} does not exist in {}", self.location) }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes a repository and every model in it, in one transaction.
+    pub async fn delete_repository(&self, organization: &str, repository: &str) -> Result<()> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        let deleted = sqlx::query("DELETE FROM repositories WHERE organization = $1 AND name = $2")
+            .bind(organization)
+            .bind(repository)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        match deleted.rows_affected() {
+            0 => Err(Error::NotFound {
+                what: "repository",
+                message: format!("`{repository}` does not exist in organization `{organization}`"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes a model ready, in one transaction: its row locked, the precondition checked
+    /// ([`Error::Conflict`] when another registration got there first), every file's
+    /// content present, of the right size and readable by the organization (and locked
+    /// against garbage collection until the commit), then the files and the manifest.
+    pub async fn commit(&self, manifest: &Manifest, expected: Option<&Expected>) -> Result<()> {
+        manifest.validate()?;
+        let id = &manifest.model;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let current: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT manifest_sha256 FROM models WHERE organization = $1 AND repository = $2 AND number = $3
+             FOR UPDATE",
+        )
+        .bind(&id.organization)
+        .bind(&id.repository)
+        .bind(number(id))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(current) = current else {
+            return Err(Error::NotFound {
+                what: "model",
+                message: format!("{id} does not exist (or was removed during the upload)"),
+            });
+        };
+        if let Some(expected) = expected {
+            let current = match current {
+                None => Expected::Nothing,
+                Some(sha256) => Expected::Manifest(sha256),
+            };
+            if &current != expected {
+                return Err(Error::Conflict {
+                    message: format!(
+                        "{id} was registered by someone else during this registration; nothing was changed: register again"
+                    ),
+                });
+            }
+        }
+        let shas: Vec<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();
+        let stored: std::collections::HashMap<String, i64> = sqlx::query(
+            "SELECT b.sha256, b.size FROM blobs b
+             JOIN grants g ON g.sha256 = b.sha256 AND g.organization = $1
+             WHERE b.sha256 = ANY($2) FOR SHARE OF b",
+        )
+        .bind(&id.organization)
+        .bind(&shas)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+        for file in &manifest.files {
+            match stored.get(&file.sha256) {
+                Some(&size) if size as u64 == file.size => {}
+                Some(&size) => {
+                    return Err(Error::invalid_input(format!(
+                        "the manifest says `{}` has {} bytes, but its content (sha256 {}) has {size}",
+                        file.path, file.size, file.sha256
+                    )))
+                }
+                None => {
+                    return Err(Error::invalid_input(format!(
+                        "the manifest lists `{}` (sha256 {}), whose content organization `{}` has not uploaded; upload it first",
+                        file.path, file.sha256, id.organization
+                    )))
+                }
+            }
+        }
+        let paths: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
+        sqlx::query("DELETE FROM model_files WHERE organization = $1 AND repository = $2 AND number = $3")
+            .bind(&id.organization)
+            .bind(&id.repository)
+            .bind(number(id))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO model_files (organization, repository, number, path, sha256)
+             SELECT $1, $2, $3, path, sha256 FROM UNNEST($4::TEXT[], $5::TEXT[]) AS f(path, sha256)",
+        )
+        .bind(&id.organization)
+        .bind(&id.repository)
+        .bind(number(id))
+        .bind(&paths)
+        .bind(&shas)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let json = String::from_utf8(manifest.to_json()).expect("manifests are JSON text");
+        sqlx::query(
+            "UPDATE models SET state = 'ready', manifest = $4, manifest_sha256 = $5, touched_at = now()
+             WHERE organization = $1 AND repository = $2 AND number = $3",
+        )
+        .bind(&id.organization)
+        .bind(&id.repository)
+        .bind(number(id))
+        .bind(&json)
+        .bind(manifest.sha256())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// The size of stored content `organization` may read, touched so that garbage
+    /// collection spares it for its grace period (a client told it exists names it
+    /// instead of sending it); `None` when it is not stored or not granted.
+    pub async fn reuse(&self, organization: &str, sha256: &str) -> Result<Option<u64>> {
+        validate_name("organization", organization)?;
+        validate_sha256(sha256)?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "UPDATE blobs b SET touched_at = now() FROM grants g
+             WHERE b.sha256 = $2 AND g.sha256 = b.sha256 AND g.organization = $1
+             RETURNING b.size",
+        )
+        .bind(organization)
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    /// The size of stored content `organization` may read, untouched.
+    async fn granted_size(&self, organization: &str, sha256: &str) -> Result<Option<u64>> {
+        validate_name("organization", organization)?;
+        validate_sha256(sha256)?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM blobs b JOIN grants g ON g.sha256 = b.sha256 AND g.organization = $1
+             WHERE b.sha256 = $2",
+        )
+        .bind(organization)
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    /// Streams an upload into the object store, hashing on the way: a small one in one
+    /// `PUT`, a large one as a multipart upload whose parts go out while the next is
+    /// received. The object is completed only when the sha256 matches, and aborted when
+    /// it does not, when the client disconnects or the upload is too large. Returns
+    /// `false` when the organization already had the content (nothing is read).
+    pub async fn put_blob(&self, organization: &str, sha256: &str, body: Body, max_size: u64) -> Result<bool> {
+        if self.reuse(organization, sha256).await?.is_some() {
+            return Ok(false);
+        }
+        let path = blob_path(sha256);
+        let mut upload: Option<Multipart> = None;
+        let received = self.receive(&path, body, max_size, &mut upload).await;
+        let (first, size, actual) = match received {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some(upload) = upload {
+                    upload.abort(self).await;
+                }
+                return Err(e);
+            }
+        };
+        if actual != sha256 {
+            if let Some(upload) = upload {
+                upload.abort(self).await;
+            }
+            return Err(Error::Checksum { path: format!("upload of {sha256}"), expected: sha256.to_string(), actual });
+        }
+        // Completed under the content's lock: a collector deleting this content either
+        // finished first (and the row is written again below) or waits for this one.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_content(&mut tx, sha256).await?;
+        match upload {
+            Some(upload) => upload.complete(self).await?,
+            None => {
+                self.objects.put(&path, PutPayload::from(first)).await.map_err(store)?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO blobs (sha256, size) VALUES ($1, $2)
+             ON CONFLICT (sha256) DO UPDATE SET touched_at = now()",
+        )
+        .bind(sha256)
+        .bind(size as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("INSERT INTO grants (organization, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(organization)
+            .bind(sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    /// Reads the body: returns the bytes of a small upload (not yet stored), the size and
+    /// the sha256. A large one is sent as parts into `upload` as it arrives.
+    async fn receive(
+        &self,
+        path: &ObjectPath,
+        body: Body,
+        max_size: u64,
+        upload: &mut Option<Multipart>,
+    ) -> Result<(Bytes, u64, String)> {
+        let mut stream = body.into_data_stream();
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buffer = bytes::BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::new(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
+            size += chunk.len() as u64;
+            if size > max_size {
+                return Err(Error::new(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
+            }
+            hasher.update(&chunk);
+            buffer.extend_from_slice(&chunk);
+            while buffer.len() >= PART {
+                let part = buffer.split_to(PART).freeze();
+                if upload.is_none() {
+                    *upload = Some(Multipart::start(self, path).await?);
+                }
+                upload.as_mut().expect("started").send(self, part).await?;
+            }
+        }
+        if let Some(upload) = upload.as_mut() {
+            if !buffer.is_empty() {
+                upload.send(self, buffer.split().freeze()).await?;
+            }
+        }
+        Ok((buffer.freeze(), size, hex::encode(hasher.finalize())))
+    }
+
+    /// Answers a download: the whole content, or one byte range of it (`Range:
+    /// bytes=A-B`, `bytes=A-`, `bytes=-N`), streamed from the store. `None` when the
+    /// organization may not read it.
+    pub async fn get_blob(&self, organization: &str, sha256: &str, headers: &HeaderMap) -> Result<Option<Response>> {
+        let Some(size) = self.granted_size(organization, sha256).await? else { return Ok(None) };
+        let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
+        let (status, start, end) = match range {
+            None | Some(Ranged::Ignored) => (StatusCode::OK, 0, size),
+            Some(Ranged::Part(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
+            Some(Ranged::Unsatisfiable) => {
+                return Ok(Some(
+                    (
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+                        format!("the range asked for lies outside the content's {size} bytes"),
+                    )
+                        .into_response(),
+                ));
+            }
+        };
+        let options = GetOptions { range: Some(GetRange::Bounded(start..end)), ..Default::default() };
+        let body = match (start, end) {
+            (0, 0) => Body::empty(),
+            _ => {
+                let got = self.objects.get_opts(&blob_path(sha256), options).await.map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => Error::msg(format!(
+                        "content {sha256} is recorded in the database but missing from the object store"
+                    )),
+                    other => store(other),
+                })?;
+                Body::from_stream(got.into_stream())
+            }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        if status == StatusCode::PARTIAL_CONTENT {
+            let range = format!("bytes {start}-{}/{size}", end - 1);
+            headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii"));
+        }
+        Ok(Some(response))
+    }
+
+    /// The token whose sha256 is `hash`.
+    pub async fn find_token(&self, hash: &str) -> Result<Option<Token>> {
+        let row = sqlx::query("SELECT id, organization, access FROM tokens WHERE sha256 = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.map(|row| Token {
+            id: row.get(0),
+            organization: row.get(1),
+            right: if row.get::<String, _>(2) == "write" { Right::Write } else { Right::Read },
+            sha256: hash.to_string(),
+        }))
+    }
+
+    /// Stores a new token (hashed) and returns it.
+    pub async fn create_token(&self, organization: &str, right: Right) -> Result<String> {
+        validate_name("organization", organization)?;
+        let (secret, token) = crate::tokens::new_secret();
+        sqlx::query("INSERT INTO tokens (id, organization, access, sha256) VALUES ($1, $2, $3, $4)")
+            .bind(&token.id)
+            .bind(organization)
+            .bind(match right {
+                Right::Read => "read",
+                Right::Write => "write",
+            })
+            .bind(&token.sha256)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(secret)
+    }
+
+    /// Removes what no model needs, sparing what was touched within `grace` (longer than
+    /// any upload): numbers whose registration was abandoned, content no model names, and
+    /// multipart uploads a replica left unfinished. Safe while registrations run on any
+    /// replica (see the module's notes). With `dry_run`, only reports.
+    pub async fn collect_garbage(&self, grace: Duration, dry_run: bool) -> Result<Collected> {
+        let seconds = grace.as_secs_f64();
+        let mut collected = Collected::default();
+        let abandoned = sqlx::query(
+            "SELECT organization, repository, number FROM models
+             WHERE state = 'uploading' AND touched_at < now() - make_interval(secs => $1)",
+        )
+        .bind(seconds)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        for row in abandoned {
+            let id = ModelId::new(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<i64, _>(2) as u64)?;
+            if !dry_run {
+                self.discard(&id).await?;
+            }
+            collected.abandoned.push(id.to_string());
+        }
+        let orphans = sqlx::query(
+            "SELECT sha256, size FROM blobs b
+             WHERE touched_at < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)",
+        )
+        .bind(seconds)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        for row in orphans {
+            let (sha256, size): (String, i64) = (row.get(0), row.get(1));
+            if dry_run {
+                collected.blobs += 1;
+                collected.bytes += size as u64;
+                continue;
+            }
+            // Under the content's lock and its row's: re-checked, then the object goes
+            // before the row, so a row never names a missing object.
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            lock_content(&mut tx, &sha256).await?;
+            let still = sqlx::query(
+                "SELECT 1 FROM blobs b WHERE sha256 = $1
+                   AND touched_at < now() - make_interval(secs => $2)
+                   AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)
+                 FOR UPDATE",
+            )
+            .bind(&sha256)
+            .bind(seconds)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if still.is_none() {
+                continue;
+            }
+            match self.objects.delete(&blob_path(&sha256)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store(e)),
+            }
+            let grants = sqlx::query("DELETE FROM grants WHERE sha256 = $1")
+                .bind(&sha256)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            sqlx::query("DELETE FROM blobs WHERE sha256 = $1").bind(&sha256).execute(&mut *tx).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            collected.blobs += 1;
+            collected.bytes += size as u64;
+            collected.grants += grants as usize;
+        }
+        let stale =
+            sqlx::query("SELECT path, upload_id FROM uploads WHERE started_at < now() - make_interval(secs => $1)")
+                .bind(seconds)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        for row in stale {
+            let (path, upload_id): (String, String) = (row.get(0), row.get(1));
+            if !dry_run {
+                match self.objects.abort_multipart(&ObjectPath::from(path.as_str()), &upload_id).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(store(e)),
+                }
+                forget_upload(&self.pool, &path, &upload_id).await?;
+            }
+            collected.uploads += 1;
+        }
+        Ok(collected)
+    }
+}
+
+/// Takes the advisory lock of one content until the transaction ends.
+async fn lock_content(tx: &mut Transaction<'static, Postgres>, sha256: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(content_lock(sha256)).execute(&mut **tx).await.map_err(db)?;
+    Ok(())
+}
+
+async fn forget_upload(pool: &PgPool, path: &str, upload_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM uploads WHERE path = $1 AND upload_id = $2")
+        .bind(path)
+        .bind(upload_id)
+        .execute(pool)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+fn summary(id: ModelId, manifest: Option<String>) -> Result<ModelSummary> {
+    Ok(match manifest {
+        None => ModelSummary { id, status: ModelStatus::Uploading, manifest: None },
+        Some(json) => {
+            let manifest = Manifest::from_json(&id, json.as_bytes())?;
+            ModelSummary { id, status: ModelStatus::Ready, manifest: Some(manifest) }
+        }
+    })
+}
+
+/// A multipart upload in flight: recorded in `uploads` first, so that a replica killed
+/// mid-upload leaves something the garbage collector can abort.
+struct Multipart {
+    path: ObjectPath,
+    id: String,
+    parts: Vec<tokio::task::JoinHandle<object_store::Result<PartId>>>,
+    done: Vec<PartId>,
+}
+
+impl Multipart {
+    async fn start(shared: &SharedStore, path: &ObjectPath) -> Result<Multipart> {
+        let id = shared.objects.create_multipart(path).await.map_err(store)?;
+        sqlx::query("INSERT INTO uploads (path, upload_id) VALUES ($1, $2)")
+            .bind(path.as_ref())
+            .bind(&id)
+            .execute(&shared.pool)
+            .await
+            .map_err(db)?;
+        Ok(Multipart { path: path.clone(), id, parts: Vec::new(), done: Vec::new() })
+    }
+
+    /// Sends one part in the background, first waiting for the oldest when
+    /// [`PARTS_IN_FLIGHT`] are out.
+    async fn send(&mut self, shared: &SharedStore, part: Bytes) -> Result<()> {
+        if self.parts.len() - self.done.len() >= PARTS_IN_FLIGHT {
+            self.wait_one().await?;
+        }
+        let (objects, path, id, index) = (shared.objects.clone(), self.path.clone(), self.id.clone(), self.parts.len());
+        self.parts.push(tokio::spawn(async move { objects.put_part(&path, &id, index, PutPayload::from(part)).await }));
+        Ok(())
+    }
+
+    async fn wait_one(&mut self) -> Result<()> {
+        let next = self.done.len();
+        let part = (&mut self.parts[next])
+            .await
+            .map_err(|e| Error::msg(format!("a part upload failed: {e}")))?
+            .map_err(store)?;
+        self.done.push(part);
+        Ok(())
+    }
+
+    async fn complete(mut self, shared: &SharedStore) -> Result<()> {
+        let result = async {
+            while self.done.len() < self.parts.len() {
+                self.wait_one().await?;
+            }
+            shared.objects.complete_multipart(&self.path, &self.id, std::mem::take(&mut self.done)).await.map_err(store)
+        }
+        .await;
+        match result {
+            Ok(_) => forget_upload(&shared.pool, self.path.as_ref(), &self.id).await,
+            Err(e) => {
+                self.abort(shared).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops the parts sent; when that fails too, the collector aborts it later.
+    async fn abort(self, shared: &SharedStore) {
+        for part in &self.parts {
+            part.abort();
+        }
+        if shared.objects.abort_multipart(&self.path, &self.id).await.is_ok() {
+            let _ = forget_upload(&shared.pool, self.path.as_ref(), &self.id).await;
+        }
+    }
+}
+
+/// What a `Range` header asks of content of some size.
+#[derive(Debug, PartialEq, Eq)]
+enum Ranged {
+    /// Bytes `start..end`.
+    Part(u64, u64),
+    /// Outside the content: 416.
+    Unsatisfiable,
+    /// Not one byte range this server serves (several ranges, another unit): the whole
+    /// content, as RFC 9110 allows.
+    Ignored,
+}
+
+fn parse_range(value: &str, size: u64) -> Ranged {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ranged::Ignored };
+    if spec.contains(',') {
+        return Ranged::Ignored;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else { return Ranged::Ignored };
+    let (first, last) = (first.trim(), last.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    match (first.is_empty(), last.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match parse(last) {
+            Some(0) => Ranged::Unsatisfiable,
+            Some(n) if size > 0 => Ranged::Part(size.saturating_sub(n), size),
+            Some(_) => Ranged::Unsatisfiable,
+            None => Ranged::Ignored,
+        },
+        (false, _) => match (parse(first), if last.is_empty() { Some(u64::MAX) } else { parse(last) }) {
+            (Some(start), Some(end)) if start <= end => match start < size {
+                true => Ranged::Part(start, end.saturating_add(1).min(size)),
+                false => Ranged::Unsatisfiable,
+            },
+            _ => Ranged::Ignored,
+        },
+        (true, true) => Ranged::Ignored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Ranged::Part(0, 100));
+        assert_eq!(parse_range("bytes=990-2000", 1000), Ranged::Part(990, 1000));
+        assert_eq!(parse_range("bytes=500-", 1000), Ranged::Part(500, 1000));
+        assert_eq!(parse_range("bytes=-10", 1000), Ranged::Part(990, 1000));
+        assert_eq!(parse_range("bytes=-5000", 1000), Ranged::Part(0, 1000));
+        assert_eq!(parse_range("bytes=1000-", 1000), Ranged::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-", 0), Ranged::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 1000), Ranged::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 1000), Ranged::Ignored);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ranged::Ignored);
+        assert_eq!(parse_range("items=0-1", 1000), Ranged::Ignored);
+        assert_eq!(parse_range("bytes=x-1", 1000), Ranged::Ignored);
+    }
+}

@@ -1,0 +1,457 @@
+//! Replicas of `runner-registry` on one real PostgreSQL and one real Garage (an S3 server),
+//! used through `HttpRegistry` exactly as `register` and `serve` use them.
+
+#![allow(missing_docs)]
+
+mod services;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use runner_core::{register_model, runner, Error, HttpRegistry, Loaded, ModelStatus, Registry};
+use serde::{Deserialize, Serialize};
+use services::{Garage, Postgres};
+use sha2::Digest;
+
+#[derive(Serialize, Deserialize)]
+pub struct Scale(f64);
+
+pub struct Scaler;
+
+#[runner(name = "scaler")]
+impl Scaler {
+    fn predict(model: &Scale, data: f64) -> f64 {
+        model.0 * data
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_runner-registry");
+
+/// A database and a bucket, and the replicas serving them.
+struct Cluster {
+    postgres: Postgres,
+    garage: Garage,
+}
+
+struct Replica {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        Cluster { postgres: Postgres::start(), garage: Garage::start() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command.args(args).args(["--database", &self.postgres.url, "--store", &self.garage.bucket]);
+        command.envs(self.garage.env()).env_remove("RUNNER_REGISTRY_DATA");
+        command
+    }
+
+    fn replica(&self, extra: &[&str]) -> Replica {
+        let mut child = self
+            .command(&["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_string();
+        Replica { child, url }
+    }
+
+    fn token(&self, org: &str) -> String {
+        let output = self.command(&["token", "create", "--org", org, "--write"]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    fn gc(&self, grace_hours: f64) -> serde_json::Value {
+        let output = self.command(&["gc", "--grace-hours", &grace_hours.to_string()]).output().unwrap();
+        assert!(output.status.success(), "gc failed: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// The bucket, as the registry sees it.
+    fn bucket(&self) -> Arc<dyn ObjectStore> {
+        let objects = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("models")
+            .with_endpoint(&self.garage.endpoint)
+            .with_allow_http(true)
+            .with_region("garage")
+            .with_access_key_id(&self.garage.key_id)
+            .with_secret_access_key(&self.garage.secret)
+            .build()
+            .unwrap();
+        Arc::new(objects)
+    }
+
+    /// One number from the database.
+    fn count(&self, query: &'static str) -> i64 {
+        runtime().block_on(async {
+            let pool = sqlx::PgPool::connect(&self.postgres.url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(query).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        })
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn client(replica: &Replica, token: &str, cache: &Path) -> HttpRegistry {
+    HttpRegistry::with_cache(&replica.url, Some(token.to_string()), cache).unwrap()
+}
+
+fn blob_key(sha256: &str) -> object_store::path::Path {
+    object_store::path::Path::from(format!("blobs/sha256/{}/{sha256}", &sha256[..2]))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn the_http_client_conforms_against_a_replica_on_postgres_and_garage() {
+    use runner_core::registry::conformance::{self, Internals};
+    let cluster = Cluster::start();
+    let write = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = client(&replica, &write, dir.path());
+    let bucket = cluster.bucket();
+    let rt = runtime();
+    conformance::all(
+        &registry,
+        "acme",
+        &Internals {
+            stored_contents: &|| {
+                rt.block_on(async {
+                    use futures::TryStreamExt;
+                    let listed: Vec<_> = bucket.list(Some(&"blobs".into())).try_collect().await.unwrap();
+                    listed.len()
+                })
+            },
+            // The store's copy: the client never downloaded it, so it must notice.
+            corrupt: &|file| {
+                rt.block_on(async {
+                    let key = blob_key(&file.sha256);
+                    let mut bytes = bucket.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+                    let middle = bytes.len() / 2;
+                    bytes[middle] ^= 1;
+                    bucket.put(&key, bytes.into()).await.unwrap();
+                })
+            },
+        },
+    );
+}
+
+#[test]
+fn two_replicas_give_64_concurrent_registrations_distinct_consecutive_numbers() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replicas = [cluster.replica(&[]), cluster.replica(&[])];
+    let dir = tempfile::tempdir().unwrap();
+    let mut numbers: Vec<(u64, f64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let (replica, token, cache) = (&replicas[i % 2], &token, dir.path().join(format!("cache-{i}")));
+                s.spawn(move || {
+                    let registry = client(replica, token, &cache);
+                    let model = register_model::<Scaler>("race")
+                        .organization("acme")
+                        .model(Scale(i as f64))
+                        .register(&registry)
+                        .unwrap_or_else(|e| panic!("registration {i} through replica {}: {e}", i % 2));
+                    (model.id().number, i as f64)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    numbers.sort_by_key(|(n, _)| *n);
+    assert_eq!(numbers.iter().map(|(n, _)| *n).collect::<Vec<_>>(), (1..=64).collect::<Vec<_>>());
+    // Every model loads through either replica, with the weights it was registered with.
+    for (replica, fresh) in replicas.iter().zip(["a", "b"]) {
+        let registry = client(replica, &token, &dir.path().join(fresh));
+        for (number, scale) in &numbers {
+            let loaded = Loaded::<Scaler>::load(&registry, &format!("acme/race:{number}").parse().unwrap()).unwrap();
+            assert_eq!(loaded.run(2.0).unwrap(), 2.0 * scale, "model {number} through {}", replica.url);
+        }
+    }
+    assert_eq!(cluster.count("SELECT count(*) FROM models WHERE state = 'ready'"), 64);
+}
+
+#[test]
+fn one_number_committed_through_two_replicas_has_one_winner() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let (a, b) = (cluster.replica(&[]), cluster.replica(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, rb) = (client(&a, &token, &dir.path().join("a")), client(&b, &token, &dir.path().join("b")));
+    for round in 0..8 {
+        let id = ra.create_model("acme", "race").unwrap();
+        let barrier = std::sync::Barrier::new(2);
+        let results: Vec<runner_core::Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = [(&ra, "a"), (&rb, "b")]
+                .into_iter()
+                .map(|(registry, name)| {
+                    let (id, barrier, dir) = (&id, &barrier, dir.path());
+                    s.spawn(move || {
+                        let file = dir.join(format!("{name}-{round}.bin"));
+                        std::fs::write(&file, format!("{name} {round}")).unwrap();
+                        let mut staging = registry.stage(id).unwrap();
+                        let entry = staging.put_file("model.bin", &file, runner_core::FileOrigin::Saved).unwrap();
+                        let manifest = manifest(id, entry);
+                        barrier.wait();
+                        staging.commit(&manifest)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {results:?}");
+        assert!(
+            results.iter().any(|r| matches!(r, Err(Error::Conflict { .. }))),
+            "round {round}: the loser is told: {results:?}"
+        );
+        assert_eq!(rb.status(&id).unwrap(), Some(ModelStatus::Ready));
+    }
+}
+
+/// A one-file manifest for `id`.
+fn manifest(id: &runner_core::ModelId, file: runner_core::FileEntry) -> runner_core::Manifest {
+    runner_core::Manifest {
+        manifest_version: runner_core::MANIFEST_VERSION,
+        model: id.clone(),
+        runner: runner_core::RunnerInfo {
+            name: "scaler".into(),
+            crate_name: "runner-registry".into(),
+            crate_version: "0".into(),
+            rust_type: "Scaler".into(),
+        },
+        save: runner_core::SaveInfo { save_type: runner_core::SaveType::None, path: None, props: None },
+        default_hooks: Vec::new(),
+        requirements: Vec::new(),
+        artifacts: Default::default(),
+        files: vec![file],
+        created_at: "2026-11-28T00:00:00Z".into(),
+        framework_version: "0".into(),
+    }
+}
+
+#[test]
+fn a_replica_killed_mid_upload_leaves_nothing_visible_and_the_other_keeps_serving() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let (a, b) = (cluster.replica(&[]), cluster.replica(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let rb = client(&b, &token, &dir.path().join("b"));
+    register_model::<Scaler>("crash").organization("acme").model(Scale(1.0)).register(&rb).unwrap();
+    let taken = rb.create_model("acme", "crash").unwrap();
+    // 64 MiB declared, 24 MiB sent: parts are in the store when replica a dies.
+    let content = vec![7u8; 64 << 20];
+    let sha256 = sha256_hex(&content);
+    let address = a.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    use std::io::Write;
+    write!(
+        stream,
+        "PUT /v1/orgs/acme/blobs/{sha256} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n",
+        content.len()
+    )
+    .unwrap();
+    stream.write_all(&content[..24 << 20]).unwrap();
+    let started = std::time::Instant::now();
+    while cluster.count("SELECT count(*) FROM uploads") == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the multipart upload never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(a); // SIGKILL, mid-upload
+
+    assert_eq!(rb.status(&taken).unwrap(), Some(ModelStatus::Uploading));
+    assert_eq!(rb.latest("acme", "crash").unwrap().unwrap().number, 1, "nothing half-visible");
+    let http = reqwest::blocking::Client::new();
+    let head = http.head(format!("{}/v1/orgs/acme/blobs/{sha256}", b.url)).bearer_auth(&token).send().unwrap();
+    assert_eq!(head.status().as_u16(), 404, "the cut-off content is not stored");
+    let listed = runtime().block_on(async { cluster.bucket().head(&blob_key(&sha256)).await });
+    assert!(listed.is_err(), "no object was completed: {listed:?}");
+    // The other replica keeps registering and serving.
+    let next = register_model::<Scaler>("crash").organization("acme").model(Scale(2.0)).register(&rb).unwrap();
+    assert_eq!(next.id().number, 3);
+    let loaded = Loaded::<Scaler>::load(&rb, &"acme/crash:3".parse().unwrap()).unwrap();
+    assert_eq!(loaded.run(1.0).unwrap(), 2.0);
+    // The collector aborts the dead replica's multipart upload and gives back the number.
+    let collected = cluster.gc(0.0);
+    assert_eq!(collected["collected"]["uploads"], 1, "{collected}");
+    assert_eq!(collected["collected"]["abandoned"], serde_json::json!(["acme/crash:2"]), "{collected}");
+    assert_eq!(cluster.count("SELECT count(*) FROM uploads"), 0);
+    assert_eq!(rb.status(&taken).unwrap(), None);
+}
+
+#[test]
+fn gc_concurrent_with_registrations_on_both_replicas_loses_nothing() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replicas = [cluster.replica(&[]), cluster.replica(&[])];
+    let http = reqwest::blocking::Client::new();
+    // Contents sent but named by no model yet (a registration that will reuse them, or
+    // one abandoned), and one that nothing will ever name.
+    let contents: Vec<Vec<u8>> = (0..24).map(|i| format!("weights {i}").repeat(1000).into_bytes()).collect();
+    let orphan = b"never named".to_vec();
+    for content in contents.iter().chain([&orphan]) {
+        let url = format!("{}/v1/orgs/acme/blobs/{}", replicas[0].url, sha256_hex(content));
+        let sent = http.put(url).bearer_auth(&token).body(content.clone()).send().unwrap();
+        assert_eq!(sent.status().as_u16(), 201);
+    }
+    // Older than the collector's grace of 1.8 seconds.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let dir = tempfile::tempdir().unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (registered, collections) = std::thread::scope(|s| {
+        let collector = s.spawn(|| {
+            let mut runs = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                runs.push(cluster.gc(0.0005));
+            }
+            runs
+        });
+        let handles: Vec<_> = contents
+            .iter()
+            .enumerate()
+            .map(|(i, content)| {
+                let (replica, token, cache) = (&replicas[i % 2], &token, dir.path().join(format!("c{i}")));
+                s.spawn(move || {
+                    // Spread out over the collector's runs.
+                    std::thread::sleep(std::time::Duration::from_millis(40 * i as u64));
+                    let registry = client(replica, token, &cache);
+                    let file = cache.join("weights.bin");
+                    std::fs::create_dir_all(&cache).unwrap();
+                    std::fs::write(&file, content).unwrap();
+                    let id = registry.create_model("acme", "gc").unwrap();
+                    let mut staging = registry.stage(&id).unwrap();
+                    let entry = staging.put_file("weights.bin", &file, runner_core::FileOrigin::Saved).unwrap();
+                    staging.commit(&manifest(&id, entry)).map(|()| id)
+                })
+            })
+            .collect();
+        let registered: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (registered, collector.join().unwrap())
+    });
+    assert!(!collections.is_empty());
+    let removed: u64 = collections.iter().map(|c| c["collected"]["blobs"].as_u64().unwrap()).sum();
+    assert!(removed >= 1, "the collector ran and removed the orphan: {collections:?}");
+    let reader = client(&replicas[1], &token, &dir.path().join("verify"));
+    for (result, content) in registered.iter().zip(&contents) {
+        let id = result.as_ref().unwrap_or_else(|e| panic!("a registration lost its content to the collector: {e}"));
+        let manifest = reader.manifest(id).unwrap();
+        let volume = reader.fetch(&manifest).unwrap();
+        assert_eq!(&std::fs::read(volume.join("weights.bin")).unwrap(), content, "{id}");
+    }
+    let head = http
+        .head(format!("{}/v1/orgs/acme/blobs/{}", replicas[1].url, sha256_hex(&orphan)))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 404, "the content no model names was collected");
+}
+
+#[test]
+fn the_database_and_the_store_restart_under_idle_replicas() {
+    let mut cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = client(&replica, &token, &dir.path().join("cache"));
+    let model = register_model::<Scaler>("restart").organization("acme").model(Scale(3.0)).register(&registry).unwrap();
+    let http = reqwest::blocking::Client::new();
+    let models = format!("{}/v1/orgs/acme/repos/restart/models", replica.url);
+
+    cluster.postgres.stop();
+    let down = http.get(&models).bearer_auth(&token).send().unwrap();
+    assert_eq!(down.status().as_u16(), 503, "no database: a clear 503");
+    assert!(down.headers().contains_key("retry-after"));
+    let body: serde_json::Value = down.json().unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("database is unavailable") && message.contains("retry"), "{message}");
+    cluster.postgres.start_again();
+    let up = http.get(&models).bearer_auth(&token).send().unwrap();
+    assert_eq!(up.status().as_u16(), 200, "the replica reconnected: {}", up.text().unwrap());
+
+    let file = &model.manifest.files[0];
+    let blob = format!("{}/v1/orgs/acme/blobs/{}", replica.url, file.sha256);
+    cluster.garage.stop();
+    let down = http.get(&blob).bearer_auth(&token).send().unwrap();
+    assert_eq!(down.status().as_u16(), 503, "no store: a clear 503");
+    let body: serde_json::Value = down.json().unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("object store is unavailable"), "{body}");
+    // A registration while the store is down changes nothing.
+    let failed = register_model::<Scaler>("restart").organization("acme").model(Scale(4.0)).register(&registry);
+    assert!(failed.is_err());
+    cluster.garage.start_again();
+    let up = http.get(&blob).bearer_auth(&token).send().unwrap();
+    assert_eq!(up.status().as_u16(), 200);
+    assert_eq!(sha256_hex(&up.bytes().unwrap()), file.sha256);
+    let listed = registry.models("acme", "restart").unwrap();
+    assert_eq!(
+        registry.latest("acme", "restart").unwrap().map(|id| id.number),
+        Some(1),
+        "the failed registration left no model: {listed:?}"
+    );
+    let next = register_model::<Scaler>("restart").organization("acme").model(Scale(5.0)).register(&registry).unwrap();
+    let loaded = Loaded::<Scaler>::load(&registry, &next.id().to_string().parse().unwrap()).unwrap();
+    assert_eq!(loaded.run(1.0).unwrap(), 5.0);
+}
+
+#[test]
+fn downloads_answer_byte_ranges_from_the_store() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    let http = reqwest::blocking::Client::new();
+    // Larger than one part: sent as a multipart upload.
+    let content: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let sha256 = sha256_hex(&content);
+    let url = format!("{}/v1/orgs/acme/blobs/{sha256}", replica.url);
+    let wrong = http.put(format!("{}/v1/orgs/acme/blobs/{}", replica.url, "0".repeat(64)));
+    let refused = wrong.bearer_auth(&token).body(content.clone()).send().unwrap();
+    assert_eq!(refused.status().as_u16(), 422, "a mismatched sha256 is refused");
+    assert_eq!(cluster.count("SELECT count(*) FROM uploads"), 0, "and its multipart upload aborted");
+    assert_eq!(http.put(&url).bearer_auth(&token).body(content.clone()).send().unwrap().status().as_u16(), 201);
+    let whole = http.get(&url).bearer_auth(&token).send().unwrap();
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert_eq!(whole.bytes().unwrap().as_ref(), content.as_slice());
+    let part = http.get(&url).bearer_auth(&token).header("range", "bytes=1000-1999").send().unwrap();
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(part.headers()["content-range"], format!("bytes 1000-1999/{}", content.len()));
+    assert_eq!(part.bytes().unwrap().as_ref(), &content[1000..2000]);
+    let tail = http.get(&url).bearer_auth(&token).header("range", "bytes=-10").send().unwrap();
+    assert_eq!(tail.bytes().unwrap().as_ref(), &content[content.len() - 10..]);
+    let outside = http.get(&url).bearer_auth(&token).header("range", format!("bytes={}-", content.len())).send();
+    assert_eq!(outside.unwrap().status().as_u16(), 416);
+    // Another organization neither reads it nor learns that it exists.
+    let other = cluster.token("rival");
+    let theirs = format!("{}/v1/orgs/rival/blobs/{sha256}", replica.url);
+    assert_eq!(http.head(&theirs).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
+    assert_eq!(http.get(&theirs).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
+}

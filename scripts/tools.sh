@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Tools the tests need that take long to install, kept in a cache outside the
+# checkout and reused when present. Source this file, then call `need_garage`.
+#
+# RUNNER_TOOLS overrides the cache folder (default ~/.cache/runner-tools).
+RUNNER_TOOLS="${RUNNER_TOOLS:-$HOME/.cache/runner-tools}"
+GARAGE_VERSION=2.5.0
+GARAGE_BIN="$RUNNER_TOOLS/garage-$GARAGE_VERSION/bin/garage"
+
+# Installs Garage (a real S3 server, from crates.io) once; about 7 minutes on
+# two cores. Its own target folder is removed afterwards: only the binary stays.
+need_garage() {
+    if [ -x "$GARAGE_BIN" ]; then return 0; fi
+    echo "installing garage $GARAGE_VERSION into $RUNNER_TOOLS (once; several minutes)" >&2
+    local build="$RUNNER_TOOLS/garage-build"
+    mkdir -p "$RUNNER_TOOLS"
+    CARGO_TARGET_DIR="$build" cargo install --locked --quiet garage \
+        --version "$GARAGE_VERSION" --root "$RUNNER_TOOLS/garage-$GARAGE_VERSION"
+    rm -rf "$build"
+    [ -x "$GARAGE_BIN" ]
+}
+
+# PostgreSQL 15's server programs, from Debian's postgresql-15 (installed when
+# missing).
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+need_postgres() {
+    if [ -x "$PG_BIN/postgres" ] && [ -x "$PG_BIN/initdb" ]; then return 0; fi
+    echo "installing postgresql-15 from Debian" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null
+    [ -x "$PG_BIN/postgres" ]
+}
