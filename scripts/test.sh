@@ -6,8 +6,14 @@
 # The examples are also tested without the torch feature, as a machine without libtorch
 # builds them, and runner-core alone with no features (the floor a crate that only
 # defines runners compiles: no engine, server, HTTP client or CLI).
+# The shared registry's tests start a real PostgreSQL 15 (Debian's postgresql-15,
+# installed when missing) and a real Garage S3 server (installed once into
+# ~/.cache/runner-tools, about 12 minutes on two cores; see scripts/tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/tools.sh
+need_postgres
+need_garage
 export RUNNER_TORCH_MODELS=1
 . scripts/torch-env.sh
 cargo test --workspace --locked --features runner-examples/torch "$@"

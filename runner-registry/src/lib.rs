@@ -43,7 +43,7 @@ mod shared;
 mod tokens;
 
 pub use backend::Backend;
-pub use shared::{s3_store, Objects, SharedStore};
+pub use shared::{s3_store, Imported, Objects, SharedStore};
 pub use tokens::{Right, Token, Tokens};
 
 /// How the server runs (its storage is a [`Backend`]).

@@ -51,6 +51,15 @@ enum Command {
         #[arg(long)]
         every_hours: Option<f64>,
     },
+    /// Copy a directory registry (its tokens and ready models, under their numbers) into
+    /// a shared one, checking every file's sha256; idempotent and resumable.
+    Import {
+        /// The directory registry to copy (`serve --data DIR`'s DIR); it is only read.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        storage: Storage,
+    },
     /// Manage tokens.
     Token {
         #[command(subcommand)]
@@ -250,7 +259,9 @@ fn inspect(command: Command) -> runner_core::Result<()> {
             }
             .map(|()| println!("deleted repository {repository}"));
         }
-        Command::Serve { .. } | Command::Token { .. } | Command::Gc { .. } => unreachable!("handled by main"),
+        Command::Serve { .. } | Command::Token { .. } | Command::Gc { .. } | Command::Import { .. } => {
+            unreachable!("handled by main")
+        }
     };
     let registry = open_registry(&runner_core::registry_location(Some(&at.registry)))?;
     run(registry.as_ref(), &at.org)
@@ -331,6 +342,14 @@ async fn serve_or_administer(command: Command) -> Result<(), String> {
                     None => return Ok(()),
                 }
             }
+        }
+        Command::Import { from, storage } => {
+            let Backend::Shared(shared) = storage.open().await.map_err(|e| e.to_string())? else {
+                return Err("import copies into a shared registry: give --database URL and --store s3://BUCKET".into());
+            };
+            let imported = shared.import(&from).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&imported).expect("serializes"));
+            Ok(())
         }
         Command::Token { command: TokenCommand::Create { storage, org, write } } => {
             let backend = storage.open().await.map_err(|e| e.to_string())?;

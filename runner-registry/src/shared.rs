@@ -726,6 +726,143 @@ impl SharedStore {
     }
 }
 
+/// What [`SharedStore::import`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Imported {
+    /// Contents copied into the store, each checked against its sha256 on the way.
+    pub blobs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Contents the store already held (an earlier, interrupted run, or another model).
+    pub reused: usize,
+    /// Ready models imported, with their numbers.
+    pub models: Vec<String>,
+    /// Models imported by an earlier run (same manifest): left as they are.
+    pub already: usize,
+    /// Models whose number the database holds with another manifest: left as they are.
+    pub conflicts: Vec<String>,
+    /// Tokens imported (hashed, as they were).
+    pub tokens: usize,
+}
+
+impl SharedStore {
+    /// Copies a directory registry (`runner-registry serve --data DIR`) into the database
+    /// and the store: its tokens, then every ready model under its own number, each
+    /// file's content read once and checked against its sha256 while it is sent.
+    /// Idempotent and resumable: content already stored is not sent again, a model
+    /// already imported is skipped, and a model is committed only once all its content is
+    /// in, so an interrupted run shows no half model and the next run finishes it.
+    /// Models still uploading in the directory are not imported.
+    pub async fn import(&self, from: &std::path::Path) -> Result<Imported> {
+        if !from.join("orgs").is_dir() && !from.join("blobs").is_dir() {
+            return Err(Error::invalid_input(format!(
+                "{} is not a registry directory (it has no orgs/ or blobs/ folder)",
+                from.display()
+            )));
+        }
+        let directory = runner_core::registry::store::DirectoryStore::open(from)?;
+        let mut imported = Imported::default();
+        for token in crate::tokens::stored(from)? {
+            let added = sqlx::query(
+                "INSERT INTO tokens (id, organization, access, sha256) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&token.id)
+            .bind(&token.organization)
+            .bind(match token.right {
+                Right::Read => "read",
+                Right::Write => "write",
+            })
+            .bind(&token.sha256)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            imported.tokens += added.rows_affected() as usize;
+        }
+        let models = {
+            let directory = directory.clone();
+            tokio::task::spawn_blocking(move || directory.all_models())
+                .await
+                .map_err(|e| Error::msg(format!("listing {}: {e}", from.display())))??
+        };
+        for model in models {
+            let Some(manifest) = model.manifest else { continue };
+            let id = &manifest.model;
+            for file in &manifest.files {
+                let org = &id.organization;
+                if self.granted_size(org, &file.sha256).await?.is_some() {
+                    imported.reused += 1;
+                    continue;
+                }
+                let stored: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE sha256 = $1")
+                    .bind(&file.sha256)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                if stored.is_some() {
+                    // Stored and checked already: the organization's models name it.
+                    sqlx::query("INSERT INTO grants (organization, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(org)
+                        .bind(&file.sha256)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    imported.reused += 1;
+                    continue;
+                }
+                let path = directory.content(&file.sha256, Some(file.size))?.ok_or_else(|| {
+                    Error::msg(format!(
+                        "{id} names `{}` (sha256 {}), which {} lacks",
+                        file.path,
+                        file.sha256,
+                        from.display()
+                    ))
+                })?;
+                let reader = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| Error::msg(format!("opening {}: {e}", path.display())))?;
+                let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20));
+                self.put_blob(org, &file.sha256, body, u64::MAX).await.map_err(|e| match e {
+                    Error::Checksum { actual, .. } => Error::msg(format!(
+                        "{} is damaged: `{}` of {id} should have sha256 {} but has {actual}; nothing of {id} was imported",
+                        path.display(),
+                        file.path,
+                        file.sha256
+                    )),
+                    other => other,
+                })?;
+                imported.blobs += 1;
+                imported.bytes += file.size;
+            }
+            sqlx::query("INSERT INTO repositories (organization, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(&id.organization)
+                .bind(&id.repository)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            sqlx::query(
+                "INSERT INTO models (organization, repository, number, state) VALUES ($1, $2, $3, 'uploading')
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id.organization)
+            .bind(&id.repository)
+            .bind(number(id))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            match self.commit(&manifest, Some(&Expected::Nothing)).await {
+                Ok(()) => imported.models.push(id.to_string()),
+                Err(Error::Conflict { .. }) => match self.model(id).await?.and_then(|m| m.manifest) {
+                    Some(existing) if existing.sha256() == manifest.sha256() => imported.already += 1,
+                    _ => imported.conflicts.push(id.to_string()),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(imported)
+    }
+}
+
 /// Takes the advisory lock of one content until the transaction ends.
 async fn lock_content(tx: &mut Transaction<'static, Postgres>, sha256: &str) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(content_lock(sha256)).execute(&mut **tx).await.map_err(db)?;

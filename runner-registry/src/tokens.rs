@@ -64,6 +64,11 @@ pub(crate) fn new_secret() -> (String, Token) {
     (token, stored)
 }
 
+/// The tokens stored in a data directory's token file.
+pub(crate) fn stored(data: &Path) -> Result<Vec<Token>> {
+    Ok(read(&crate::tokens_path(data))?.1.into_values().collect())
+}
+
 impl Tokens {
     /// The tokens of `data` (none yet is fine: create one with `runner-registry token create`).
     pub fn load(data: &Path) -> Result<Tokens> {

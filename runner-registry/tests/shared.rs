@@ -55,7 +55,9 @@ impl Cluster {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
-        command.args(args).args(["--database", &self.postgres.url, "--store", &self.garage.bucket]);
+        // The shared registry from the environment, as a deployment would configure it.
+        command.args(args).env("RUNNER_REGISTRY_DATABASE", &self.postgres.url);
+        command.env("RUNNER_REGISTRY_STORE", &self.garage.bucket);
         command.envs(self.garage.env()).env_remove("RUNNER_REGISTRY_DATA");
         command
     }
@@ -454,4 +456,62 @@ fn downloads_answer_byte_ranges_from_the_store() {
     let theirs = format!("{}/v1/orgs/rival/blobs/{sha256}", replica.url);
     assert_eq!(http.head(&theirs).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
     assert_eq!(http.get(&theirs).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
+}
+
+#[test]
+fn a_directory_registry_imports_whole_checked_and_idempotently() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let local = runner_core::LocalRegistry::open(&data).unwrap();
+    for scale in [1.0, 2.0, 3.0] {
+        register_model::<Scaler>("iris").organization("acme").model(Scale(scale)).register(&local).unwrap();
+    }
+    register_model::<Scaler>("other").organization("rival").model(Scale(9.0)).register(&local).unwrap();
+    local.create_model("acme", "iris").unwrap(); // number 4, still uploading: not imported
+    local.delete_model(&runner_core::ModelId::new("acme", "iris", 2).unwrap()).unwrap();
+    let output = Command::new(BIN).args(["token", "create", "--org", "acme", "--data"]).arg(&data).output().unwrap();
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let import = || {
+        let output = cluster.command(&["import", "--from"]).arg(&data).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+
+    let (ok, first) = import();
+    assert!(ok, "{first}");
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["models"], serde_json::json!(["acme/iris:1", "acme/iris:3", "rival/other:1"]), "{first}");
+    assert_eq!(first["tokens"], 1);
+    let replica = cluster.replica(&[]);
+    // The directory's own token reads the imported models, under their numbers.
+    let registry = client(&replica, &token, &dir.path().join("cache"));
+    assert_eq!(registry.latest("acme", "iris").unwrap().unwrap().number, 3);
+    assert_eq!(registry.status(&runner_core::ModelId::new("acme", "iris", 2).unwrap()).unwrap(), None);
+    let model = Loaded::<Scaler>::load(&registry, &"acme/iris:3".parse().unwrap()).unwrap();
+    assert_eq!(model.run(1.0).unwrap(), 3.0);
+    // New registrations continue after the imported numbers.
+    let write = cluster.token("acme");
+    let writer = client(&replica, &write, &dir.path().join("cache-w"));
+    let next = register_model::<Scaler>("iris").organization("acme").model(Scale(5.0)).register(&writer).unwrap();
+    assert_eq!(next.id().number, 4);
+
+    let (ok, again) = import();
+    assert!(ok, "{again}");
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!((again["models"].as_array().unwrap().len(), again["blobs"].as_u64()), (0, Some(0)), "{again}");
+    assert_eq!(again["already"], 3, "{again}");
+    assert_eq!(again["tokens"], 0, "{again}");
+
+    // Damaged content is refused by name, and its model is not imported.
+    let damaged = register_model::<Scaler>("broken").organization("acme").model(Scale(7.0)).register(&local).unwrap();
+    let file = &damaged.manifest.files[0];
+    let blob = data.join("blobs/sha256").join(&file.sha256[..2]).join(&file.sha256);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let (ok, refused) = import();
+    assert!(!ok);
+    assert!(refused.contains("is damaged") && refused.contains("acme/broken:1"), "{refused}");
+    assert!(registry.models("acme", "broken").map(|m| m.is_empty()).unwrap_or(true), "no half model");
 }

@@ -61,6 +61,12 @@ impl DirectoryStore {
         self.registry.reuse_blob(sha256, size)
     }
 
+    /// The stored content with this sha256 whoever may read it (its size checked), for
+    /// tools that own the whole directory, such as `runner-registry import`.
+    pub fn content(&self, sha256: &str, size: Option<u64>) -> Result<Option<PathBuf>> {
+        self.registry.blob(sha256, size)
+    }
+
     fn grant_path(&self, organization: &str, sha256: &str) -> Result<PathBuf> {
         validate_name("organization", organization)?;
         validate_sha256(sha256)?;
@@ -103,7 +109,7 @@ impl DirectoryStore {
     }
 
     /// Every model of every organization, uploading ones too.
-    fn all_models(&self) -> Result<Vec<ModelSummary>> {
+    pub fn all_models(&self) -> Result<Vec<ModelSummary>> {
         let mut all = Vec::new();
         for org in names_in(&self.registry.root().join("orgs"))? {
             if validate_name("organization", &org).is_err() {
