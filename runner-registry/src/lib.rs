@@ -1,6 +1,8 @@
 //! The registry server: organizations -> repositories -> numbered models -> files, over
-//! HTTP, stored through runner-core's directory registry (the embedded registry's own
-//! code, so the two cannot drift). The wire protocol (routes, bodies, error envelope) is
+//! HTTP. It stores into a [`Backend`]: one directory through runner-core's directory
+//! registry (the embedded registry's own code, so the two cannot drift), or PostgreSQL
+//! and an S3-compatible bucket shared by any number of replicas ([`SharedStore`]). The
+//! wire protocol (routes, bodies, error envelope) is
 //! [`runner_core::registry::protocol`], shared with the client, `HttpRegistry`.
 //!
 //! | route | right | what |

@@ -138,15 +138,24 @@ struct Storage {
     /// S3 region (default: AWS_REGION).
     #[arg(long)]
     s3_region: Option<String>,
+    /// Answer downloads with a redirect to a presigned URL valid this many seconds, so
+    /// that clients fetch straight from the store (shared registry only; the store must
+    /// be reachable from the clients).
+    #[arg(long, requires = "store")]
+    presign_seconds: Option<u64>,
 }
 
 impl Storage {
     async fn open(&self) -> runner_core::Result<Backend> {
         match (&self.data, &self.database, &self.store) {
             (_, Some(database), Some(store)) => {
-                let objects = runner_registry::s3_store(store, self.s3_endpoint.as_deref(), self.s3_region.as_deref())?;
+                let s3 = runner_registry::s3_store(store, self.s3_endpoint.as_deref(), self.s3_region.as_deref())?;
                 let location = format!("{store} (metadata in PostgreSQL)");
-                Ok(Backend::Shared(SharedStore::connect(database, objects, location).await?))
+                let mut shared = SharedStore::connect(database, s3.clone(), location).await?;
+                if let Some(seconds) = self.presign_seconds {
+                    shared = shared.with_presigned_downloads(s3, std::time::Duration::from_secs(seconds.max(1)));
+                }
+                Ok(Backend::Shared(shared))
             }
             (Some(data), _, _) => Backend::directory(data),
             _ => Err(runner_core::Error::invalid_input("give --data DIR, or --database URL and --store s3://BUCKET")),

@@ -20,6 +20,10 @@ fn errors(extra: &[(&str, &str)]) -> Value {
         ("401", "missing or unknown token"),
         ("404", "not found, or another organization's"),
         ("429", "over the token's rate limit (see Retry-After)"),
+        (
+            "503",
+            "the database or object store of a shared registry is unreachable; nothing was changed (see Retry-After)",
+        ),
     ]
     .iter()
     .chain(extra)

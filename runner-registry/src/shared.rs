@@ -21,12 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use runner_core::registry::store::Collected;
 use runner_core::{validate_name, validate_sha256, Error, ErrorKind, Expected, Manifest, ModelId, ModelStatus};
@@ -48,7 +49,7 @@ impl<T: ObjectStore + MultipartStore> Objects for T {}
 /// environment variables, which `endpoint` and `region` override. An `http://`
 /// endpoint (a store on the local network, such as Garage or MinIO) is allowed; buckets
 /// are addressed by path, which every S3-compatible store understands.
-pub fn s3_store(url: &str, endpoint: Option<&str>, region: Option<&str>) -> Result<Arc<dyn Objects>> {
+pub fn s3_store(url: &str, endpoint: Option<&str>, region: Option<&str>) -> Result<Arc<object_store::aws::AmazonS3>> {
     let Some(bucket) = url.strip_prefix("s3://").map(|b| b.trim_end_matches('/')) else {
         return Err(Error::invalid_input(format!("`{url}` is not an S3 bucket URL; write s3://BUCKET")));
     };
@@ -149,6 +150,8 @@ pub struct SharedStore {
     pool: PgPool,
     objects: Arc<dyn Objects>,
     location: String,
+    /// Downloads answered with a presigned URL valid this long, when set.
+    presign: Option<(Arc<dyn Signer>, Duration)>,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -172,7 +175,16 @@ impl SharedStore {
             .run(&pool)
             .await
             .map_err(|e| Error::msg(format!("cannot bring the database's schema up to date: {e}")))?;
-        Ok(SharedStore { pool, objects, location })
+        Ok(SharedStore { pool, objects, location, presign: None })
+    }
+
+    /// Answers downloads with a `307` to a URL of the object signed by `signer` and valid
+    /// for `ttl`, so that clients fetch straight from the store and the replica moves no
+    /// bytes. The organization's right to the content is checked first, as always; HTTP
+    /// clients drop the registry token when they follow the redirect to another host.
+    pub fn with_presigned_downloads(mut self, signer: Arc<dyn Signer>, ttl: Duration) -> SharedStore {
+        self.presign = Some((signer, ttl));
+        self
     }
 
     /// Where this registry lives, for messages.
@@ -529,7 +541,10 @@ impl SharedStore {
         let mut stream = body.into_data_stream();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        let mut buffer = bytes::BytesMut::new();
+        // Parts are filled to exactly PART bytes in buffers of their own: a part sent
+        // holds its 8 MiB and no more (a growing buffer would double, and every part
+        // split off it would keep the doubled allocation alive).
+        let mut buffer = bytes::BytesMut::with_capacity(PART);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| Error::new(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
             size += chunk.len() as u64;
@@ -537,18 +552,23 @@ impl SharedStore {
                 return Err(Error::new(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
             }
             hasher.update(&chunk);
-            buffer.extend_from_slice(&chunk);
-            while buffer.len() >= PART {
-                let part = buffer.split_to(PART).freeze();
-                if upload.is_none() {
-                    *upload = Some(Multipart::start(self, path).await?);
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let take = rest.len().min(PART - buffer.len());
+                buffer.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buffer.len() == PART {
+                    let part = std::mem::replace(&mut buffer, bytes::BytesMut::with_capacity(PART)).freeze();
+                    if upload.is_none() {
+                        *upload = Some(Multipart::start(self, path).await?);
+                    }
+                    upload.as_mut().expect("started").send(self, part).await?;
                 }
-                upload.as_mut().expect("started").send(self, part).await?;
             }
         }
         if let Some(upload) = upload.as_mut() {
             if !buffer.is_empty() {
-                upload.send(self, buffer.split().freeze()).await?;
+                upload.send(self, std::mem::take(&mut buffer).freeze()).await?;
             }
         }
         Ok((buffer.freeze(), size, hex::encode(hasher.finalize())))
@@ -559,6 +579,12 @@ impl SharedStore {
     /// organization may not read it.
     pub async fn get_blob(&self, organization: &str, sha256: &str, headers: &HeaderMap) -> Result<Option<Response>> {
         let Some(size) = self.granted_size(organization, sha256).await? else { return Ok(None) };
+        if let Some((signer, ttl)) = &self.presign {
+            let url = signer.signed_url(Method::GET, &blob_path(sha256), *ttl).await.map_err(store)?;
+            let location = HeaderValue::from_str(url.as_str()).map_err(|e| Error::msg(format!("a signed URL: {e}")))?;
+            let headers = [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+            return Ok(Some((StatusCode::TEMPORARY_REDIRECT, headers).into_response()));
+        }
         let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
         let (status, start, end) = match range {
             None | Some(Ranged::Ignored) => (StatusCode::OK, 0, size),

@@ -515,3 +515,35 @@ fn a_directory_registry_imports_whole_checked_and_idempotently() {
     assert!(refused.contains("is damaged") && refused.contains("acme/broken:1"), "{refused}");
     assert!(registry.models("acme", "broken").map(|m| m.is_empty()).unwrap_or(true), "no half model");
 }
+
+#[test]
+fn presigned_downloads_send_clients_straight_to_the_store() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&["--presign-seconds", "60"]);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = client(&replica, &token, &dir.path().join("cache"));
+    let model = register_model::<Scaler>("direct").organization("acme").model(Scale(4.0)).register(&registry).unwrap();
+    let file = &model.manifest.files[0];
+    let no_redirects =
+        reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let blob = format!("{}/v1/orgs/acme/blobs/{}", replica.url, file.sha256);
+    let answer = no_redirects.get(&blob).bearer_auth(&token).send().unwrap();
+    assert_eq!(answer.status().as_u16(), 307);
+    let location = answer.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&cluster.garage.endpoint), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    // The signed URL alone reads the content, with ranges, and nothing else.
+    let direct = reqwest::blocking::get(&location).unwrap();
+    assert_eq!(sha256_hex(&direct.bytes().unwrap()), file.sha256);
+    let part = reqwest::blocking::Client::new().get(&location).header("range", "bytes=0-3").send().unwrap();
+    assert_eq!(part.status().as_u16(), 206);
+    // Another organization gets no URL.
+    let rival = cluster.token("rival");
+    let theirs = format!("{}/v1/orgs/rival/blobs/{}", replica.url, file.sha256);
+    assert_eq!(no_redirects.get(&theirs).bearer_auth(&rival).send().unwrap().status().as_u16(), 404);
+    // The client follows the redirect (and leaves its token behind): load works as ever.
+    let fresh = client(&replica, &token, &dir.path().join("fresh"));
+    let loaded = Loaded::<Scaler>::load(&fresh, &"acme/direct:1".parse().unwrap()).unwrap();
+    assert_eq!(loaded.run(2.0).unwrap(), 8.0);
+}
