@@ -158,6 +158,7 @@ pub struct SharedStore {
     location: String,
     /// Downloads answered with a presigned URL valid this long, when set.
     presign: Option<(Arc<dyn Signer>, Duration)>,
+    parts: PartPool,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -181,7 +182,7 @@ impl SharedStore {
             .run(&pool)
             .await
             .map_err(|e| Error::msg(format!("cannot bring the database's schema up to date: {e}")))?;
-        Ok(SharedStore { pool, objects, location, presign: None })
+        Ok(SharedStore { pool, objects, location, presign: None, parts: PartPool::default() })
     }
 
     /// Answers downloads with a `307` to a URL of the object signed by `signer` and valid
@@ -547,10 +548,10 @@ impl SharedStore {
         let mut stream = body.into_data_stream();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        // Parts are filled to exactly PART bytes in buffers of their own: a part sent
-        // holds its 8 MiB and no more (a growing buffer would double, and every part
-        // split off it would keep the doubled allocation alive).
-        let mut buffer = bytes::BytesMut::with_capacity(PART);
+        // Parts are filled to exactly PART bytes, in buffers reused from upload to upload:
+        // fresh 8 MiB allocations by the hundred fragment glibc's arenas, and a replica's
+        // peak RSS grew to several times the parts in flight.
+        let mut buffer = self.parts.take();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| Error::new(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
             size += chunk.len() as u64;
@@ -564,7 +565,7 @@ impl SharedStore {
                 buffer.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
                 if buffer.len() == PART {
-                    let part = std::mem::replace(&mut buffer, bytes::BytesMut::with_capacity(PART)).freeze();
+                    let part = self.parts.bytes(std::mem::replace(&mut buffer, self.parts.take()));
                     if upload.is_none() {
                         *upload = Some(Multipart::start(self, path).await?);
                     }
@@ -572,12 +573,13 @@ impl SharedStore {
                 }
             }
         }
+        let buffer = self.parts.bytes(buffer);
         if let Some(upload) = upload.as_mut() {
             if !buffer.is_empty() {
-                upload.send(self, std::mem::take(&mut buffer).freeze()).await?;
+                upload.send(self, buffer.clone()).await?;
             }
         }
-        Ok((buffer.freeze(), size, hex::encode(hasher.finalize())))
+        Ok((buffer, size, hex::encode(hasher.finalize())))
     }
 
     /// Answers a download: the whole content, or one byte range of it (`Range:
@@ -987,6 +989,48 @@ impl Multipart {
         }
         if shared.objects.abort_multipart(&self.path, &self.id).await.is_ok() {
             let _ = forget_upload(&shared.pool, self.path.as_ref(), &self.id).await;
+        }
+    }
+}
+
+/// Idle part buffers kept for the next upload: one upload's worth.
+const IDLE_PARTS: usize = PARTS_IN_FLIGHT + 1;
+
+/// Part buffers of [`PART`] bytes, reused: a part's buffer comes back here when the part
+/// has been sent and its bytes are dropped.
+#[derive(Clone, Default)]
+struct PartPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl PartPool {
+    /// An empty buffer with room for one part.
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().expect("part pool").pop().unwrap_or_else(|| Vec::with_capacity(PART))
+    }
+
+    /// `buffer`'s bytes, which give the buffer back to the pool when dropped.
+    fn bytes(&self, buffer: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled { buffer, pool: self.clone() })
+    }
+}
+
+struct Pooled {
+    buffer: Vec<u8>,
+    pool: PartPool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let mut idle = self.pool.0.lock().expect("part pool");
+        if buffer.capacity() == PART && idle.len() < IDLE_PARTS {
+            buffer.clear();
+            idle.push(buffer);
         }
     }
 }
