@@ -54,44 +54,88 @@ impl HashCache {
     }
 
     /// sha256 and size of `path`, from the cache when the file is provably unchanged.
+    #[cfg_attr(not(feature = "http-client"), allow(dead_code))]
     pub(crate) fn hash(&self, path: &Path) -> Result<(String, u64)> {
-        let Some((key, meta)) = std::fs::canonicalize(path).ok().zip(std::fs::metadata(path).ok()) else {
-            return hash_file(path);
-        };
-        let Ok(modified) = meta.modified() else { return hash_file(path) };
-        let entry_path = self.dir.join(hex::encode(Sha256::digest(key.to_string_lossy().as_bytes())));
-        let (inode, device) = identity(&meta);
-        let matches = |e: &Entry| {
-            e.size == meta.len()
-                && e.modified_ns == nanos(modified)
-                && (e.inode, e.device) == (inode, device)
-                && e.modified_ns + RACY.as_nanos() < e.recorded_ns
-        };
-        if let Some(entry) = std::fs::read(&entry_path).ok().and_then(|b| serde_json::from_slice::<Entry>(&b).ok()) {
-            if matches(&entry) {
-                return Ok((entry.sha256, entry.size));
-            }
+        if let Some(known) = self.cached(path) {
+            return Ok(known);
         }
-        let recorded = SystemTime::now();
+        let before = Seen::now(path);
         let (sha256, size) = hash_file(path)?;
+        self.remember(path, before, &sha256, size);
+        Ok((sha256, size))
+    }
+
+    /// The remembered sha256 and size of `path` when the file is provably unchanged since
+    /// they were recorded; reads nothing of the file.
+    pub(crate) fn cached(&self, path: &Path) -> Option<(String, u64)> {
+        let seen = Seen::now(path)?;
+        let entry = std::fs::read(self.entry_path(&seen.key)).ok()?;
+        let entry = serde_json::from_slice::<Entry>(&entry).ok()?;
+        let trusted = entry.size == seen.size
+            && entry.modified_ns == seen.modified_ns
+            && (entry.inode, entry.device) == (seen.inode, seen.device)
+            && entry.modified_ns + RACY.as_nanos() < entry.recorded_ns;
+        trusted.then_some((entry.sha256, entry.size))
+    }
+
+    /// Remembers that `path`, as `before` saw it (taken before its bytes were read), has
+    /// this sha256. Best effort: a cache that cannot be written only costs a re-read.
+    pub(crate) fn remember(&self, path: &Path, before: Option<Seen>, sha256: &str, size: u64) {
+        let Some(before) = before else { return };
+        // Still the file that was read: otherwise nothing is remembered.
+        if Seen::now(path).as_ref() != Some(&before) || before.size != size {
+            return;
+        }
         let entry = Entry {
             size,
-            modified_ns: nanos(modified),
-            inode,
-            device,
-            recorded_ns: nanos(recorded),
-            sha256: sha256.clone(),
+            modified_ns: before.modified_ns,
+            inode: before.inode,
+            device: before.device,
+            recorded_ns: before.recorded_ns,
+            sha256: sha256.to_string(),
         };
-        // Best effort: a cache that cannot be written only costs a re-read next time.
         if std::fs::create_dir_all(&self.dir).is_ok() {
             if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(&self.dir) {
                 if std::io::Write::write_all(&mut tmp, &serde_json::to_vec(&entry).expect("entries serialize")).is_ok()
                 {
-                    let _ = tmp.persist(&entry_path);
+                    let _ = tmp.persist(self.entry_path(&before.key));
                 }
             }
         }
-        Ok((sha256, size))
+    }
+
+    fn entry_path(&self, key: &Path) -> PathBuf {
+        self.dir.join(hex::encode(Sha256::digest(key.to_string_lossy().as_bytes())))
+    }
+}
+
+/// A file's identity at one moment: what an entry is checked against.
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    key: PathBuf,
+    size: u64,
+    modified_ns: u128,
+    inode: u64,
+    device: u64,
+    recorded_ns: u128,
+}
+
+impl PartialEq for Seen {
+    /// The same file, unchanged (when it was looked at aside).
+    fn eq(&self, other: &Seen) -> bool {
+        (&self.key, self.size, self.modified_ns, self.inode, self.device)
+            == (&other.key, other.size, other.modified_ns, other.inode, other.device)
+    }
+}
+
+impl Seen {
+    /// `path` as it is now; `None` when it cannot be identified (then nothing is cached).
+    pub(crate) fn now(path: &Path) -> Option<Seen> {
+        let recorded_ns = nanos(SystemTime::now());
+        let key = std::fs::canonicalize(path).ok()?;
+        let meta = std::fs::metadata(path).ok()?;
+        let (inode, device) = identity(&meta);
+        Some(Seen { key, size: meta.len(), modified_ns: nanos(meta.modified().ok()?), inode, device, recorded_ns })
     }
 }
 

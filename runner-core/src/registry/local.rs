@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 #[cfg(feature = "http-client")]
 use super::digest::feed;
-use super::digest::{copy_hashing, BUFFER};
+use super::digest::BUFFER;
+use super::hashes::Seen;
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use super::volume::{build_volume, missing_content};
 use crate::error::IoContext;
@@ -430,21 +431,39 @@ struct LocalStaging<'a> {
 impl Staging for LocalStaging<'_> {
     fn put_file(&mut self, volume_path: &str, local: &Path, origin: FileOrigin) -> Result<FileEntry> {
         validate_volume_path(volume_path)?;
-        let (sha256, size) = self.registry.hashes().hash(local)?;
+        let hashes = self.registry.hashes();
+        let known = hashes.cached(local);
         // Content already stored (this model registered before, or another model shares
-        // the file): nothing to copy. It is touched, so that garbage collection, which
-        // spares content touched within its grace period, keeps it until the commit.
-        if self.registry.reuse_blob(&sha256, Some(size))?.is_none() {
-            let mut writer = self.registry.blob_writer()?;
-            copy_hashing(local, &mut writer)?;
-            // The content is hashed again as it is copied: a changed file is caught here.
-            writer.finish(&sha256).map_err(|_| {
-                Error::msg(format!(
-                    "{} changed while it was being registered; register again once it is no longer written to",
-                    local.display()
-                ))
-            })?;
-        }
+        // the file): nothing to read or copy. It is touched, so that garbage collection,
+        // which spares content touched within its grace period, keeps it until the commit.
+        let stored = match &known {
+            Some((sha256, size)) => self.registry.reuse_blob(sha256, Some(*size))?.is_some(),
+            None => false,
+        };
+        let (sha256, size) = match known {
+            Some(known) if stored => known,
+            known => {
+                // Read once: copied and hashed in one pass, then kept only if new.
+                let before = Seen::now(local);
+                let mut writer = self.registry.blob_writer()?;
+                writer.append_file(local)?;
+                let (sha256, size) = (writer.digest(), writer.size);
+                let changed = || {
+                    Error::msg(format!(
+                        "{} changed while it was being registered; register again once it is no longer written to",
+                        local.display()
+                    ))
+                };
+                if known.is_some_and(|(expected, _)| expected != sha256) || Seen::now(local) != before {
+                    return Err(changed());
+                }
+                if self.registry.reuse_blob(&sha256, Some(size))?.is_none() {
+                    writer.finish(&sha256)?;
+                }
+                hashes.remember(local, before, &sha256, size);
+                (sha256, size)
+            }
+        };
         let entry = FileEntry { path: volume_path.to_string(), size, sha256, origin };
         self.files.insert(volume_path.to_string(), entry.clone());
         Ok(entry)
@@ -498,6 +517,41 @@ impl BlobWriter {
         self.size
     }
 
+    /// Appends the whole of `from`, copied by the kernel (`copy_file_range`: its bytes do
+    /// not pass through this process), then hashes what landed in the temporary file
+    /// (read back from the page cache, while the copy is being written to disk), so the
+    /// hash is of exactly what is stored. A file is read from disk once, and written at
+    /// the speed of `cp`.
+    pub(crate) fn append_file(&mut self, from: &Path) -> Result<u64> {
+        use std::io::{Read, Seek};
+        let tmp = self.tmp.as_mut().expect("present until finished");
+        tmp.flush().ctx("writing", tmp.get_ref().path())?;
+        let mut source = File::open(from).ctx("opening", from)?;
+        let copied = io::copy(&mut source, tmp.get_mut().as_file_mut()).ctx("copying", from)?;
+        let path = tmp.get_ref().path();
+        // The copy goes to disk while it is hashed: the later fsync finds it written.
+        let written = tmp.get_ref().as_file().try_clone().ctx("opening", path)?;
+        let syncing = std::thread::spawn(move || written.sync_data());
+        let mut stored = File::open(path).ctx("opening", path)?;
+        stored.seek(io::SeekFrom::Start(self.size)).ctx("reading", path)?;
+        let mut buffer = vec![0; BUFFER];
+        loop {
+            let n = stored.read(&mut buffer).ctx("reading", path)?;
+            if n == 0 {
+                break;
+            }
+            self.hasher.update(&buffer[..n]);
+        }
+        syncing.join().expect("the sync thread does not panic").ctx("syncing", path)?;
+        self.size += copied;
+        Ok(copied)
+    }
+
+    /// sha256 (lowercase hex) of what was written so far.
+    pub(crate) fn digest(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
     /// Throws away what was written and starts again from nothing.
     #[cfg(feature = "http-client")]
     pub fn restart(&mut self) -> Result<()> {
@@ -525,5 +579,54 @@ impl BlobWriter {
         fs::create_dir_all(parent).ctx("creating", parent)?;
         tmp.persist(&target).map_err(|e| Error::io("storing", &target, e.error))?;
         Ok(self.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn old(path: &Path) {
+        let stamp = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        File::options().write(true).open(path).unwrap().set_modified(stamp).unwrap();
+    }
+
+    #[test]
+    fn new_files_are_read_once_and_content_already_stored_is_not_kept_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+        let (first, copy) = (dir.path().join("a.bin"), dir.path().join("copy-of-a.bin"));
+        fs::write(&first, b"weights").unwrap();
+        fs::write(&copy, b"weights").unwrap();
+        old(&first);
+        old(&copy);
+        let id = registry.create_model("default", "once").unwrap();
+        let mut staging = registry.stage(&id).unwrap();
+        let a = staging.put_file("a.bin", &first, FileOrigin::Saved).unwrap();
+        assert_eq!(a.sha256, super::super::digest::hash_file(&first).unwrap().0);
+        assert_eq!(registry.hashes().cached(&first), Some((a.sha256.clone(), 7)), "the pass that copied it hashed it");
+        // The same bytes at a path never seen: copied and hashed in one pass, then found
+        // stored already, so nothing new is kept.
+        let b = staging.put_file("b.bin", &copy, FileOrigin::Saved).unwrap();
+        assert_eq!(b.sha256, a.sha256);
+        assert_eq!(registry.blob_count().unwrap(), 1);
+        assert_eq!(fs::read_dir(registry.tmp()).map(|d| d.count()).unwrap_or(0), 0, "no copy left behind");
+    }
+
+    #[test]
+    fn a_file_that_is_not_what_its_remembered_hash_says_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+        let file = dir.path().join("weights.bin");
+        fs::write(&file, b"before").unwrap();
+        old(&file);
+        let before = Seen::now(&file);
+        // Remembered with another hash (as if rewritten in place with its old size and
+        // timestamp after it was hashed): the copy's own hash disagrees.
+        registry.hashes().remember(&file, before, &"0".repeat(64), 6);
+        let id = registry.create_model("default", "changed").unwrap();
+        let error = registry.stage(&id).unwrap().put_file("w.bin", &file, FileOrigin::Saved).unwrap_err();
+        assert!(error.to_string().contains("changed while it was being registered"), "{error}");
+        assert_eq!(registry.blob_count().unwrap(), 0, "nothing kept");
     }
 }
