@@ -35,7 +35,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use runner_core::registry::protocol::{route, Created, ErrorBody, ModelView, Models, Precondition, Repositories};
+use runner_core::registry::protocol::{
+    route, Created, ErrorBody, ModelView, Models, Precondition, Repositories, MAX_FILE_SIZE_HEADER,
+};
 use runner_core::{Error, Manifest, ModelId};
 use sha2::Digest;
 
@@ -284,9 +286,12 @@ async fn head_blob(
     authorize(&s, request.headers(), &org, Right::Read).await?;
     // The client asks before sending: a yes means it will name the content instead, so
     // it is touched to survive garbage collection until the commit.
+    let limit = (MAX_FILE_SIZE_HEADER, s.max_file_size.to_string());
     match s.backend.reuse(org, sha256).await? {
-        Some(size) => Ok(([(header::CONTENT_LENGTH, size.to_string())], StatusCode::OK).into_response()),
-        None => Ok(StatusCode::NOT_FOUND.into_response()),
+        Some(size) => {
+            Ok(([(header::CONTENT_LENGTH.as_str(), size.to_string()), limit], StatusCode::OK).into_response())
+        }
+        None => Ok(([limit], StatusCode::NOT_FOUND).into_response()),
     }
 }
 

@@ -77,7 +77,7 @@ pub(crate) fn document() -> Value {
             (route::RESERVATION): { "parameters": [org, repo, number],
                 "delete": op("Give back a number whose upload failed (no effect on a ready model)", "write", with(errors(&[]), "204", "given back", None)) },
             (route::BLOB): { "parameters": [org, sha],
-                "head": op("Is this content stored? (asked before uploading)", "read", with(errors(&[]), "200", "stored", None)),
+                "head": op("Is this content stored? (asked before uploading; the x-runner-max-file-size header gives the largest file accepted)", "read", with(errors(&[]), "200", "stored", None)),
                 "get": op("Download content; supports HTTP Range (206) to resume", "read", with(with(with(errors(&[]), "200", "the content", None), "206", "the byte range asked for", None), "307", "a shared registry run with --presign-seconds: fetch the content from the presigned URL in Location", None)),
                 "put": {
                     "summary": "Upload content, streamed; kept only if its sha256 is the one in the path",

@@ -75,7 +75,8 @@ fn register_and_load_over_http_with_dedupe_and_a_warm_cache() {
     let server = start(&data, &[]);
     let registry = client(&server, Some(&write), &dir.path().join("cache"));
     let artifact = dir.path().join("weights.bin");
-    std::fs::write(&artifact, vec![42u8; 3 << 20]).unwrap();
+    // Large enough to be streamed in 1 MiB writes by the async client (with the token).
+    std::fs::write(&artifact, vec![42u8; 12 << 20]).unwrap();
     let register = || {
         register_model::<Scaler>("scaler")
             .organization("acme")
@@ -87,7 +88,7 @@ fn register_and_load_over_http_with_dedupe_and_a_warm_cache() {
     let first = register();
     assert_eq!(first.id().to_string(), "acme/scaler:1");
     let sent = registry.bytes_sent();
-    assert!(sent >= 3 << 20, "the artifact was uploaded ({sent} bytes)");
+    assert!(sent >= 12 << 20, "the artifact was uploaded ({sent} bytes)");
     let second = register();
     assert_eq!(second.id().number, 2);
     assert_eq!(registry.bytes_sent(), sent, "re-registering unchanged files sends no file bytes");
@@ -95,7 +96,7 @@ fn register_and_load_over_http_with_dedupe_and_a_warm_cache() {
     let model = Loaded::<Scaler>::load(&registry, &"acme/scaler:latest".parse().unwrap()).unwrap();
     assert_eq!(model.run(2.0).unwrap(), 6.0);
     let received = registry.bytes_received();
-    assert!(received >= 3 << 20);
+    assert!(received >= 12 << 20);
     let again = load_any(&registry, &"acme/scaler:2".parse().unwrap()).unwrap();
     assert_eq!(again.run_json(serde_json::json!(1.5)).unwrap(), serde_json::json!(4.5));
     assert_eq!(registry.bytes_received(), received, "the second load downloads nothing");
@@ -673,4 +674,21 @@ fn gc_removes_what_no_model_needs_and_spares_what_is_in_use() {
     let loaded = load_any(&again, &"acme/keep:1".parse().unwrap()).unwrap();
     assert_eq!(loaded.run_json(serde_json::json!(5.0)).unwrap(), serde_json::json!(5.0));
     assert_eq!(gc(&data, &["--grace-hours", "1"])["collected"]["blobs"], 0, "nothing left to collect");
+}
+
+#[test]
+fn a_large_upload_over_the_servers_limit_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &["--no-auth", "--max-file-size", "10000000"]);
+    let registry = client(&server, None, &dir.path().join("cache"));
+    let artifact = dir.path().join("big.bin");
+    std::fs::write(&artifact, vec![7u8; 12 << 20]).unwrap();
+    let error = register_model::<Scaler>("limited")
+        .model(Scale(1.0))
+        .artifact(artifact.to_str().unwrap(), "big.bin")
+        .register(&registry)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("413") && error.contains("at most 10000000 bytes"), "{error}");
+    assert_eq!(registry.latest("default", "limited").unwrap(), None, "nothing half-registered");
 }

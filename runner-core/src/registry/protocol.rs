@@ -26,6 +26,11 @@ pub use crate::error::{ErrorBody, ErrorDetail};
 use crate::manifest::Manifest;
 use crate::names::ModelId;
 
+/// Response header of `HEAD` [`route::BLOB`]: the largest file the server accepts, in
+/// bytes, so that a client refuses a larger one before sending it (a server cannot make
+/// a client that is still sending read its early 413).
+pub const MAX_FILE_SIZE_HEADER: &str = "x-runner-max-file-size";
+
 /// Route templates (axum syntax), one per resource; [`path`] fills them in.
 pub mod route {
     /// An organization's repositories.
