@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ROOT, free_port, replace_block  # noqa: E402
-from transfer import peak_rss_mib  # noqa: E402
+from transfer import cp_fsync_seconds, fresh_artifact, peak_rss_mib  # noqa: E402
 
 SIZE_MIB = int(os.environ.get("SIZE_MIB", "1024"))
 SMALL = int(os.environ.get("SMALL", "400"))
@@ -91,21 +91,11 @@ root_domain = ".s3.garage.localhost"
 
 def main():
     work = ROOT / "bench" / "out" / "shared"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    artifact = work / "checkpoint.bin"
-    with open(artifact, "wb") as f:
-        for _ in range(SIZE_MIB):
-            f.write(os.urandom(1 << 20))
+    artifact = fresh_artifact(work)  # SIZE_MIB from the environment, as here
     services = Services(work / "services")
     try:
         env = services.env
-        started = time.perf_counter()
-        shutil.copyfile(artifact, work / "copy.bin")
-        with open(work / "copy.bin", "rb") as f:
-            os.fsync(f.fileno())
-        cp_seconds = time.perf_counter() - started
-        (work / "copy.bin").unlink()
+        cp_seconds = cp_fsync_seconds(artifact, work)
         # Side by side, alternating, three rounds each: the bare upload and the registry.
         bare, registered = [], []
         server, url = services.replica()

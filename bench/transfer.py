@@ -32,27 +32,40 @@ def transfer(*args):
 CACHE = ""
 
 
-def main():
-    work = ROOT / "bench" / "out" / "transfer"
+def fresh_artifact(work):
+    """An empty `work` folder holding `checkpoint.bin`: SIZE_MIB of random bytes."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     artifact = work / "checkpoint.bin"
     with open(artifact, "wb") as f:
         for _ in range(SIZE_MIB):
             f.write(os.urandom(1 << 20))
+    return artifact
+
+
+def cp_fsync_seconds(artifact, work):
+    """`cp` of `artifact` on the same disk, made durable like a registered file (the
+    registries fsync), on an idle disk: everything is written back before and after."""
+    os.sync()
+    started = time.perf_counter()
+    shutil.copyfile(artifact, work / "copy.bin")
+    with open(work / "copy.bin", "rb") as f:
+        os.fsync(f.fileno())
+    seconds = time.perf_counter() - started
+    (work / "copy.bin").unlink()
+    os.sync()
+    return seconds
+
+
+def main():
+    work = ROOT / "bench" / "out" / "transfer"
+    artifact = fresh_artifact(work)
     # Rounds alternate cp, the embedded registry and the server, each on an idle disk
     # (everything written back first); medians of three.
     global CACHE
     rounds = []
     for r in range(3):
-        os.sync()
-        started = time.perf_counter()
-        shutil.copyfile(artifact, work / "copy.bin")
-        with open(work / "copy.bin", "rb") as f:
-            os.fsync(f.fileno())  # made durable like a registered file (the registries fsync)
-        cp = time.perf_counter() - started
-        (work / "copy.bin").unlink()
-        os.sync()
+        cp = cp_fsync_seconds(artifact, work)
         # The embedded directory registry (no server): copied, hashed and fsynced in one pass.
         CACHE = str(work / f"cache-embedded-{r}")
         embedded = transfer("register", str(work / f"embedded-{r}"), str(artifact))

@@ -33,23 +33,12 @@ fn main() {
     let bytes = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [_, "register", url, file] if !url.starts_with("http") => {
             // The embedded directory registry: the bytes it copies are the file's.
-            let registry = runner_core::LocalRegistry::open(url).expect("registry");
-            let registered = register_model::<SumRunner>("transfer")
-                .model(SumModel { scale: 1.0 })
-                .artifact(*file, "checkpoint.bin")
-                .register(&registry)
-                .expect("register");
-            eprintln!("registered {}", registered.id());
+            register(&runner_core::LocalRegistry::open(url).expect("registry"), file);
             std::fs::metadata(file).expect("file").len()
         }
         [_, "register", url, file] => {
             let registry = HttpRegistry::new(url, None).expect("registry");
-            let registered = register_model::<SumRunner>("transfer")
-                .model(SumModel { scale: 1.0 })
-                .artifact(*file, "checkpoint.bin")
-                .register(&registry)
-                .expect("register");
-            eprintln!("registered {}", registered.id());
+            register(&registry, file);
             registry.bytes_sent()
         }
         [_, "load", url, model, cache] => {
@@ -91,6 +80,16 @@ fn main() {
         started.elapsed().as_secs_f64(),
         peak_rss_mib()
     );
+}
+
+/// Registers a `sum` model with `file` as its artifact.
+fn register(registry: &dyn Registry, file: &str) {
+    let registered = register_model::<SumRunner>("transfer")
+        .model(SumModel { scale: 1.0 })
+        .artifact(file, "checkpoint.bin")
+        .register(registry)
+        .expect("register");
+    eprintln!("registered {}", registered.id());
 }
 
 /// Uploads `file` to `BENCH_BUCKET` as object_store's own multipart writer does; returns

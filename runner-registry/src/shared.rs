@@ -295,28 +295,15 @@ impl SharedStore {
     /// Gives back an uploading number; a ready model (or one a commit in flight makes
     /// ready: the delete waits for its row lock) is left alone.
     pub async fn discard(&self, id: &ModelId) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM models WHERE organization = $1 AND repository = $2 AND number = $3 AND state = 'uploading'",
-        )
-        .bind(&id.organization)
-        .bind(&id.repository)
-        .bind(number(id))
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        let sql =
+            "DELETE FROM models WHERE organization = $1 AND repository = $2 AND number = $3 AND state = 'uploading'";
+        on_model(&self.pool, sql, id).await.map(|_| ())
     }
 
     /// Deletes a model with its files' rows; their contents stay while others name them.
     pub async fn delete_model(&self, id: &ModelId) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM models WHERE organization = $1 AND repository = $2 AND number = $3")
-            .bind(&id.organization)
-            .bind(&id.repository)
-            .bind(number(id))
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        match deleted.rows_affected() {
+        let sql = "DELETE FROM models WHERE organization = $1 AND repository = $2 AND number = $3";
+        match on_model(&self.pool, sql, id).await? {
             0 => Err(Error::NotFound { what: "model", message: format!("{id} does not exist in {}", self.location) }),
             _ => Ok(()),
         }
@@ -410,13 +397,8 @@ impl SharedStore {
             }
         }
         let paths: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
-        sqlx::query("DELETE FROM model_files WHERE organization = $1 AND repository = $2 AND number = $3")
-            .bind(&id.organization)
-            .bind(&id.repository)
-            .bind(number(id))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        let sql = "DELETE FROM model_files WHERE organization = $1 AND repository = $2 AND number = $3";
+        on_model(&mut *tx, sql, id).await?;
         sqlx::query(
             "INSERT INTO model_files (organization, repository, number, path, sha256)
              SELECT $1, $2, $3, path, sha256 FROM UNNEST($4::TEXT[], $5::TEXT[]) AS f(path, sha256)",
@@ -874,16 +856,9 @@ impl SharedStore {
                 .execute(&self.pool)
                 .await
                 .map_err(db)?;
-            sqlx::query(
-                "INSERT INTO models (organization, repository, number, state) VALUES ($1, $2, $3, 'uploading')
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&id.organization)
-            .bind(&id.repository)
-            .bind(number(id))
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+            let sql = "INSERT INTO models (organization, repository, number, state) VALUES ($1, $2, $3, 'uploading')
+                 ON CONFLICT DO NOTHING";
+            on_model(&self.pool, sql, id).await?;
             match self.commit(&manifest, Some(&Expected::Nothing)).await {
                 Ok(()) => imported.models.push(id.to_string()),
                 Err(Error::Conflict { .. }) => match self.model(id).await?.and_then(|m| m.manifest) {
@@ -895,6 +870,19 @@ impl SharedStore {
         }
         Ok(imported)
     }
+}
+
+/// Runs `sql`, whose `$1`, `$2` and `$3` are a model's organization, repository and
+/// number; returns the rows it changed.
+async fn on_model<'e>(executor: impl sqlx::PgExecutor<'e>, sql: &'static str, id: &ModelId) -> Result<u64> {
+    let done = sqlx::query(sql)
+        .bind(&id.organization)
+        .bind(&id.repository)
+        .bind(number(id))
+        .execute(executor)
+        .await
+        .map_err(db)?;
+    Ok(done.rows_affected())
 }
 
 /// Takes the advisory lock of one content until the transaction ends.

@@ -104,15 +104,7 @@ impl HttpRegistry {
         for attempt in 1.. {
             let outcome = build().send();
             let (transient, asked) = match &outcome {
-                Ok(response) => (
-                    matches!(response.status().as_u16(), 429 | 502..=504),
-                    response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .map(Duration::from_secs),
-                ),
+                Ok(response) => retry_hint(response.status(), response.headers()),
                 Err(e) => (e.is_connect() || e.is_timeout(), None),
             };
             if !transient || attempt == 5 {
@@ -305,6 +297,17 @@ impl<R: std::io::Read> std::io::Read for Progress<R> {
     }
 }
 
+/// Whether an answer is worth another try (429, 502-504), and how long it asks to wait
+/// (`Retry-After`, in seconds).
+fn retry_hint(status: StatusCode, headers: &reqwest::header::HeaderMap) -> (bool, Option<Duration>) {
+    let asked = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    (matches!(status.as_u16(), 429 | 502..=504), asked)
+}
+
 fn progress_bars() -> indicatif::MultiProgress {
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         indicatif::MultiProgress::new()
@@ -443,15 +446,7 @@ impl HttpRegistry {
                     }
                     let outcome = request.send().await;
                     let (transient, asked) = match &outcome {
-                        Ok(response) => (
-                            matches!(response.status().as_u16(), 429 | 502..=504),
-                            response
-                                .headers()
-                                .get(reqwest::header::RETRY_AFTER)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse::<u64>().ok())
-                                .map(Duration::from_secs),
-                        ),
+                        Ok(response) => retry_hint(response.status(), response.headers()),
                         Err(e) => (e.is_connect() || e.is_timeout(), None),
                     };
                     if !transient || attempt == 5 {
