@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use http_body_util::BodyExt;
 use runner_core::registry::protocol::ModelView;
-use runner_core::registry::store::{Collected, DirectoryStore};
+use runner_core::registry::store::{BlobWriter, Collected, DirectoryStore};
 use runner_core::{Error, ErrorKind, Expected, Manifest, ModelId, ModelSummary, Registry, Result};
 
 use crate::shared::SharedStore;
@@ -224,6 +224,11 @@ impl Backend {
     }
 }
 
+/// Bytes gathered per write of an upload into the directory.
+const WRITE: usize = 1 << 20;
+/// Bytes of an upload between background syncs.
+const SYNC_EVERY: u64 = 64 << 20;
+
 /// Streams the body into the directory, hashing as it goes; nothing is kept unless the
 /// sha256 matches.
 async fn put_in_directory(
@@ -240,16 +245,38 @@ async fn put_in_directory(
     let writer_store = store.clone();
     let mut writer = blocking(move || writer_store.blob_writer()).await?;
     let mut body = body;
+    // Frames (tens of KiB) are gathered into 1 MiB writes: leaving the async runtime for
+    // each frame cost more than the write. Every 64 MiB the file is synced in the
+    // background, so that the fsync that ends the upload finds little left to write.
+    let mut pending = Vec::with_capacity(WRITE);
+    let (mut received, mut synced) = (0u64, 0u64);
+    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+    let write = |writer: &mut BlobWriter, pending: &mut Vec<u8>| {
+        let written = tokio::task::block_in_place(|| std::io::Write::write_all(writer, pending));
+        pending.clear();
+        written.map_err(|e| Error::msg(format!("storing the upload: {e}")))
+    };
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Error::new(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
         if let Ok(chunk) = frame.into_data() {
-            if writer.size() + chunk.len() as u64 > max_size {
+            received += chunk.len() as u64;
+            if received > max_size {
                 return Err(Error::new(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
             }
-            // Writes land in the page cache; a chunk at a time keeps memory flat.
-            tokio::task::block_in_place(|| std::io::Write::write_all(&mut writer, &chunk))
-                .map_err(|e| Error::msg(format!("storing the upload: {e}")))?;
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= WRITE {
+                write(&mut writer, &mut pending)?;
+            }
+            if received - synced >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
+                let file = writer.file().map_err(|e| Error::msg(format!("storing the upload: {e}")))?;
+                syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+                synced = received;
+            }
         }
+    }
+    write(&mut writer, &mut pending)?;
+    if let Some(syncing) = syncing {
+        let _ = syncing.await;
     }
     let store = store.clone();
     blocking(move || {

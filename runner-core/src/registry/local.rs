@@ -547,6 +547,15 @@ impl BlobWriter {
         Ok(copied)
     }
 
+    /// The temporary file, flushed: for syncing it in the background while writing goes
+    /// on (what is written after the sync starts is synced by [`BlobWriter::finish`]).
+    #[cfg(feature = "store")]
+    pub fn file(&mut self) -> io::Result<File> {
+        let tmp = self.tmp.as_mut().expect("present until finished");
+        tmp.flush()?;
+        tmp.get_ref().as_file().try_clone()
+    }
+
     /// sha256 (lowercase hex) of what was written so far.
     pub(crate) fn digest(&self) -> String {
         hex::encode(self.hasher.clone().finalize())
