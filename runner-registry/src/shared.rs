@@ -260,12 +260,7 @@ impl SharedStore {
         validate_name("repository", repository)?;
         loop {
             let mut tx = self.pool.begin().await.map_err(db)?;
-            sqlx::query("INSERT INTO repositories (organization, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(organization)
-                .bind(repository)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            ensure_repository(&mut *tx, organization, repository).await?;
             let locked = sqlx::query("SELECT 1 FROM repositories WHERE organization = $1 AND name = $2 FOR UPDATE")
                 .bind(organization)
                 .bind(repository)
@@ -508,12 +503,7 @@ impl SharedStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query("INSERT INTO grants (organization, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(organization)
-            .bind(sha256)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        grant(&mut *tx, organization, sha256).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
@@ -626,7 +616,7 @@ impl SharedStore {
         Ok(row.map(|row| Token {
             id: row.get(0),
             organization: row.get(1),
-            right: if row.get::<String, _>(2) == "write" { Right::Write } else { Right::Read },
+            right: Right::from_access(row.get(2)),
             sha256: hash.to_string(),
         }))
     }
@@ -634,19 +624,11 @@ impl SharedStore {
     /// Stores a new token (hashed) and returns it.
     pub async fn create_token(&self, organization: &str, right: Right) -> Result<String> {
         validate_name("organization", organization)?;
-        let (secret, token) = crate::tokens::new_secret();
-        sqlx::query("INSERT INTO tokens (id, organization, access, sha256) VALUES ($1, $2, $3, $4)")
-            .bind(&token.id)
-            .bind(organization)
-            .bind(match right {
-                Right::Read => "read",
-                Right::Write => "write",
-            })
-            .bind(&token.sha256)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(secret)
+        let (secret, token) = crate::tokens::new_secret(organization, right);
+        match insert_token(&self.pool, &token).await? {
+            0 => Err(Error::msg("a new token collided with a stored one; create it again")),
+            _ => Ok(secret),
+        }
     }
 
     /// Removes what no model needs, sparing what was touched within `grace` (longer than
@@ -779,21 +761,7 @@ impl SharedStore {
         let directory = runner_core::registry::store::DirectoryStore::open(from)?;
         let mut imported = Imported::default();
         for token in crate::tokens::stored(from)? {
-            let added = sqlx::query(
-                "INSERT INTO tokens (id, organization, access, sha256) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&token.id)
-            .bind(&token.organization)
-            .bind(match token.right {
-                Right::Read => "read",
-                Right::Write => "write",
-            })
-            .bind(&token.sha256)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-            imported.tokens += added.rows_affected() as usize;
+            imported.tokens += insert_token(&self.pool, &token).await? as usize;
         }
         let models = {
             let directory = directory.clone();
@@ -817,12 +785,7 @@ impl SharedStore {
                     .map_err(db)?;
                 if stored.is_some() {
                     // Stored and checked already: the organization's models name it.
-                    sqlx::query("INSERT INTO grants (organization, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(org)
-                        .bind(&file.sha256)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(db)?;
+                    grant(&self.pool, org, &file.sha256).await?;
                     imported.reused += 1;
                     continue;
                 }
@@ -850,12 +813,7 @@ impl SharedStore {
                 imported.blobs += 1;
                 imported.bytes += file.size;
             }
-            sqlx::query("INSERT INTO repositories (organization, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(&id.organization)
-                .bind(&id.repository)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
+            ensure_repository(&self.pool, &id.organization, &id.repository).await?;
             let sql = "INSERT INTO models (organization, repository, number, state) VALUES ($1, $2, $3, 'uploading')
                  ON CONFLICT DO NOTHING";
             on_model(&self.pool, sql, id).await?;
@@ -883,6 +841,47 @@ async fn on_model<'e>(executor: impl sqlx::PgExecutor<'e>, sql: &'static str, id
         .await
         .map_err(db)?;
     Ok(done.rows_affected())
+}
+
+/// Creates repository `organization/repository` unless it exists.
+async fn ensure_repository<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    organization: &str,
+    repository: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO repositories (organization, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(organization)
+        .bind(repository)
+        .execute(executor)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Lets `organization` read the content with this sha256 (idempotent).
+async fn grant<'e>(executor: impl sqlx::PgExecutor<'e>, organization: &str, sha256: &str) -> Result<()> {
+    sqlx::query("INSERT INTO grants (organization, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(organization)
+        .bind(sha256)
+        .execute(executor)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Stores a token unless one with its id or hash is stored; returns the rows added.
+async fn insert_token(pool: &PgPool, token: &Token) -> Result<u64> {
+    let added = sqlx::query(
+        "INSERT INTO tokens (id, organization, access, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(&token.id)
+    .bind(&token.organization)
+    .bind(token.right.access())
+    .bind(&token.sha256)
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(added.rows_affected())
 }
 
 /// Takes the advisory lock of one content until the transaction ends.

@@ -19,6 +19,25 @@ pub enum Right {
     Write,
 }
 
+impl Right {
+    /// How the shared registry's `tokens.access` column writes it.
+    pub(crate) fn access(self) -> &'static str {
+        match self {
+            Right::Read => "read",
+            Right::Write => "write",
+        }
+    }
+
+    /// Back from [`Right::access`]; anything else reads only.
+    pub(crate) fn from_access(access: &str) -> Right {
+        if access == Right::Write.access() {
+            Right::Write
+        } else {
+            Right::Read
+        }
+    }
+}
+
 /// A token as stored: never the token itself, only its sha256.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Token {
@@ -50,15 +69,15 @@ fn read(path: &Path) -> Result<(Option<SystemTime>, HashMap<String, Token>)> {
     Ok((modified, list.into_iter().map(|t| (t.sha256.clone(), t)).collect()))
 }
 
-/// A fresh token and its stored form (for no organization yet, read only).
-pub(crate) fn new_secret() -> (String, Token) {
+/// A fresh token for `organization` with `right`, and its stored form.
+pub(crate) fn new_secret(organization: &str, right: Right) -> (String, Token) {
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let token = format!("rrt_{}", hex::encode(secret));
     let stored = Token {
         id: hex::encode(&secret[..4]),
-        organization: String::new(),
-        right: Right::Read,
+        organization: organization.to_string(),
+        right,
         sha256: crate::token_hash(&token),
     };
     (token, stored)
@@ -99,9 +118,7 @@ impl Tokens {
         std::fs::create_dir_all(data).map_err(|e| Error::msg(format!("creating {}: {e}", data.display())))?;
         let path = crate::tokens_path(data);
         let (_, existing) = read(&path)?;
-        let (token, mut stored) = new_secret();
-        stored.organization = organization.to_string();
-        stored.right = right;
+        let (token, stored) = new_secret(organization, right);
         let mut list: Vec<Token> = existing.into_values().collect();
         list.push(stored);
         list.sort_by(|a, b| a.id.cmp(&b.id));
