@@ -3,53 +3,18 @@
 
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use runner_core::{load_any, register_model, runner, HttpRegistry, Loaded, ModelStatus, Registry};
-use serde::{Deserialize, Serialize};
-use sha2::Digest;
-
-#[derive(Serialize, Deserialize)]
-pub struct Scale(f64);
-
-pub struct Scaler;
-
-#[runner(name = "scaler")]
-impl Scaler {
-    fn predict(model: &Scale, data: f64) -> f64 {
-        model.0 * data
-    }
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_runner-registry");
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{sha256_hex, Scale, Scaler, Server, BIN};
+use runner_core::{load_any, register_model, HttpRegistry, Loaded, ModelStatus, Registry};
 
 fn start(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_string();
-    Server { child, url }
+    let mut command = Command::new(BIN);
+    command.args(["serve", "--addr", "127.0.0.1:0", "--data"]).arg(data).args(extra).stderr(Stdio::null());
+    Server::spawn(command)
 }
 
 fn token(data: &Path, org: &str, write: bool) -> String {
@@ -141,10 +106,6 @@ fn tokens_are_scoped_to_their_organization() {
     assert!(err.to_string().contains("refused the token"), "{err}");
     let forged = client(&server, Some("rrt_forged"), &cache);
     assert!(forged.repositories("acme").is_err());
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[test]

@@ -3,49 +3,22 @@
 
 #![allow(missing_docs)]
 
+mod common;
 mod services;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use common::{sha256_hex, Scale, Scaler, Server as Replica, BIN};
 use object_store::ObjectStore;
-use runner_core::{register_model, runner, Error, HttpRegistry, Loaded, ModelStatus, Registry};
-use serde::{Deserialize, Serialize};
+use runner_core::{register_model, Error, HttpRegistry, Loaded, ModelStatus, Registry};
 use services::{Garage, Postgres};
-use sha2::Digest;
-
-#[derive(Serialize, Deserialize)]
-pub struct Scale(f64);
-
-pub struct Scaler;
-
-#[runner(name = "scaler")]
-impl Scaler {
-    fn predict(model: &Scale, data: f64) -> f64 {
-        model.0 * data
-    }
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_runner-registry");
 
 /// A database and a bucket, and the replicas serving them.
 struct Cluster {
     postgres: Postgres,
     garage: Garage,
-}
-
-struct Replica {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
 }
 
 impl Cluster {
@@ -63,19 +36,9 @@ impl Cluster {
     }
 
     fn replica(&self, extra: &[&str]) -> Replica {
-        let mut child = self
-            .command(&["serve", "--addr", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url =
-            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_string();
-        Replica { child, url }
+        let mut command = self.command(&["serve", "--addr", "127.0.0.1:0"]);
+        command.args(extra).env("RUST_LOG", "warn").stderr(Stdio::inherit());
+        Replica::spawn(command)
     }
 
     fn token(&self, org: &str) -> String {
@@ -125,10 +88,6 @@ fn client(replica: &Replica, token: &str, cache: &Path) -> HttpRegistry {
 
 fn blob_key(sha256: &str) -> object_store::path::Path {
     object_store::path::Path::from(format!("blobs/sha256/{}/{sha256}", &sha256[..2]))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[test]

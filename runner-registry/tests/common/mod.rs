@@ -1,0 +1,56 @@
+//! What the registry's test binaries share: the runner they register, the server binary
+//! and a running server process.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use runner_core::runner;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+#[derive(Serialize, Deserialize)]
+pub struct Scale(pub f64);
+
+pub struct Scaler;
+
+#[runner(name = "scaler")]
+impl Scaler {
+    fn predict(model: &Scale, data: f64) -> f64 {
+        model.0 * data
+    }
+}
+
+/// The `runner-registry` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_runner-registry");
+
+/// A running `runner-registry serve`, killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Runs `command` (a `serve` on port 0) and waits for the address it listens on.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_string();
+        Server { child, url }
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
