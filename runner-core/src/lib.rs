@@ -90,11 +90,12 @@ pub use catalog::{find_runner, load_any, runners, RegisterOptions, RunnerEntry};
 pub use error::{BoxError, Error, ErrorBody, ErrorDetail, ErrorKind, Hook, Result};
 pub use load::{DynModel, Erased, Loaded};
 pub use manifest::{
-    FileEntry, FileOrigin, Manifest, RunnerInfo, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_FILE,
+    ApiSignature, FileEntry, FileOrigin, Manifest, RunnerInfo, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_FILE,
     MANIFEST_VERSION, RESERVED_FILES,
 };
 pub use names::{
-    validate_name, validate_sha256, validate_volume_path, ModelId, ModelRef, Version, DEFAULT_ORGANIZATION,
+    validate_alias, validate_name, validate_sha256, validate_volume_path, ModelId, ModelRef, Version,
+    DEFAULT_ORGANIZATION,
 };
 pub use register::{register_model, RegisterModel, Registered};
 #[cfg(feature = "http-client")]
@@ -103,7 +104,7 @@ pub use registry::{
     open_registry, registry_location, Expected, LocalRegistry, MemoryRegistry, ModelStatus, ModelSummary, Registry,
     Staging, DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV,
 };
-pub use runner::{Hooks, Runner, RunnerDefaults, Saved};
+pub use runner::{api_signature, Hooks, Runner, RunnerDefaults, Saved};
 
 /// Declares a model runner on an inherent impl block.
 ///

@@ -42,6 +42,156 @@ pub struct Manifest {
     pub created_at: String,
     /// The version of `runner-core` that wrote this manifest.
     pub framework_version: String,
+    /// The API the runner answered when the model was registered (absent in manifests
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSignature>,
+}
+
+/// The API of a model's runner as callers see it: the JSON Schemas of its request and
+/// response bodies (or the Rust type names, when the types do not implement
+/// `schemars::JsonSchema`), and a fingerprint of both. Moving an alias to a model whose
+/// fingerprint differs is refused unless forced, because callers of the alias would
+/// break.
+///
+/// ```
+/// use runner_core::ApiSignature;
+/// use serde_json::json;
+/// let v1 = ApiSignature::new(json!({"properties": {"x": {"type": "number"}}}), json!({"type": "number"}), Default::default());
+/// let v2 = ApiSignature::new(json!({"properties": {"x": {"type": "string"}}}), json!({"type": "number"}), Default::default());
+/// assert_ne!(v1.fingerprint, v2.fingerprint);
+/// assert_eq!(v1.changes(&v2), ["input.properties.x.type: \"number\" became \"string\""]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiSignature {
+    /// sha256 of the canonical JSON (keys sorted) of `input`, `output` and `definitions`.
+    pub fingerprint: String,
+    /// The request body: a JSON Schema, or `{"rust_type": "..."}`.
+    pub input: serde_json::Value,
+    /// The response body: a JSON Schema, or `{"rust_type": "..."}`.
+    pub output: serde_json::Value,
+    /// Schemas the two refer to (`$ref`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub definitions: BTreeMap<String, serde_json::Value>,
+}
+
+impl ApiSignature {
+    /// A signature, its fingerprint computed.
+    pub fn new(
+        input: serde_json::Value,
+        output: serde_json::Value,
+        definitions: BTreeMap<String, serde_json::Value>,
+    ) -> ApiSignature {
+        use sha2::Digest;
+        let mut canonical = String::new();
+        for (name, value) in [("input", &input), ("output", &output)] {
+            canonical.push_str(name);
+            canonical.push('=');
+            write_canonical(value, &mut canonical);
+            canonical.push('\n');
+        }
+        for (name, value) in &definitions {
+            canonical.push_str(&format!("definition {name}="));
+            write_canonical(value, &mut canonical);
+            canonical.push('\n');
+        }
+        let fingerprint = hex::encode(sha2::Sha256::digest(canonical.as_bytes()));
+        ApiSignature { fingerprint, input, output, definitions }
+    }
+
+    /// What differs from `self` to `other`, one line per difference, each naming where
+    /// (`input.properties.petal_width`, `output.type`, `definitions.Flower...`); empty
+    /// when the fingerprints match.
+    pub fn changes(&self, other: &ApiSignature) -> Vec<String> {
+        let mut changes = Vec::new();
+        if self.fingerprint == other.fingerprint {
+            return changes;
+        }
+        diff("input", &self.input, &other.input, &mut changes);
+        diff("output", &self.output, &other.output, &mut changes);
+        let empty = serde_json::Value::Object(Default::default());
+        let names: BTreeSet<&String> = self.definitions.keys().chain(other.definitions.keys()).collect();
+        for name in names {
+            match (self.definitions.get(name), other.definitions.get(name)) {
+                (Some(_), None) => changes.push(format!("definitions.{name}: removed")),
+                (None, Some(_)) => changes.push(format!("definitions.{name}: added")),
+                (a, b) => diff(&format!("definitions.{name}"), a.unwrap_or(&empty), b.unwrap_or(&empty), &mut changes),
+            }
+        }
+        if changes.is_empty() {
+            // Same values, written differently (a fingerprint of another version).
+            changes.push("the fingerprint differs".to_string());
+        }
+        changes
+    }
+}
+
+/// Now, in RFC 3339 (UTC), as manifests and alias histories write it.
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("the current time formats as RFC 3339")
+}
+
+/// JSON with object keys sorted, whatever serde_json's map keeps.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Appends to `out` where `a` and `b` differ, by path.
+fn diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let short = |v: &Value| {
+        let text = v.to_string();
+        if text.chars().count() > 60 {
+            format!("{}...", text.chars().take(60).collect::<String>())
+        } else {
+            text
+        }
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                let at = format!("{path}.{key}");
+                match (x.get(key), y.get(key)) {
+                    (Some(_), None) => out.push(format!("{at}: removed")),
+                    (None, Some(v)) => out.push(format!("{at}: added ({})", short(v))),
+                    (Some(p), Some(q)) => diff(&at, p, q, out),
+                    (None, None) => {}
+                }
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(format!("{path}: {} became {}", short(a), short(b))),
+    }
 }
 
 /// The runner named in a manifest.

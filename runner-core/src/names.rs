@@ -67,17 +67,43 @@ impl fmt::Display for ModelId {
     }
 }
 
+/// Checks an alias name: the rules of [`validate_name`], starting with a lowercase letter
+/// (so that it never looks like a model number), and not `latest`.
+///
+/// ```
+/// use runner_core::validate_alias;
+/// assert!(validate_alias("prod").is_ok());
+/// assert!(validate_alias("canary-2").is_ok());
+/// for bad in ["3", "2024.1", "latest", "Prod", ""] {
+///     assert!(validate_alias(bad).is_err(), "{bad}");
+/// }
+/// ```
+pub fn validate_alias(name: &str) -> Result<()> {
+    validate_name("alias", name)?;
+    let bad =
+        |message: &str| Error::InvalidName { what: "alias", value: name.to_string(), message: message.to_string() };
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(bad("must start with a lowercase letter, so that it cannot be read as a model number"));
+    }
+    if name == "latest" {
+        return Err(bad("`latest` always means the highest ready number; choose another name"));
+    }
+    Ok(())
+}
+
 /// Which model of a repository a [`ModelRef`] points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Version {
     /// A given model number.
     Number(u64),
     /// The highest-numbered model that is ready.
     Latest,
+    /// The model an alias of the repository points at (`iris:prod`).
+    Alias(String),
 }
 
-/// A reference to a model as users type it: `repo:3`, `repo:latest`, `org/repo:3`, or
-/// `repo` (the latest model).
+/// A reference to a model as users type it: `repo:3`, `repo:latest`, `repo:prod` (an
+/// alias), `org/repo:3`, or `repo` (the latest model).
 ///
 /// ```
 /// use runner_core::{ModelRef, Version};
@@ -85,7 +111,9 @@ pub enum Version {
 /// assert_eq!((r.organization.as_str(), r.repository.as_str(), r.version), ("acme", "iris", Version::Number(3)));
 /// let latest: ModelRef = "iris".parse().unwrap();
 /// assert_eq!(latest.version, Version::Latest);
-/// assert!("iris:three".parse::<ModelRef>().is_err());
+/// let prod: ModelRef = "iris:prod".parse().unwrap();
+/// assert_eq!(prod.version, Version::Alias("prod".into()));
+/// assert!("iris:Prod".parse::<ModelRef>().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModelRef {
@@ -101,19 +129,22 @@ impl FromStr for ModelRef {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |message: &str| Error::InvalidName {
+        let bad = |message: &str| {
+            Error::InvalidName {
             what: "model reference",
             value: s.to_string(),
             message: format!(
-                "{message}; write `repository:number`, `repository:latest` or `organization/repository:number`"
+                "{message}; write `repository:number`, `repository:latest`, `repository:alias` or `organization/repository:number`"
             ),
+        }
         };
         let (path, version) = match s.rsplit_once(':') {
             Some((path, "latest")) => (path, Version::Latest),
             Some((path, n)) => match n.parse::<u64>() {
                 Ok(0) => return Err(bad("model numbers start at 1")),
                 Ok(n) => (path, Version::Number(n)),
-                Err(_) => return Err(bad(&format!("`{n}` is not a model number"))),
+                Err(_) if validate_alias(n).is_ok() => (path, Version::Alias(n.to_string())),
+                Err(_) => return Err(bad(&format!("`{n}` is neither a model number nor an alias name"))),
             },
             None => (s, Version::Latest),
         };
@@ -132,9 +163,10 @@ impl fmt::Display for ModelRef {
         if self.organization != DEFAULT_ORGANIZATION {
             write!(f, "{}/", self.organization)?;
         }
-        match self.version {
+        match &self.version {
             Version::Number(n) => write!(f, "{}:{n}", self.repository),
             Version::Latest => write!(f, "{}:latest", self.repository),
+            Version::Alias(alias) => write!(f, "{}:{alias}", self.repository),
         }
     }
 }
@@ -208,11 +240,11 @@ mod tests {
 
     #[test]
     fn model_refs_round_trip() {
-        for s in ["iris:3", "iris:latest", "acme/iris:12"] {
+        for s in ["iris:3", "iris:latest", "acme/iris:12", "iris:prod", "acme/iris:canary-2"] {
             assert_eq!(s.parse::<ModelRef>().unwrap().to_string(), s);
         }
         assert_eq!("default/iris:2".parse::<ModelRef>().unwrap().to_string(), "iris:2");
-        for bad in ["iris:0", "iris:-1", ":3", "a/b/c:1", "../x:1", "iris:3.5"] {
+        for bad in ["iris:0", "iris:-1", ":3", "a/b/c:1", "../x:1", "iris:3.5", "iris:Prod", "iris:a b"] {
             let err = bad.parse::<ModelRef>().unwrap_err().to_string();
             assert!(err.contains("repository:number"), "{bad}: {err}");
         }

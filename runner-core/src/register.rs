@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::artifacts::{expand_artifact, PlannedFile, SaveDir};
-use crate::manifest::{FileOrigin, Manifest, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_VERSION};
+use crate::manifest::{now_rfc3339, FileOrigin, Manifest, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_VERSION};
 use crate::names::{validate_name, ModelId, DEFAULT_ORGANIZATION};
 use crate::registry::Registry;
 use crate::runner::{Runner, Saved};
@@ -222,6 +222,7 @@ impl<R: Runner> RegisterModel<R> {
                 files,
                 created_at: now_rfc3339(),
                 framework_version: env!("CARGO_PKG_VERSION").to_string(),
+                api: Some(crate::runner::api_signature::<R>()),
             };
             staging.commit(&manifest)?;
             Ok(manifest)
@@ -264,12 +265,6 @@ fn plan_artifacts(base: &Path, artifacts: &[(String, String)]) -> Result<(BTreeM
         }
     }
     Ok((mapping, files))
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("the current time formats as RFC 3339")
 }
 
 /// What [`RegisterModel::register`] registered.

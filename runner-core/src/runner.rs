@@ -154,6 +154,21 @@ pub trait Runner: Sized + Send + Sync + 'static {
     }
 }
 
+/// The API signature of runner `R` as registration records it in the manifest: the JSON
+/// Schemas of its input and output types with subschemas inlined (the Rust type names when
+/// the types do not implement `schemars::JsonSchema`).
+pub fn api_signature<R: Runner>() -> crate::manifest::ApiSignature {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.inline_subschemas = true;
+    let mut generator = schemars::SchemaGenerator::new(settings);
+    let schemas = R::schemas(&mut generator);
+    let named = |name: &str| serde_json::json!({ "rust_type": name });
+    let input = schemas.input.unwrap_or_else(|| named(std::any::type_name::<R::Input>()));
+    let output = schemas.output.unwrap_or_else(|| named(std::any::type_name::<R::Output>()));
+    let definitions = generator.take_definitions(true).into_iter().collect();
+    crate::manifest::ApiSignature::new(input, output, definitions)
+}
+
 /// Not public API (reached through `__private`): the model is shared by every request thread.
 #[diagnostic::on_unimplemented(
     message = "the model type `{Self}` must be `Send + Sync + 'static`",

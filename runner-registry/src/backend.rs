@@ -12,6 +12,7 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 use runner_core::registry::protocol::ModelView;
 use runner_core::registry::store::{BlobWriter, Collected, DirectoryStore};
+use runner_core::registry::{Alias, AliasMove, AliasOptions, Expect};
 use runner_core::{Error, ErrorKind, Expected, Manifest, ModelId, ModelSummary, Registry, Result};
 
 use crate::shared::SharedStore;
@@ -96,6 +97,65 @@ impl Backend {
             Backend::Shared(shared) => shared.model(&id).await?,
         };
         summary.map(ModelView::of).ok_or_else(|| Error::NotFound { what: "model", message: format!("{id}") })
+    }
+
+    /// The aliases of a repository.
+    pub async fn aliases(&self, org: String, repo: String) -> Result<Vec<Alias>> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().aliases(&org, &repo)).await
+            }
+            Backend::Shared(shared) => shared.aliases(&org, &repo).await,
+        }
+    }
+
+    /// Moves (or creates) an alias; `by` is who asked, for its history.
+    pub async fn set_alias(
+        &self,
+        org: String,
+        repo: String,
+        alias: String,
+        number: u64,
+        options: AliasOptions,
+        by: String,
+    ) -> Result<AliasMove> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().set_alias_by(&org, &repo, &alias, number, &options, &by)).await
+            }
+            Backend::Shared(shared) => shared.set_alias(&org, &repo, &alias, number, &options, &by).await,
+        }
+    }
+
+    /// Deletes an alias when `expect` holds.
+    pub async fn delete_alias(
+        &self,
+        org: String,
+        repo: String,
+        alias: String,
+        expect: Expect,
+        by: String,
+    ) -> Result<AliasMove> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().delete_alias_by(&org, &repo, &alias, expect, &by)).await
+            }
+            Backend::Shared(shared) => shared.delete_alias(&org, &repo, &alias, expect, &by).await,
+        }
+    }
+
+    /// The alias moves of a repository (of one alias).
+    pub async fn alias_history(&self, org: String, repo: String, alias: Option<String>) -> Result<Vec<AliasMove>> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().alias_history(&org, &repo, alias.as_deref())).await
+            }
+            Backend::Shared(shared) => shared.alias_history(&org, &repo, alias.as_deref()).await,
+        }
     }
 
     /// Takes the next number.

@@ -15,6 +15,10 @@
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}` | write | delete a model |
 //! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit: the model becomes ready (`If-None-Match: *` / `If-Match: "sha256"` make a racing commit fail with 412) |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | give back a number whose upload failed |
+//! | `GET /v1/orgs/{org}/repos/{repo}/aliases` | read | the repository's aliases |
+//! | `PUT /v1/orgs/{org}/repos/{repo}/aliases/{alias}` | write | move or create an alias: `{"number": 4, "expect": {"number": 3}, "force": false}`; 409 when `expect` does not hold or the API fingerprint changed without `force` |
+//! | `DELETE /v1/orgs/{org}/repos/{repo}/aliases/{alias}` | write | delete an alias (`?expect=3`: only while it points at 3) |
+//! | `GET /v1/orgs/{org}/repos/{repo}/history` | read | every alias move, who made it and when (`?alias=prod`: one alias's) |
 //! | `HEAD /v1/orgs/{org}/blobs/{sha256}` | read | is this content stored? (the client asks before sending) |
 //! | `PUT /v1/orgs/{org}/blobs/{sha256}` | write | upload content, streamed and checked against the sha256 |
 //! | `GET /v1/orgs/{org}/blobs/{sha256}` | read | download, with HTTP Range |
@@ -30,14 +34,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, Request, State};
+use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use runner_core::registry::protocol::{
-    route, Created, ErrorBody, ModelView, Models, Precondition, Repositories, MAX_FILE_SIZE_HEADER,
+    route, AliasHistory, AliasQuery, Aliases, Created, ErrorBody, ModelView, Models, Precondition, Repositories,
+    SetAlias, MAX_FILE_SIZE_HEADER,
 };
+use runner_core::registry::{AliasOptions, Expect};
 use runner_core::{Error, Manifest, ModelId};
 use sha2::Digest;
 
@@ -144,17 +150,19 @@ fn not_found(what: &str) -> ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Checks the bearer token for `right` on `org`. A token of another organization is
-/// answered like a missing resource.
+/// Checks the bearer token for `right` on `org`, and says who it is (`token ID`, or
+/// `anonymous` without auth) for the records that keep it. A token of another
+/// organization is answered like a missing resource.
 async fn authorize(
     state: &AppState,
     request_headers: &axum::http::HeaderMap,
     org: &str,
     right: Right,
-) -> ApiResult<()> {
+) -> ApiResult<String> {
     runner_core::validate_name("organization", org).map_err(|_| not_found("organization"))?;
     if !state.auth {
-        return state.throttle("anonymous");
+        state.throttle("anonymous")?;
+        return Ok("anonymous".to_string());
     }
     let presented = request_headers
         .get(header::AUTHORIZATION)
@@ -175,7 +183,7 @@ async fn authorize(
     if right == Right::Write && token.right != Right::Write {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this token may only read `{org}`")));
     }
-    Ok(())
+    Ok(format!("token {}", token.id))
 }
 
 fn model_id(org: &str, repo: &str, number: u64) -> ApiResult<ModelId> {
@@ -278,6 +286,60 @@ async fn commit(
     }
 }
 
+async fn list_aliases(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo)): UrlPath<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    let aliases = s.backend.aliases(org, repo).await?;
+    Ok(Json(Aliases { aliases }).into_response())
+}
+
+async fn set_alias(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo, alias)): UrlPath<(String, String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    let by = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let bytes = axum::body::to_bytes(request.into_body(), 64 << 10)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {e}")))?;
+    let body: SetAlias = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("the body must be {{\"number\": N, \"expect\": ..., \"force\": false}}: {e}"),
+        )
+    })?;
+    let options = AliasOptions { expect: body.expect, force: body.force };
+    let change = s.backend.set_alias(org, repo, alias, body.number, options, by).await?;
+    Ok(Json(change).into_response())
+}
+
+async fn delete_alias(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo, alias)): UrlPath<(String, String, String)>,
+    Query(query): Query<AliasQuery>,
+    request: Request,
+) -> ApiResult<Response> {
+    let by = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let expect = query.expect.map_or(Expect::Any, Expect::Number);
+    let change = s.backend.delete_alias(org, repo, alias, expect, by).await?;
+    Ok(Json(change).into_response())
+}
+
+async fn alias_history(
+    State(s): State<Arc<AppState>>,
+    UrlPath((org, repo)): UrlPath<(String, String)>,
+    Query(query): Query<AliasQuery>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    let moves = s.backend.alias_history(org, repo, query.alias).await?;
+    Ok(Json(AliasHistory { moves }).into_response())
+}
+
 async fn head_blob(
     State(s): State<Arc<AppState>>,
     UrlPath((org, sha256)): UrlPath<(String, String)>,
@@ -341,6 +403,9 @@ pub fn router(backend: Backend, config: &Config) -> Router {
         .route(route::MANIFEST, put(commit))
         .route(route::RESERVATION, delete(discard))
         .route(route::BLOB, get(get_blob).head(head_blob).put(put_blob))
+        .route(route::ALIASES, get(list_aliases))
+        .route(route::ALIAS, put(set_alias).delete(delete_alias))
+        .route(route::HISTORY, get(alias_history))
         .route("/livez", get(|| async { "live" }))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { not_found("route") })

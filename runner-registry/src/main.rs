@@ -79,7 +79,7 @@ enum Command {
     },
     /// Print a model's manifest (JSON).
     Show {
-        /// `repository:number`, `repository:latest` or `organization/repository:number`.
+        /// `repository:number`, `repository:latest`, `repository:alias` or `organization/repository:number`.
         model: String,
         #[command(flatten)]
         at: At,
@@ -107,6 +107,11 @@ enum Command {
         repository: String,
         #[command(flatten)]
         at: At,
+    },
+    /// Names for model numbers that move (`iris:prod`): set, list, delete, history.
+    Alias {
+        #[command(subcommand)]
+        command: AliasCommand,
     },
     /// Delete a model.
     Delete {
@@ -259,6 +264,7 @@ fn inspect(command: Command) -> runner_core::Result<()> {
                 Ok(())
             }),
         ),
+        Command::Alias { command } => alias_command(command),
         Command::DeleteRepo { repository, at } => {
             let registry = runner_core::registry_location(Some(&at.registry));
             return match registry.starts_with("http://") || registry.starts_with("https://") {
@@ -283,6 +289,125 @@ fn with_org(model: &str, org: &str) -> runner_core::Result<runner_core::ModelRef
         reference.organization = org.to_string();
     }
     Ok(reference)
+}
+
+#[derive(Subcommand)]
+enum AliasCommand {
+    /// Point an alias at a ready model (creating it when needed): `alias set iris prod 4`.
+    Set {
+        /// The repository.
+        repository: String,
+        /// The alias (starts with a letter; not `latest`).
+        alias: String,
+        /// The model number it will point at.
+        number: u64,
+        /// Move it only if it points at this number now (`none`: only if it does not exist
+        /// yet); otherwise nothing changes and the command fails.
+        #[arg(long)]
+        expect: Option<String>,
+        /// Move it even though the model's API differs from the current target's.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        at: At,
+    },
+    /// List a repository's aliases.
+    Ls {
+        /// The repository.
+        repository: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Delete an alias (the models stay).
+    Rm {
+        /// The repository.
+        repository: String,
+        /// The alias.
+        alias: String,
+        /// Delete it only if it points at this number now.
+        #[arg(long)]
+        expect: Option<u64>,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Every move of an alias (of all aliases of the repository without one): when, by
+    /// whom, from and to.
+    History {
+        /// The repository.
+        repository: String,
+        /// The alias.
+        alias: Option<String>,
+        #[command(flatten)]
+        at: At,
+    },
+}
+
+/// The compare-and-set condition of `alias set --expect`.
+fn parse_expect(expect: Option<&str>) -> runner_core::Result<runner_core::registry::Expect> {
+    use runner_core::registry::Expect;
+    match expect {
+        None => Ok(Expect::Any),
+        Some("none") => Ok(Expect::Unset),
+        Some(n) => n.parse::<u64>().map(Expect::Number).map_err(|_| {
+            runner_core::Error::invalid_input(format!(
+                "--expect `{n}` is neither a model number nor `none` (the alias must not exist yet)"
+            ))
+        }),
+    }
+}
+
+fn print_move(repository: &str, change: &runner_core::registry::AliasMove) {
+    let side = |n: Option<u64>| n.map_or("-".to_string(), |n| format!("{repository}:{n}"));
+    let forced = if change.forced { "  (forced)" } else { "" };
+    println!(
+        "{}  {:<12} {} -> {}  by {}{forced}",
+        change.at,
+        change.alias,
+        side(change.from),
+        side(change.to),
+        change.by
+    );
+}
+
+fn alias_command(command: AliasCommand) -> (At, Box<Inspection>) {
+    use runner_core::registry::{AliasOptions, Expect};
+    match command {
+        AliasCommand::Set { repository, alias, number, expect, force, at } => (
+            at,
+            Box::new(move |r, org| {
+                let options = AliasOptions { expect: parse_expect(expect.as_deref())?, force };
+                print_move(&repository, &r.set_alias(org, &repository, &alias, number, &options)?);
+                Ok(())
+            }),
+        ),
+        AliasCommand::Ls { repository, at } => (
+            at,
+            Box::new(move |r, org| {
+                println!("{:<16} NUMBER", "ALIAS");
+                for alias in r.aliases(org, &repository)? {
+                    println!("{:<16} {}", alias.name, alias.number);
+                }
+                Ok(())
+            }),
+        ),
+        AliasCommand::Rm { repository, alias, expect, at } => (
+            at,
+            Box::new(move |r, org| {
+                let expect = expect.map_or(Expect::Any, Expect::Number);
+                print_move(&repository, &r.delete_alias(org, &repository, &alias, expect)?);
+                Ok(())
+            }),
+        ),
+        AliasCommand::History { repository, alias, at } => (
+            at,
+            Box::new(move |r, org| {
+                for change in r.alias_history(org, &repository, alias.as_deref())? {
+                    print_move(&repository, &change);
+                }
+                Ok(())
+            }),
+        ),
+    }
 }
 
 #[derive(Subcommand)]

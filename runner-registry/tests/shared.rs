@@ -217,6 +217,7 @@ fn manifest(id: &runner_core::ModelId, file: runner_core::FileEntry) -> runner_c
         files: vec![file],
         created_at: "2026-11-28T00:00:00Z".into(),
         framework_version: "0".into(),
+        api: None,
     }
 }
 

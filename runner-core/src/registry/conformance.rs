@@ -36,9 +36,12 @@ use std::sync::Barrier;
 
 use sha2::{Digest, Sha256};
 
+use super::alias::{AliasOptions, Expect};
 use super::traits::{ModelStatus, Registry, Staging};
 use crate::error::{Error, Result};
-use crate::manifest::{FileEntry, FileOrigin, Manifest, RunnerInfo, SaveInfo, SaveType, MANIFEST_VERSION};
+use crate::manifest::{
+    ApiSignature, FileEntry, FileOrigin, Manifest, RunnerInfo, SaveInfo, SaveType, MANIFEST_VERSION,
+};
 use crate::names::{ModelId, ModelRef, Version};
 
 /// What the suite needs from a backend that the [`Registry`] trait does not offer: a
@@ -65,6 +68,10 @@ pub fn all(registry: &dyn Registry, organization: &str, internals: &Internals<'_
     deleted_models_vanish_and_shared_content_stays(registry, organization);
     fetch_round_trips_bytes_exactly(registry, organization);
     repositories_and_models_are_listed(registry, organization);
+    aliases_resolve_move_and_are_recorded(registry, organization);
+    alias_compare_and_set_races_have_one_winner(registry, organization);
+    models_an_alias_points_at_are_not_deleted(registry, organization);
+    api_changes_need_force_to_move_an_alias(registry, organization);
 }
 
 /// Panics with the backend and the broken guarantee.
@@ -163,6 +170,7 @@ fn manifest_for(id: &ModelId, label: &str, mut files: Vec<FileEntry>) -> Manifes
         files,
         created_at: "2024-01-01T00:00:00Z".into(),
         framework_version: env!("CARGO_PKG_VERSION").into(),
+        api: None,
     }
 }
 
@@ -832,4 +840,271 @@ pub fn repositories_and_models_are_listed(registry: &dyn Registry, organization:
     }
     let state = status(registry, guarantee, &id(organization, "conformance-list-a", 99));
     ensure(registry, guarantee, state.is_none(), format_args!("a number never taken is {state:?}"));
+}
+
+/// Registers `count` models of `repository`, each with one file (and `api`, when given,
+/// the API signature of the i-th).
+fn register_several(
+    registry: &dyn Registry,
+    guarantee: &str,
+    organization: &str,
+    repository: &str,
+    apis: &[Option<ApiSignature>],
+    scratch: &Scratch,
+) -> Vec<u64> {
+    apis.iter()
+        .map(|api| {
+            let id = create(registry, guarantee, organization, repository);
+            let mut staging = ok(registry, guarantee, format_args!("stage({id})"), registry.stage(&id));
+            let entries = put(registry, &mut *staging, &[("model.bin", &unique("aliased model"))], scratch);
+            let manifest = Manifest { api: api.clone(), ..manifest_for(&id, "aliased", entries) };
+            ok(registry, guarantee, format_args!("commit of {id}"), staging.commit(&manifest));
+            id.number
+        })
+        .collect()
+}
+
+fn is_conflict<T>(result: &Result<T>) -> bool {
+    matches!(result, Err(Error::Conflict { .. }))
+}
+
+/// An alias resolves like the number it points at (`repo:prod`); it moves atomically,
+/// only onto ready models, under a compare-and-set condition; every move is in its
+/// history; names that could be read as numbers or `latest` are refused.
+pub fn aliases_resolve_move_and_are_recorded(registry: &dyn Registry, organization: &str) {
+    let guarantee = "aliases resolve, move under their condition and record every move";
+    let repository = "conformance-aliases";
+    fresh(registry, organization, repository);
+    let scratch = Scratch::new();
+    let numbers = register_several(registry, guarantee, organization, repository, &[None, None], &scratch);
+    let (one, two) = (numbers[0], numbers[1]);
+    let uploading = create(registry, guarantee, organization, repository);
+    let prod = || reference(organization, repository, Version::Alias("prod".into()));
+    let options = |expect| AliasOptions { expect, force: false };
+
+    let listed = ok(registry, guarantee, "aliases() before any", registry.aliases(organization, repository));
+    ensure(registry, guarantee, listed.is_empty(), format_args!("a fresh repository lists aliases {listed:?}"));
+    ensure(
+        registry,
+        guarantee,
+        matches!(registry.resolve(&prod()), Err(Error::NotFound { .. })),
+        "resolving an alias that does not exist is not Error::NotFound",
+    );
+    let created = ok(
+        registry,
+        guarantee,
+        "set_alias(prod, 1, expect unset)",
+        registry.set_alias(organization, repository, "prod", one, &options(Expect::Unset)),
+    );
+    ensure(
+        registry,
+        guarantee,
+        created.from.is_none() && created.to == Some(one),
+        format_args!("creating prod reported {created:?}"),
+    );
+    let resolved = ok(registry, guarantee, "resolve(prod)", registry.resolve(&prod()));
+    ensure(registry, guarantee, resolved.number == one, format_args!("prod resolved to {resolved}, not {one}"));
+    ensure(
+        registry,
+        guarantee,
+        is_conflict(&registry.set_alias(organization, repository, "prod", two, &options(Expect::Unset))),
+        "creating an alias that exists (expect unset) is not Error::Conflict",
+    );
+    ok(
+        registry,
+        guarantee,
+        "set_alias(prod, 2, expect 1)",
+        registry.set_alias(organization, repository, "prod", two, &options(Expect::Number(one))),
+    );
+    let listed = ok(registry, guarantee, "aliases()", registry.aliases(organization, repository));
+    ensure(
+        registry,
+        guarantee,
+        listed.len() == 1 && listed[0].name == "prod" && listed[0].number == two,
+        format_args!("after the move the aliases are {listed:?}"),
+    );
+    ensure(
+        registry,
+        guarantee,
+        matches!(
+            registry.set_alias(organization, repository, "prod", uploading.number, &options(Expect::Any)),
+            Err(Error::NotFound { .. })
+        ),
+        "moving an alias onto an uploading model is not Error::NotFound",
+    );
+    ensure(
+        registry,
+        guarantee,
+        registry.set_alias(organization, repository, "prod", 99, &options(Expect::Any)).is_err(),
+        "moving an alias onto a number that does not exist succeeded",
+    );
+    for bad in ["3", "latest", "Prod", "9lives"] {
+        ensure(
+            registry,
+            guarantee,
+            matches!(
+                registry.set_alias(organization, repository, bad, one, &options(Expect::Any)),
+                Err(Error::InvalidName { .. })
+            ),
+            format_args!("alias name `{bad}` was not refused as an invalid name"),
+        );
+    }
+    ensure(
+        registry,
+        guarantee,
+        is_conflict(&registry.delete_alias(organization, repository, "prod", Expect::Number(one))),
+        "deleting prod while expecting the number it left is not Error::Conflict",
+    );
+    ok(
+        registry,
+        guarantee,
+        "delete_alias(prod, expect 2)",
+        registry.delete_alias(organization, repository, "prod", Expect::Number(two)),
+    );
+    ensure(
+        registry,
+        guarantee,
+        matches!(registry.resolve(&prod()), Err(Error::NotFound { .. })),
+        "a deleted alias still resolves",
+    );
+    let history =
+        ok(registry, guarantee, "alias_history(prod)", registry.alias_history(organization, repository, Some("prod")));
+    let moves: Vec<(Option<u64>, Option<u64>)> = history.iter().map(|m| (m.from, m.to)).collect();
+    ensure(
+        registry,
+        guarantee,
+        moves == [(None, Some(one)), (Some(one), Some(two)), (Some(two), None)],
+        format_args!("the history of prod is {moves:?}"),
+    );
+    ensure(
+        registry,
+        guarantee,
+        history.iter().all(|m| m.alias == "prod" && !m.by.is_empty() && m.at.len() >= 20),
+        format_args!("history entries lack who or when: {history:?}"),
+    );
+}
+
+/// Of several moves of one alias racing with the same expected target, exactly one
+/// succeeds; the others get [`Error::Conflict`] and change nothing.
+pub fn alias_compare_and_set_races_have_one_winner(registry: &dyn Registry, organization: &str) {
+    let guarantee = "of racing compare-and-set moves of one alias, one wins";
+    let repository = "conformance-alias-race";
+    fresh(registry, organization, repository);
+    let scratch = Scratch::new();
+    let numbers = register_several(registry, guarantee, organization, repository, &vec![None; 5], &scratch);
+    ok(
+        registry,
+        guarantee,
+        "set_alias(prod, 1)",
+        registry.set_alias(organization, repository, "prod", numbers[0], &AliasOptions::default()),
+    );
+    let barrier = Barrier::new(4);
+    let first = numbers[0];
+    let outcomes: Vec<(u64, Result<_>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = numbers[1..]
+            .iter()
+            .map(|&target| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let options = AliasOptions { expect: Expect::Number(first), force: false };
+                    (target, registry.set_alias(organization, repository, "prod", target, &options))
+                })
+            })
+            .collect();
+        handles.into_iter().map(join).collect()
+    });
+    let winners: Vec<u64> = outcomes.iter().filter(|(_, r)| r.is_ok()).map(|(t, _)| *t).collect();
+    ensure(registry, guarantee, winners.len() == 1, format_args!("{} moves won: {winners:?}", winners.len()));
+    for (target, outcome) in &outcomes {
+        if outcome.is_err() {
+            ensure(
+                registry,
+                guarantee,
+                is_conflict(outcome),
+                format_args!("the losing move to {target} failed otherwise: {:?}", outcome.as_ref().err()),
+            );
+        }
+    }
+    let now = ok(registry, guarantee, "alias(prod)", registry.alias(organization, repository, "prod"));
+    ensure(
+        registry,
+        guarantee,
+        now == winners.first().copied(),
+        format_args!("prod points at {now:?}, the winner was {winners:?}"),
+    );
+    let history = ok(registry, guarantee, "alias_history", registry.alias_history(organization, repository, None));
+    ensure(registry, guarantee, history.len() == 2, format_args!("the history records {} moves, not 2", history.len()));
+}
+
+/// Deleting a model an alias points at is refused with [`Error::Conflict`] naming the
+/// alias, and changes nothing; once the alias moves away, the model can be deleted.
+pub fn models_an_alias_points_at_are_not_deleted(registry: &dyn Registry, organization: &str) {
+    let guarantee = "a model an alias points at is not deleted";
+    let repository = "conformance-alias-guard";
+    fresh(registry, organization, repository);
+    let scratch = Scratch::new();
+    let numbers = register_several(registry, guarantee, organization, repository, &[None, None], &scratch);
+    let first = id(organization, repository, numbers[0]);
+    ok(
+        registry,
+        guarantee,
+        "set_alias(prod, 1)",
+        registry.set_alias(organization, repository, "prod", numbers[0], &AliasOptions::default()),
+    );
+    match registry.delete_model(&first) {
+        Err(Error::Conflict { message }) => ensure(
+            registry,
+            guarantee,
+            message.contains("prod"),
+            format_args!("the refusal does not name the alias: {message}"),
+        ),
+        other => violated(registry, guarantee, format_args!("deleting {first} under alias prod gave {other:?}")),
+    }
+    ensure(
+        registry,
+        guarantee,
+        status(registry, guarantee, &first) == Some(ModelStatus::Ready),
+        format_args!("{first} is not ready after its refused deletion"),
+    );
+    ok(
+        registry,
+        guarantee,
+        "set_alias(prod, 2)",
+        registry.set_alias(organization, repository, "prod", numbers[1], &AliasOptions::default()),
+    );
+    ok(registry, guarantee, format_args!("delete_model({first})"), registry.delete_model(&first));
+}
+
+/// Moving an alias to a model whose API fingerprint differs from its current target's is
+/// refused with [`Error::Conflict`] naming the changed field, unless forced; an equal
+/// fingerprint moves freely.
+pub fn api_changes_need_force_to_move_an_alias(registry: &dyn Registry, organization: &str) {
+    let guarantee = "an API change needs force to move an alias";
+    let repository = "conformance-alias-api";
+    fresh(registry, organization, repository);
+    let scratch = Scratch::new();
+    let schema = |width: &str| serde_json::json!({"type": "object", "properties": {"petal_length": {"type": "number"}, "petal_width": {"type": width}}});
+    let api =
+        |width: &str| Some(ApiSignature::new(schema(width), serde_json::json!({"type": "string"}), BTreeMap::new()));
+    let apis = [api("number"), api("number"), api("string")];
+    let numbers = register_several(registry, guarantee, organization, repository, &apis, &scratch);
+    let set = |number, force| {
+        registry.set_alias(organization, repository, "prod", number, &AliasOptions { expect: Expect::Any, force })
+    };
+    ok(registry, guarantee, "set_alias(prod, 1)", set(numbers[0], false));
+    ok(registry, guarantee, "set_alias(prod, 2) with the same API", set(numbers[1], false));
+    match set(numbers[2], false) {
+        Err(Error::Conflict { message }) => ensure(
+            registry,
+            guarantee,
+            message.contains("petal_width") && message.contains("force"),
+            format_args!("the refusal does not name the changed field and the way out: {message}"),
+        ),
+        other => violated(registry, guarantee, format_args!("moving prod across an API change gave {other:?}")),
+    }
+    let now = ok(registry, guarantee, "alias(prod)", registry.alias(organization, repository, "prod"));
+    ensure(registry, guarantee, now == Some(numbers[1]), format_args!("a refused move left prod at {now:?}"));
+    let forced = ok(registry, guarantee, "set_alias(prod, 3, force)", set(numbers[2], true));
+    ensure(registry, guarantee, forced.forced, format_args!("a forced move is not recorded as forced: {forced:?}"));
 }

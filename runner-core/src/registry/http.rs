@@ -8,9 +8,13 @@ use std::time::Duration;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, StatusCode};
 
+use super::alias::{Alias, AliasMove, AliasOptions, Expect};
 use super::env::TOKEN_ENV;
 use super::local::LocalRegistry;
-use super::protocol::{path, Created, ErrorBody, ModelView, Models, Precondition, Repositories, MAX_FILE_SIZE_HEADER};
+use super::protocol::{
+    path, AliasHistory, Aliases, Created, ErrorBody, ModelView, Models, Precondition, Repositories, SetAlias,
+    MAX_FILE_SIZE_HEADER,
+};
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{validate_name, validate_volume_path, ModelId};
@@ -133,6 +137,7 @@ impl HttpRegistry {
     fn refused(&self, status: StatusCode, message: &str, what: &str) -> Error {
         match status {
             StatusCode::NOT_FOUND => Error::NotFound { what: "resource", message: format!("{what}: {message}") },
+            StatusCode::CONFLICT => Error::Conflict { message: format!("{what}: {message}") },
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::msg(format!(
                 "{what}: {} refused the token ({message}); set {TOKEN_ENV} to a token for this organization",
                 self.base
@@ -250,6 +255,59 @@ impl Registry for HttpRegistry {
         let what = format!("deleting {id}");
         let response = self.send(|| self.request(Method::DELETE, &path::model(id)), &what)?;
         self.check(response, &what).map(|_| ())
+    }
+
+    fn aliases(&self, organization: &str, repository: &str) -> Result<Vec<Alias>> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        let answer: Aliases = self.get_json(&path::aliases(organization, repository), "listing aliases")?;
+        Ok(answer.aliases)
+    }
+
+    fn set_alias(
+        &self,
+        organization: &str,
+        repository: &str,
+        alias: &str,
+        number: u64,
+        options: &AliasOptions,
+    ) -> Result<AliasMove> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        crate::names::validate_alias(alias)?;
+        let what = format!("moving alias `{alias}` of `{repository}` to {number}");
+        let body = SetAlias { number, expect: options.expect, force: options.force };
+        let path = path::alias(organization, repository, alias);
+        // A retried move is safe: its compare-and-set makes a repeat a conflict, not a second move.
+        let response = self.send(|| self.request(Method::PUT, &path).json(&body), &what)?;
+        self.check(response, &what)?.json().map_err(|e| Error::msg(format!("{what}: unexpected answer: {e}")))
+    }
+
+    fn delete_alias(&self, organization: &str, repository: &str, alias: &str, expect: Expect) -> Result<AliasMove> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        crate::names::validate_alias(alias)?;
+        let what = format!("deleting alias `{alias}` of `{repository}`");
+        let mut path = path::alias(organization, repository, alias);
+        match expect {
+            Expect::Any => {}
+            Expect::Number(n) => path.push_str(&format!("?expect={n}")),
+            Expect::Unset => return Err(Error::invalid_input("deleting an alias cannot expect it to be unset")),
+        }
+        let response = self.send(|| self.request(Method::DELETE, &path), &what)?;
+        self.check(response, &what)?.json().map_err(|e| Error::msg(format!("{what}: unexpected answer: {e}")))
+    }
+
+    fn alias_history(&self, organization: &str, repository: &str, alias: Option<&str>) -> Result<Vec<AliasMove>> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        let mut path = path::history(organization, repository);
+        if let Some(alias) = alias {
+            crate::names::validate_alias(alias)?;
+            path.push_str(&format!("?alias={alias}"));
+        }
+        let answer: AliasHistory = self.get_json(&path, "reading the alias history")?;
+        Ok(answer.moves)
     }
 
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {

@@ -5,6 +5,7 @@
 //! ROOT/blobs/sha256/ab/abcd...           file contents, by sha256 (shared, immutable)
 //! ROOT/orgs/ORG/REPO/N/                  model N: its number is taken (uploading)
 //! ROOT/orgs/ORG/REPO/N/manifest.json     committed last: model N is ready
+//! ROOT/orgs/ORG/REPO/aliases.json        aliases and their history (replaced whole)
 //! ROOT/volumes/MANIFEST-SHA/...          verified volume views for loading (hard links)
 //! ROOT/tmp/                              uploads in flight
 //! ```
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::alias::{aliased, local_user, Alias, AliasBook, AliasMove, AliasOptions, Expect};
 #[cfg(feature = "http-client")]
 use super::digest::feed;
 use super::digest::BUFFER;
@@ -69,15 +71,14 @@ impl LocalRegistry {
         Ok(LocalRegistry { root })
     }
 
-    /// Deletes a repository and every model in it (each model's manifest goes first).
+    /// Deletes a repository and every model in it (its aliases first, then each model's
+    /// manifest first).
     pub fn delete_repository(&self, organization: &str, repository: &str) -> Result<()> {
-        let dir = self.repo_dir(organization, repository)?;
-        if !dir.is_dir() {
-            return Err(Error::NotFound {
-                what: "repository",
-                message: format!("`{repository}` does not exist in organization `{organization}`"),
-            });
-        }
+        let dir = self.existing_repo_dir(organization, repository)?;
+        self.change_aliases(organization, repository, |book| {
+            book.aliases.clear();
+            Ok(())
+        })?;
         for number in self.numbers(&dir)? {
             self.delete_model(&ModelId::new(organization, repository, number)?)?;
         }
@@ -246,6 +247,99 @@ impl LocalRegistry {
         self.root.join("tmp")
     }
 
+    /// [`Registry::set_alias`], recording `by` as who moved it (a registry server passes
+    /// the token's name).
+    pub fn set_alias_by(
+        &self,
+        organization: &str,
+        repository: &str,
+        alias: &str,
+        number: u64,
+        options: &AliasOptions,
+        by: &str,
+    ) -> Result<AliasMove> {
+        self.change_aliases(organization, repository, |book| {
+            book.set(alias, number, options, by, |n| {
+                let id = ModelId::new(organization, repository, n)?;
+                self.manifest(&id).map_err(|e| match e {
+                    Error::NotFound { .. } => Error::NotFound {
+                        what: "model",
+                        message: format!("{id} is not a ready model of {}", self.location()),
+                    },
+                    e => e,
+                })
+            })
+        })
+    }
+
+    /// [`Registry::delete_alias`], recording `by` as who deleted it.
+    pub fn delete_alias_by(
+        &self,
+        organization: &str,
+        repository: &str,
+        alias: &str,
+        expect: Expect,
+        by: &str,
+    ) -> Result<AliasMove> {
+        self.change_aliases(organization, repository, |book| book.delete(repository, alias, expect, by))
+    }
+
+    /// The aliases of a repository as stored (no file yet: none).
+    fn alias_book(&self, organization: &str, repository: &str) -> Result<AliasBook> {
+        let dir = self.existing_repo_dir(organization, repository)?;
+        let path = dir.join("aliases.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::msg(format!("{} is not a valid alias file: {e}", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AliasBook::default()),
+            Err(e) => Err(Error::io("reading", &path, e)),
+        }
+    }
+
+    /// Runs `change` on a repository's aliases under its alias lock (held by every process
+    /// that moves an alias or deletes a model), then replaces the file whole when they
+    /// changed: readers see the old aliases or the new, never half.
+    fn change_aliases<T>(
+        &self,
+        organization: &str,
+        repository: &str,
+        change: impl FnOnce(&mut AliasBook) -> Result<T>,
+    ) -> Result<T> {
+        let dir = self.existing_repo_dir(organization, repository)?;
+        let lock_path = dir.join(".aliases.lock");
+        let lock =
+            File::options().create(true).truncate(false).write(true).open(&lock_path).ctx("opening", &lock_path)?;
+        lock.lock().ctx("locking", &lock_path)?;
+        let mut book = self.alias_book(organization, repository)?;
+        let before = book.clone();
+        let out = change(&mut book)?;
+        if book != before {
+            let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("creating a file in", &dir)?;
+            let json = serde_json::to_vec_pretty(&book).expect("aliases always serialize");
+            tmp.write_all(&json).ctx("writing", tmp.path())?;
+            tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
+            let target = dir.join("aliases.json");
+            tmp.persist(&target).map_err(|e| Error::io("writing", &target, e.error))?;
+            File::open(&dir).and_then(|d| d.sync_all()).ctx("syncing", &dir)?;
+        }
+        Ok(out)
+    }
+
+    fn existing_repo_dir(&self, organization: &str, repository: &str) -> Result<PathBuf> {
+        let dir = self.repo_dir(organization, repository)?;
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(Error::NotFound {
+                what: "repository",
+                message: format!(
+                    "`{repository}` does not exist in organization `{organization}` of {}",
+                    self.location()
+                ),
+            })
+        }
+    }
+
     fn numbers(&self, repo_dir: &Path) -> Result<Vec<u64>> {
         let mut numbers = Vec::new();
         for entry in fs::read_dir(repo_dir).ctx("listing", repo_dir)? {
@@ -286,16 +380,7 @@ impl Registry for LocalRegistry {
     }
 
     fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>> {
-        let dir = self.repo_dir(organization, repository)?;
-        if !dir.is_dir() {
-            return Err(Error::NotFound {
-                what: "repository",
-                message: format!(
-                    "`{repository}` does not exist in organization `{organization}` of {}",
-                    self.location()
-                ),
-            });
-        }
+        let dir = self.existing_repo_dir(organization, repository)?;
         let mut models = Vec::new();
         for number in self.numbers(&dir)? {
             let id = ModelId::new(organization, repository, number)?;
@@ -383,13 +468,43 @@ impl Registry for LocalRegistry {
                 message: format!("{id} does not exist in {}", self.location()),
             });
         }
-        // The manifest goes first, so the model is never half-deleted and visible.
-        match fs::remove_file(dir.join("manifest.json")) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing", dir.join("manifest.json"), e)),
-        }
-        fs::remove_dir_all(&dir).ctx("removing", &dir)
+        // Under the alias lock: no alias can be moved onto it meanwhile.
+        self.change_aliases(&id.organization, &id.repository, |book| {
+            let pointing = book.pointing_at(id.number);
+            if !pointing.is_empty() {
+                return Err(aliased(id, &pointing));
+            }
+            // The manifest goes first, so the model is never half-deleted and visible.
+            match fs::remove_file(dir.join("manifest.json")) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", dir.join("manifest.json"), e)),
+            }
+            fs::remove_dir_all(&dir).ctx("removing", &dir)
+        })
+    }
+
+    fn aliases(&self, organization: &str, repository: &str) -> Result<Vec<Alias>> {
+        Ok(self.alias_book(organization, repository)?.list())
+    }
+
+    fn set_alias(
+        &self,
+        organization: &str,
+        repository: &str,
+        alias: &str,
+        number: u64,
+        options: &AliasOptions,
+    ) -> Result<AliasMove> {
+        self.set_alias_by(organization, repository, alias, number, options, &local_user())
+    }
+
+    fn delete_alias(&self, organization: &str, repository: &str, alias: &str, expect: Expect) -> Result<AliasMove> {
+        self.delete_alias_by(organization, repository, alias, expect, &local_user())
+    }
+
+    fn alias_history(&self, organization: &str, repository: &str, alias: Option<&str>) -> Result<Vec<AliasMove>> {
+        Ok(self.alias_book(organization, repository)?.history(alias))
     }
 
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {

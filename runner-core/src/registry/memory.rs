@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
+use super::alias::{aliased, local_user, Alias, AliasBook, AliasMove, AliasOptions, Expect};
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use super::volume::{build_volume, missing_content};
 use crate::error::{Error, IoContext, Result};
@@ -61,6 +62,8 @@ type Repositories = BTreeMap<String, BTreeMap<String, BTreeMap<u64, Option<Manif
 #[derive(Default)]
 struct State {
     repositories: Repositories,
+    /// Aliases by (organization, repository).
+    aliases: BTreeMap<(String, String), AliasBook>,
     /// File contents by sha256.
     blobs: HashMap<String, Arc<Vec<u8>>>,
     /// Where fetched volumes are written; made at the first fetch.
@@ -121,6 +124,26 @@ impl MemoryRegistry {
         Error::NotFound { what: "model", message: format!("{id} does not exist in {}", self.location()) }
     }
 
+    fn not_ready(&self, id: &ModelId) -> Error {
+        Error::NotFound { what: "model", message: format!("{id} is not a ready model of {}", self.location()) }
+    }
+
+    fn repository_exists(&self, state: &State, organization: &str, repository: &str) -> Result<()> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        if state.has_repository(organization, repository) {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                what: "repository",
+                message: format!(
+                    "`{repository}` does not exist in organization `{organization}` of {}",
+                    self.location()
+                ),
+            })
+        }
+    }
+
     /// The directory fetched volumes go to, made on first use.
     fn volumes(&self) -> Result<PathBuf> {
         let mut state = self.lock();
@@ -147,6 +170,14 @@ impl State {
 
     fn model_mut(&mut self, id: &ModelId) -> Option<&mut Option<Manifest>> {
         self.repositories.get_mut(&id.organization)?.get_mut(&id.repository)?.get_mut(&id.number)
+    }
+
+    fn has_repository(&self, organization: &str, repository: &str) -> bool {
+        self.repositories.get(organization).is_some_and(|repos| repos.contains_key(repository))
+    }
+
+    fn book(&mut self, organization: &str, repository: &str) -> &mut AliasBook {
+        self.aliases.entry((organization.to_string(), repository.to_string())).or_default()
     }
 
     fn remove(&mut self, id: &ModelId) -> Option<Option<Manifest>> {
@@ -225,10 +256,52 @@ impl Registry for MemoryRegistry {
 
     fn delete_model(&self, id: &ModelId) -> Result<()> {
         check_id(id)?;
-        match self.lock().remove(id) {
+        let mut state = self.lock();
+        let pointing = state.book(&id.organization, &id.repository).pointing_at(id.number);
+        if !pointing.is_empty() {
+            return Err(aliased(id, &pointing));
+        }
+        match state.remove(id) {
             Some(_) => Ok(()),
             None => Err(self.not_found(id)),
         }
+    }
+
+    fn aliases(&self, organization: &str, repository: &str) -> Result<Vec<Alias>> {
+        let mut state = self.lock();
+        self.repository_exists(&state, organization, repository)?;
+        Ok(state.book(organization, repository).list())
+    }
+
+    fn set_alias(
+        &self,
+        organization: &str,
+        repository: &str,
+        alias: &str,
+        number: u64,
+        options: &AliasOptions,
+    ) -> Result<AliasMove> {
+        let mut state = self.lock();
+        self.repository_exists(&state, organization, repository)?;
+        let state = &mut *state;
+        let models = &state.repositories[organization][repository];
+        let book = state.aliases.entry((organization.to_string(), repository.to_string())).or_default();
+        book.set(alias, number, options, &local_user(), |n| {
+            let id = ModelId::new(organization, repository, n)?;
+            models.get(&n).cloned().flatten().ok_or_else(|| self.not_ready(&id))
+        })
+    }
+
+    fn delete_alias(&self, organization: &str, repository: &str, alias: &str, expect: Expect) -> Result<AliasMove> {
+        let mut state = self.lock();
+        self.repository_exists(&state, organization, repository)?;
+        state.book(organization, repository).delete(repository, alias, expect, &local_user())
+    }
+
+    fn alias_history(&self, organization: &str, repository: &str, alias: Option<&str>) -> Result<Vec<AliasMove>> {
+        let mut state = self.lock();
+        self.repository_exists(&state, organization, repository)?;
+        Ok(state.book(organization, repository).history(alias))
     }
 
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {

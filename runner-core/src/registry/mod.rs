@@ -3,6 +3,7 @@
 //! scale-out backends implement the same trait, and `conformance` (feature
 //! `conformance`) checks that they keep its guarantees.
 
+mod alias;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod digest;
@@ -19,6 +20,7 @@ pub mod store;
 mod traits;
 mod volume;
 
+pub use alias::{aliased, check_expect, check_move, no_such_alias, Alias, AliasMove, AliasOptions, Expect};
 pub use env::{DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV};
 #[cfg(feature = "http-client")]
 pub use http::HttpRegistry;

@@ -12,6 +12,10 @@
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}` | write | delete a model |
 //! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit, with a [`Precondition`] |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | give back a number |
+//! | `GET /v1/orgs/{org}/repos/{repo}/aliases` | read | [`Aliases`] |
+//! | `PUT /v1/orgs/{org}/repos/{repo}/aliases/{alias}` | write | move (or create) an alias: [`SetAlias`] -> [`AliasMove`] |
+//! | `DELETE /v1/orgs/{org}/repos/{repo}/aliases/{alias}` | write | delete an alias (`?expect=N`: only if it points at N) -> [`AliasMove`] |
+//! | `GET /v1/orgs/{org}/repos/{repo}/history` | read | every alias move of the repository (`?alias=prod`: of one): [`AliasHistory`] |
 //! | `HEAD /v1/orgs/{org}/blobs/{sha256}` | read | is this content stored? |
 //! | `PUT /v1/orgs/{org}/blobs/{sha256}` | write | upload, checked against the sha256 |
 //! | `GET /v1/orgs/{org}/blobs/{sha256}` | read | download, with HTTP Range |
@@ -20,6 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::alias::{Alias, AliasMove, Expect};
 use super::traits::{Expected, ModelStatus, ModelSummary};
 /// The error envelope, shared with the serving HTTP server.
 pub use crate::error::{ErrorBody, ErrorDetail};
@@ -47,6 +52,12 @@ pub mod route {
     pub const RESERVATION: &str = "/v1/orgs/{org}/repos/{repo}/models/{number}/reservation";
     /// File content by sha256.
     pub const BLOB: &str = "/v1/orgs/{org}/blobs/{sha256}";
+    /// A repository's aliases.
+    pub const ALIASES: &str = "/v1/orgs/{org}/repos/{repo}/aliases";
+    /// One alias: `PUT` moves it, `DELETE` deletes it.
+    pub const ALIAS: &str = "/v1/orgs/{org}/repos/{repo}/aliases/{alias}";
+    /// The alias moves of a repository.
+    pub const HISTORY: &str = "/v1/orgs/{org}/repos/{repo}/history";
 }
 
 /// Concrete paths for the templates in [`route`].
@@ -81,6 +92,54 @@ pub mod path {
     pub fn blob(org: &str, sha256: &str) -> String {
         format!("/v1/orgs/{org}/blobs/{sha256}")
     }
+    /// [`super::route::ALIASES`].
+    pub fn aliases(org: &str, repo: &str) -> String {
+        format!("/v1/orgs/{org}/repos/{repo}/aliases")
+    }
+    /// [`super::route::ALIAS`].
+    pub fn alias(org: &str, repo: &str, alias: &str) -> String {
+        format!("/v1/orgs/{org}/repos/{repo}/aliases/{alias}")
+    }
+    /// [`super::route::HISTORY`].
+    pub fn history(org: &str, repo: &str) -> String {
+        format!("/v1/orgs/{org}/repos/{repo}/history")
+    }
+}
+
+/// `GET` [`route::ALIASES`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Aliases {
+    /// The repository's aliases, by name.
+    pub aliases: Vec<Alias>,
+}
+
+/// `PUT` [`route::ALIAS`]: where to point it, and under which conditions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAlias {
+    /// The ready model number it will point at.
+    pub number: u64,
+    /// The compare-and-set condition (default: any).
+    #[serde(default)]
+    pub expect: Expect,
+    /// Move it past an API fingerprint change.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `GET` [`route::HISTORY`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasHistory {
+    /// The moves, oldest first.
+    pub moves: Vec<AliasMove>,
+}
+
+/// The query of `DELETE` [`route::ALIAS`] and `GET` [`route::HISTORY`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasQuery {
+    /// `DELETE`: delete only if the alias points at this number.
+    pub expect: Option<u64>,
+    /// `GET` history: the moves of this alias only.
+    pub alias: Option<String>,
 }
 
 /// `GET` [`route::REPOSITORIES`].
@@ -172,6 +231,12 @@ mod tests {
         assert_eq!(path::manifest(&id), fill(route::MANIFEST, &m));
         assert_eq!(path::reservation(&id), fill(route::RESERVATION, &m));
         assert_eq!(path::blob("acme", "ab12"), fill(route::BLOB, &[("org", "acme"), ("sha256", "ab12")]));
+        assert_eq!(path::aliases("acme", "iris"), fill(route::ALIASES, &m));
+        assert_eq!(
+            path::alias("acme", "iris", "prod"),
+            fill(route::ALIAS, &[("org", "acme"), ("repo", "iris"), ("alias", "prod")])
+        );
+        assert_eq!(path::history("acme", "iris"), fill(route::HISTORY, &m));
     }
 
     #[test]

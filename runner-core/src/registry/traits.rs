@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::alias::{no_such_alias, Alias, AliasMove, AliasOptions, Expect};
 use crate::error::{Error, Result};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{ModelId, ModelRef, Version};
@@ -83,6 +84,58 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// against its size and sha256, and returns the volume's directory.
     fn fetch(&self, manifest: &Manifest) -> Result<PathBuf>;
 
+    /// The aliases of a repository, sorted by name. A repository that does not exist is
+    /// an error.
+    fn aliases(&self, organization: &str, repository: &str) -> Result<Vec<Alias>>;
+
+    /// Points `alias` at the ready model `number` of the repository (creating the alias
+    /// when needed), in one atomic step that also records the move in the alias's
+    /// history. Refused with [`Error::Conflict`] when `options.expect` does not hold, or
+    /// when the model's API fingerprint differs from the current target's and
+    /// `options.force` is not set (the message names what changed).
+    ///
+    /// ```
+    /// use runner_core::registry::{AliasOptions, Expect};
+    /// use runner_core::{register_model, runner, MemoryRegistry, Registry};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] pub struct Offset(f64);
+    /// # pub struct Adder;
+    /// # #[runner(name = "adder")]
+    /// # impl Adder { fn predict(model: &Offset, data: f64) -> f64 { data + model.0 } }
+    /// # fn main() -> runner_core::Result<()> {
+    /// let registry = MemoryRegistry::new();
+    /// for offset in [1.0, 2.0] {
+    ///     register_model::<Adder>("adder").model(Offset(offset)).register(&registry)?;
+    /// }
+    /// registry.set_alias("default", "adder", "prod", 1, &AliasOptions::default())?;
+    /// // A rollout that expects `prod` at 1 moves it to 2; a second one expecting 1 is told.
+    /// let rollout = AliasOptions { expect: Expect::Number(1), ..Default::default() };
+    /// registry.set_alias("default", "adder", "prod", 2, &rollout)?;
+    /// assert!(registry.set_alias("default", "adder", "prod", 2, &rollout).is_err());
+    /// assert_eq!(registry.resolve(&"adder:prod".parse()?)?.number, 2);
+    /// assert_eq!(registry.alias_history("default", "adder", Some("prod"))?.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    fn set_alias(
+        &self,
+        organization: &str,
+        repository: &str,
+        alias: &str,
+        number: u64,
+        options: &AliasOptions,
+    ) -> Result<AliasMove>;
+
+    /// Deletes `alias` when `expect` holds ([`Expect::Any`] or [`Expect::Number`]),
+    /// recording it in its history. An alias that does not exist is [`Error::NotFound`].
+    fn delete_alias(&self, organization: &str, repository: &str, alias: &str, expect: Expect) -> Result<AliasMove>;
+
+    /// Every move of `alias` (of every alias of the repository with `None`), oldest first.
+    fn alias_history(&self, organization: &str, repository: &str, alias: Option<&str>) -> Result<Vec<AliasMove>>;
+
+    /// The number `alias` points at, if it exists.
+    fn alias(&self, organization: &str, repository: &str, alias: &str) -> Result<Option<u64>> {
+        Ok(self.aliases(organization, repository)?.into_iter().find(|a| a.name == alias).map(|a| a.number))
+    }
+
     /// The highest-numbered ready model of a repository, if any.
     fn latest(&self, organization: &str, repository: &str) -> Result<Option<ModelId>> {
         Ok(self
@@ -93,10 +146,16 @@ pub trait Registry: Send + Sync + fmt::Debug {
             .map(|m| m.id))
     }
 
-    /// Resolves `repo:number` or `repo:latest` to a ready model.
+    /// Resolves `repo:number`, `repo:latest` or `repo:alias` to a ready model.
     fn resolve(&self, model: &ModelRef) -> Result<ModelId> {
-        let id = match model.version {
-            Version::Number(n) => ModelId::new(&model.organization, &model.repository, n)?,
+        let id = match &model.version {
+            Version::Number(n) => ModelId::new(&model.organization, &model.repository, *n)?,
+            Version::Alias(alias) => {
+                let number = self
+                    .alias(&model.organization, &model.repository, alias)?
+                    .ok_or_else(|| no_such_alias(&model.repository, alias))?;
+                ModelId::new(&model.organization, &model.repository, number)?
+            }
             Version::Latest => self.latest(&model.organization, &model.repository)?.ok_or_else(|| Error::NotFound {
                 what: "model",
                 message: format!(

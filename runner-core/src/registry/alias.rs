@@ -1,0 +1,219 @@
+//! Aliases: names for model numbers that move (`iris:prod`), with a history of every
+//! move, the rules every backend applies when one moves, and the guard that keeps a model
+//! an alias points at from being deleted.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::names::validate_alias;
+
+/// Where an alias points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    /// The alias name (`prod`).
+    pub name: String,
+    /// The model number it resolves to.
+    pub number: u64,
+}
+
+/// One move of an alias, as its history records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasMove {
+    /// Which alias.
+    pub alias: String,
+    /// Where it pointed before (`None`: it was created).
+    pub from: Option<u64>,
+    /// Where it points after (`None`: it was deleted).
+    pub to: Option<u64>,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Who moved it: the token's name on a registry server, the user on a local registry.
+    pub by: String,
+    /// Whether the move was forced past an API fingerprint change.
+    #[serde(default)]
+    pub forced: bool,
+}
+
+/// What a move expects the alias to point at now: a compare-and-set, so that of two
+/// rollouts racing, the second is told instead of silently undoing the first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// Whatever it points at (or that it does not exist).
+    #[default]
+    Any,
+    /// That the alias does not exist yet.
+    Unset,
+    /// That it points at this number.
+    Number(u64),
+}
+
+/// How [`Registry::set_alias`](super::Registry::set_alias) moves an alias.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasOptions {
+    /// The compare-and-set condition.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Move it even when the new model's API fingerprint differs from the current one's.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Checks that `expect` holds for an alias pointing at `current`; otherwise the
+/// [`Error::Conflict`] says where it points.
+pub fn check_expect(repository: &str, alias: &str, current: Option<u64>, expect: Expect) -> Result<()> {
+    let holds = match expect {
+        Expect::Any => true,
+        Expect::Unset => current.is_none(),
+        Expect::Number(n) => current == Some(n),
+    };
+    if holds {
+        return Ok(());
+    }
+    let now = match current {
+        Some(n) => format!("points at {repository}:{n}"),
+        None => "does not exist".to_string(),
+    };
+    let wanted = match expect {
+        Expect::Number(n) => format!("{repository}:{n}"),
+        _ => "nothing".to_string(),
+    };
+    Err(Error::Conflict {
+        message: format!(
+            "alias `{alias}` of `{repository}` {now}, not {wanted} as this move expected: someone moved it meanwhile; nothing was changed (see `alias history`, then move it again)"
+        ),
+    })
+}
+
+/// The rules of moving alias `alias` from the model `current` (its number and manifest)
+/// to `target`: the alias name is valid, the compare-and-set condition holds, and the API
+/// fingerprint is unchanged unless `options.force`. Every backend calls it under the lock
+/// (or in the transaction) that makes the move atomic.
+pub fn check_move(
+    alias: &str,
+    current: Option<(u64, &Manifest)>,
+    target: &Manifest,
+    options: &AliasOptions,
+) -> Result<()> {
+    validate_alias(alias)?;
+    let repository = &target.model.repository;
+    check_expect(repository, alias, current.map(|(n, _)| n), options.expect)?;
+    let Some((number, manifest)) = current else { return Ok(()) };
+    if options.force || number == target.model.number {
+        return Ok(());
+    }
+    if let (Some(old), Some(new)) = (&manifest.api, &target.api) {
+        let changes = old.changes(new);
+        if !changes.is_empty() {
+            return Err(Error::Conflict {
+                message: format!(
+                    "{} answers a different API than {} that alias `{alias}` points at, so its callers could break: {}; nothing was changed (move it anyway with --force, or `force: true`)",
+                    target.model,
+                    manifest.model,
+                    changes.join("; ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The error for deleting a model that aliases point at.
+pub fn aliased(model: &crate::names::ModelId, aliases: &[String]) -> Error {
+    let names: Vec<String> = aliases.iter().map(|a| format!("`{a}`")).collect();
+    Error::Conflict {
+        message: format!(
+            "{model} is what alias {} of `{}` points at; move or delete the alias first (`runner-registry alias rm {} {}`)",
+            names.join(", "),
+            model.repository,
+            model.repository,
+            aliases.first().map_or("ALIAS", String::as_str)
+        ),
+    }
+}
+
+/// The aliases of one repository and their history: what the directory registry stores in
+/// `aliases.json` and the memory registry keeps, changed only under the repository's lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AliasBook {
+    /// Alias name -> model number.
+    pub(crate) aliases: std::collections::BTreeMap<String, u64>,
+    /// Every move, oldest first.
+    pub(crate) history: Vec<AliasMove>,
+}
+
+impl AliasBook {
+    pub(crate) fn list(&self) -> Vec<Alias> {
+        self.aliases.iter().map(|(name, number)| Alias { name: name.clone(), number: *number }).collect()
+    }
+
+    pub(crate) fn history(&self, alias: Option<&str>) -> Vec<AliasMove> {
+        self.history.iter().filter(|m| alias.is_none_or(|a| m.alias == a)).cloned().collect()
+    }
+
+    /// The aliases pointing at `number`.
+    pub(crate) fn pointing_at(&self, number: u64) -> Vec<String> {
+        self.aliases.iter().filter(|(_, n)| **n == number).map(|(a, _)| a.clone()).collect()
+    }
+
+    /// Moves `alias` to ready model `number` under the rules of [`check_move`];
+    /// `manifest_of` reads a ready model's manifest (an error when it is not ready).
+    pub(crate) fn set(
+        &mut self,
+        alias: &str,
+        number: u64,
+        options: &AliasOptions,
+        by: &str,
+        manifest_of: impl Fn(u64) -> Result<Manifest>,
+    ) -> Result<AliasMove> {
+        validate_alias(alias)?;
+        let target = manifest_of(number)?;
+        let current = self.aliases.get(alias).copied();
+        let current_manifest = current.map(&manifest_of).transpose()?;
+        check_move(alias, current.zip(current_manifest.as_ref()), &target, options)?;
+        Ok(self.record(alias, current, Some(number), by, options.force))
+    }
+
+    /// Deletes `alias` when `expect` holds.
+    pub(crate) fn delete(&mut self, repository: &str, alias: &str, expect: Expect, by: &str) -> Result<AliasMove> {
+        validate_alias(alias)?;
+        let Some(current) = self.aliases.get(alias).copied() else {
+            return Err(no_such_alias(repository, alias));
+        };
+        check_expect(repository, alias, Some(current), expect)?;
+        Ok(self.record(alias, Some(current), None, by, false))
+    }
+
+    fn record(&mut self, alias: &str, from: Option<u64>, to: Option<u64>, by: &str, forced: bool) -> AliasMove {
+        match to {
+            Some(n) => self.aliases.insert(alias.to_string(), n),
+            None => self.aliases.remove(alias),
+        };
+        let change = AliasMove {
+            alias: alias.to_string(),
+            from,
+            to,
+            at: crate::manifest::now_rfc3339(),
+            by: by.to_string(),
+            forced,
+        };
+        self.history.push(change.clone());
+        change
+    }
+}
+
+/// The error for an alias that does not exist.
+pub fn no_such_alias(repository: &str, alias: &str) -> Error {
+    Error::NotFound {
+        what: "alias",
+        message: format!(
+            "alias `{alias}` of `{repository}` does not exist; set it with `runner-registry alias set {repository} {alias} NUMBER`"
+        ),
+    }
+}
+
+/// Who moves aliases of a local or in-memory registry: the user running the process.
+pub(crate) fn local_user() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "local".to_string())
+}
