@@ -362,7 +362,7 @@ async fn batching_groups_what_queued_while_the_previous_batch_ran() {
     assert_eq!(sizes[2..], [4, 4, 4], "max_batch_size respected, queued requests grouped: {sizes:?}");
 
     let metrics = client.get("/metrics").await.text();
-    assert!(metrics.contains("runner_batch_size_count{model=\"batched\"} 5"), "{metrics}");
+    assert!(metrics.contains("runner_batch_size_count{model=\"batched\",version=\"1\"} 5"), "{metrics}");
     let info = client.get("/models/batched").await.json();
     assert_eq!(info["batching"], json!({ "max_batch_size": 4, "max_delay_ms": 100 }));
 }
@@ -435,13 +435,13 @@ async fn metrics_count_requests_hooks_and_in_flight() {
     assert!(metrics.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = metrics.text();
     for line in [
-        "runner_requests_total{model=\"obedient\",status=\"200\"} 2",
-        "runner_requests_total{model=\"obedient\",status=\"500\"} 1",
-        "runner_request_duration_seconds_count{model=\"obedient\"} 3",
-        "runner_hook_duration_seconds_count{model=\"obedient\",hook=\"predict\"} 3",
-        "runner_hook_duration_seconds_count{model=\"obedient\",hook=\"preprocess_data\"} 3",
-        "runner_hook_duration_seconds_count{model=\"obedient\",hook=\"postprocess_data\"} 2",
-        "runner_in_flight_requests{model=\"obedient\"} 0",
+        "runner_requests_total{model=\"obedient\",version=\"1\",status=\"200\"} 2",
+        "runner_requests_total{model=\"obedient\",version=\"1\",status=\"500\"} 1",
+        "runner_request_duration_seconds_count{model=\"obedient\",version=\"1\"} 3",
+        "runner_hook_duration_seconds_count{model=\"obedient\",version=\"1\",hook=\"predict\"} 3",
+        "runner_hook_duration_seconds_count{model=\"obedient\",version=\"1\",hook=\"preprocess_data\"} 3",
+        "runner_hook_duration_seconds_count{model=\"obedient\",version=\"1\",hook=\"postprocess_data\"} 2",
+        "runner_in_flight_requests{model=\"obedient\",version=\"1\"} 0",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }

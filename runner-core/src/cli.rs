@@ -148,7 +148,9 @@ pub fn register_command(args: &RegisterArgs, out: &mut dyn std::io::Write) -> Re
 #[derive(Debug, Parser)]
 #[command(name = "serve", version)]
 pub struct ServeArgs {
-    /// Models to serve: `repository:number`, `repository:latest` or `organization/repository:number`.
+    /// Models to serve: `repository:number`, `repository:latest`, `repository:alias` (followed:
+    /// when the alias moves, the new model is loaded and swapped in without dropping a
+    /// request) or `organization/repository:number`.
     #[arg(required = true, value_name = "MODEL")]
     pub models: Vec<String>,
 
@@ -194,6 +196,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100, value_name = "US")]
     pub inline_threshold_us: u64,
 
+    /// How often a model served through an alias checks where the alias points, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 5_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub follow_interval_ms: u64,
+
     /// Async runtime worker threads [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
@@ -213,6 +220,7 @@ impl ServeArgs {
             max_batch_size: self.max_batch_size.map(|n| n as usize),
             max_delay: self.max_delay_ms.map(std::time::Duration::from_millis),
             inline_threshold: std::time::Duration::from_micros(self.inline_threshold_us),
+            follow_interval: std::time::Duration::from_millis(self.follow_interval_ms),
         }
     }
 }

@@ -93,7 +93,7 @@ impl Endpoint {
         metrics: &Arc<Metrics>,
     ) -> Arc<Self> {
         let model: Arc<dyn DynModel> = Arc::from(model);
-        let metrics = metrics.model(name);
+        let metrics = metrics.model(name, model.manifest().model.number);
         let (declared, can_batch) = model.batching();
         let batch = match (declared, options.max_batch_size) {
             (Some(config), _) => Some(BatchConfig {

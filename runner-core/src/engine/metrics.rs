@@ -1,5 +1,6 @@
 //! Prometheus metrics of the engine and its front ends: request counts by status,
-//! latency, per-hook time, in-flight requests and batch sizes, per model.
+//! latency, per-hook time, in-flight requests and batch sizes, per model and model
+//! number (`version`), and the swaps of models that follow an alias.
 
 use std::sync::Arc;
 
@@ -13,18 +14,32 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabel {
     model: String,
+    version: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     model: String,
+    version: u64,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookLabels {
     model: String,
+    version: u64,
     hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwapLabels {
+    model: String,
+    outcome: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -44,6 +59,8 @@ pub struct Metrics {
     hooks: Family<HookLabels, Histogram, fn() -> Histogram>,
     in_flight: Family<ModelLabel, Gauge>,
     batch_size: Family<ModelLabel, Histogram, fn() -> Histogram>,
+    serving: Family<NameLabel, Gauge>,
+    swaps: Family<SwapLabels, Counter>,
 }
 
 impl Metrics {
@@ -59,18 +76,39 @@ impl Metrics {
         registry.register("hook_duration_seconds", "Time spent in each hook", hooks.clone());
         registry.register("in_flight_requests", "Prediction requests being served", in_flight.clone());
         registry.register("batch_size", "Inputs per predict_batch call", batch_size.clone());
-        Arc::new(Metrics { registry, requests, latency, hooks, in_flight, batch_size })
+        let serving = Family::<NameLabel, Gauge>::default();
+        let swaps = Family::<SwapLabels, Counter>::default();
+        registry.register("model_number", "The model number each served name answers with", serving.clone());
+        registry.register(
+            "model_swaps",
+            "Models loaded because an alias moved: swapped in, or failed to load (the old one kept serving)",
+            swaps.clone(),
+        );
+        Arc::new(Metrics { registry, requests, latency, hooks, in_flight, batch_size, serving, swaps })
     }
 
-    /// Handles for one model, created once so requests do no label lookups.
-    pub(crate) fn model(self: &Arc<Self>, model: &str) -> ModelMetrics {
-        let label = ModelLabel { model: model.to_string() };
-        let hook =
-            |hook: &'static str| self.hooks.get_or_create(&HookLabels { model: model.to_string(), hook }).clone();
+    /// Records that `model` now answers with model number `number`.
+    pub(crate) fn serving(&self, model: &str, number: u64) {
+        self.serving.get_or_create(&NameLabel { model: model.to_string() }).set(number as i64);
+    }
+
+    /// Counts one swap of `model`: `outcome` is `swapped` or `failed`.
+    pub(crate) fn swap(&self, model: &str, outcome: &'static str) {
+        self.swaps.get_or_create(&SwapLabels { model: model.to_string(), outcome }).inc();
+    }
+
+    /// Handles for one model number served as `model`, created once so requests do no
+    /// label lookups.
+    pub(crate) fn model(self: &Arc<Self>, model: &str, version: u64) -> ModelMetrics {
+        let label = ModelLabel { model: model.to_string(), version };
+        let hook = |hook: &'static str| {
+            self.hooks.get_or_create(&HookLabels { model: model.to_string(), version, hook }).clone()
+        };
         ModelMetrics {
             model: model.to_string(),
+            version,
             metrics: self.clone(),
-            ok: self.requests.get_or_create(&StatusLabels { model: model.to_string(), status: 200 }).clone(),
+            ok: self.requests.get_or_create(&StatusLabels { model: model.to_string(), version, status: 200 }).clone(),
             latency: self.latency.get_or_create(&label).clone(),
             in_flight: self.in_flight.get_or_create(&label).clone(),
             batch_size: self.batch_size.get_or_create(&label).clone(),
@@ -92,6 +130,7 @@ impl Metrics {
 /// One model's metric handles.
 pub struct ModelMetrics {
     model: String,
+    version: u64,
     metrics: Arc<Metrics>,
     ok: Counter,
     pub(crate) latency: Histogram,
@@ -109,7 +148,8 @@ impl ModelMetrics {
         if status == 200 {
             self.ok.inc();
         } else {
-            self.metrics.requests.get_or_create(&StatusLabels { model: self.model.clone(), status }).inc();
+            let labels = StatusLabels { model: self.model.clone(), version: self.version, status };
+            self.metrics.requests.get_or_create(&labels).inc();
         }
     }
 }

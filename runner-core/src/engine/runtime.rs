@@ -54,9 +54,22 @@ impl Engine {
         Engine { options, limits, metrics: Metrics::new() }
     }
 
-    /// Puts a loaded model behind the engine, under `name` in metrics.
+    /// Puts a loaded model behind the engine, under `name` (and its model number) in
+    /// metrics.
     pub fn serve(&self, model: Box<dyn DynModel>, name: &str) -> Arc<Endpoint> {
-        Endpoint::new(model, name, &self.options, self.limits.clone(), &self.metrics)
+        let number = model.manifest().model.number;
+        let endpoint = Endpoint::new(model, name, &self.options, self.limits.clone(), &self.metrics);
+        self.metrics.serving(name, number);
+        endpoint
+    }
+
+    /// Counts a swap of the model served as `name` (`outcome`: `swapped` or `failed`) and,
+    /// when swapped, the number it answers with now.
+    pub fn record_swap(&self, name: &str, outcome: &'static str, number: Option<u64>) {
+        self.metrics.swap(name, outcome);
+        if let Some(number) = number {
+            self.metrics.serving(name, number);
+        }
     }
 
     /// Every metric, in the OpenMetrics text format.

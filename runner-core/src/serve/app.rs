@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -14,13 +14,14 @@ use axum::{Json, Router};
 
 use super::error::ApiError;
 use super::options::ServeOptions;
-use super::state::{sha256, AppState, Models};
+use super::state::{sha256, AppState, FailedLoad, Follow, FollowLog, Models, Slot, SwapRecord};
 use super::{observe, openapi, routes, v2_routes};
 use crate::catalog::load_any;
 use crate::engine::{Endpoint, Engine};
 use crate::error::{Error, Result};
 use crate::load::DynModel;
-use crate::names::ModelRef;
+use crate::manifest::now_rfc3339;
+use crate::names::{ModelRef, Version};
 use crate::registry::Registry;
 
 /// The HTTP application: a router whose models are added once loaded. Until then
@@ -54,27 +55,53 @@ impl App {
     /// Installs the loaded models and turns ready. Each is served under its repository
     /// name; two models of one repository are refused.
     pub fn set_models(&self, models: Vec<Box<dyn DynModel>>) -> Result<()> {
+        self.install(models.into_iter().map(|model| (model, None)).collect())
+    }
+
+    /// [`App::set_models`], each model with the alias it follows (`iris:prod`), if any.
+    fn install(&self, models: Vec<(Box<dyn DynModel>, Option<String>)>) -> Result<()> {
         let state = &self.state;
-        let mut by_name: BTreeMap<String, Arc<Endpoint>> = BTreeMap::new();
-        for model in models {
+        let mut by_name: BTreeMap<String, Slot> = BTreeMap::new();
+        for (model, follows) in models {
             let name = model.manifest().model.repository.clone();
             if let Some(other) = by_name.get(&name) {
                 return Err(Error::msg(format!(
                     "{} and {} share the repository name `{name}` the server routes by; serve one model per repository (run another server for the other)",
-                    other.manifest().model,
+                    other.endpoint().manifest().model,
                     model.manifest().model
                 )));
             }
             let endpoint = state.engine.serve(model, &name);
-            by_name.insert(name, endpoint);
+            let follow = follows.map(|reference| Follow { reference, log: Mutex::new(FollowLog::default()) });
+            by_name.insert(name, Slot::new(endpoint, follow));
         }
         if by_name.is_empty() {
             return Err(Error::msg("no model to serve: name at least one, e.g. `serve iris:latest`"));
         }
-        let openapi = openapi::document(&by_name);
+        let openapi = RwLock::new(openapi::document(&endpoints(&by_name)));
         state.models.set(Models { by_name, openapi }).map_err(|_| Error::msg("the models are already set"))?;
         state.ready.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Puts `model` in place of the model served under its repository name, atomically:
+    /// requests that arrive from now on go to it (with batching of its own, so no batch
+    /// mixes models); requests in flight finish on the old one, which is freed (its
+    /// model dropped, off the async runtime) once the last of them ends. Returns the
+    /// number of the model it replaced.
+    pub fn swap_model(&self, model: Box<dyn DynModel>) -> Result<u64> {
+        let models = self.state.models.get().ok_or_else(|| Error::msg("no models are served yet"))?;
+        let name = model.manifest().model.repository.clone();
+        let slot = models.by_name.get(&name).ok_or_else(|| {
+            Error::msg(format!("no model is served as `{name}`; a swap replaces a served model of the same repository"))
+        })?;
+        let endpoint = self.state.engine.serve(model, &name);
+        let old = slot.swap(endpoint);
+        let document = openapi::document(&endpoints(&models.by_name));
+        *models.openapi.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = document;
+        let from = old.manifest().model.number;
+        release(old);
+        Ok(from)
     }
 
     /// Whether every model is loaded.
@@ -123,6 +150,93 @@ impl App {
     }
 }
 
+/// The endpoints answering now, by name (for the OpenAPI document).
+fn endpoints(by_name: &BTreeMap<String, Slot>) -> BTreeMap<String, Arc<Endpoint>> {
+    by_name.iter().map(|(name, slot)| (name.clone(), slot.endpoint())).collect()
+}
+
+/// Drops a swapped-out endpoint once the requests still holding it have finished, on a
+/// thread of its own: freeing a large model must not stall the async runtime.
+fn release(old: Arc<Endpoint>) {
+    let started = Instant::now();
+    let spawned = std::thread::Builder::new().name("release-model".into()).spawn(move || {
+        while Arc::strong_count(&old) > 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let model = old.manifest().model.to_string();
+        drop(old);
+        tracing::info!(%model, drained_ms = started.elapsed().as_millis() as u64, "released the swapped-out model");
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to release the swapped-out model; its last request drops it");
+    }
+}
+
+/// Watches where `reference` (an alias) points, every `interval`; when it moves, loads
+/// the new model in the background and swaps it in. A model that fails to load is not
+/// swapped in: the old one keeps serving, and `/models/{name}` and the
+/// `runner_model_swaps_total{outcome="failed"}` metric say why, until the alias moves
+/// again.
+async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, interval: Duration) {
+    let name = reference.repository.clone();
+    let Some(slot) = app.state.models.get().and_then(|models| models.by_name.get(&name)) else { return };
+    let Some(follow) = &slot.follow else { return };
+    let log = |change: &dyn Fn(&mut FollowLog)| change(&mut follow.log.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let current = slot.endpoint().manifest().model.number;
+        let (lookup, wanted) = (registry.clone(), reference.clone());
+        let target = match tokio::task::spawn_blocking(move || lookup.resolve(&wanted)).await {
+            Ok(Ok(target)) => target,
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => format!("the lookup panicked: {e}"),
+                    Ok(Ok(_)) => unreachable!("matched above"),
+                };
+                tracing::warn!(alias = %reference, %error, "cannot read where the alias points; serving {current} meanwhile");
+                log(&|l| l.unreachable = Some(FailedLoad { number: None, at: now_rfc3339(), error: error.clone() }));
+                continue;
+            }
+        };
+        log(&|l| l.unreachable = None);
+        let failed_before = follow.log.lock().unwrap_or_else(|p| p.into_inner()).failed.as_ref().and_then(|f| f.number);
+        if target.number == current || failed_before == Some(target.number) {
+            continue;
+        }
+        tracing::info!(alias = %reference, from = current, to = target.number, "the alias moved: loading the new model");
+        let started = Instant::now();
+        let (loader, id) = (registry.clone(), ModelRef::from(&target));
+        let loaded = match tokio::task::spawn_blocking(move || load_any(loader.as_ref(), &id)).await {
+            Ok(Ok(model)) => app.swap_model(model),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(Error::msg(format!("loading panicked: {e}"))),
+        };
+        match loaded {
+            Ok(from) => {
+                let load_ms = started.elapsed().as_millis() as u64;
+                app.state.engine.record_swap(&name, "swapped", Some(target.number));
+                tracing::info!(alias = %reference, from, to = target.number, load_ms, "swapped in");
+                log(&|l| {
+                    l.failed = None;
+                    l.swaps.push(SwapRecord { from, to: target.number, at: now_rfc3339(), load_ms });
+                });
+            }
+            Err(e) => {
+                app.state.engine.record_swap(&name, "failed", None);
+                tracing::error!(alias = %reference, model = %target, error = %e, "the new model cannot be loaded; {current} keeps serving");
+                let error = e.to_string();
+                log(&|l| {
+                    l.failed = Some(FailedLoad { number: Some(target.number), at: now_rfc3339(), error: error.clone() })
+                });
+            }
+        }
+    }
+}
+
 /// Serves `models` from `registry` until `shutdown` completes: binds first (so `/livez`
 /// answers at once), loads the models off the async runtime, then turns ready. A model
 /// that cannot be loaded ends the server with that error. On shutdown the server stops
@@ -152,25 +266,31 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(),
 ) -> Result<()> {
+    let interval = options.follow_interval;
     let app = App::new(options);
     let service = axum::ServiceExt::<Request>::into_make_service(app.service());
     let loader_app = app.clone();
+    let loader_registry = registry.clone();
+    let followed: Vec<ModelRef> = models.iter().filter(|m| matches!(m.version, Version::Alias(_))).cloned().collect();
     let loading = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut loaded = Vec::new();
         for model in &models {
             let started = Instant::now();
-            let dyn_model =
-                load_any(registry.as_ref(), model).map_err(|e| Error::Other(format!("cannot serve {model}: {e}")))?;
+            let dyn_model = load_any(loader_registry.as_ref(), model)
+                .map_err(|e| Error::Other(format!("cannot serve {model}: {e}")))?;
             tracing::info!(model = %dyn_model.manifest().model, runner = %dyn_model.manifest().runner.name, ms = started.elapsed().as_millis() as u64, "loaded");
-            loaded.push(dyn_model);
+            let follows = matches!(model.version, Version::Alias(_)).then(|| model.to_string());
+            loaded.push((dyn_model, follows));
         }
-        loader_app.set_models(loaded)
+        loader_app.install(loaded)
     });
     let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
     on_listening();
     let server = tokio::spawn(async move { server.await });
     match loading.await {
-        Ok(Ok(())) => tracing::info!("ready"),
+        Ok(Ok(())) => {
+            tracing::info!("ready");
+        }
         Ok(Err(e)) => {
             server.abort();
             return Err(e);
@@ -180,8 +300,15 @@ pub async fn serve_on(
             return Err(Error::msg(format!("loading the models panicked: {e}")));
         }
     }
-    server
-        .await
+    let followers: Vec<_> = followed
+        .into_iter()
+        .map(|reference| tokio::spawn(follow(app.clone(), registry.clone(), reference, interval)))
+        .collect();
+    let outcome = server.await;
+    for follower in followers {
+        follower.abort();
+    }
+    outcome
         .map_err(|e| Error::msg(format!("the server task failed: {e}")))?
         .map_err(|e| Error::msg(format!("the server failed: {e}")))
 }

@@ -12,6 +12,14 @@
 //! | `/v2/...` | the KServe V2 protocol, for runners on a tensor backend (see [`crate::v2`]) |
 //!
 //! Errors are JSON: `{"error": {"status": 422, "code": "invalid_input", "message": "..."}}`.
+//! Every prediction's response names the model that answered in [`MODEL_HEADER`]
+//! (`x-runner-model: iris:3`).
+//!
+//! A model served through an alias (`serve iris:prod`) follows it
+//! ([`ServeOptions::follow_interval`]): when the alias moves, the new model is loaded in
+//! the background and swapped in atomically ([`App::swap_model`]); requests in flight
+//! finish on the old one, which is then dropped. A model that fails to load is not swapped
+//! in; `GET /models/{repository}` shows the swaps and the failure.
 
 mod app;
 mod error;
@@ -30,4 +38,5 @@ pub use axum::body::Body;
 pub use axum::http;
 pub use error::{status_for, status_of, ApiError};
 pub use options::ServeOptions;
+pub use routes::MODEL_HEADER;
 pub use test_client::{TestClient, TestResponse};

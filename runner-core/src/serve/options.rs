@@ -35,6 +35,10 @@ pub struct ServeOptions {
     /// 5% of recent ones, send the pipeline back to the pool for good. Zero: always the
     /// pool (default 100 µs).
     pub inline_threshold: Duration,
+    /// How often a model served through an alias (`serve iris:prod`) asks the registry
+    /// where the alias points; when it moved, the new model is loaded in the background
+    /// and swapped in (default 5 s).
+    pub follow_interval: Duration,
 }
 
 impl ServeOptions {
@@ -62,6 +66,7 @@ impl Default for ServeOptions {
             max_batch_size: None,
             max_delay: None,
             inline_threshold: Duration::from_micros(100),
+            follow_interval: Duration::from_secs(5),
         }
     }
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::ApiError;
-use super::state::{endpoint, models, read_body, sha256, AppState};
+use super::state::{endpoint, models, read_body, sha256, slot, AppState, Slot};
 use crate::engine::Endpoint;
 
 /// API-key check, constant-time on the keys' hashes (so neither content nor length leaks).
@@ -50,7 +50,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let endpoint = match models(&state) {
-        Ok(models) if models.by_name.len() == 1 => models.by_name.values().next().expect("one model").clone(),
+        Ok(models) if models.by_name.len() == 1 => models.by_name.values().next().expect("one model").endpoint(),
         Ok(models) => {
             let names: Vec<&str> = models.by_name.keys().map(String::as_str).collect();
             return ApiError::new(
@@ -74,7 +74,7 @@ pub(crate) async fn predict_named(
     request: Request,
 ) -> Response {
     match endpoint(&state, &name) {
-        Ok(endpoint) => predict(&state, endpoint.clone(), request).await,
+        Ok(endpoint) => predict(&state, endpoint, request).await,
         Err(e) => e.into_response(),
     }
 }
@@ -105,23 +105,46 @@ pub(crate) async fn predict(state: &AppState, endpoint: Arc<Endpoint>, request: 
             }
         },
     };
-    let response = match result {
+    let mut response = match result {
         Ok((bytes, media_type)) => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], bytes).into_response()
         }
         Err(e) => e.into_response(),
     };
+    name_model(&mut response, &endpoint);
     m.in_flight.dec();
     m.count(response.status().as_u16());
     m.latency.observe(started.elapsed().as_secs_f64());
     response
 }
 
-fn summary(endpoint: &Endpoint) -> serde_json::Value {
+/// The response header naming the model (its number) that answered.
+pub const MODEL_HEADER: &str = "x-runner-model";
+
+/// Names the model that answered in [`MODEL_HEADER`]: `iris:3`.
+pub(crate) fn name_model(response: &mut Response, endpoint: &Endpoint) {
+    if let Ok(value) = HeaderValue::from_str(&endpoint.manifest().model.to_string()) {
+        response.headers_mut().insert(MODEL_HEADER, value);
+    }
+}
+
+fn summary(slot: &Slot) -> serde_json::Value {
+    let endpoint = slot.endpoint();
     let manifest = endpoint.manifest();
+    let follows = slot.follow.as_ref().map(|follow| {
+        let log = follow.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        serde_json::json!({
+            "alias": follow.reference,
+            "swaps": log.swaps,
+            "failed": log.failed,
+            "unreachable": log.unreachable,
+        })
+    });
     serde_json::json!({
         "name": manifest.model.repository,
         "model": manifest.model.to_string(),
+        "number": manifest.model.number,
+        "follows": follows,
         "runner": endpoint.runner(),
         "runner_crate": format!("{} {}", manifest.runner.crate_name, manifest.runner.crate_version),
         "files": manifest.files.len(),
@@ -138,7 +161,7 @@ fn summary(endpoint: &Endpoint) -> serde_json::Value {
 pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let models = models(&state)?;
     Ok(Json(serde_json::json!({
-        "models": models.by_name.values().map(|e| summary(e.as_ref())).collect::<Vec<_>>()
+        "models": models.by_name.values().map(summary).collect::<Vec<_>>()
     })))
 }
 
@@ -146,14 +169,15 @@ pub(crate) async fn model_info(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let endpoint = endpoint(&state, &name)?;
-    let mut info = summary(endpoint.as_ref());
-    info["manifest"] = serde_json::to_value(endpoint.manifest()).expect("manifests serialize");
+    let slot = slot(&state, &name)?;
+    let mut info = summary(slot);
+    info["manifest"] = serde_json::to_value(slot.endpoint().manifest()).expect("manifests serialize");
     Ok(Json(info))
 }
 
 pub(crate) async fn openapi_json(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(models(&state)?.openapi.clone()))
+    let openapi = models(&state)?.openapi.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    Ok(Json(openapi))
 }
 
 pub(crate) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {

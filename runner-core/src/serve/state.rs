@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,8 +14,72 @@ use super::options::ServeOptions;
 use crate::engine::{Endpoint, Engine};
 
 pub(crate) struct Models {
-    pub(crate) by_name: BTreeMap<String, Arc<Endpoint>>,
-    pub(crate) openapi: serde_json::Value,
+    pub(crate) by_name: BTreeMap<String, Slot>,
+    /// Rebuilt when a model is swapped.
+    pub(crate) openapi: RwLock<serde_json::Value>,
+}
+
+/// One served name: the endpoint answering now, swapped whole when the alias it follows
+/// moves. A request takes the endpoint once (an `Arc`) and finishes on it, so the old
+/// one drains while new requests go to the new one.
+pub(crate) struct Slot {
+    current: arc_swap::ArcSwap<Endpoint>,
+    /// What the slot follows, and what happened (for `/models`).
+    pub(crate) follow: Option<Follow>,
+}
+
+impl Slot {
+    pub(crate) fn new(endpoint: Arc<Endpoint>, follow: Option<Follow>) -> Slot {
+        Slot { current: arc_swap::ArcSwap::new(endpoint), follow }
+    }
+
+    /// The endpoint answering now.
+    pub(crate) fn endpoint(&self) -> Arc<Endpoint> {
+        self.current.load_full()
+    }
+
+    /// Puts `endpoint` in; returns the one it replaces.
+    pub(crate) fn swap(&self, endpoint: Arc<Endpoint>) -> Arc<Endpoint> {
+        self.current.swap(endpoint)
+    }
+}
+
+/// A served name that follows an alias.
+pub(crate) struct Follow {
+    /// `iris:prod`.
+    pub(crate) reference: String,
+    pub(crate) log: Mutex<FollowLog>,
+}
+
+/// Swaps and failed loads of one followed alias.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub(crate) struct FollowLog {
+    /// Every swap, oldest first.
+    pub(crate) swaps: Vec<SwapRecord>,
+    /// The last version that could not be loaded (it was not swapped in), until the alias
+    /// moves to one that loads.
+    pub(crate) failed: Option<FailedLoad>,
+    /// The last time the alias could not be read from the registry, and why.
+    pub(crate) unreachable: Option<FailedLoad>,
+}
+
+/// One swap.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct SwapRecord {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    /// When it was swapped in (RFC 3339).
+    pub(crate) at: String,
+    /// How long loading took, in milliseconds.
+    pub(crate) load_ms: u64,
+}
+
+/// A version that was not swapped in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct FailedLoad {
+    pub(crate) number: Option<u64>,
+    pub(crate) at: String,
+    pub(crate) error: String,
 }
 
 pub(crate) struct AppState {
@@ -36,7 +100,12 @@ pub(crate) fn models(state: &AppState) -> Result<&Models, ApiError> {
     state.models.get().ok_or_else(ApiError::not_ready)
 }
 
-pub(crate) fn endpoint<'a>(state: &'a AppState, name: &str) -> Result<&'a Arc<Endpoint>, ApiError> {
+/// The endpoint answering for `name` now.
+pub(crate) fn endpoint(state: &AppState, name: &str) -> Result<Arc<Endpoint>, ApiError> {
+    slot(state, name).map(Slot::endpoint)
+}
+
+pub(crate) fn slot<'a>(state: &'a AppState, name: &str) -> Result<&'a Slot, ApiError> {
     let models = models(state)?;
     models.by_name.get(name).ok_or_else(|| {
         let names: Vec<&str> = models.by_name.keys().map(String::as_str).collect();

@@ -54,11 +54,11 @@ pub(super) async fn server_metadata() -> Json<serde_json::Value> {
 }
 
 /// The served model `name` that speaks V2, checking `version` when the path has one.
-fn tensor_endpoint<'a>(
-    state: &'a AppState,
+fn tensor_endpoint(
+    state: &AppState,
     name: &str,
     version: Option<&str>,
-) -> Result<(&'a Arc<Endpoint>, v2::Signature), V2Error> {
+) -> Result<(Arc<Endpoint>, v2::Signature), V2Error> {
     let endpoint = endpoint(state, name)?;
     let number = endpoint.manifest().model.number.to_string();
     if let Some(version) = version.filter(|v| *v != number) {
@@ -130,14 +130,14 @@ async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request:
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };
-    let endpoint = endpoint.clone();
     let m = endpoint.metrics();
     m.in_flight.inc();
     let started = Instant::now();
-    let response = match infer_response(state, endpoint.clone(), name, request).await {
+    let mut response = match infer_response(state, endpoint.clone(), name, request).await {
         Ok(response) => Json(response).into_response(),
         Err(e) => V2Error(e).into_response(),
     };
+    super::routes::name_model(&mut response, &endpoint);
     let m = endpoint.metrics();
     m.in_flight.dec();
     m.count(response.status().as_u16());

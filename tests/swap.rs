@@ -1,0 +1,325 @@
+//! Serving through an alias: `serve versioned:prod` follows the alias, and a move swaps
+//! the new model in under load without a failed request (and back: a rollback), frees the
+//! old one, never swaps in a model that fails to load, and names the answering model in
+//! every response. Real HTTP on a real socket.
+
+#![allow(missing_docs)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runner_core::registry::AliasOptions;
+use runner_core::serve::{ServeOptions, MODEL_HEADER};
+use runner_core::{register_model, runner, Artifacts, Error, LocalRegistry, Props, Registry};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The models dropped so far, by their artifact's text (`tag number`).
+static DROPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A model that answers with its own number, and says when it is dropped.
+pub struct Answer {
+    text: String,
+    number: u64,
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        DROPPED.lock().unwrap().push(self.text.clone());
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct Ask {
+    #[allow(dead_code)]
+    question: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Reply {
+    number: u64,
+}
+
+/// Loads `answer.txt` (`tag number`, or `broken`, which fails to load).
+pub struct Versioned;
+
+#[runner(name = "versioned")]
+impl Versioned {
+    fn load_model(_props: Option<Props>, artifacts: &Artifacts) -> runner_core::Result<Answer> {
+        let text = artifacts.read_to_string("answer.txt")?.trim().to_string();
+        if text == "broken" {
+            return Err(Error::msg("this version is broken on purpose"));
+        }
+        let number = text.rsplit(' ').next().and_then(|n| n.parse().ok()).ok_or_else(|| Error::msg("no number"))?;
+        Ok(Answer { text, number })
+    }
+
+    fn predict(model: &Answer, _data: Ask) -> Reply {
+        Reply { number: model.number }
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct AskTwice {
+    #[allow(dead_code)]
+    question: String,
+    #[allow(dead_code)]
+    times: u32,
+}
+
+/// [`Versioned`] with another input type: its API differs.
+pub struct Reworded;
+
+#[runner(name = "reworded")]
+impl Reworded {
+    fn load_model(_props: Option<Props>, _artifacts: &Artifacts) -> runner_core::Result<u64> {
+        Ok(0)
+    }
+
+    fn predict(model: &u64, _data: AskTwice) -> Reply {
+        Reply { number: *model }
+    }
+}
+
+/// Registers a [`Versioned`] model into `repository` whose artifact says `text`.
+fn register(registry: &LocalRegistry, dir: &std::path::Path, repository: &str, text: &str) -> u64 {
+    let file = dir.join(format!("answer-{}.txt", text.replace(' ', "-")));
+    std::fs::write(&file, text).unwrap();
+    // The instance is required for a new number, and unused: only load_model builds models.
+    let registered = register_model::<Versioned>(repository)
+        .model(Answer { text: "registration".into(), number: 0 })
+        .artifact(file.to_str().unwrap(), "answer.txt")
+        .register(registry)
+        .unwrap();
+    registered.id().number
+}
+
+fn point(registry: &LocalRegistry, repository: &str, number: u64) {
+    registry.set_alias("default", repository, "prod", number, &AliasOptions::default()).unwrap();
+}
+
+/// A server on a free port serving `model`, following aliases every 20 ms.
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<runner_core::Result<()>>,
+}
+
+impl Server {
+    async fn start(registry: LocalRegistry, model: &str) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = ServeOptions { follow_interval: Duration::from_millis(20), ..ServeOptions::default() };
+        let task = tokio::spawn(runner_core::serve::serve_on(
+            listener,
+            Arc::new(registry),
+            vec![model.parse().unwrap()],
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        while http.get(format!("{url}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+            assert!(started.elapsed() < Duration::from_secs(10), "never ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Server { url, stop: Some(stop), task }
+    }
+
+    async fn info(&self, name: &str) -> serde_json::Value {
+        reqwest::get(format!("{}/models/{name}", self.url)).await.unwrap().json().await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// One prediction: (HTTP status, the number in the body, the number in the header).
+async fn ask(http: &reqwest::Client, url: &str) -> (u16, Option<u64>, Option<u64>) {
+    let Ok(response) = http.post(format!("{url}/predict")).json(&json!({ "question": "who?" })).send().await else {
+        return (0, None, None);
+    };
+    let status = response.status().as_u16();
+    let header = response
+        .headers()
+        .get(MODEL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(':').next())
+        .and_then(|n| n.parse().ok());
+    let body: Option<serde_json::Value> = response.json().await.ok();
+    (status, body.and_then(|b| b["number"].as_u64()), header)
+}
+
+/// A moment of the load: when a request was sent, and its answer.
+type Sample = (Instant, (u16, Option<u64>, Option<u64>));
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_the_old_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "versioned", "swap 1");
+    let two = register(&registry, dir.path(), "versioned", "swap 2");
+    point(&registry, "versioned", one);
+    let server = Server::start(registry.clone(), "versioned:prod").await;
+
+    // Continuous load: four clients, each sending the next request when one answers.
+    let running = Arc::new(AtomicBool::new(true));
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, running, samples) = (server.url.clone(), running.clone(), samples.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while running.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let answer = ask(&http, &url).await;
+                    samples.lock().unwrap().push((sent, answer));
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Forward, then back: each time every request sent a bounded delay after the move is
+    // answered by the new model.
+    let mut moves = Vec::new();
+    for (to, from) in [(two, one), (one, two)] {
+        let moved = Instant::now();
+        point(&registry, "versioned", to);
+        moves.push((moved, to));
+        wait_for(&format!("model {to} to answer"), async || {
+            samples
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .take(8)
+                .all(|(sent, (_, number, _))| *sent > moved && *number == Some(to))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let text = format!("swap {from}");
+        wait_for(&format!("model {from} to be dropped"), async || DROPPED.lock().unwrap().contains(&text)).await;
+        DROPPED.lock().unwrap().retain(|t| *t != text);
+    }
+    running.store(false, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let samples = samples.lock().unwrap().clone();
+    assert!(samples.len() > 100, "only {} requests under load", samples.len());
+    let failed: Vec<_> = samples.iter().filter(|(_, (status, _, _))| *status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        samples.len(),
+        &failed[..failed.len().min(5)]
+    );
+    for (_, (_, body, header)) in &samples {
+        assert!(body.is_some() && body == header, "the body says model {body:?}, the header {header:?}");
+    }
+    // Bounded: a request sent 2 s after a move (the follow interval is 20 ms) is answered
+    // by the new model, until the next move.
+    for (i, (moved, to)) in moves.iter().enumerate() {
+        let until = moves.get(i + 1).map(|(next, _)| *next);
+        let late = samples
+            .iter()
+            .filter(|(sent, _)| *sent > *moved + Duration::from_secs(2) && until.is_none_or(|until| *sent < until));
+        for (_, (_, number, _)) in late {
+            assert_eq!(*number, Some(*to), "a request sent 2 s after the move to {to} was answered by {number:?}");
+        }
+    }
+
+    let info = server.info("versioned").await;
+    assert_eq!(info["number"], one, "{info}");
+    assert_eq!(info["follows"]["alias"], "versioned:prod", "{info}");
+    let swaps: Vec<(u64, u64)> = info["follows"]["swaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["from"].as_u64().unwrap(), s["to"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(swaps, [(one, two), (two, one)], "{info}");
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    for line in [
+        "runner_model_swaps_total{model=\"versioned\",outcome=\"swapped\"} 2".to_string(),
+        format!("runner_model_number{{model=\"versioned\"}} {one}"),
+    ] {
+        assert!(metrics.contains(&line), "no `{line}` in\n{metrics}");
+    }
+    assert!(metrics.contains(&format!("runner_requests_total{{model=\"versioned\",version=\"{two}\",status=\"200\"}}")));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_fails_to_load_is_never_swapped_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let good = register(&registry, dir.path(), "fragile", "fragile 1");
+    let broken = register(&registry, dir.path(), "fragile", "broken");
+    let fixed = register(&registry, dir.path(), "fragile", "fragile 3");
+    point(&registry, "fragile", good);
+    let server = Server::start(registry.clone(), "fragile:prod").await;
+    let http = reqwest::Client::new();
+
+    point(&registry, "fragile", broken);
+    wait_for("the failed load to be reported", async || !server.info("fragile").await["follows"]["failed"].is_null())
+        .await;
+    let info = server.info("fragile").await;
+    assert_eq!(info["number"], good, "{info}");
+    assert_eq!(info["follows"]["failed"]["number"], broken, "{info}");
+    let error = info["follows"]["failed"]["error"].as_str().unwrap();
+    assert!(error.contains("broken on purpose"), "{error}");
+    for _ in 0..20 {
+        assert_eq!(ask(&http, &server.url).await, (200, Some(good), Some(good)));
+    }
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("runner_model_swaps_total{model=\"fragile\",outcome=\"failed\"} 1"), "{metrics}");
+
+    // The fix goes in, and the failure is cleared.
+    point(&registry, "fragile", fixed);
+    wait_for("the fixed model to answer", async || ask(&http, &server.url).await.1 == Some(fixed)).await;
+    let info = server.info("fragile").await;
+    assert!(info["follows"]["failed"].is_null(), "{info}");
+    server.stop().await;
+}
+
+#[test]
+fn an_alias_does_not_move_across_an_api_change_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "api", "api 1");
+    let same = register(&registry, dir.path(), "api", "api 2");
+    let other = register_model::<Reworded>("api").model(0).register(&registry).unwrap().id().number;
+    point(&registry, "api", one);
+    point(&registry, "api", same);
+    let err = registry.set_alias("default", "api", "prod", other, &AliasOptions::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert!(message.contains("input.properties.times: added"), "{message}");
+    assert!(message.contains("--force"), "{message}");
+    assert_eq!(registry.alias("default", "api", "prod").unwrap(), Some(same));
+    let forced = registry
+        .set_alias("default", "api", "prod", other, &AliasOptions { force: true, ..AliasOptions::default() })
+        .unwrap();
+    assert!(forced.forced);
+    assert_eq!(registry.resolve(&"api:prod".parse().unwrap()).unwrap().number, other);
+}
