@@ -126,11 +126,12 @@ impl ApiSignature {
     }
 }
 
-/// Now, in RFC 3339 (UTC), as manifests and alias histories write it.
+/// Now, in RFC 3339 (UTC) to the microsecond, as manifests and alias histories write it
+/// (and PostgreSQL keeps it: a timestamp read back compares equal).
 pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("the current time formats as RFC 3339")
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    time::OffsetDateTime::now_utc().format(&format).expect("the current time formats as RFC 3339")
 }
 
 /// JSON with object keys sorted, whatever serde_json's map keeps.

@@ -34,6 +34,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -286,6 +287,17 @@ async fn commit(
     }
 }
 
+/// The query of the alias routes, or a JSON 400 saying what is wrong with it.
+fn alias_query(query: Result<Query<AliasQuery>, QueryRejection>) -> ApiResult<AliasQuery> {
+    query.map(|Query(query)| query).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{}: `expect` is a model number, `alias` an alias name", e.body_text()),
+        )
+    })
+}
+
 async fn list_aliases(
     State(s): State<Arc<AppState>>,
     UrlPath((org, repo)): UrlPath<(String, String)>,
@@ -320,10 +332,11 @@ async fn set_alias(
 async fn delete_alias(
     State(s): State<Arc<AppState>>,
     UrlPath((org, repo, alias)): UrlPath<(String, String, String)>,
-    Query(query): Query<AliasQuery>,
+    query: Result<Query<AliasQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
     let by = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let query = alias_query(query)?;
     let expect = query.expect.map_or(Expect::Any, Expect::Number);
     let change = s.backend.delete_alias(org, repo, alias, expect, by).await?;
     Ok(Json(change).into_response())
@@ -332,10 +345,11 @@ async fn delete_alias(
 async fn alias_history(
     State(s): State<Arc<AppState>>,
     UrlPath((org, repo)): UrlPath<(String, String)>,
-    Query(query): Query<AliasQuery>,
+    query: Result<Query<AliasQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
+    let query = alias_query(query)?;
     let moves = s.backend.alias_history(org, repo, query.alias).await?;
     Ok(Json(AliasHistory { moves }).into_response())
 }

@@ -440,6 +440,7 @@ fn main() -> ExitCode {
         | Command::Files { .. }
         | Command::Download { .. }
         | Command::DeleteRepo { .. }
+        | Command::Alias { .. }
         | Command::Delete { .. }) => match inspect(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

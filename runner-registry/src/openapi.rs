@@ -49,6 +49,9 @@ pub(crate) fn document() -> Value {
         json!({ "name": "number", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } });
     let sha = json!({ "name": "sha256", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" } });
     let model = json!({ "$ref": "#/components/schemas/Model" });
+    let alias = json!({ "name": "alias", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[a-z][a-z0-9._-]{0,63}$" } });
+    let change = json!({ "$ref": "#/components/schemas/AliasMove" });
+    let refused = [("403", "read-only token"), ("409", "the alias does not point where `expect` says (someone moved it), or the API fingerprint changed without `force`")];
     json!({
         "openapi": "3.1.0",
         "info": { "title": "runner-registry", "version": env!("CARGO_PKG_VERSION"),
@@ -65,7 +68,7 @@ pub(crate) fn document() -> Value {
                     with(errors(&[("403", "read-only token")]), "201", "the number taken", Some(json!({ "type": "object", "properties": { "number": { "type": "integer" } } })))) },
             (route::MODEL): { "parameters": [org, repo, number],
                 "get": op("A model's status and manifest", "read", with(errors(&[]), "200", "the model", Some(model))),
-                "delete": op("Delete a model (its manifest first)", "write", with(errors(&[("403", "read-only token")]), "204", "deleted", None)) },
+                "delete": op("Delete a model (its manifest first)", "write", with(errors(&[("403", "read-only token"), ("409", "an alias points at the model: move or delete the alias first")]), "204", "deleted", None)) },
             (route::MANIFEST): { "parameters": [org, repo, number],
                 "put": {
                     "summary": "Commit a model: every file it lists must be uploaded; the model becomes ready",
@@ -76,6 +79,34 @@ pub(crate) fn document() -> Value {
                 } },
             (route::RESERVATION): { "parameters": [org, repo, number],
                 "delete": op("Give back a number whose upload failed (no effect on a ready model)", "write", with(errors(&[]), "204", "given back", None)) },
+            (route::ALIASES): { "parameters": [org, repo],
+                "get": op("List the repository's aliases", "read",
+                    with(errors(&[]), "200", "aliases", Some(json!({ "type": "object", "properties": { "aliases": { "type": "array", "items": {
+                        "type": "object", "required": ["name", "number"], "properties": { "name": { "type": "string" }, "number": { "type": "integer" } } } } } })))) },
+            (route::ALIAS): { "parameters": [org, repo, alias],
+                "put": {
+                    "summary": "Point an alias at a ready model (created when needed), atomically, and record the move",
+                    "description": "`expect` makes it a compare-and-set: `\"any\"` (default), `\"unset\"` (the alias must not exist) or `{\"number\": N}`. A model whose API fingerprint differs from the current target's is refused (409, naming what changed) unless `force`.",
+                    "security": [{ "bearer": [] }],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["number"], "properties": {
+                        "number": { "type": "integer", "minimum": 1 },
+                        "expect": { "oneOf": [{ "enum": ["any", "unset"] }, { "type": "object", "required": ["number"], "properties": { "number": { "type": "integer" } } }] },
+                        "force": { "type": "boolean" } } } } } },
+                    "responses": with(errors(&[refused[0], refused[1], ("422", "malformed body")]), "200", "the move", Some(change.clone()))
+                },
+                "delete": {
+                    "summary": "Delete an alias (the models stay), and record it",
+                    "security": [{ "bearer": [] }],
+                    "parameters": [{ "name": "expect", "in": "query", "required": false, "schema": { "type": "integer" }, "description": "delete only while the alias points at this number" }],
+                    "responses": with(errors(&refused), "200", "the move", Some(change.clone()))
+                } },
+            (route::HISTORY): { "parameters": [org, repo],
+                "get": {
+                    "summary": "Every alias move of the repository, oldest first: from, to, when, by which token",
+                    "security": [{ "bearer": [] }],
+                    "parameters": [{ "name": "alias", "in": "query", "required": false, "schema": { "type": "string" }, "description": "the moves of this alias only" }],
+                    "responses": with(errors(&[]), "200", "the moves", Some(json!({ "type": "object", "properties": { "moves": { "type": "array", "items": change } } })))
+                } },
             (route::BLOB): { "parameters": [org, sha],
                 "head": op("Is this content stored? (asked before uploading; the x-runner-max-file-size header gives the largest file accepted)", "read", with(errors(&[]), "200", "stored", None)),
                 "get": op("Download content; supports HTTP Range (206) to resume", "read", with(with(with(errors(&[]), "200", "the content", None), "206", "the byte range asked for", None), "307", "a shared registry run with --presign-seconds: fetch the content from the presigned URL in Location", None)),
@@ -94,6 +125,9 @@ pub(crate) fn document() -> Value {
                     "manifest": { "oneOf": [{ "$ref": "#/components/schemas/Manifest" }, { "type": "null" }] } } },
                 "Manifest": { "type": "object", "description": "runner-core's manifest: runner, save info, default hooks, requirements, artifact mapping, and every file's path, size and sha256",
                     "required": ["manifest_version", "model", "runner", "save", "files"] },
+                "AliasMove": { "type": "object", "required": ["alias", "from", "to", "at", "by", "forced"], "properties": {
+                    "alias": { "type": "string" }, "from": { "type": ["integer", "null"] }, "to": { "type": ["integer", "null"] },
+                    "at": { "type": "string", "format": "date-time" }, "by": { "type": "string" }, "forced": { "type": "boolean" } } },
                 "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
                     "status": { "type": "integer" }, "code": { "type": "string" }, "message": { "type": "string" } } } } }
             }

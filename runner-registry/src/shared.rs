@@ -919,6 +919,8 @@ pub struct Imported {
     pub conflicts: Vec<String>,
     /// Tokens imported (hashed, as they were).
     pub tokens: usize,
+    /// Aliases imported, each with its history.
+    pub aliases: usize,
 }
 
 impl SharedStore {
@@ -947,6 +949,8 @@ impl SharedStore {
                 .await
                 .map_err(|e| Error::msg(format!("listing {}: {e}", from.display())))??
         };
+        let repositories: std::collections::BTreeSet<(String, String)> =
+            models.iter().map(|m| (m.id.organization.clone(), m.id.repository.clone())).collect();
         for model in models {
             let Some(manifest) = model.manifest else { continue };
             let id = &manifest.model;
@@ -1003,6 +1007,59 @@ impl SharedStore {
                 },
                 Err(e) => return Err(e),
             }
+        }
+        for (organization, repository) in repositories {
+            imported.aliases += self.import_aliases(&directory, &organization, &repository).await?;
+        }
+        Ok(imported)
+    }
+
+    /// Copies the aliases of one repository of `directory`, with their histories; an alias
+    /// the database already has is left as it is (so a second run changes nothing).
+    async fn import_aliases(
+        &self,
+        directory: &runner_core::registry::store::DirectoryStore,
+        organization: &str,
+        repository: &str,
+    ) -> Result<usize> {
+        use runner_core::Registry;
+        let registry = directory.registry();
+        let mut imported = 0;
+        for alias in registry.aliases(organization, repository)? {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            self.repository_exists(&mut *tx, organization, repository, true).await?;
+            if self.alias_target(&mut tx, organization, repository, &alias.name).await?.is_some() {
+                continue;
+            }
+            let id = ModelId::new(organization, repository, alias.number)?;
+            ready_manifest(&mut tx, &id, &self.location).await?;
+            sqlx::query("INSERT INTO aliases (organization, repository, name, number) VALUES ($1, $2, $3, $4)")
+                .bind(organization)
+                .bind(repository)
+                .bind(&alias.name)
+                .bind(alias.number as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            for change in registry.alias_history(organization, repository, Some(&alias.name))? {
+                sqlx::query(
+                    "INSERT INTO alias_moves (organization, repository, alias, from_number, to_number, at, by_whom, forced)
+                     VALUES ($1, $2, $3, $4, $5, $6::TEXT::TIMESTAMPTZ, $7, $8)",
+                )
+                .bind(organization)
+                .bind(repository)
+                .bind(&change.alias)
+                .bind(change.from.map(|n| n as i64))
+                .bind(change.to.map(|n| n as i64))
+                .bind(&change.at)
+                .bind(&change.by)
+                .bind(change.forced)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            imported += 1;
         }
         Ok(imported)
     }

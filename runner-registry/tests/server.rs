@@ -653,3 +653,79 @@ fn a_large_upload_over_the_servers_limit_is_refused_clearly() {
     assert!(error.contains("413") && error.contains("at most 10000000 bytes"), "{error}");
     assert_eq!(registry.latest("default", "limited").unwrap(), None, "nothing half-registered");
 }
+
+#[test]
+fn aliases_from_the_command_line_over_http_record_the_token_and_guard_their_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let write = token(&data, "default", true);
+    let read = token(&data, "default", false);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    for scale in [1.0, 2.0, 3.0] {
+        register_model::<Scaler>("scaler").model(Scale(scale)).register(&registry).unwrap();
+    }
+    let url = server.url.as_str();
+    let run = |token: &str, args: &[&str]| cli(url, Some(token), args);
+    let (ok, out, err) = run(&write, &["alias", "set", "scaler", "prod", "1", "--expect", "none"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("prod") && out.contains("- -> scaler:1"), "{out}");
+    let (ok, _, err) = run(&write, &["alias", "set", "scaler", "prod", "2", "--expect", "3"]);
+    assert!(!ok && err.contains("points at scaler:1, not scaler:3"), "{err}");
+    let (ok, _, err) = run(&write, &["alias", "set", "scaler", "prod", "2", "--expect", "1"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&read, &["alias", "set", "scaler", "prod", "3"]);
+    assert!(!ok && err.contains("may only read"), "{err}");
+    let (ok, _, err) = run(&write, &["alias", "set", "scaler", "latest", "3"]);
+    assert!(!ok && err.contains("`latest` always means"), "{err}");
+
+    // The alias resolves everywhere a model reference goes, over HTTP and on disk.
+    let (ok, out, err) = run(&read, &["show", "scaler:prod"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["model"]["number"], 2);
+    assert_eq!(registry.resolve(&"scaler:prod".parse().unwrap()).unwrap().number, 2);
+    let (_, out, _) = run(&read, &["alias", "ls", "scaler"]);
+    assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ["prod             2"], "{out}");
+
+    // A model an alias points at is not deleted; the refusal names the alias.
+    let (ok, _, err) = run(&write, &["delete", "scaler:2"]);
+    assert!(!ok && err.contains("alias `prod`"), "{err}");
+    assert_eq!(
+        registry.status(&runner_core::ModelId::new("default", "scaler", 2).unwrap()).unwrap(),
+        Some(ModelStatus::Ready)
+    );
+
+    let (ok, _, err) = run(&write, &["alias", "rm", "scaler", "prod", "--expect", "1"]);
+    assert!(!ok && err.contains("not scaler:1"), "{err}");
+    let (ok, _, err) = run(&write, &["alias", "rm", "scaler", "prod"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&read, &["show", "scaler:prod"]);
+    assert!(!ok && err.contains("alias `prod` of `scaler` does not exist"), "{err}");
+
+    // Every move, with the token that made it, oldest first; on the server and on disk.
+    let token_id = std::fs::read_to_string(data.join("tokens.json")).unwrap();
+    let tokens: Vec<serde_json::Value> = serde_json::from_str(&token_id).unwrap();
+    let writer = tokens.iter().find(|t| t["right"] == "write").unwrap()["id"].as_str().unwrap().to_string();
+    let (_, out, _) = run(&read, &["alias", "history", "scaler", "prod"]);
+    let moves: Vec<&str> = out.lines().collect();
+    assert_eq!(moves.len(), 3, "{out}");
+    for (line, change) in moves.iter().zip(["- -> scaler:1", "scaler:1 -> scaler:2", "scaler:2 -> -"]) {
+        assert!(line.contains(change) && line.contains(&format!("by token {writer}")), "{line}");
+    }
+    drop(server);
+    let (_, on_disk, _) = cli(data.to_str().unwrap(), None, &["alias", "history", "scaler"]);
+    assert_eq!(on_disk, out);
+
+    // The API documents the routes; a malformed query is a JSON 400.
+    let server = start(&data, &["--no-auth"]);
+    let http = reqwest::blocking::Client::new();
+    let openapi: serde_json::Value = http.get(format!("{}/openapi.json", server.url)).send().unwrap().json().unwrap();
+    for path in ["/v1/orgs/{org}/repos/{repo}/aliases/{alias}", "/v1/orgs/{org}/repos/{repo}/history"] {
+        assert!(openapi["paths"][path].is_object(), "{path} undocumented");
+    }
+    let response =
+        http.delete(format!("{}/v1/orgs/default/repos/scaler/aliases/prod?expect=two", server.url)).send().unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("model number"), "{body}");
+}

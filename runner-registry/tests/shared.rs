@@ -430,6 +430,9 @@ fn a_directory_registry_imports_whole_checked_and_idempotently() {
     register_model::<Scaler>("other").organization("rival").model(Scale(9.0)).register(&local).unwrap();
     local.create_model("acme", "iris").unwrap(); // number 4, still uploading: not imported
     local.delete_model(&runner_core::ModelId::new("acme", "iris", 2).unwrap()).unwrap();
+    let any = runner_core::registry::AliasOptions::default();
+    local.set_alias("acme", "iris", "prod", 1, &any).unwrap();
+    local.set_alias("acme", "iris", "prod", 3, &any).unwrap();
     let output = Command::new(BIN).args(["token", "create", "--org", "acme", "--data"]).arg(&data).output().unwrap();
     let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
     let import = || {
@@ -443,6 +446,7 @@ fn a_directory_registry_imports_whole_checked_and_idempotently() {
     let first: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["models"], serde_json::json!(["acme/iris:1", "acme/iris:3", "rival/other:1"]), "{first}");
     assert_eq!(first["tokens"], 1);
+    assert_eq!(first["aliases"], 1);
     let replica = cluster.replica(&[]);
     // The directory's own token reads the imported models, under their numbers.
     let registry = client(&replica, &token, &dir.path().join("cache"));
@@ -450,6 +454,12 @@ fn a_directory_registry_imports_whole_checked_and_idempotently() {
     assert_eq!(registry.status(&runner_core::ModelId::new("acme", "iris", 2).unwrap()).unwrap(), None);
     let model = Loaded::<Scaler>::load(&registry, &"acme/iris:3".parse().unwrap()).unwrap();
     assert_eq!(model.run(1.0).unwrap(), 3.0);
+    // The alias comes along, with its history as it was.
+    assert_eq!(registry.resolve(&"acme/iris:prod".parse().unwrap()).unwrap().number, 3);
+    assert_eq!(
+        registry.alias_history("acme", "iris", None).unwrap(),
+        local.alias_history("acme", "iris", None).unwrap()
+    );
     // New registrations continue after the imported numbers.
     let write = cluster.token("acme");
     let writer = client(&replica, &write, &dir.path().join("cache-w"));
@@ -462,6 +472,7 @@ fn a_directory_registry_imports_whole_checked_and_idempotently() {
     assert_eq!((again["models"].as_array().unwrap().len(), again["blobs"].as_u64()), (0, Some(0)), "{again}");
     assert_eq!(again["already"], 3, "{again}");
     assert_eq!(again["tokens"], 0, "{again}");
+    assert_eq!(again["aliases"], 0, "{again}");
 
     // Damaged content is refused by name, and its model is not imported.
     let damaged = register_model::<Scaler>("broken").organization("acme").model(Scale(7.0)).register(&local).unwrap();
