@@ -323,3 +323,27 @@ fn an_alias_does_not_move_across_an_api_change_unless_forced() {
     assert!(forced.forced);
     assert_eq!(registry.resolve(&"api:prod".parse().unwrap()).unwrap().number, other);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_the_aliased_number_again_swaps_the_new_files_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "retrained", "retrained 1");
+    point(&registry, "retrained", one);
+    let server = Server::start(registry.clone(), "retrained:prod").await;
+    let http = reqwest::Client::new();
+    assert_eq!(ask(&http, &server.url).await, (200, Some(1), Some(one)));
+
+    // Same number, new files: the answer changes, the number does not.
+    let file = dir.path().join("answer-retrained-11.txt");
+    std::fs::write(&file, "retrained 11").unwrap();
+    register_model::<Versioned>("retrained")
+        .number(one)
+        .artifact(file.to_str().unwrap(), "answer.txt")
+        .register(&registry)
+        .unwrap();
+    wait_for("the new files to answer", async || ask(&http, &server.url).await.1 == Some(11)).await;
+    let swaps = &server.info("retrained").await["follows"]["swaps"];
+    assert_eq!((swaps[0]["from"].as_u64(), swaps[0]["to"].as_u64()), (Some(one), Some(one)), "{swaps}");
+    server.stop().await;
+}

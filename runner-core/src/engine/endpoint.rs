@@ -128,6 +128,12 @@ impl Endpoint {
         Arc::new(Endpoint { placement, model, limits, metrics, batcher, batch, incoming })
     }
 
+    /// Starts from where `previous` (the version this one replaces) runs, with its
+    /// measurements, instead of warming up again.
+    pub(crate) fn continue_from(&self, previous: &Endpoint) {
+        self.placement.start_from(&previous.placement);
+    }
+
     /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step.
     fn pipeline(&self, body: Bytes, content_type: Option<&str>) -> Result<Answer> {
         let x = self.front(body, content_type)?;

@@ -118,6 +118,25 @@ impl Placement {
         }
     }
 
+    /// Starts from what `previous` measured: a new version of a model swapped in for
+    /// another costs about the same, so it starts where the old one stood (its averages
+    /// and where it runs) instead of warming up on the pool again. The guards apply as
+    /// ever: a slower new version goes back to the pool on its first slow calls.
+    pub(crate) fn start_from(&self, previous: &Placement) {
+        for (mine, theirs) in [
+            (&self.cpu_ns, &previous.cpu_ns),
+            (&self.waiting_ns, &previous.waiting_ns),
+            (&self.slow_share, &previous.slow_share),
+            (&self.measured, &previous.measured),
+        ] {
+            mine.store(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.inline.store(previous.inline(), Ordering::Relaxed);
+        if previous.never_inline.load(Ordering::Relaxed) {
+            self.pin_to_pool();
+        }
+    }
+
     pub(crate) fn inline(&self) -> bool {
         self.inline.load(Ordering::Relaxed)
     }
@@ -184,6 +203,21 @@ mod tests {
         for _ in 0..WARM_UP_CALLS {
             placement.record(each, false);
         }
+    }
+
+    #[test]
+    fn a_swapped_in_version_starts_where_the_old_one_stood() {
+        let old = Placement::new(Duration::from_micros(50));
+        warm(&old, busy(Duration::from_micros(3)));
+        let new = Placement::new(Duration::from_micros(50));
+        assert!(!new.inline(), "a fresh placement starts on the pool");
+        new.start_from(&old);
+        assert!(new.inline(), "the new version inherits the old one's place");
+        new.record(busy(Duration::from_millis(60)), true);
+        assert!(!new.inline(), "and its guards: one blocking call sends it to the pool");
+        let pinned = Placement::new(Duration::from_micros(50));
+        pinned.start_from(&new);
+        assert!(!pinned.inline() && !pinned.sample_cpu(), "a version pinned to the pool passes that on");
     }
 
     #[test]

@@ -96,6 +96,7 @@ impl App {
             Error::msg(format!("no model is served as `{name}`; a swap replaces a served model of the same repository"))
         })?;
         let endpoint = self.state.engine.serve(model, &name);
+        endpoint.continue_from(&slot.endpoint());
         let old = slot.swap(endpoint);
         let document = openapi::document(&endpoints(&models.by_name));
         *models.openapi.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = document;
@@ -187,10 +188,15 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let current = slot.endpoint().manifest().model.number;
+        let serving = slot.endpoint();
+        let current = serving.manifest().model.number;
         let (lookup, wanted) = (registry.clone(), reference.clone());
-        let target = match tokio::task::spawn_blocking(move || lookup.resolve(&wanted)).await {
-            Ok(Ok(target)) => target,
+        let resolved = tokio::task::spawn_blocking(move || -> Result<_> {
+            let target = lookup.resolve(&wanted)?;
+            Ok((lookup.manifest(&target)?.sha256(), target))
+        });
+        let (manifest, target) = match resolved.await {
+            Ok(Ok(found)) => found,
             outcome => {
                 let error = match outcome {
                     Ok(Err(e)) => e.to_string(),
@@ -198,15 +204,22 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
                     Ok(Ok(_)) => unreachable!("matched above"),
                 };
                 tracing::warn!(alias = %reference, %error, "cannot read where the alias points; serving {current} meanwhile");
-                log(&|l| l.unreachable = Some(FailedLoad { number: None, at: now_rfc3339(), error: error.clone() }));
+                let at = now_rfc3339();
+                log(&|l| {
+                    l.unreachable =
+                        Some(FailedLoad { number: None, manifest: None, at: at.clone(), error: error.clone() })
+                });
                 continue;
             }
         };
         log(&|l| l.unreachable = None);
-        let failed_before = follow.log.lock().unwrap_or_else(|p| p.into_inner()).failed.as_ref().and_then(|f| f.number);
-        if target.number == current || failed_before == Some(target.number) {
+        // The same number registered again (a new manifest) is a change too.
+        let failed_before =
+            follow.log.lock().unwrap_or_else(|p| p.into_inner()).failed.as_ref().and_then(|f| f.manifest.clone());
+        if manifest == serving.manifest().sha256() || failed_before.as_ref() == Some(&manifest) {
             continue;
         }
+        drop(serving);
         tracing::info!(alias = %reference, from = current, to = target.number, "the alias moved: loading the new model");
         let started = Instant::now();
         let (loader, id) = (registry.clone(), ModelRef::from(&target));
@@ -228,9 +241,10 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
             Err(e) => {
                 app.state.engine.record_swap(&name, "failed", None);
                 tracing::error!(alias = %reference, model = %target, error = %e, "the new model cannot be loaded; {current} keeps serving");
-                let error = e.to_string();
+                let (error, at) = (e.to_string(), now_rfc3339());
                 log(&|l| {
-                    l.failed = Some(FailedLoad { number: Some(target.number), at: now_rfc3339(), error: error.clone() })
+                    let (number, manifest) = (Some(target.number), Some(manifest.clone()));
+                    l.failed = Some(FailedLoad { number, manifest, at: at.clone(), error: error.clone() });
                 });
             }
         }

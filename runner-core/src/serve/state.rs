@@ -78,6 +78,8 @@ pub(crate) struct SwapRecord {
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct FailedLoad {
     pub(crate) number: Option<u64>,
+    /// sha256 of its manifest: not tried again until the alias points elsewhere.
+    pub(crate) manifest: Option<String>,
     pub(crate) at: String,
     pub(crate) error: String,
 }
