@@ -518,3 +518,71 @@ fn presigned_downloads_send_clients_straight_to_the_store() {
     let loaded = Loaded::<Scaler>::load(&fresh, &"acme/direct:1".parse().unwrap()).unwrap();
     assert_eq!(loaded.run(2.0).unwrap(), 8.0);
 }
+
+#[test]
+fn serve_follows_an_alias_moved_through_another_replica() {
+    let cluster = Cluster::start();
+    let (first, second) = (cluster.replica(&[]), cluster.replica(&[]));
+    let token = cluster.token("acme");
+    let dir = tempfile::tempdir().unwrap();
+    let writer = client(&first, &token, &dir.path().join("cache-w"));
+    for scale in [10.0, 20.0] {
+        register_model::<Scaler>("scaler").organization("acme").model(Scale(scale)).register(&writer).unwrap();
+    }
+    let any = runner_core::registry::AliasOptions::default();
+    writer.set_alias("acme", "scaler", "prod", 1, &any).unwrap();
+    // The server reads the registry through the other replica.
+    let reader = client(&second, &token, &dir.path().join("cache-r"));
+    runtime().block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = runner_core::serve::ServeOptions {
+            follow_interval: std::time::Duration::from_millis(50),
+            ..Default::default()
+        };
+        let serving = tokio::spawn(runner_core::serve::serve_on(
+            listener,
+            Arc::new(reader),
+            vec!["acme/scaler:prod".parse().unwrap()],
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let answers = tokio::task::spawn_blocking(move || {
+            let http = reqwest::blocking::Client::new();
+            let ask = || {
+                let response = http.post(format!("{url}/predict")).body("4.5").send().ok()?;
+                let model = response.headers().get(runner_core::serve::MODEL_HEADER)?.to_str().ok()?.to_string();
+                Some((response.text().ok()?, model))
+            };
+            let started = std::time::Instant::now();
+            let mut seen = Vec::new();
+            loop {
+                // Each distinct answer once, in order (the move is marked between them).
+                match ask() {
+                    Some(answer) if !seen.contains(&answer) => seen.push(answer),
+                    _ => {}
+                }
+                if seen.len() == 1 && seen[0].0 == "45.0" {
+                    writer.set_alias("acme", "scaler", "prod", 2, &any).unwrap();
+                    seen.push(("moved".into(), String::new()));
+                }
+                if seen.last().is_some_and(|(answer, _)| answer == "90.0") {
+                    return seen;
+                }
+                assert!(started.elapsed() < std::time::Duration::from_secs(30), "never followed: {seen:?}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+        .await
+        .unwrap();
+        stop.send(()).unwrap();
+        serving.await.unwrap().unwrap();
+        let expected = [("45.0", "acme/scaler:1"), ("moved", ""), ("90.0", "acme/scaler:2")];
+        let answers: Vec<(&str, &str)> = answers.iter().map(|(a, m)| (a.as_str(), m.as_str())).collect();
+        assert_eq!(answers, expected);
+    });
+}
