@@ -30,7 +30,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use runner_core::registry::store::Collected;
-use runner_core::registry::{aliased, check_expect, check_move, no_such_alias, Alias, AliasMove, AliasOptions, Expect};
+use runner_core::registry::{
+    aliased, check_expect, check_move, no_such_alias, no_such_repository, Alias, AliasMove, AliasOptions, Expect,
+};
 use runner_core::{validate_name, validate_sha256, Error, ErrorKind, Expected, Manifest, ModelId, ModelStatus};
 use runner_core::{ModelSummary, Result};
 use sha2::{Digest, Sha256};
@@ -232,10 +234,7 @@ impl SharedStore {
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            return Err(Error::NotFound {
-                what: "repository",
-                message: format!("`{repository}` does not exist in organization `{organization}` of {}", self.location),
-            });
+            return Err(no_such_repository(organization, repository, &self.location));
         }
         let mut models = Vec::with_capacity(rows.len());
         for row in rows {
@@ -475,10 +474,7 @@ impl SharedStore {
         let found = sqlx::query(sql).bind(organization).bind(repository).fetch_optional(executor).await.map_err(db)?;
         match found {
             Some(_) => Ok(()),
-            None => Err(Error::NotFound {
-                what: "repository",
-                message: format!("`{repository}` does not exist in organization `{organization}` of {}", self.location),
-            }),
+            None => Err(no_such_repository(organization, repository, &self.location)),
         }
     }
 
@@ -493,10 +489,7 @@ impl SharedStore {
             .await
             .map_err(db)?;
         match deleted.rows_affected() {
-            0 => Err(Error::NotFound {
-                what: "repository",
-                message: format!("`{repository}` does not exist in organization `{organization}`"),
-            }),
+            0 => Err(no_such_repository(organization, repository, &self.location)),
             _ => Ok(()),
         }
     }

@@ -22,7 +22,7 @@ use super::alias::{aliased, local_user, Alias, AliasBook, AliasMove, AliasOption
 use super::digest::feed;
 use super::digest::BUFFER;
 use super::hashes::Seen;
-use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
+use super::traits::{check_staged, no_such_repository, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use super::volume::{build_volume, missing_content};
 use crate::error::IoContext;
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
@@ -330,13 +330,7 @@ impl LocalRegistry {
         if dir.is_dir() {
             Ok(dir)
         } else {
-            Err(Error::NotFound {
-                what: "repository",
-                message: format!(
-                    "`{repository}` does not exist in organization `{organization}` of {}",
-                    self.location()
-                ),
-            })
+            Err(no_such_repository(organization, repository, &self.location()))
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sha2::{Digest, Sha256};
 
 use super::alias::{aliased, local_user, Alias, AliasBook, AliasMove, AliasOptions, Expect};
-use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
+use super::traits::{check_staged, no_such_repository, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use super::volume::{build_volume, missing_content};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
@@ -134,13 +134,7 @@ impl MemoryRegistry {
         if state.has_repository(organization, repository) {
             Ok(())
         } else {
-            Err(Error::NotFound {
-                what: "repository",
-                message: format!(
-                    "`{repository}` does not exist in organization `{organization}` of {}",
-                    self.location()
-                ),
-            })
+            Err(no_such_repository(organization, repository, &self.location()))
         }
     }
 
@@ -200,15 +194,11 @@ impl Registry for MemoryRegistry {
         validate_name("organization", organization)?;
         validate_name("repository", repository)?;
         let state = self.lock();
-        let models = state.repositories.get(organization).and_then(|repos| repos.get(repository)).ok_or_else(|| {
-            Error::NotFound {
-                what: "repository",
-                message: format!(
-                    "`{repository}` does not exist in organization `{organization}` of {}",
-                    self.location()
-                ),
-            }
-        })?;
+        let models = state
+            .repositories
+            .get(organization)
+            .and_then(|repos| repos.get(repository))
+            .ok_or_else(|| no_such_repository(organization, repository, &self.location()))?;
         models
             .iter()
             .map(|(number, manifest)| {

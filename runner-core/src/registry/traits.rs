@@ -180,6 +180,15 @@ pub trait Registry: Send + Sync + fmt::Debug {
     }
 }
 
+/// The error for a repository that does not exist in `location` (a registry's
+/// [`Registry::location`]).
+pub fn no_such_repository(organization: &str, repository: &str, location: &str) -> Error {
+    Error::NotFound {
+        what: "repository",
+        message: format!("`{repository}` does not exist in organization `{organization}` of {location}"),
+    }
+}
+
 /// What a commit expects to replace, so that of two registrations of one number one wins
 /// and the other is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
