@@ -109,8 +109,11 @@ fn serve_refuses_what_it_cannot_load() {
     assert!(err.contains("cannot serve iris:7") && err.contains("does not exist"), "{err}");
 
     let (code, err) = serve_fails(&registry, "iris:seven");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("alias `seven` of `iris` does not exist") && err.contains("alias set"), "{err}");
+    let (code, err) = serve_fails(&registry, "iris:Seven");
     assert_eq!(code, Some(2));
-    assert!(err.contains("`seven` is not a model number"), "{err}");
+    assert!(err.contains("`Seven` is neither a model number nor an alias name"), "{err}");
 
     // A manifest naming a runner this binary does not contain.
     let manifest = registry.join("orgs/default/sum/1/manifest.json");
