@@ -194,14 +194,30 @@ async fn predictions_and_their_error_statuses() {
     let no_route = client.get("/nowhere").await;
     assert_eq!(no_route.status, 404);
 
-    // The V2 protocol: health for every server, inference only for tensor backends.
+    // The V2 protocol for a runner that takes JSON: one BYTES element holding the body.
     assert_eq!(client.get("/v2/health/live").await.json(), json!({ "live": true }));
     assert_eq!(client.get("/v2/health/ready").await.json(), json!({ "ready": true }));
-    let not_v2 = client.post_json("/v2/models/obedient/infer", &json!({ "inputs": [] })).await;
-    assert_eq!(not_v2.status, 404);
-    let message = not_v2.json()["error"].as_str().unwrap().to_string();
+    let metadata = client.get("/v2/models/obedient").await.json();
+    assert_eq!(metadata["platform"], "runner_json");
+    assert_eq!(metadata["inputs"], json!([{"name": "body", "datatype": "BYTES", "shape": [1]}]));
+    let body = |document: serde_json::Value| json!({"inputs": [{"name": "body", "shape": [1], "datatype": "BYTES", "data": [document.to_string()]}]});
+    let answer = client.post_json("/v2/models/obedient/infer", &body(json!({"action": "ok"}))).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let output = &answer.json()["outputs"][0];
+    assert_eq!((output["name"].clone(), output["datatype"].clone()), (json!("body"), json!("BYTES")));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(output["data"][0].as_str().unwrap()).unwrap(),
+        json!({"done": "ok"})
+    );
+    // The runner's own errors come through with their status.
+    let refused = client.post_json("/v2/models/obedient/infer", &body(json!({"action": "invalid"}))).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.json()["error"].as_str().unwrap().contains("may not be"), "{}", refused.text());
+    let not_one = client.post_json("/v2/models/obedient/infer", &json!({ "inputs": [] })).await;
+    assert_eq!(not_one.status, 400);
+    let message = not_one.json()["error"].as_str().unwrap().to_string();
     assert!(
-        message.contains("does not speak the V2 protocol") && message.contains("/models/obedient/predict"),
+        message.contains("takes one BYTES input (`body`, shape [1])") && message.contains("not 0 inputs"),
         "{message}"
     );
     assert_eq!(client.get("/v2/models/nope").await.status, 404);

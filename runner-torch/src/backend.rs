@@ -300,7 +300,7 @@ impl<I: Tensors, O: Tensors, P: BatchPolicy> Backend for Torch<I, O, P> {
                 })
                 .collect::<Result<_>>()?
         };
-        let tensors = ordered.iter().map(|t| TensorData::from_v2(t)?.to_tensor()).collect::<Result<Vec<_>>>()?;
+        let tensors = ordered.iter().map(v2_tensor).collect::<Result<Vec<_>>>()?;
         I::from_tensors(tensors)
     }
 
@@ -316,4 +316,15 @@ impl<I: Tensors, O: Tensors, P: BatchPolicy> Backend for Torch<I, O, P> {
             })
             .collect()
     }
+}
+
+/// A V2 input as a CPU tensor: binary data (the binary tensor extension) straight into
+/// the tensor in one copy, JSON data parsed and checked.
+fn v2_tensor(input: &v2::Tensor) -> Result<Tensor> {
+    let Some(raw) = &input.raw else { return TensorData::from_v2(input)?.to_tensor() };
+    let dtype =
+        DType::parse(&input.datatype).map_err(|e| Error::invalid_input(format!("input `{}`: {e}", input.name)))?;
+    // The protocol layer checked that the bytes are the shape's element count times the
+    // datatype's size; libtorch's element size is the same for every dtype it has.
+    Tensor::f_from_data_size(raw, &input.shape, dtype.kind()).map_err(torch_error)
 }

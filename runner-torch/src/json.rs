@@ -291,13 +291,7 @@ impl TensorData {
             Elements::F32(v) => serde_json::json!(v),
             Elements::F64(v) => serde_json::json!(v),
         };
-        v2::Tensor {
-            name: name.to_string(),
-            shape: self.shape.clone(),
-            datatype: self.dtype.v2_name().to_string(),
-            parameters: None,
-            data,
-        }
+        v2::Tensor::json(name, self.shape.clone(), self.dtype.v2_name(), data)
     }
 }
 

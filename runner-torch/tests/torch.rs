@@ -268,3 +268,73 @@ fn device_names_are_checked() {
         assert!(runner_torch::parse_device("cuda:3").unwrap_err().to_string().contains("0 CUDA device(s)"));
     }
 }
+
+/// What [`Echo`] takes.
+#[derive(serde::Deserialize)]
+pub struct Say {
+    text: String,
+    times: usize,
+}
+
+/// What [`Echo`] answers.
+#[derive(serde::Serialize)]
+pub struct Said {
+    text: String,
+}
+
+/// A runner that takes and gives JSON: V2 reaches it through one BYTES element.
+pub struct Echo;
+
+#[runner_core::runner(name = "echo")]
+impl Echo {
+    fn predict(_model: &(), data: Say) -> Said {
+        Said { text: data.text.repeat(data.times) }
+    }
+}
+
+/// The Python of the project's virtual environment (scripts/torch-env.sh), where
+/// `tritonclient` is installed with the MiniLM packages.
+fn python() -> std::path::PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    venv.join("bin/python")
+}
+
+#[test]
+fn tritonclient_speaks_json_and_binary_tensors_to_serve() {
+    let (_dir, registry) = registry();
+    let module =
+        TorchModule::new(linear(4, 3), Device::Cpu).input("x", DType::F32, [-1, 4]).output("y", DType::F32, [-1, 3]);
+    register_torch_model("linear", module).register(registry.as_ref()).unwrap();
+    runner_core::register_model::<Echo>("echo").model(()).register(registry.as_ref()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tritonclient_http.py");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let output = rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(runner_core::serve::serve_on(
+            listener,
+            registry,
+            vec!["linear:1".parse().unwrap(), "echo:1".parse().unwrap()],
+            ServeOptions::default(),
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python()).arg(script).arg(addr.to_string()).args(["4", "3"]).output()
+        })
+        .await
+        .unwrap()
+        .expect("running the project's Python (set up by scripts/torch-env.sh with RUNNER_TORCH_MODELS=1)");
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        output
+    });
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "tritonclient failed against serve:\n{text}");
+    assert!(text.contains("all checks passed"), "{text}");
+}

@@ -1,12 +1,14 @@
-//! The KServe V2 routes (see [`crate::v2`]): health, metadata and inference for the
-//! models whose runner speaks tensors.
+//! The KServe V2 routes (see [`crate::v2`]): health, metadata and inference, with the
+//! binary tensor data extension. Runners that speak tensors take and give their
+//! tensors; every other runner takes one `BYTES` element holding its request body (the
+//! JSON document it takes on `/predict`) and answers one holding its response body.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -49,11 +51,29 @@ pub(super) async fn server_metadata() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "name": "runner-core",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": [],
+        "extensions": ["binary_tensor_data"],
     }))
 }
 
-/// The served model `name` that speaks V2, checking `version` when the path has one.
+/// The name of the one tensor in and out of a runner that does not speak tensors.
+const BODY_TENSOR: &str = "body";
+
+/// The signature of a runner that does not speak tensors: one `BYTES` element in, its
+/// request body, and one out, its response body. The platform says which:
+/// `runner_json` (a JSON document each way) or `runner_body` (other media types).
+fn body_signature(endpoint: &Endpoint) -> v2::Signature {
+    let (input, output) = endpoint.media_types();
+    let tensor = |name: &str| v2::TensorMetadata { name: name.to_string(), datatype: "BYTES".into(), shape: vec![1] };
+    let json = input == crate::api::JSON && output == crate::api::JSON;
+    v2::Signature {
+        platform: if json { "runner_json" } else { "runner_body" }.to_string(),
+        inputs: vec![tensor(BODY_TENSOR)],
+        outputs: vec![tensor(BODY_TENSOR)],
+    }
+}
+
+/// The served model `name`, checking `version` when the path has one, and its V2
+/// signature (tensors, or [`body_signature`]).
 fn tensor_endpoint(
     state: &AppState,
     name: &str,
@@ -69,13 +89,7 @@ fn tensor_endpoint(
         )
         .into());
     }
-    let signature = endpoint.v2_signature().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("model `{name}` does not speak the V2 protocol (its runner has no tensor backend); POST its JSON to /models/{name}/predict"),
-        )
-    })?;
+    let signature = endpoint.v2_signature().unwrap_or_else(|| body_signature(&endpoint));
     Ok((endpoint, signature))
 }
 
@@ -134,7 +148,15 @@ async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request:
     m.in_flight.inc();
     let started = Instant::now();
     let mut response = match infer_response(state, endpoint.clone(), name, request).await {
-        Ok(response) => Json(response).into_response(),
+        Ok((body, None)) => {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+        }
+        Ok((body, Some(json_length))) => {
+            let mut response =
+                ([(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))], body).into_response();
+            response.headers_mut().insert(v2::HEADER_LENGTH, HeaderValue::from(json_length));
+            response
+        }
         Err(e) => V2Error(e).into_response(),
     };
     super::routes::name_model(&mut response, &endpoint);
@@ -145,12 +167,14 @@ async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request:
     response
 }
 
+/// Runs one inference request; the response body, and the length of its JSON part when
+/// binary outputs follow it.
 async fn infer_response(
     state: &AppState,
     endpoint: Arc<Endpoint>,
     name: &str,
     request: Request,
-) -> Result<v2::InferResponse, ApiError> {
+) -> Result<(bytes::Bytes, Option<usize>), ApiError> {
     let timeout = state.options.timeout;
     let timed_out = || ApiError::timed_out(timeout);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -158,15 +182,25 @@ async fn infer_response(
     let bytes = tokio::time::timeout_at(deadline, read_body(body, &parts.headers, state.options.body_limit))
         .await
         .map_err(|_| timed_out())??;
-    let request: v2::InferRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        let status = if e.is_data() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::BAD_REQUEST };
-        ApiError::new(status, "invalid_input", format!("not a V2 inference request: {e}"))
-    })?;
-    let v2::InferRequest { id, inputs, outputs: wanted, .. } = request;
-    let mut outputs =
-        tokio::time::timeout_at(deadline, endpoint.clone().v2_infer(inputs)).await.map_err(|_| timed_out())??;
-    if let Some(wanted) = wanted {
-        for w in &wanted {
+    let header_length = parts.headers.get(v2::HEADER_LENGTH).map(|v| v.to_str().unwrap_or("(not text)"));
+    let request = v2::decode_request(bytes, header_length)?;
+    let v2::InferRequest { id, inputs, outputs: wanted, parameters } = request;
+    let mut outputs = if endpoint.v2_signature().is_some() {
+        tokio::time::timeout_at(deadline, endpoint.clone().v2_infer(inputs)).await.map_err(|_| timed_out())??
+    } else {
+        let body = body_input(inputs)?;
+        let content_type = endpoint.media_types().0;
+        let call = endpoint.clone().call(body, Some(content_type.to_string()));
+        let (answer, _) = tokio::time::timeout_at(deadline, call).await.map_err(|_| timed_out())??;
+        let mut raw = Vec::with_capacity(answer.len() + 4);
+        raw.extend((answer.len() as u32).to_le_bytes());
+        raw.extend_from_slice(&answer);
+        let mut output = v2::Tensor::json(BODY_TENSOR, vec![1], "BYTES", serde_json::Value::Null);
+        output.raw = Some(raw.into());
+        vec![output]
+    };
+    if let Some(wanted) = &wanted {
+        for w in wanted {
             if !outputs.iter().any(|o| o.name == w.name) {
                 let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
                 return Err(ApiError::new(
@@ -178,10 +212,42 @@ async fn infer_response(
         }
         outputs.retain(|o| wanted.iter().any(|w| w.name == o.name));
     }
-    Ok(v2::InferResponse {
+    let response = v2::InferResponse {
         model_name: name.to_string(),
         model_version: Some(endpoint.manifest().model.number.to_string()),
         id,
         outputs,
-    })
+    };
+    let binary = |output: &str| v2::wants_binary(parameters.as_ref(), wanted.as_deref(), output);
+    Ok(v2::encode_response(response, binary)?)
+}
+
+/// The request body a runner that does not speak tensors takes, from its one `BYTES`
+/// input (binary, or a JSON string).
+fn body_input(inputs: Vec<v2::Tensor>) -> Result<bytes::Bytes, ApiError> {
+    let wrong = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message);
+    let [input] = <[v2::Tensor; 1]>::try_from(inputs).map_err(|inputs| {
+        wrong(format!(
+            "this model takes one BYTES input (`{BODY_TENSOR}`, shape [1]) holding its request body, not {} inputs",
+            inputs.len()
+        ))
+    })?;
+    if input.datatype != "BYTES" || input.element_count().ok() != Some(1) {
+        return Err(wrong(format!(
+            "input `{}` is {} of shape {:?}; this model takes one BYTES element (shape [1]) holding its request body",
+            input.name, input.datatype, input.shape
+        )));
+    }
+    match &input.raw {
+        Some(raw) => Ok(v2::bytes_elements(&input.name, raw)?.remove(0)),
+        None => {
+            let text = match &input.data {
+                serde_json::Value::Array(items) if items.len() == 1 => items[0].as_str(),
+                other => other.as_str(),
+            };
+            text.map(|t| bytes::Bytes::copy_from_slice(t.as_bytes())).ok_or_else(|| {
+                wrong(format!("input `{}` must hold one string: the request body (a JSON document)", input.name))
+            })
+        }
+    }
 }
