@@ -3,7 +3,9 @@ bench/torch.sh (which builds the binaries and sets up libtorch)."""
 
 import json
 import os
+import re
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -20,8 +22,39 @@ CONCURRENCY = [1, 32]
 RELEASE = ROOT / "target" / "release"
 VENV = ROOT / ".venv" / "bin"
 
-MLP_BODY = json.dumps([[float((i * 7) % 17) for i in range(64)]])
+MLP_ROW = [float((i * 7) % 17) for i in range(64)]
+MLP_BODY = json.dumps([MLP_ROW])
+# The same row through KServe V2: tensors as JSON, and as binary data both ways (the
+# binary tensor extension, what tritonclient sends by default).
+MLP_V2_JSON = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": MLP_ROW}]})
 SENTENCE_BODY = json.dumps({"sentences": ["A man is playing a guitar on the stage tonight."]})
+
+
+def mlp_v2_binary(work):
+    """The binary request written to a file, and its headers."""
+    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 256}}],
+                         "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    path = work / "mlp-v2-binary.bin"
+    path.write_bytes(header + struct.pack("<64f", *MLP_ROW))
+    return str(path), f"Inference-Header-Content-Length: {len(header)}\nContent-Type: application/octet-stream"
+
+
+def wrk_file(url, body_file, headers, connections, seconds, latency=True):
+    """`run.wrk` for a body read from a file (binary allowed) with extra headers."""
+    command = ["taskset", "-c", run.LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+               "-s", str(ROOT / "bench" / "post_file.lua"), url]
+    if latency:
+        command.insert(-1, "--latency")
+    output = subprocess.run(command, env=dict(os.environ, BODY_FILE=body_file, HEADERS=headers),
+                            capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+              "errors": int(errors.group(1)) if errors else 0}
+    if latency:
+        result["p50"] = run.to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))
+        result["p99"] = run.to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))
+    return result
 
 
 def uvicorn(app, port):
@@ -34,16 +67,22 @@ def serve(registry, model, *flags):
 
 
 def measure(systems, order, body):
-    """Interleaved rounds per concurrency; returns {(name, c): [results]} and RSS."""
+    """Interleaved rounds per concurrency; returns {(name, c): [results]} and RSS. A
+    system is (command, path), or (command, path, its own JSON body), or (command, path,
+    a JSON body to check it answers, (a file of the body to load it with, headers))."""
     results, memory = {}, {}
     for connections in CONCURRENCY:
         for _ in range(ROUNDS):
             for name in order:
-                command, path = systems[name]
-                process, url, _ = start(command, path, body)
+                command, path, own, payload = (*systems[name], None, None)[:4]
+                process, url, _ = start(command, path, own or body)
+                if payload:
+                    load = lambda seconds, **kw: wrk_file(url + path, *payload, connections, seconds, **kw)
+                else:
+                    load = lambda seconds, **kw: wrk(url + path, own or body, connections, seconds, **kw)
                 try:
-                    wrk(url + path, body, connections, WARMUP, latency=False)
-                    results.setdefault((name, connections), []).append(wrk(url + path, body, connections, DURATION))
+                    load(WARMUP, latency=False)
+                    results.setdefault((name, connections), []).append(load(DURATION))
                     memory[name] = run.rss_mib(process.pid)[0]
                 finally:
                     stop(process)
@@ -82,6 +121,9 @@ def mlp(work):
     systems = {
         "bare axum + tch (limit)": (lambda port: [str(RELEASE / "torch-bare"), "serve", f"127.0.0.1:{port}", module], "/predict"),
         "runner serve": (serve(registry, "mlp:latest"), "/predict"),
+        "runner serve, V2 JSON tensors": (serve(registry, "mlp:latest"), "/v2/models/mlp/infer", MLP_V2_JSON),
+        "runner serve, V2 binary tensors": (serve(registry, "mlp:latest"), "/v2/models/mlp/infer", MLP_V2_JSON,
+                                            mlp_v2_binary(work)),
         "runner serve, always the blocking pool": (serve(registry, "mlp:latest", "--inline-threshold-us", "0"), "/predict"),
         "runner serve, batching 32": (serve(registry, "mlp:latest", "--max-batch-size", "32", "--max-delay-ms", "1"), "/predict"),
         "FastAPI + torch": (lambda port: uvicorn("fastapi_torch_mlp:app", port), "/predict"),
@@ -89,7 +131,8 @@ def mlp(work):
     order = list(systems)
     results, memory = measure(systems, order, MLP_BODY)
     lines = ["### TorchScript MLP (64 -> 256 -> 256 -> 10), one row per request", "",
-             "`POST [[64 floats]]` answers `[[10 logits]]`. " + env_note(), ""]
+             "`POST [[64 floats]]` answers `[[10 logits]]`; the V2 rows send the same row as a V2 request, its "
+             "tensor as JSON or as binary data (input and output). " + env_note(), ""]
     lines += table(results, order, "bare axum + tch (limit)", "req")
     lines += ["", "RSS after the run (MiB): " + ", ".join(f"{n} {m:.0f}" for n, m in memory.items())]
     replace_block("torch-mlp", "\n".join(lines))
