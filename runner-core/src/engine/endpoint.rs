@@ -70,6 +70,8 @@ pub struct Endpoint {
     /// Requests admitted for batching and still in `front`: the batch worker waits for
     /// them (up to the delay) and for nothing else.
     incoming: Arc<AtomicUsize>,
+    /// Whether the runner speaks tensors (has a V2 signature), asked once.
+    tensors: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -125,7 +127,8 @@ impl Endpoint {
             sender
         });
         let placement = Placement::new(options.inline_threshold);
-        Arc::new(Endpoint { placement, model, limits, metrics, batcher, batch, incoming })
+        let tensors = model.v2_signature().is_some();
+        Arc::new(Endpoint { placement, model, limits, metrics, batcher, batch, incoming, tensors })
     }
 
     /// Starts from where `previous` (the version this one replaces) runs, with its
@@ -304,9 +307,53 @@ impl Endpoint {
         self.model.v2_signature()
     }
 
+    /// Whether the runner speaks tensors (V2 with its own signature).
+    pub fn speaks_tensors(&self) -> bool {
+        self.tensors
+    }
+
+    /// decode -> predict -> encode, timing each step.
+    fn v2_pipeline(&self, inputs: Vec<v2::Tensor>) -> Result<Vec<v2::Tensor>> {
+        let mut clock = Lap::start();
+        let x = self.model.v2_decode(inputs);
+        clock.lap(&self.metrics.parse);
+        let y = self.model.predict(x?);
+        clock.lap(&self.metrics.predict);
+        let outputs = self.model.v2_encode(y?);
+        clock.lap(&self.metrics.serialize);
+        outputs
+    }
+
+    /// [`Endpoint::try_inline`] for V2 tensors: runs the tensor pipeline here and now when
+    /// it is placed inline; otherwise gives the inputs back for [`Endpoint::v2_infer`].
+    pub fn try_v2_inline(
+        &self,
+        inputs: Vec<v2::Tensor>,
+    ) -> std::result::Result<Result<Vec<v2::Tensor>>, Vec<v2::Tensor>> {
+        if self.batcher.is_some() || !self.placement.inline() {
+            return Err(inputs);
+        }
+        let admission = match Admission::new(&self.limits) {
+            Ok(admission) => admission,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = self.placement.timed(true, || run_caught("the pipeline", || self.v2_pipeline(inputs)));
+        drop(admission);
+        Ok(result)
+    }
+
     /// V2 inference: tensors through `prepare`, `predict` (batched when configured) and
-    /// back to tensors, under the same limits as [`Endpoint::call`].
+    /// back to tensors, under the same limits as [`Endpoint::call`]; measured for
+    /// placement like it, so a cheap tensor pipeline moves inline too.
     pub async fn v2_infer(self: Arc<Self>, inputs: Vec<v2::Tensor>) -> Result<Vec<v2::Tensor>> {
+        if self.batcher.is_none() {
+            let admission = Admission::new(&self.limits)?;
+            let this = self.clone();
+            return offload(&self.limits, Arc::new(admission), "the pipeline", move || {
+                this.placement.timed(false, || this.v2_pipeline(inputs))
+            })
+            .await;
+        }
         self.staged(
             move |this| {
                 let mut clock = Lap::start();

@@ -79,9 +79,16 @@ fn tensor_endpoint(
     name: &str,
     version: Option<&str>,
 ) -> Result<(Arc<Endpoint>, v2::Signature), V2Error> {
+    let endpoint = versioned_endpoint(state, name, version)?;
+    let signature = endpoint.v2_signature().unwrap_or_else(|| body_signature(&endpoint));
+    Ok((endpoint, signature))
+}
+
+/// The served model `name`, checking `version` when the path has one.
+fn versioned_endpoint(state: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Endpoint>, V2Error> {
     let endpoint = endpoint(state, name)?;
-    let number = endpoint.manifest().model.number.to_string();
-    if let Some(version) = version.filter(|v| *v != number) {
+    let number = endpoint.manifest().model.number;
+    if let Some(version) = version.filter(|v| v.parse::<u64>().ok() != Some(number)) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -89,8 +96,7 @@ fn tensor_endpoint(
         )
         .into());
     }
-    let signature = endpoint.v2_signature().unwrap_or_else(|| body_signature(&endpoint));
-    Ok((endpoint, signature))
+    Ok(endpoint)
 }
 
 pub(super) async fn model_metadata(
@@ -140,7 +146,7 @@ pub(super) async fn version_infer(
 }
 
 async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request: Request) -> Response {
-    let (endpoint, _) = match tensor_endpoint(state, name, version) {
+    let endpoint = match versioned_endpoint(state, name, version) {
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };
@@ -185,13 +191,25 @@ async fn infer_response(
     let header_length = parts.headers.get(v2::HEADER_LENGTH).map(|v| v.to_str().unwrap_or("(not text)"));
     let request = v2::decode_request(bytes, header_length)?;
     let v2::InferRequest { id, inputs, outputs: wanted, parameters } = request;
-    let mut outputs = if endpoint.v2_signature().is_some() {
-        tokio::time::timeout_at(deadline, endpoint.clone().v2_infer(inputs)).await.map_err(|_| timed_out())??
+    // A cheap pipeline runs right here, as on /predict.
+    let mut outputs = if endpoint.speaks_tensors() {
+        match endpoint.try_v2_inline(inputs) {
+            Ok(outputs) => outputs?,
+            Err(inputs) => {
+                let call = endpoint.clone().v2_infer(inputs);
+                tokio::time::timeout_at(deadline, call).await.map_err(|_| timed_out())??
+            }
+        }
     } else {
         let body = body_input(inputs)?;
         let content_type = endpoint.media_types().0;
-        let call = endpoint.clone().call(body, Some(content_type.to_string()));
-        let (answer, _) = tokio::time::timeout_at(deadline, call).await.map_err(|_| timed_out())??;
+        let (answer, _) = match endpoint.try_inline(body, Some(content_type)) {
+            Ok(answer) => answer?,
+            Err(body) => {
+                let call = endpoint.clone().call(body, Some(content_type.to_string()));
+                tokio::time::timeout_at(deadline, call).await.map_err(|_| timed_out())??
+            }
+        };
         let mut raw = Vec::with_capacity(answer.len() + 4);
         raw.extend((answer.len() as u32).to_le_bytes());
         raw.extend_from_slice(&answer);
