@@ -104,15 +104,20 @@ def to_ms(value):
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url, body, connections, seconds, latency=True):
+def wrk(url, body, connections, seconds, latency=True, script="post.lua", env=None):
+    """wrk POSTing `body` (or, with script="post_file.lua" and env BODY_FILE and HEADERS, a
+    file): requests/s, non-2xx `errors`, `socket_errors`, and p50/p99 in ms."""
     command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-               "-s", str(ROOT / "bench" / "post.lua"), url]
+               "-s", str(ROOT / "bench" / script), url]
     if latency:
         command.insert(-1, "--latency")
-    output = subprocess.run(command, env=dict(os.environ, BODY=body), capture_output=True, text=True, check=True).stdout
+    env = dict(os.environ, **(env or {"BODY": body}))
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    result = {"rps": rps, "errors": int(errors.group(1)) if errors else 0}
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    result = {"rps": rps, "errors": int(errors.group(1)) if errors else 0,
+              "socket_errors": sum(map(int, sockets.groups())) if sockets else 0}
     if latency:
         result["p50"] = to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))
         result["p99"] = to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))

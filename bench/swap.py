@@ -3,7 +3,6 @@ iris:prod` under load while the alias moves, against the same load with the alia
 
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -37,18 +36,8 @@ def served(url):
 
 def wrk(url, seconds):
     """wrk -c CONNECTIONS for `seconds`: requests/s, p50 and p99 (ms), failures of any kind."""
-    command = ["taskset", "-c", run.LOAD_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
-               "-s", str(ROOT / "bench" / "post.lua"), url + "/predict"]
-    output = subprocess.run(command, env=dict(os.environ, BODY=run.W2_BODY), capture_output=True, text=True,
-                            check=True).stdout
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": run.to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
-        "p99": run.to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
-        "failed": (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0),
-    }
+    result = run.wrk(url + "/predict", run.W2_BODY, CONNECTIONS, seconds)
+    return dict(result, failed=result["errors"] + result["socket_errors"])
 
 
 def mover(registry, url, numbers, seconds, swapped_ms):

@@ -3,7 +3,6 @@ bench/torch.sh (which builds the binaries and sets up libtorch)."""
 
 import json
 import os
-import re
 import statistics
 import struct
 import subprocess
@@ -42,19 +41,8 @@ def mlp_v2_binary(work):
 
 def wrk_file(url, body_file, headers, connections, seconds, latency=True):
     """`run.wrk` for a body read from a file (binary allowed) with extra headers."""
-    command = ["taskset", "-c", run.LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-               "-s", str(ROOT / "bench" / "post_file.lua"), url]
-    if latency:
-        command.insert(-1, "--latency")
-    output = subprocess.run(command, env=dict(os.environ, BODY_FILE=body_file, HEADERS=headers),
-                            capture_output=True, text=True, check=True).stdout
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-              "errors": int(errors.group(1)) if errors else 0}
-    if latency:
-        result["p50"] = run.to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))
-        result["p99"] = run.to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))
-    return result
+    return wrk(url, None, connections, seconds, latency, script="post_file.lua",
+               env={"BODY_FILE": body_file, "HEADERS": headers})
 
 
 def uvicorn(app, port):
