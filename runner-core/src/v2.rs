@@ -209,9 +209,9 @@ fn element_count(name: &str, shape: &[i64]) -> Result<usize> {
     })
 }
 
-/// Splits a `BYTES` tensor's raw data into its elements, checking every length.
-pub fn bytes_elements(name: &str, raw: &[u8]) -> Result<Vec<Bytes>> {
-    let raw = Bytes::copy_from_slice(raw);
+/// Splits a `BYTES` tensor's raw data into its elements (slices of it, not copies),
+/// checking every length.
+pub fn bytes_elements(name: &str, raw: &Bytes) -> Result<Vec<Bytes>> {
     let mut elements = Vec::new();
     let mut at = 0;
     while at < raw.len() {
@@ -233,7 +233,7 @@ pub fn bytes_elements(name: &str, raw: &[u8]) -> Result<Vec<Bytes>> {
 }
 
 /// Checks that raw data fits the tensor's shape and datatype.
-fn check_raw(tensor: &Tensor, raw: &[u8]) -> Result<()> {
+fn check_raw(tensor: &Tensor, raw: &Bytes) -> Result<()> {
     let count = tensor.element_count()?;
     match element_size(&tensor.datatype)? {
         Some(size) if count.checked_mul(size) == Some(raw.len()) => Ok(()),
@@ -310,7 +310,7 @@ fn f32_to_bf16(value: f32) -> u16 {
 }
 
 /// Raw data as a flat JSON array (`BYTES` elements as strings, which must be UTF-8).
-fn raw_to_json(tensor: &Tensor, raw: &[u8]) -> Result<serde_json::Value> {
+fn raw_to_json(tensor: &Tensor, raw: &Bytes) -> Result<serde_json::Value> {
     use serde_json::Value;
     check_raw(tensor, raw)?;
     macro_rules! numbers {

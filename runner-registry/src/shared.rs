@@ -31,7 +31,8 @@ use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use runner_core::registry::store::Collected;
 use runner_core::registry::{
-    aliased, check_expect, check_move, no_such_alias, no_such_repository, Alias, AliasMove, AliasOptions, Expect,
+    aliased, check_expect, check_move, no_such_alias, no_such_repository, not_ready, Alias, AliasMove, AliasOptions,
+    Expect,
 };
 use runner_core::{validate_name, validate_sha256, Error, ErrorKind, Expected, Manifest, ModelId, ModelStatus};
 use runner_core::{ModelSummary, Result};
@@ -1071,7 +1072,7 @@ async fn ready_manifest(tx: &mut Transaction<'static, Postgres>, id: &ModelId, l
     .map_err(db)?;
     match json.flatten() {
         Some(json) => Manifest::from_json(id, json.as_bytes()),
-        None => Err(Error::NotFound { what: "model", message: format!("{id} is not a ready model of {location}") }),
+        None => Err(not_ready(id, location)),
     }
 }
 

@@ -139,11 +139,49 @@ impl Endpoint {
 
     /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step.
     fn pipeline(&self, body: Bytes, content_type: Option<&str>) -> Result<Answer> {
-        let x = self.front(body, content_type)?;
+        self.through(self.front(body, content_type), |y| self.back(y))
+    }
+
+    /// `front`'s model input through `predict` (timed), then `back`.
+    fn through<T>(&self, x: Result<Erased>, back: impl FnOnce(Erased) -> Result<T>) -> Result<T> {
         let mut clock = Lap::start();
-        let y = self.model.predict(x);
+        let y = self.model.predict(x?);
         clock.lap(&self.metrics.predict);
-        self.back(y?)
+        back(y?)
+    }
+
+    /// Runs `pipeline` on `input` here and now when the pipeline is placed inline (under
+    /// an admission slot, timed, a panic caught); otherwise gives `input` back.
+    fn run_here<I, T>(
+        &self,
+        input: I,
+        pipeline: impl FnOnce(&Self, I) -> Result<T>,
+    ) -> std::result::Result<Result<T>, I> {
+        if self.batcher.is_some() || !self.placement.inline() {
+            return Err(input);
+        }
+        let admission = match Admission::new(&self.limits) {
+            Ok(admission) => admission,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = self.placement.timed(true, || run_caught("the pipeline", || pipeline(self, input)));
+        drop(admission);
+        Ok(result)
+    }
+
+    /// Runs `pipeline` on `input` on the blocking pool under the engine's limits, timed
+    /// for placement.
+    async fn run_pooled<I: Send + 'static, T: Send + 'static>(
+        self: Arc<Self>,
+        input: I,
+        pipeline: impl FnOnce(&Self, I) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let admission = Admission::new(&self.limits)?;
+        let this = self.clone();
+        offload(&self.limits, Arc::new(admission), "the pipeline", move || {
+            this.placement.timed(false, || pipeline(&this, input))
+        })
+        .await
     }
 
     /// parse -> preprocess (and prepare).
@@ -276,16 +314,7 @@ impl Endpoint {
     /// back for [`Endpoint::call`]. A front end tries this first: a cheap pipeline then
     /// costs no future, no timer and no thread hop.
     pub fn try_inline(&self, body: Bytes, content_type: Option<&str>) -> std::result::Result<Result<Answer>, Bytes> {
-        if self.batcher.is_some() || !self.placement.inline() {
-            return Err(body);
-        }
-        let admission = match Admission::new(&self.limits) {
-            Ok(admission) => admission,
-            Err(e) => return Ok(Err(e)),
-        };
-        let result = self.placement.timed(true, || run_caught("the pipeline", || self.pipeline(body, content_type)));
-        drop(admission);
-        Ok(result)
+        self.run_here(body, |this, body| this.pipeline(body, content_type))
     }
 
     /// Runs the pipeline on a request body under the engine's limits: on the blocking
@@ -294,12 +323,7 @@ impl Endpoint {
         if self.batcher.is_some() {
             return self.staged(move |this| this.front(body, content_type.as_deref()), |this, y| this.back(y)).await;
         }
-        let admission = Admission::new(&self.limits)?;
-        let this = self.clone();
-        offload(&self.limits, Arc::new(admission), "the pipeline", move || {
-            this.placement.timed(false, || this.pipeline(body, content_type.as_deref()))
-        })
-        .await
+        self.run_pooled(body, move |this, body| this.pipeline(body, content_type.as_deref())).await
     }
 
     /// The tensor signature, when the runner speaks the V2 protocol.
@@ -314,12 +338,21 @@ impl Endpoint {
 
     /// decode -> predict -> encode, timing each step.
     fn v2_pipeline(&self, inputs: Vec<v2::Tensor>) -> Result<Vec<v2::Tensor>> {
+        self.through(self.v2_front(inputs), |y| self.v2_back(y))
+    }
+
+    /// V2 tensors to the model input (timed as `parse`).
+    fn v2_front(&self, inputs: Vec<v2::Tensor>) -> Result<Erased> {
         let mut clock = Lap::start();
         let x = self.model.v2_decode(inputs);
         clock.lap(&self.metrics.parse);
-        let y = self.model.predict(x?);
-        clock.lap(&self.metrics.predict);
-        let outputs = self.model.v2_encode(y?);
+        x
+    }
+
+    /// The model output to V2 tensors (timed as `serialize`).
+    fn v2_back(&self, y: Erased) -> Result<Vec<v2::Tensor>> {
+        let mut clock = Lap::start();
+        let outputs = self.model.v2_encode(y);
         clock.lap(&self.metrics.serialize);
         outputs
     }
@@ -330,16 +363,7 @@ impl Endpoint {
         &self,
         inputs: Vec<v2::Tensor>,
     ) -> std::result::Result<Result<Vec<v2::Tensor>>, Vec<v2::Tensor>> {
-        if self.batcher.is_some() || !self.placement.inline() {
-            return Err(inputs);
-        }
-        let admission = match Admission::new(&self.limits) {
-            Ok(admission) => admission,
-            Err(e) => return Ok(Err(e)),
-        };
-        let result = self.placement.timed(true, || run_caught("the pipeline", || self.v2_pipeline(inputs)));
-        drop(admission);
-        Ok(result)
+        self.run_here(inputs, Self::v2_pipeline)
     }
 
     /// V2 inference: tensors through `prepare`, `predict` (batched when configured) and
@@ -347,28 +371,9 @@ impl Endpoint {
     /// placement like it, so a cheap tensor pipeline moves inline too.
     pub async fn v2_infer(self: Arc<Self>, inputs: Vec<v2::Tensor>) -> Result<Vec<v2::Tensor>> {
         if self.batcher.is_none() {
-            let admission = Admission::new(&self.limits)?;
-            let this = self.clone();
-            return offload(&self.limits, Arc::new(admission), "the pipeline", move || {
-                this.placement.timed(false, || this.v2_pipeline(inputs))
-            })
-            .await;
+            return self.run_pooled(inputs, Self::v2_pipeline).await;
         }
-        self.staged(
-            move |this| {
-                let mut clock = Lap::start();
-                let x = this.model.v2_decode(inputs);
-                clock.lap(&this.metrics.parse);
-                x
-            },
-            |this, y| {
-                let mut clock = Lap::start();
-                let outputs = this.model.v2_encode(y);
-                clock.lap(&this.metrics.serialize);
-                outputs
-            },
-        )
-        .await
+        self.staged(move |this| this.v2_front(inputs), |this, y| this.v2_back(y)).await
     }
 }
 

@@ -22,7 +22,9 @@ use super::alias::{aliased, local_user, Alias, AliasBook, AliasMove, AliasOption
 use super::digest::feed;
 use super::digest::BUFFER;
 use super::hashes::Seen;
-use super::traits::{check_staged, no_such_repository, Expected, ModelStatus, ModelSummary, Registry, Staging};
+use super::traits::{
+    check_staged, no_such_repository, not_ready, Expected, ModelStatus, ModelSummary, Registry, Staging,
+};
 use super::volume::{build_volume, missing_content};
 use crate::error::IoContext;
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
@@ -215,10 +217,7 @@ impl LocalRegistry {
                 message: format!("{} does not exist (or was removed during the upload)", manifest.model),
             });
         }
-        let lock_path = dir.join(".lock");
-        let lock =
-            File::options().create(true).truncate(false).write(true).open(&lock_path).ctx("opening", &lock_path)?;
-        lock.lock().ctx("locking", &lock_path)?;
+        let _lock = lock_file(&dir.join(".lock"))?;
         if let Some(expected) = expected {
             let current = match fs::read(dir.join("manifest.json")) {
                 Ok(bytes) => Expected::Manifest(hex::encode(Sha256::digest(&bytes))),
@@ -234,13 +233,7 @@ impl LocalRegistry {
                 });
             }
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("creating a file in", &dir)?;
-        tmp.write_all(&manifest.to_json()).ctx("writing", tmp.path())?;
-        tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
-        let target = dir.join("manifest.json");
-        tmp.persist(&target).map_err(|e| Error::io("committing", &target, e.error))?;
-        File::open(&dir).and_then(|d| d.sync_all()).ctx("syncing", &dir)?;
-        Ok(())
+        replace_file(&dir, "manifest.json", &manifest.to_json())
     }
 
     fn tmp(&self) -> PathBuf {
@@ -262,10 +255,7 @@ impl LocalRegistry {
             book.set(alias, number, options, by, |n| {
                 let id = ModelId::new(organization, repository, n)?;
                 self.manifest(&id).map_err(|e| match e {
-                    Error::NotFound { .. } => Error::NotFound {
-                        what: "model",
-                        message: format!("{id} is not a ready model of {}", self.location()),
-                    },
+                    Error::NotFound { .. } => not_ready(&id, &self.location()),
                     e => e,
                 })
             })
@@ -284,16 +274,9 @@ impl LocalRegistry {
         self.change_aliases(organization, repository, |book| book.delete(repository, alias, expect, by))
     }
 
-    /// The aliases of a repository as stored (no file yet: none).
+    /// The aliases of a repository as stored.
     fn alias_book(&self, organization: &str, repository: &str) -> Result<AliasBook> {
-        let dir = self.existing_repo_dir(organization, repository)?;
-        let path = dir.join("aliases.json");
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::msg(format!("{} is not a valid alias file: {e}", path.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AliasBook::default()),
-            Err(e) => Err(Error::io("reading", &path, e)),
-        }
+        read_aliases(&self.existing_repo_dir(organization, repository)?)
     }
 
     /// Runs `change` on a repository's aliases under its alias lock (held by every process
@@ -306,21 +289,13 @@ impl LocalRegistry {
         change: impl FnOnce(&mut AliasBook) -> Result<T>,
     ) -> Result<T> {
         let dir = self.existing_repo_dir(organization, repository)?;
-        let lock_path = dir.join(".aliases.lock");
-        let lock =
-            File::options().create(true).truncate(false).write(true).open(&lock_path).ctx("opening", &lock_path)?;
-        lock.lock().ctx("locking", &lock_path)?;
-        let mut book = self.alias_book(organization, repository)?;
+        let _lock = lock_file(&dir.join(".aliases.lock"))?;
+        let mut book = read_aliases(&dir)?;
         let before = book.clone();
         let out = change(&mut book)?;
         if book != before {
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("creating a file in", &dir)?;
             let json = serde_json::to_vec_pretty(&book).expect("aliases always serialize");
-            tmp.write_all(&json).ctx("writing", tmp.path())?;
-            tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
-            let target = dir.join("aliases.json");
-            tmp.persist(&target).map_err(|e| Error::io("writing", &target, e.error))?;
-            File::open(&dir).and_then(|d| d.sync_all()).ctx("syncing", &dir)?;
+            replace_file(&dir, "aliases.json", &json)?;
         }
         Ok(out)
     }
@@ -344,6 +319,35 @@ impl LocalRegistry {
         }
         numbers.sort_unstable();
         Ok(numbers)
+    }
+}
+
+/// Opens (creating it) and locks the lock file at `path`; unlocked when the file is dropped.
+fn lock_file(path: &Path) -> Result<File> {
+    let lock = File::options().create(true).truncate(false).write(true).open(path).ctx("opening", path)?;
+    lock.lock().ctx("locking", path)?;
+    Ok(lock)
+}
+
+/// Replaces `dir/name` whole with `bytes`, durably: a synced temporary file renamed over
+/// it, then the folder synced. Readers see the old content or the new, never half.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).ctx("creating a file in", dir)?;
+    tmp.write_all(bytes).ctx("writing", tmp.path())?;
+    tmp.as_file().sync_all().ctx("syncing", tmp.path())?;
+    let target = dir.join(name);
+    tmp.persist(&target).map_err(|e| Error::io("writing", &target, e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).ctx("syncing", dir)
+}
+
+/// The aliases stored in repository folder `dir` (no file yet: none).
+fn read_aliases(dir: &Path) -> Result<AliasBook> {
+    let path = dir.join("aliases.json");
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::msg(format!("{} is not a valid alias file: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AliasBook::default()),
+        Err(e) => Err(Error::io("reading", &path, e)),
     }
 }
 

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sha2::{Digest, Sha256};
 
 use super::alias::{aliased, local_user, Alias, AliasBook, AliasMove, AliasOptions, Expect};
-use super::traits::{check_staged, no_such_repository, Expected, ModelStatus, ModelSummary, Registry, Staging};
+use super::traits::{
+    check_staged, no_such_repository, not_ready, Expected, ModelStatus, ModelSummary, Registry, Staging,
+};
 use super::volume::{build_volume, missing_content};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
@@ -122,10 +124,6 @@ impl MemoryRegistry {
 
     fn not_found(&self, id: &ModelId) -> Error {
         Error::NotFound { what: "model", message: format!("{id} does not exist in {}", self.location()) }
-    }
-
-    fn not_ready(&self, id: &ModelId) -> Error {
-        Error::NotFound { what: "model", message: format!("{id} is not a ready model of {}", self.location()) }
     }
 
     fn repository_exists(&self, state: &State, organization: &str, repository: &str) -> Result<()> {
@@ -278,7 +276,7 @@ impl Registry for MemoryRegistry {
         let book = state.aliases.entry((organization.to_string(), repository.to_string())).or_default();
         book.set(alias, number, options, &local_user(), |n| {
             let id = ModelId::new(organization, repository, n)?;
-            models.get(&n).cloned().flatten().ok_or_else(|| self.not_ready(&id))
+            models.get(&n).cloned().flatten().ok_or_else(|| not_ready(&id, &self.location()))
         })
     }
 

@@ -189,6 +189,11 @@ pub fn no_such_repository(organization: &str, repository: &str, location: &str) 
     }
 }
 
+/// The error for a model number that is not ready (uploading, or not there) in `location`.
+pub fn not_ready(id: &ModelId, location: &str) -> Error {
+    Error::NotFound { what: "model", message: format!("{id} is not a ready model of {location}") }
+}
+
 /// What a commit expects to replace, so that of two registrations of one number one wins
 /// and the other is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
