@@ -144,7 +144,8 @@ pub fn register_command(args: &RegisterArgs, out: &mut dyn std::io::Write) -> Re
 }
 
 /// Serve registered models over HTTP: `serve iris:latest`, or several models, each at
-/// `/models/{repository}/predict` (and `/predict` when only one is served).
+/// `/models/{repository}/predict` (and `/predict` when only one is served); KServe V2 at
+/// `/v2`, and over gRPC with `--grpc-addr`.
 #[derive(Debug, Parser)]
 #[command(name = "serve", version)]
 pub struct ServeArgs {
@@ -161,6 +162,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "RUNNER_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: std::net::SocketAddr,
+
+    /// Also speak the KServe V2 protocol over gRPC on this address (Triton's port is 8001;
+    /// port 0 picks a free port). Off by default.
+    #[arg(long, env = "RUNNER_GRPC_ADDR", value_name = "ADDR")]
+    pub grpc_addr: Option<std::net::SocketAddr>,
 
     /// Pipelines running at once [default: the number of CPUs].
     #[arg(long, env = "RUNNER_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
@@ -212,6 +218,7 @@ impl ServeArgs {
         let defaults = ServeOptions::default();
         ServeOptions {
             addr: self.addr,
+            grpc_addr: self.grpc_addr,
             concurrency: self.concurrency.map_or(defaults.concurrency, |n| n as usize),
             queue: self.queue,
             timeout: std::time::Duration::from_millis(self.timeout_ms),

@@ -233,7 +233,7 @@ pub fn bytes_elements(name: &str, raw: &Bytes) -> Result<Vec<Bytes>> {
 }
 
 /// Checks that raw data fits the tensor's shape and datatype.
-fn check_raw(tensor: &Tensor, raw: &Bytes) -> Result<()> {
+pub(crate) fn check_raw(tensor: &Tensor, raw: &Bytes) -> Result<()> {
     let count = tensor.element_count()?;
     match element_size(&tensor.datatype)? {
         Some(size) if count.checked_mul(size) == Some(raw.len()) => Ok(()),

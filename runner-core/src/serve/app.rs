@@ -116,6 +116,14 @@ impl App {
         tower::Layer::layer(&observe::ObserveLayer::new(self.state.request_id_prefix.clone()), self.routes())
     }
 
+    /// The KServe V2 gRPC service (`inference.GRPCInferenceService`, see
+    /// [`super::grpc`]) over the same models and engine, as an axum router to serve over
+    /// HTTP/2 (`axum::serve` does), on an address of its own.
+    #[cfg(feature = "grpc")]
+    pub fn grpc_router(&self) -> Router {
+        super::grpc::router(self.state.clone())
+    }
+
     /// The axum router, with request ids and the access log, to nest in a larger app.
     pub fn router(&self) -> Router {
         self.routes().layer(observe::ObserveLayer::new(self.state.request_id_prefix.clone()))
@@ -254,7 +262,8 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
 /// Serves `models` from `registry` until `shutdown` completes: binds first (so `/livez`
 /// answers at once), loads the models off the async runtime, then turns ready. A model
 /// that cannot be loaded ends the server with that error. On shutdown the server stops
-/// accepting and finishes the requests in flight.
+/// accepting and finishes the requests in flight. With [`ServeOptions::grpc_addr`], the
+/// gRPC service listens there too, and stops with it.
 pub async fn serve(
     registry: Arc<dyn Registry>,
     models: Vec<ModelRef>,
@@ -271,7 +280,8 @@ pub async fn serve(
     .await
 }
 
-/// Like [`serve`], on a bound listener; `on_listening` runs once it accepts connections.
+/// Like [`serve`], on a bound listener; `on_listening` runs once it accepts connections
+/// (and the gRPC listener, if any, is bound: it prints its address).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     registry: Arc<dyn Registry>,
@@ -281,7 +291,24 @@ pub async fn serve_on(
     on_listening: impl FnOnce(),
 ) -> Result<()> {
     let interval = options.follow_interval;
+    let grpc_addr = options.grpc_addr;
     let app = App::new(options);
+    // One shutdown for every listener.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let when_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let grpc = match grpc_addr {
+        None => None,
+        Some(addr) => Some(grpc_server(&app, addr, when_stopped()).await?),
+    };
     let service = axum::ServiceExt::<Request>::into_make_service(app.service());
     let loader_app = app.clone();
     let loader_registry = registry.clone();
@@ -298,19 +325,25 @@ pub async fn serve_on(
         }
         loader_app.install(loaded)
     });
-    let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
+    let server = axum::serve(listener, service).with_graceful_shutdown(when_stopped());
     on_listening();
     let server = tokio::spawn(async move { server.await });
+    let abort = || {
+        server.abort();
+        if let Some(grpc) = &grpc {
+            grpc.abort();
+        }
+    };
     match loading.await {
         Ok(Ok(())) => {
             tracing::info!("ready");
         }
         Ok(Err(e)) => {
-            server.abort();
+            abort();
             return Err(e);
         }
         Err(e) => {
-            server.abort();
+            abort();
             return Err(Error::msg(format!("loading the models panicked: {e}")));
         }
     }
@@ -319,12 +352,52 @@ pub async fn serve_on(
         .map(|reference| tokio::spawn(follow(app.clone(), registry.clone(), reference, interval)))
         .collect();
     let outcome = server.await;
+    let grpc_outcome = match grpc {
+        Some(grpc) => grpc.await,
+        None => Ok(Ok(())),
+    };
     for follower in followers {
         follower.abort();
     }
     outcome
         .map_err(|e| Error::msg(format!("the server task failed: {e}")))?
-        .map_err(|e| Error::msg(format!("the server failed: {e}")))
+        .map_err(|e| Error::msg(format!("the server failed: {e}")))?;
+    grpc_outcome
+        .map_err(|e| Error::msg(format!("the gRPC server task failed: {e}")))?
+        .map_err(|e| Error::msg(format!("the gRPC server failed: {e}")))
+}
+
+/// Binds `addr` and serves the gRPC service there (HTTP/2 without TLS, as gRPC clients
+/// speak it to `host:port`) until `stopped`, finishing the calls in flight.
+#[cfg(feature = "grpc")]
+async fn grpc_server(
+    app: &App,
+    addr: std::net::SocketAddr,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::msg(format!("cannot listen for gRPC on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Error::msg(e.to_string()))?;
+    // gRPC's small frames must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let router = app.grpc_router();
+    println!("listening for gRPC on {bound}");
+    let server = axum::serve(listener, router).with_graceful_shutdown(stopped);
+    Ok(tokio::spawn(async move { server.await }))
+}
+
+/// Without the `grpc` feature, asking for a gRPC address is an error that says so.
+#[cfg(not(feature = "grpc"))]
+async fn grpc_server(
+    _: &App,
+    addr: std::net::SocketAddr,
+    _: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    Err(Error::msg(format!("gRPC ({addr}) needs runner-core's `grpc` feature; this build has only HTTP")))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

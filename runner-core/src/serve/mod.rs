@@ -9,7 +9,10 @@
 //! | `GET /readyz` | 200 once every model is loaded, 503 before |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET /openapi.json` | OpenAPI 3.1 document built from the runners' types |
-//! | `/v2/...` | the KServe V2 protocol, for runners on a tensor backend (see [`crate::v2`]) |
+//! | `/v2/...` | the KServe V2 protocol (see [`crate::v2`]): tensors for runners on a tensor backend, one `BYTES` element holding the body for the others |
+//!
+//! With the `grpc` feature, the same V2 protocol is also spoken over gRPC on
+//! [`ServeOptions::grpc_addr`] (see [`grpc`]).
 //!
 //! Errors are JSON: `{"error": {"status": 422, "code": "invalid_input", "message": "..."}}`.
 //! Every prediction's response names the model that answered in [`MODEL_HEADER`]
@@ -23,6 +26,8 @@
 
 mod app;
 mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod observe;
 mod openapi;
 mod options;

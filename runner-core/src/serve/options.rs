@@ -10,6 +10,10 @@ use crate::engine::EngineOptions;
 pub struct ServeOptions {
     /// Address to listen on (default `127.0.0.1:8000`).
     pub addr: SocketAddr,
+    /// Where to speak the KServe V2 protocol over gRPC as well (feature `grpc`; default
+    /// off). It shares the models, admission, batching, limits and metrics of HTTP, and
+    /// shuts down with it.
+    pub grpc_addr: Option<SocketAddr>,
     /// Pipelines running at once (default: the number of CPUs).
     pub concurrency: usize,
     /// Requests that may wait for a free slot; past that the server answers 503 with
@@ -58,6 +62,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            grpc_addr: None,
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue: 1024,
             timeout: Duration::from_secs(30),

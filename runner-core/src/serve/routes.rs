@@ -15,29 +15,33 @@ use super::error::ApiError;
 use super::state::{endpoint, models, read_body, sha256, slot, AppState, Slot};
 use crate::engine::Endpoint;
 
-/// API-key check, constant-time on the keys' hashes (so neither content nor length leaks).
+/// API-key check (see [`key_matches`]).
 pub(crate) async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &state.api_key_hash {
-        let headers = request.headers();
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-        let ok = given.is_some_and(|key| {
-            use subtle::ConstantTimeEq;
-            bool::from(sha256(key.as_bytes()).ct_eq(expected))
-        });
-        if !ok {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong API key: send `Authorization: Bearer KEY`",
-            )
-            .into_response();
-        }
+    if !key_matches(&state, request.headers()) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API key: send `Authorization: Bearer KEY`",
+        )
+        .into_response();
     }
     next.run(request).await
+}
+
+/// Whether `headers` carry the server's API key (`Authorization: Bearer KEY` or
+/// `X-API-Key: KEY`), or the server has none; constant-time on the keys' hashes, so
+/// neither content nor length leaks.
+pub(crate) fn key_matches(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(expected) = &state.api_key_hash else { return true };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    given.is_some_and(|key| {
+        use subtle::ConstantTimeEq;
+        bool::from(sha256(key.as_bytes()).ct_eq(expected))
+    })
 }
 
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {

@@ -18,7 +18,7 @@ use crate::engine::Endpoint;
 use crate::v2;
 
 /// V2 errors are `{"error": "message"}`, with the status of the error.
-pub(super) struct V2Error(ApiError);
+pub(super) struct V2Error(pub(super) ApiError);
 
 impl From<ApiError> for V2Error {
     fn from(error: ApiError) -> Self {
@@ -47,9 +47,12 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(serde_json::json!({ "ready": ready }))).into_response()
 }
 
+/// The server's name in V2 server metadata.
+pub(super) const SERVER_NAME: &str = "runner-core";
+
 pub(super) async fn server_metadata() -> Json<serde_json::Value> {
     Json(serde_json::json!({
-        "name": "runner-core",
+        "name": SERVER_NAME,
         "version": env!("CARGO_PKG_VERSION"),
         "extensions": ["binary_tensor_data"],
     }))
@@ -74,7 +77,7 @@ fn body_signature(endpoint: &Endpoint) -> v2::Signature {
 
 /// The served model `name`, checking `version` when the path has one, and its V2
 /// signature (tensors, or [`body_signature`]).
-fn tensor_endpoint(
+pub(super) fn tensor_endpoint(
     state: &AppState,
     name: &str,
     version: Option<&str>,
@@ -85,7 +88,11 @@ fn tensor_endpoint(
 }
 
 /// The served model `name`, checking `version` when the path has one.
-fn versioned_endpoint(state: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Endpoint>, V2Error> {
+pub(super) fn versioned_endpoint(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<Endpoint>, V2Error> {
     let endpoint = endpoint(state, name)?;
     let number = endpoint.manifest().model.number;
     if let Some(version) = version.filter(|v| v.parse::<u64>().ok() != Some(number)) {
@@ -114,14 +121,23 @@ pub(super) async fn version_metadata(
 }
 
 fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Json<v2::ModelMetadata>, V2Error> {
+    Ok(Json(model_metadata_of(state, name, version)?))
+}
+
+/// The V2 metadata of the served model `name` (at `version`, when given).
+pub(super) fn model_metadata_of(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<v2::ModelMetadata, V2Error> {
     let (endpoint, signature) = tensor_endpoint(state, name, version)?;
-    Ok(Json(v2::ModelMetadata {
+    Ok(v2::ModelMetadata {
         name: name.to_string(),
         versions: vec![endpoint.manifest().model.number.to_string()],
         platform: signature.platform,
         inputs: signature.inputs,
         outputs: signature.outputs,
-    }))
+    })
 }
 
 pub(super) async fn model_ready(
@@ -150,10 +166,7 @@ async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request:
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };
-    let m = endpoint.metrics();
-    m.in_flight.inc();
-    let started = Instant::now();
-    let mut response = match infer_response(state, endpoint.clone(), name, request).await {
+    let mut response = match measured(&endpoint, infer_response(state, endpoint.clone(), name, request)).await {
         Ok((body, None)) => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
         }
@@ -166,11 +179,23 @@ async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request:
         Err(e) => V2Error(e).into_response(),
     };
     super::routes::name_model(&mut response, &endpoint);
-    let m = endpoint.metrics();
-    m.in_flight.dec();
-    m.count(response.status().as_u16());
-    m.latency.observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Runs `work` for `endpoint`, counted in its metrics: in flight, outcome (the HTTP
+/// status it answers with), latency.
+pub(super) async fn measured<T>(
+    endpoint: &Endpoint,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let m = endpoint.metrics();
+    m.in_flight.inc();
+    let started = Instant::now();
+    let outcome = work.await;
+    m.in_flight.dec();
+    m.count(outcome.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200));
+    m.latency.observe(started.elapsed().as_secs_f64());
+    outcome
 }
 
 /// Runs one inference request; the response body, and the length of its JSON part when
@@ -182,15 +207,36 @@ async fn infer_response(
     request: Request,
 ) -> Result<(bytes::Bytes, Option<usize>), ApiError> {
     let timeout = state.options.timeout;
-    let timed_out = || ApiError::timed_out(timeout);
     let deadline = tokio::time::Instant::now() + timeout;
     let (parts, body) = request.into_parts();
     let bytes = tokio::time::timeout_at(deadline, read_body(body, &parts.headers, state.options.body_limit))
         .await
-        .map_err(|_| timed_out())??;
+        .map_err(|_| ApiError::timed_out(timeout))??;
     let header_length = parts.headers.get(v2::HEADER_LENGTH).map(|v| v.to_str().unwrap_or("(not text)"));
     let request = v2::decode_request(bytes, header_length)?;
     let v2::InferRequest { id, inputs, outputs: wanted, parameters } = request;
+    let outputs = infer_tensors(&endpoint, inputs, wanted.as_deref(), (deadline, timeout)).await?;
+    let response = v2::InferResponse {
+        model_name: name.to_string(),
+        model_version: Some(endpoint.manifest().model.number.to_string()),
+        id,
+        outputs,
+    };
+    let binary = |output: &str| v2::wants_binary(parameters.as_ref(), wanted.as_deref(), output);
+    Ok(v2::encode_response(response, binary)?)
+}
+
+/// Runs `inputs` through `endpoint`, by the deadline (and the limit it came from, for the
+/// error), whichever protocol they came by; the outputs asked for (all when `wanted` is
+/// `None`). A runner that does not speak tensors takes the one `BYTES` element of
+/// [`body_signature`] and answers one.
+pub(super) async fn infer_tensors(
+    endpoint: &Arc<Endpoint>,
+    inputs: Vec<v2::Tensor>,
+    wanted: Option<&[v2::RequestedOutput]>,
+    (deadline, limit): (tokio::time::Instant, std::time::Duration),
+) -> Result<Vec<v2::Tensor>, ApiError> {
+    let timed_out = || ApiError::timed_out(limit);
     // A cheap pipeline runs right here, as on /predict.
     let mut outputs = if endpoint.speaks_tensors() {
         match endpoint.try_v2_inline(inputs) {
@@ -217,7 +263,7 @@ async fn infer_response(
         output.raw = Some(raw.into());
         vec![output]
     };
-    if let Some(wanted) = &wanted {
+    if let Some(wanted) = wanted {
         for w in wanted {
             if !outputs.iter().any(|o| o.name == w.name) {
                 let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
@@ -230,14 +276,7 @@ async fn infer_response(
         }
         outputs.retain(|o| wanted.iter().any(|w| w.name == o.name));
     }
-    let response = v2::InferResponse {
-        model_name: name.to_string(),
-        model_version: Some(endpoint.manifest().model.number.to_string()),
-        id,
-        outputs,
-    };
-    let binary = |output: &str| v2::wants_binary(parameters.as_ref(), wanted.as_deref(), output);
-    Ok(v2::encode_response(response, binary)?)
+    Ok(outputs)
 }
 
 /// The request body a runner that does not speak tensors takes, from its one `BYTES`
