@@ -21,6 +21,9 @@ fn register(registry: &std::path::Path) {
 struct Server {
     child: Child,
     url: String,
+    /// `host:port` of its gRPC listener, when it was given `--grpc-addr`.
+    #[cfg_attr(not(feature = "torch"), allow(dead_code))]
+    grpc: Option<String>,
 }
 
 impl Drop for Server {
@@ -40,14 +43,20 @@ fn serve(registry: &std::path::Path, args: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
     let url = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    let server = Server { child, url };
+    let grpc = args.contains(&"--grpc-addr").then(|| {
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        line.trim().strip_prefix("listening for gRPC on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_string()
+    });
+    let server = Server { child, url, grpc };
     let http = reqwest::blocking::Client::new();
     let started = Instant::now();
     while http.get(format!("{}/readyz", server.url)).send().map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
@@ -141,7 +150,7 @@ fn register_then_serve_the_torch_examples() {
     let dir = tempfile::tempdir().unwrap();
     let registry = dir.path().join("registry");
     register(&registry);
-    let server = serve(&registry, &["digits:latest", "minilm:latest"]);
+    let server = serve(&registry, &["digits:latest", "minilm:latest", "--grpc-addr", "127.0.0.1:0"]);
     let http = reqwest::blocking::Client::new();
     let post = |path: &str, body: Value| {
         let response = http.post(format!("{}{path}", server.url)).json(&body).send().unwrap();
@@ -165,4 +174,24 @@ fn register_then_serve_the_torch_examples() {
     let e: Vec<Vec<f32>> = serde_json::from_value(embedded["embeddings"].clone()).unwrap();
     assert_eq!(e[0].len(), 384);
     assert!(e[0].iter().zip(&e[1]).map(|(a, b)| a * b).sum::<f32>() > 0.8);
+
+    // NVIDIA's tritonclient, over HTTP (JSON and binary tensors) and gRPC (raw and typed
+    // contents): the same outputs every way, and the same as /predict.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tritonclient_models.py");
+    let tokenizer = runner_examples::minilm::model_dir().join("tokenizer.json");
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let output = Command::new(venv.join("bin/python"))
+        .arg(script)
+        .arg(server.url.trim_start_matches("http://"))
+        .arg(server.grpc.as_deref().unwrap())
+        .arg(tokenizer)
+        .output()
+        .expect("running the project's Python (scripts/torch-env.sh sets it up)");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success() && text.contains("all checks passed"),
+        "tritonclient on digits and MiniLM:\n{text}"
+    );
 }

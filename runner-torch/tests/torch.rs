@@ -302,30 +302,35 @@ fn python() -> std::path::PathBuf {
 }
 
 #[test]
-fn tritonclient_speaks_json_and_binary_tensors_to_serve() {
+fn tritonclient_speaks_json_and_binary_tensors_and_grpc_to_serve() {
     let (_dir, registry) = registry();
     let module =
         TorchModule::new(linear(4, 3), Device::Cpu).input("x", DType::F32, [-1, 4]).output("y", DType::F32, [-1, 3]);
     register_torch_model("linear", module).register(registry.as_ref()).unwrap();
     runner_core::register_model::<Echo>("echo").model(()).register(registry.as_ref()).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tritonclient_http.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tritonclient_v2.py");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let output = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let grpc_addr = free_port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(runner_core::serve::serve_on(
             listener,
             registry,
             vec!["linear:1".parse().unwrap(), "echo:1".parse().unwrap()],
-            ServeOptions::default(),
+            ServeOptions { grpc_addr: Some(grpc_addr), ..ServeOptions::default() },
             async move {
                 let _ = stopped.await;
             },
             || {},
         ));
         let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(python()).arg(script).arg(addr.to_string()).args(["4", "3"]).output()
+            std::process::Command::new(python())
+                .arg(script)
+                .args([addr.to_string(), grpc_addr.to_string()])
+                .args(["4", "3"])
+                .output()
         })
         .await
         .unwrap()
@@ -337,4 +342,118 @@ fn tritonclient_speaks_json_and_binary_tensors_to_serve() {
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "tritonclient failed against serve:\n{text}");
     assert!(text.contains("all checks passed"), "{text}");
+}
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// 16 requests over HTTP (V2, binary tensors) and 16 over gRPC (raw contents) at once:
+/// each is answered with its own rows, and at least one forward pass held more than 16
+/// of them, so the two protocols shared a batch.
+#[test]
+fn grpc_and_http_requests_share_batches() {
+    use runner_core::serve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use runner_core::serve::grpc::proto::model_infer_request::InferInputTensor;
+    use runner_core::serve::grpc::proto::ModelInferRequest;
+
+    let (_dir, registry) = registry();
+    let module =
+        TorchModule::new(linear(4, 3), Device::Cpu).input("x", DType::F32, [-1, 4]).output("y", DType::F32, [-1, 3]);
+    register_torch_model("linear", module).register(registry.as_ref()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let grpc_addr = free_port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = ServeOptions {
+            grpc_addr: Some(grpc_addr),
+            max_batch_size: Some(64),
+            max_delay: Some(std::time::Duration::from_millis(500)),
+            ..ServeOptions::default()
+        };
+        let server = tokio::spawn(runner_core::serve::serve_on(
+            listener,
+            registry,
+            vec!["linear:1".parse().unwrap()],
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let http = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        while http.get(format!("{url}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "never ready");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{grpc_addr}")).unwrap().connect().await.unwrap();
+        let row = |i: usize| [i as f32, 1.0, -(i as f32) / 2.0, 0.25];
+        let floats = |x: [f32; 4]| x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let (http, url, channel) = (http.clone(), url.clone(), channel.clone());
+                tokio::spawn(async move {
+                    let x = row(i);
+                    let y: Vec<f32> = if i % 2 == 0 {
+                        let header = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                            "parameters": {"binary_data_size": 16}}],
+                            "outputs": [{"name": "y", "parameters": {"binary_data": true}}]});
+                        let mut body = serde_json::to_vec(&header).unwrap();
+                        let length = body.len();
+                        body.extend(floats(x));
+                        let response = http
+                            .post(format!("{url}/v2/models/linear/infer"))
+                            .header(runner_core::v2::HEADER_LENGTH, length)
+                            .body(body)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(response.status(), 200);
+                        let json_length: usize =
+                            response.headers()[runner_core::v2::HEADER_LENGTH].to_str().unwrap().parse().unwrap();
+                        let bytes = response.bytes().await.unwrap();
+                        bytes[json_length..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+                    } else {
+                        let request = ModelInferRequest {
+                            model_name: "linear".into(),
+                            inputs: vec![InferInputTensor {
+                                name: "x".into(),
+                                datatype: "FP32".into(),
+                                shape: vec![1, 4],
+                                ..Default::default()
+                            }],
+                            raw_input_contents: vec![floats(x).into()],
+                            ..Default::default()
+                        };
+                        let response = GrpcInferenceServiceClient::new(channel).model_infer(request).await.unwrap();
+                        let raw = &response.get_ref().raw_output_contents[0];
+                        raw.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+                    };
+                    (x, y)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (x, y) = task.await.unwrap();
+            assert_eq!(y, expected(&x, 3), "the answer to {x:?}");
+        }
+        let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+        let value = |prefix: &str, with: &str| -> f64 {
+            let line = metrics
+                .lines()
+                .find(|l| l.starts_with(prefix) && l.contains(with))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let (batches, at_most_16) =
+            (value("runner_batch_size_count", ""), value("runner_batch_size_bucket", "le=\"16.0\""));
+        assert_eq!(value("runner_batch_size_sum", ""), 32.0);
+        assert!(at_most_16 < batches, "no batch held more than 16 requests: {batches} batches, {at_most_16} of <= 16");
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    });
 }

@@ -280,8 +280,8 @@ pub async fn serve(
     .await
 }
 
-/// Like [`serve`], on a bound listener; `on_listening` runs once it accepts connections
-/// (and the gRPC listener, if any, is bound: it prints its address).
+/// Like [`serve`], on a bound listener; `on_listening` runs once it accepts connections,
+/// before the gRPC listener (if any) is bound and prints `listening for gRPC on ADDR`.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     registry: Arc<dyn Registry>,
@@ -305,10 +305,6 @@ pub async fn serve_on(
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let grpc = match grpc_addr {
-        None => None,
-        Some(addr) => Some(grpc_server(&app, addr, when_stopped()).await?),
-    };
     let service = axum::ServiceExt::<Request>::into_make_service(app.service());
     let loader_app = app.clone();
     let loader_registry = registry.clone();
@@ -328,6 +324,16 @@ pub async fn serve_on(
     let server = axum::serve(listener, service).with_graceful_shutdown(when_stopped());
     on_listening();
     let server = tokio::spawn(async move { server.await });
+    let grpc = match grpc_addr {
+        None => None,
+        Some(addr) => match grpc_server(&app, addr, when_stopped()).await {
+            Ok(grpc) => Some(grpc),
+            Err(e) => {
+                server.abort();
+                return Err(e);
+            }
+        },
+    };
     let abort = || {
         server.abort();
         if let Some(grpc) = &grpc {

@@ -1,16 +1,20 @@
-"""NVIDIA's tritonclient (HTTP) against `serve`: called by tests/torch.rs with the server's
-address. Checks JSON and binary tensors (its default) both ways against the expected
-outputs, metadata, readiness, errors, and a JSON runner through one BYTES element.
-Exits non-zero with the failed check's message."""
+"""NVIDIA's tritonclient (HTTP and gRPC) against `serve`: called by tests/torch.rs with the
+server's HTTP and gRPC addresses. Over HTTP: JSON and binary tensors (its default) both
+ways; over gRPC: raw contents (its default) and typed contents; all against the expected
+outputs and each other, bit for bit. Also metadata, readiness, errors, and a JSON runner
+through one BYTES element, over both. Exits non-zero with the failed check's message."""
 
 import json
 import sys
 
+import grpc
 import numpy as np
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-url, inputs, outputs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+url, grpc_url, inputs, outputs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 client = httpclient.InferenceServerClient(url=url)
 
 assert client.is_server_live() and client.is_server_ready()
@@ -93,4 +97,59 @@ for binary in (False, True):
     document = answer.as_numpy("body")[0]
     document = document.decode() if isinstance(document, bytes) else document
     assert json.loads(document) == {"text": "héllohéllohéllo"}, document
+
+# gRPC: the same model, metadata and answers.
+gclient = grpcclient.InferenceServerClient(url=grpc_url)
+assert gclient.is_server_live() and gclient.is_server_ready()
+assert gclient.is_model_ready("linear") and gclient.is_model_ready("linear", "1")
+gmetadata = gclient.get_model_metadata("linear", as_json=True)
+assert gmetadata["inputs"][0] == {"name": name_in, "datatype": "FP32", "shape": ["-1", str(inputs)]}, gmetadata
+assert gmetadata["versions"] == ["1"], gmetadata
+# Raw contents, tritonclient's default.
+gtensor = grpcclient.InferInput(name_in, list(x.shape), "FP32")
+gtensor.set_data_from_numpy(x)
+gresult = gclient.infer("linear", [gtensor], outputs=[grpcclient.InferRequestedOutput(name_out)])
+y = gresult.as_numpy(name_out)
+assert y.dtype == np.float32 and np.array_equal(y, results[(True, True)]), (y, results[(True, True)])
+assert gresult.get_response().model_version == "1"
+# Typed contents (fp32_contents), through the generated stub.
+stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(grpc_url))
+typed = service_pb2.ModelInferRequest(model_name="linear", id="typed-1")
+typed_input = typed.inputs.add(name=name_in, datatype="FP32", shape=list(x.shape))
+typed_input.contents.fp32_contents.extend(x.ravel().tolist())
+answer = stub.ModelInfer(typed)
+assert answer.id == "typed-1" and answer.outputs[0].name == name_out, answer
+y = np.frombuffer(answer.raw_output_contents[0], dtype=np.float32).reshape(list(answer.outputs[0].shape))
+assert np.array_equal(y, results[(True, True)]), (y, results[(True, True)])
+
+
+def grpc_refused(call, code, *needles):
+    try:
+        call()
+    except InferenceServerException as e:
+        assert e.status() == str(code), (e.status(), code, str(e))
+        assert all(n in str(e) for n in needles), (str(e), needles)
+        return
+    raise AssertionError(f"no error, expected {code} naming {needles}")
+
+
+wrong_type = grpcclient.InferInput(name_in, list(x.shape), "BOOL")
+wrong_type.set_data_from_numpy(x > 0)
+grpc_refused(lambda: gclient.infer("linear", [wrong_type]), grpc.StatusCode.INVALID_ARGUMENT, f"input `{name_in}` is bool")
+wrong_shape = grpcclient.InferInput(name_in, [3, inputs + 1], "FP32")
+wrong_shape.set_data_from_numpy(rng.standard_normal((3, inputs + 1)).astype(np.float32))
+grpc_refused(lambda: gclient.infer("linear", [wrong_shape]), grpc.StatusCode.INVALID_ARGUMENT, f"[3, {inputs + 1}]", f"[-1, {inputs}]")
+typed_input.contents.fp32_contents.append(1.0)
+try:
+    stub.ModelInfer(typed)
+    raise AssertionError("a contents count that does not fit the shape was answered")
+except grpc.RpcError as e:
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "needs 48 bytes" in e.details(), (e.code(), e.details())
+grpc_refused(lambda: gclient.infer("nope", [gtensor]), grpc.StatusCode.NOT_FOUND, "nope")
+grpc_refused(lambda: gclient.get_model_metadata("linear", "7"), grpc.StatusCode.NOT_FOUND, "not 7")
+# The JSON runner, over gRPC too.
+gbody = grpcclient.InferInput("body", [1], "BYTES")
+gbody.set_data_from_numpy(np.array([json.dumps({"text": "ab", "times": 2}).encode()], dtype=np.object_))
+assert json.loads(gclient.infer("echo", [gbody]).as_numpy("body")[0]) == {"text": "abab"}
+assert gclient.get_model_metadata("echo", as_json=True)["platform"] == "runner_json"
 print("tritonclient: all checks passed")
