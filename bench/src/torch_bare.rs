@@ -7,6 +7,9 @@
 //! - `torch-bare register REGISTRY FILE`: registers FILE as `mlp` with
 //!   `register_torch_model` (served by the built-in `torch` runner).
 //! - `torch-bare serve ADDR FILE`: `POST /predict` with `[[64 floats], ...]`.
+//! - `torch-bare minilm SECONDS SENTENCE`: the MiniLM limit, with no server: one thread
+//!   tokenizing SENTENCE, running all-MiniLM-L6-v2's module and pooling, in a loop, as
+//!   the `minilm` runner does per request; prints `{"rps": sentences per second}`.
 //! - `torch-bare threads FILE`: forward passes per second on 1 and 2 threads sharing one
 //!   module (as `serve` does: `CModule` is `Sync`) against threads taking turns through a
 //!   `Mutex` (what a non-`Sync` module would need).
@@ -70,6 +73,25 @@ fn threads(file: &str) {
     }
 }
 
+/// The MiniLM limit: tokenize, forward, pool, read the embedding, in a loop on one thread.
+fn minilm(seconds: f64, sentence: &str) {
+    use runner_examples::minilm;
+    let threads = std::env::var("RUNNER_TORCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    tch::set_num_threads(threads);
+    let module = minilm::MiniLm::exported().expect("the MiniLM module (scripts/torch-env.sh exports it)");
+    let tokenizer = minilm::exported_tokenizer().expect("the MiniLM tokenizer");
+    let sentences = [sentence.to_string()];
+    let embed = || {
+        let (ids, mask, types) = minilm::tokenize(&tokenizer, &sentences).expect("tokenize");
+        let outputs = module.forward(vec![ids, mask, types]).expect("forward");
+        let pooled = minilm::pool(&outputs[0], &outputs[1]);
+        let embedding = Vec::<Vec<f32>>::try_from(&pooled).expect("read the embedding");
+        assert_eq!(embedding[0].len(), 384);
+    };
+    rate(1, 1.0, &embed); // warm-up
+    println!("{}", serde_json::json!({ "rps": rate(1, seconds, &embed) }));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
@@ -100,8 +122,9 @@ fn main() {
             });
         }
         [_, "threads", file] => threads(file),
+        [_, "minilm", seconds, sentence] => minilm(seconds.parse().expect("SECONDS"), sentence),
         _ => {
-            eprintln!("usage: torch-bare export FILE | register REGISTRY FILE | serve ADDR FILE | threads FILE");
+            eprintln!("usage: torch-bare export FILE | register REGISTRY FILE | serve ADDR FILE | threads FILE | minilm SECONDS SENTENCE");
             std::process::exit(2);
         }
     }
