@@ -329,7 +329,7 @@ fn raw_to_json(tensor: &Tensor, raw: &Bytes) -> Result<serde_json::Value> {
         "INT32" => numbers!(i32, 4, Value::from),
         "INT64" => numbers!(i64, 8, Value::from),
         "FP16" => numbers!(u16, 2, |b| Value::from(f64::from(f16_to_f32(b)))),
-        "BF16" => numbers!(u16, 2, |b: u16| Value::from(f64::from(f32::from_bits(u32::from(b) << 16)))),
+        "BF16" => numbers!(u16, 2, |b| Value::from(f64::from(bf16_to_f32(b)))),
         "FP32" => numbers!(f32, 4, |v: f32| Value::from(f64::from(v))),
         "FP64" => numbers!(f64, 8, Value::from),
         _ => bytes_elements(&tensor.name, raw)?
@@ -496,13 +496,36 @@ pub fn encode_response(mut response: InferResponse, binary: impl Fn(&str) -> boo
             let raw = output.to_raw()?;
             output.parameters.get_or_insert_with(Default::default).insert("binary_data_size".into(), raw.len().into());
             output.data = serde_json::Value::Null;
-            tail.push(raw);
-        } else if output.raw.is_some() {
-            output.data = output.to_json()?;
             output.raw = None;
+            tail.push(raw);
+        } else if let Some(raw) = &output.raw {
+            check_raw(output, raw)?;
         }
     }
-    let json = serde_json::to_vec(&response).expect("a V2 response serializes");
+    // Raw outputs that go as JSON are written straight from their bytes (FP32 as the
+    // shortest text that reads back as the same FP32), with no JSON tree in between.
+    let outputs: Vec<TensorOut<'_>> = response
+        .outputs
+        .iter()
+        .map(|t| TensorOut {
+            name: &t.name,
+            shape: &t.shape,
+            datatype: &t.datatype,
+            parameters: t.parameters.as_ref(),
+            data: match &t.raw {
+                Some(raw) => Data::Raw(t, raw),
+                None if t.data.is_null() => Data::None,
+                None => Data::Json(&t.data),
+            },
+        })
+        .collect();
+    let out = ResponseOut {
+        model_name: &response.model_name,
+        model_version: response.model_version.as_deref(),
+        id: response.id.as_deref(),
+        outputs,
+    };
+    let json = serde_json::to_vec(&out).map_err(|e| bad(e.to_string()))?;
     if tail.is_empty() {
         return Ok((Bytes::from(json), None));
     }
@@ -513,6 +536,98 @@ pub fn encode_response(mut response: InferResponse, binary: impl Fn(&str) -> boo
         body.extend_from_slice(&raw);
     }
     Ok((Bytes::from(body), Some(length)))
+}
+
+/// [`InferResponse`] as written by [`encode_response`].
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    model_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<TensorOut<'a>>,
+}
+
+/// [`Tensor`] as written by [`encode_response`].
+#[derive(Serialize)]
+struct TensorOut<'a> {
+    name: &'a str,
+    shape: &'a [i64],
+    datatype: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a Parameters>,
+    #[serde(skip_serializing_if = "Data::is_none")]
+    data: Data<'a>,
+}
+
+/// The elements of an output: JSON already, raw bytes to write as JSON, or none (binary).
+enum Data<'a> {
+    Json(&'a serde_json::Value),
+    Raw(&'a Tensor, &'a Bytes),
+    None,
+}
+
+impl Data<'_> {
+    fn is_none(&self) -> bool {
+        matches!(self, Data::None)
+    }
+}
+
+impl Serialize for Data<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq};
+        let (tensor, raw) = match self {
+            Data::Json(value) => return value.serialize(serializer),
+            Data::None => return serializer.serialize_unit(),
+            Data::Raw(tensor, raw) => (tensor, raw),
+        };
+        macro_rules! numbers {
+            ($t:ty, $n:literal) => {
+                numbers!($t, $n, std::convert::identity)
+            };
+            ($t:ty, $n:literal, $write:path) => {{
+                let mut seq = serializer.serialize_seq(Some(raw.len() / $n))?;
+                for chunk in raw.chunks_exact($n) {
+                    seq.serialize_element(&$write(<$t>::from_le_bytes(chunk.try_into().expect("chunk size"))))?;
+                }
+                seq.end()
+            }};
+        }
+        match tensor.datatype.as_str() {
+            "BOOL" => serializer.collect_seq(raw.iter().map(|b| *b != 0)),
+            "UINT8" => serializer.collect_seq(raw.iter()),
+            "UINT16" => numbers!(u16, 2),
+            "UINT32" => numbers!(u32, 4),
+            "UINT64" => numbers!(u64, 8),
+            "INT8" => serializer.collect_seq(raw.iter().map(|b| *b as i8)),
+            "INT16" => numbers!(i16, 2),
+            "INT32" => numbers!(i32, 4),
+            "INT64" => numbers!(i64, 8),
+            "FP16" => numbers!(u16, 2, f16_to_f32),
+            "BF16" => numbers!(u16, 2, bf16_to_f32),
+            "FP32" => numbers!(f32, 4),
+            "FP64" => numbers!(f64, 8),
+            _ => {
+                let elements = bytes_elements(&tensor.name, raw).map_err(S::Error::custom)?;
+                let mut seq = serializer.serialize_seq(Some(elements.len()))?;
+                for element in elements {
+                    let text = std::str::from_utf8(&element).map_err(|_| {
+                        S::Error::custom(format!(
+                            "BYTES tensor `{}` holds bytes that are not UTF-8; ask for it as binary data",
+                            tensor.name
+                        ))
+                    })?;
+                    seq.serialize_element(text)?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
 }
 
 #[cfg(test)]
@@ -622,5 +737,42 @@ mod tests {
         }
         assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
         assert_eq!(f16_to_f32(f32_to_f16(1e6)), f32::INFINITY);
+    }
+
+    #[test]
+    fn raw_outputs_are_written_as_json_without_losing_a_bit() {
+        let raw = |name: &str, datatype: &str, shape: Vec<i64>, bytes: Vec<u8>| {
+            let mut t = Tensor::json(name, shape, datatype, serde_json::Value::Null);
+            t.raw = Some(Bytes::from(bytes));
+            t
+        };
+        let outputs = vec![
+            raw("f", "FP32", vec![3], floats(&[0.1, -58.40817, 1e-40])),
+            raw("h", "FP16", vec![1], f32_to_f16(-0.33325195).to_le_bytes().to_vec()),
+            raw("i", "INT8", vec![2], vec![0xfd, 7]),
+            raw("b", "BOOL", vec![2], vec![1, 0]),
+            raw("s", "BYTES", vec![1], b"\x02\0\0\0hi".to_vec()),
+            Tensor::json("j", vec![1], "INT64", json!([5])),
+        ];
+        let response = InferResponse { model_name: "m".into(), model_version: None, id: Some("7".into()), outputs };
+        let (body, binary) = encode_response(response, |_| false).unwrap();
+        assert_eq!(binary, None);
+        let text = std::str::from_utf8(&body).unwrap();
+        // FP32 as the shortest text that reads back as the same FP32.
+        assert!(text.contains(r#""data":[0.1,-58.40817,1e-40]"#), "{text}");
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let data = |i: usize| parsed["outputs"][i]["data"].clone();
+        let back: Vec<f32> = serde_json::from_value(data(0)).unwrap();
+        assert_eq!(back, vec![0.1f32, -58.40817, 1e-40]);
+        assert_eq!(
+            (data(1), data(2), data(3), data(4), data(5)),
+            (json!([-0.33325195]), json!([-3, 7]), json!([true, false]), json!(["hi"]), json!([5]))
+        );
+        assert_eq!(parsed["id"], "7");
+
+        let bad = vec![raw("s", "BYTES", vec![1], b"\x01\0\0\0\xff".to_vec())];
+        let response = InferResponse { model_name: "m".into(), model_version: None, id: None, outputs: bad };
+        let error = encode_response(response, |_| false).unwrap_err().to_string();
+        assert!(error.contains("not UTF-8; ask for it as binary data"), "{error}");
     }
 }

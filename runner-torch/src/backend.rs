@@ -312,10 +312,29 @@ impl<I: Tensors, O: Tensors, P: BatchPolicy> Backend for Torch<I, O, P> {
             .enumerate()
             .map(|(i, tensor)| {
                 let name = specs.get(i).map_or_else(|| format!("output__{i}"), |s| s.name.clone());
-                Ok(TensorData::from_tensor(tensor)?.to_v2(&name))
+                v2_output(name, tensor)
             })
             .collect()
     }
+}
+
+/// An output tensor as a V2 tensor holding its bytes (little-endian, row-major), copied
+/// once out of the tensor: binary outputs and gRPC send them as they are, JSON outputs
+/// are written from them.
+fn v2_output(name: String, tensor: &Tensor) -> Result<v2::Tensor> {
+    let dtype = DType::of_kind(tensor.kind())?;
+    let tensor = tensor.f_contiguous().map_err(torch_error)?;
+    let tensor = if tensor.device() == tch::Device::Cpu {
+        tensor
+    } else {
+        tensor.f_to_device(tch::Device::Cpu).map_err(torch_error)?
+    };
+    let count = tensor.numel();
+    let mut raw = vec![0u8; count * tensor.kind().elt_size_in_bytes()];
+    tensor.f_copy_data_u8(&mut raw, count).map_err(torch_error)?;
+    let mut output = v2::Tensor::json(name, tensor.size(), dtype.v2_name(), serde_json::Value::Null);
+    output.raw = Some(raw.into());
+    Ok(output)
 }
 
 /// A V2 input as a CPU tensor: binary data (the binary tensor extension) straight into
