@@ -301,30 +301,56 @@ fn python() -> std::path::PathBuf {
     venv.join("bin/python")
 }
 
-#[test]
-fn tritonclient_speaks_json_and_binary_tensors_and_grpc_to_serve() {
-    let (_dir, registry) = registry();
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A server on free ports (HTTP, and gRPC at the returned address) serving `models` of
+/// `registry`; stopped by the returned sender.
+async fn start(
+    registry: Arc<LocalRegistry>,
+    models: &[&str],
+    options: ServeOptions,
+) -> (std::net::SocketAddr, std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, Server) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let grpc_addr = free_port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(runner_core::serve::serve_on(
+        listener,
+        registry,
+        models.iter().map(|m| m.parse().unwrap()).collect(),
+        ServeOptions { grpc_addr: Some(grpc_addr), ..options },
+        async move {
+            let _ = stopped.await;
+        },
+        || {},
+    ));
+    (addr, grpc_addr, stop, server)
+}
+
+type Server = tokio::task::JoinHandle<runner_core::Result<()>>;
+
+/// A registry holding the linear module (4 -> 3) as `linear:1`, input `x`, output `y`.
+fn linear_registry() -> (tempfile::TempDir, Arc<LocalRegistry>) {
+    let (dir, registry) = registry();
     let module =
         TorchModule::new(linear(4, 3), Device::Cpu).input("x", DType::F32, [-1, 4]).output("y", DType::F32, [-1, 3]);
     register_torch_model("linear", module).register(registry.as_ref()).unwrap();
+    (dir, registry)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn tritonclient_speaks_json_and_binary_tensors_and_grpc_to_serve() {
+    let (_dir, registry) = linear_registry();
     runner_core::register_model::<Echo>("echo").model(()).register(registry.as_ref()).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tritonclient_v2.py");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let output = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let grpc_addr = free_port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(runner_core::serve::serve_on(
-            listener,
-            registry,
-            vec!["linear:1".parse().unwrap(), "echo:1".parse().unwrap()],
-            ServeOptions { grpc_addr: Some(grpc_addr), ..ServeOptions::default() },
-            async move {
-                let _ = stopped.await;
-            },
-            || {},
-        ));
+    let output = runtime().block_on(async move {
+        let (addr, grpc_addr, stop, server) = start(registry, &["linear:1", "echo:1"], ServeOptions::default()).await;
         let output = tokio::task::spawn_blocking(move || {
             std::process::Command::new(python())
                 .arg(script)
@@ -344,10 +370,6 @@ fn tritonclient_speaks_json_and_binary_tensors_and_grpc_to_serve() {
     assert!(text.contains("all checks passed"), "{text}");
 }
 
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 /// 16 requests over HTTP (V2, binary tensors) and 16 over gRPC (raw contents) at once:
 /// each is answered with its own rows, and at least one forward pass held more than 16
 /// of them, so the two protocols shared a batch.
@@ -357,32 +379,15 @@ fn grpc_and_http_requests_share_batches() {
     use runner_core::serve::grpc::proto::model_infer_request::InferInputTensor;
     use runner_core::serve::grpc::proto::ModelInferRequest;
 
-    let (_dir, registry) = registry();
-    let module =
-        TorchModule::new(linear(4, 3), Device::Cpu).input("x", DType::F32, [-1, 4]).output("y", DType::F32, [-1, 3]);
-    register_torch_model("linear", module).register(registry.as_ref()).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let grpc_addr = free_port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_dir, registry) = linear_registry();
+    runtime().block_on(async move {
         let options = ServeOptions {
-            grpc_addr: Some(grpc_addr),
             max_batch_size: Some(64),
             max_delay: Some(std::time::Duration::from_millis(500)),
             ..ServeOptions::default()
         };
-        let server = tokio::spawn(runner_core::serve::serve_on(
-            listener,
-            registry,
-            vec!["linear:1".parse().unwrap()],
-            options,
-            async move {
-                let _ = stopped.await;
-            },
-            || {},
-        ));
+        let (addr, grpc_addr, stop, server) = start(registry, &["linear:1"], options).await;
+        let url = format!("http://{addr}");
         let http = reqwest::Client::new();
         let started = std::time::Instant::now();
         while http.get(format!("{url}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {

@@ -366,30 +366,22 @@ fn typed(tensor: &v2::Tensor, contents: InferTensorContents) -> crate::Result<By
         message: format!("input `{}` holds {value}, which is not a {} element", tensor.name, tensor.datatype),
     };
     let mut raw = Vec::new();
+    // Narrower integers travel widened: each must fit.
+    macro_rules! narrowed {
+        ($values:expr, $t:ty) => {
+            for v in $values {
+                raw.extend(<$t>::try_from(v).map_err(|_| out_of_range(&v))?.to_le_bytes());
+            }
+        };
+    }
     match tensor.datatype.as_str() {
         "BOOL" => raw.extend(bool_contents.iter().map(|b| u8::from(*b))),
-        "INT8" => {
-            for v in int_contents {
-                raw.extend(i8::try_from(v).map_err(|_| out_of_range(&v))?.to_le_bytes());
-            }
-        }
-        "INT16" => {
-            for v in int_contents {
-                raw.extend(i16::try_from(v).map_err(|_| out_of_range(&v))?.to_le_bytes());
-            }
-        }
+        "INT8" => narrowed!(int_contents, i8),
+        "INT16" => narrowed!(int_contents, i16),
         "INT32" => raw.extend(int_contents.iter().flat_map(|v| v.to_le_bytes())),
         "INT64" => raw.extend(int64_contents.iter().flat_map(|v| v.to_le_bytes())),
-        "UINT8" => {
-            for v in uint_contents {
-                raw.extend(u8::try_from(v).map_err(|_| out_of_range(&v))?.to_le_bytes());
-            }
-        }
-        "UINT16" => {
-            for v in uint_contents {
-                raw.extend(u16::try_from(v).map_err(|_| out_of_range(&v))?.to_le_bytes());
-            }
-        }
+        "UINT8" => narrowed!(uint_contents, u8),
+        "UINT16" => narrowed!(uint_contents, u16),
         "UINT32" => raw.extend(uint_contents.iter().flat_map(|v| v.to_le_bytes())),
         "UINT64" => raw.extend(uint64_contents.iter().flat_map(|v| v.to_le_bytes())),
         "FP32" => raw.extend(fp32_contents.iter().flat_map(|v| v.to_le_bytes())),
