@@ -575,3 +575,25 @@ async fn fast_pipelines_move_inline_where_panics_are_still_caught() {
 fn client_with_threshold(threshold: Duration) -> (tempfile::TempDir, TestClient) {
     client(ServeOptions { inline_threshold: threshold, ..ServeOptions::default() })
 }
+
+#[tokio::test]
+async fn every_rejection_answers_json_even_the_frameworks_own() {
+    let (_dir, client) = client(ServeOptions::default());
+    // A path that is not UTF-8 once decoded: axum's Path rejects it, in our shape.
+    let bad = client.post("/models/%FF/predict", "{}", "application/json").await;
+    assert_eq!((bad.status, error_code(&bad).as_str()), (400, "bad_request"), "{}", bad.text());
+    assert!(bad.json()["error"]["message"].as_str().unwrap().contains("/models/%FF/predict"), "{}", bad.text());
+    // The V2 routes answer in the V2 shape, {"error": "..."}.
+    let v2 = client.post("/v2/models/%FF/infer", "{}", "application/json").await;
+    assert_eq!(v2.status, 400, "{}", v2.text());
+    assert!(v2.json()["error"].as_str().unwrap().contains("UTF-8"), "{}", v2.text());
+    // A route that exists, with a method it does not answer.
+    for (method, path) in [("GET", "/predict"), ("DELETE", "/models/obedient"), ("PUT", "/v2/models/obedient/infer")] {
+        let request = http::Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
+        let response = client.request(request).await;
+        assert_eq!((response.status, error_code(&response).as_str()), (405, "method_not_allowed"), "{method} {path}");
+        let message = response.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(path) && message.contains(method), "{message}");
+        assert!(response.headers.contains_key("allow"), "405 names the allowed methods: {:?}", response.headers);
+    }
+}

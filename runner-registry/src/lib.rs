@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
@@ -45,6 +45,7 @@ use runner_core::registry::protocol::{
     SetAlias, MAX_FILE_SIZE_HEADER,
 };
 use runner_core::registry::{AliasOptions, Expect};
+use runner_core::serve::PathParams;
 use runner_core::{Error, Manifest, ModelId};
 use sha2::Digest;
 
@@ -193,7 +194,7 @@ fn model_id(org: &str, repo: &str, number: u64) -> ApiResult<ModelId> {
 
 async fn list_repos(
     State(s): State<Arc<AppState>>,
-    UrlPath(org): UrlPath<String>,
+    PathParams(org): PathParams<String>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
@@ -203,7 +204,7 @@ async fn list_repos(
 
 async fn list_models(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo)): UrlPath<(String, String)>,
+    PathParams((org, repo)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
@@ -213,7 +214,7 @@ async fn list_models(
 
 async fn create_model(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo)): UrlPath<(String, String)>,
+    PathParams((org, repo)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write).await?;
@@ -223,7 +224,7 @@ async fn create_model(
 
 async fn get_model(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
+    PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
@@ -233,7 +234,7 @@ async fn get_model(
 
 async fn delete_model(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
+    PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write).await?;
@@ -243,7 +244,7 @@ async fn delete_model(
 
 async fn delete_repository(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo)): UrlPath<(String, String)>,
+    PathParams((org, repo)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write).await?;
@@ -253,7 +254,7 @@ async fn delete_repository(
 
 async fn discard(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
+    PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write).await?;
@@ -263,7 +264,7 @@ async fn discard(
 
 async fn commit(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo, number)): UrlPath<(String, String, u64)>,
+    PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write).await?;
@@ -300,7 +301,7 @@ fn alias_query(query: Result<Query<AliasQuery>, QueryRejection>) -> ApiResult<Al
 
 async fn list_aliases(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo)): UrlPath<(String, String)>,
+    PathParams((org, repo)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
@@ -310,7 +311,7 @@ async fn list_aliases(
 
 async fn set_alias(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo, alias)): UrlPath<(String, String, String)>,
+    PathParams((org, repo, alias)): PathParams<(String, String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     let by = authorize(&s, request.headers(), &org, Right::Write).await?;
@@ -331,7 +332,7 @@ async fn set_alias(
 
 async fn delete_alias(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo, alias)): UrlPath<(String, String, String)>,
+    PathParams((org, repo, alias)): PathParams<(String, String, String)>,
     query: Result<Query<AliasQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
@@ -344,7 +345,7 @@ async fn delete_alias(
 
 async fn alias_history(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, repo)): UrlPath<(String, String)>,
+    PathParams((org, repo)): PathParams<(String, String)>,
     query: Result<Query<AliasQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
@@ -356,7 +357,7 @@ async fn alias_history(
 
 async fn head_blob(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, sha256)): UrlPath<(String, String)>,
+    PathParams((org, sha256)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
@@ -376,7 +377,7 @@ async fn head_blob(
 /// received and checked all the same (knowing a sha256 proves nothing), then granted.
 async fn put_blob(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, sha256)): UrlPath<(String, String)>,
+    PathParams((org, sha256)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write).await?;
@@ -397,7 +398,7 @@ async fn put_blob(
 
 async fn get_blob(
     State(s): State<Arc<AppState>>,
-    UrlPath((org, sha256)): UrlPath<(String, String)>,
+    PathParams((org, sha256)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
@@ -423,6 +424,7 @@ pub fn router(backend: Backend, config: &Config) -> Router {
         .route("/livez", get(|| async { "live" }))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { not_found("route") })
+        .method_not_allowed_fallback(runner_core::serve::method_not_allowed)
         .with_state(state)
 }
 

@@ -342,6 +342,17 @@ fn malformed_requests_get_clear_errors_and_the_api_is_documented() {
     ] {
         assert!(openapi["paths"][path].is_object(), "{path} undocumented");
     }
+    // The framework's own rejections answer in the JSON shape too: a model number that
+    // is not one, and a method a route does not answer.
+    let response = http.get(format!("{}/v1/orgs/default/repos/m/models/first", server.url)).send().unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("`first`"), "{body}");
+    let response = http.patch(&commit).send().unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }
 
 #[test]

@@ -155,6 +155,7 @@ impl App {
             .fallback(|| async {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see GET /openapi.json")
             })
+            .method_not_allowed_fallback(super::error::method_not_allowed)
             .with_state(self.state.clone())
     }
 }

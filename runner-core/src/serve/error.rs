@@ -88,3 +88,48 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Path parameters, like axum's `Path`, rejected with the JSON error shape (a 400 naming
+/// the parameter and what it must be) instead of axum's `text/plain` body. Every route of
+/// `serve` and `runner-registry` takes its path through it, so no rejection escapes the
+/// JSON contract.
+///
+/// ```
+/// use runner_core::serve::PathParams;
+///
+/// async fn model(PathParams((repository, number)): PathParams<(String, u64)>) -> String {
+///     format!("{repository}:{number}")
+/// }
+/// let app: axum::Router = axum::Router::new().route("/models/{repository}/{number}", axum::routing::get(model));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct PathParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for PathParams<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(params)) => Ok(PathParams(params)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{} in the path `{}`", rejection.body_text(), parts.uri.path()),
+            )),
+        }
+    }
+}
+
+/// The JSON 405 for a route that exists but not with this method (axum's own has no
+/// body): a handler for `Router::method_not_allowed_fallback`.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not answer {method}; see GET /openapi.json for its methods", uri.path()),
+    )
+}

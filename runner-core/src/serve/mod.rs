@@ -41,7 +41,7 @@ pub use app::{serve, serve_on, shutdown_signal, App};
 pub use axum::body::Body;
 /// HTTP types (requests, headers, status codes) for [`TestClient::request`].
 pub use axum::http;
-pub use error::{status_for, status_of, ApiError};
+pub use error::{method_not_allowed, status_for, status_of, ApiError, PathParams};
 pub use options::ServeOptions;
 pub use routes::MODEL_HEADER;
 pub use test_client::{TestClient, TestResponse};

@@ -5,13 +5,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::error::ApiError;
+use super::error::{ApiError, PathParams};
 use super::state::{endpoint, models, read_body, sha256, slot, AppState, Slot};
 use crate::engine::Endpoint;
 
@@ -74,7 +74,7 @@ pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: 
 
 pub(crate) async fn predict_named(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     request: Request,
 ) -> Response {
     match endpoint(&state, &name) {
@@ -171,7 +171,7 @@ pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Result<Js
 
 pub(crate) async fn model_info(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let slot = slot(&state, &name)?;
     let mut info = summary(slot);

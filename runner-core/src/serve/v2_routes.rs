@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::error::ApiError;
+use super::error::{ApiError, PathParams};
 use super::state::{endpoint, models, read_body, AppState};
 use crate::engine::Endpoint;
 use crate::v2;
@@ -108,15 +108,17 @@ pub(super) fn versioned_endpoint(
 
 pub(super) async fn model_metadata(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    name: Result<PathParams<String>, ApiError>,
 ) -> Result<Json<v2::ModelMetadata>, V2Error> {
+    let PathParams(name) = name?;
     metadata(&state, &name, None)
 }
 
 pub(super) async fn version_metadata(
     State(state): State<Arc<AppState>>,
-    Path((name, version)): Path<(String, String)>,
+    params: Result<PathParams<(String, String)>, ApiError>,
 ) -> Result<Json<v2::ModelMetadata>, V2Error> {
+    let PathParams((name, version)) = params?;
     metadata(&state, &name, Some(&version))
 }
 
@@ -142,23 +144,34 @@ pub(super) fn model_metadata_of(
 
 pub(super) async fn model_ready(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    name: Result<PathParams<String>, ApiError>,
 ) -> Result<Json<serde_json::Value>, V2Error> {
+    let PathParams(name) = name?;
     models(&state)?;
     tensor_endpoint(&state, &name, None)?;
     Ok(Json(serde_json::json!({ "name": name, "ready": true })))
 }
 
-pub(super) async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request) -> Response {
-    run_infer(&state, &name, None, request).await
+pub(super) async fn infer(
+    State(state): State<Arc<AppState>>,
+    name: Result<PathParams<String>, ApiError>,
+    request: Request,
+) -> Response {
+    match name {
+        Ok(PathParams(name)) => run_infer(&state, &name, None, request).await,
+        Err(e) => V2Error(e).into_response(),
+    }
 }
 
 pub(super) async fn version_infer(
     State(state): State<Arc<AppState>>,
-    Path((name, version)): Path<(String, String)>,
+    params: Result<PathParams<(String, String)>, ApiError>,
     request: Request,
 ) -> Response {
-    run_infer(&state, &name, Some(&version), request).await
+    match params {
+        Ok(PathParams((name, version))) => run_infer(&state, &name, Some(&version), request).await,
+        Err(e) => V2Error(e).into_response(),
+    }
 }
 
 async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request: Request) -> Response {
