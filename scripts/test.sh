@@ -9,11 +9,14 @@
 # The shared registry's tests start a real PostgreSQL 15 (Debian's postgresql-15,
 # installed when missing) and a real Garage S3 server (installed once into
 # ~/.cache/runner-tools, about 12 minutes on two cores; see scripts/tools.sh).
+# schemathesis (PyPI) checks `serve` against its OpenAPI document, from a virtual
+# environment in the same cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/tools.sh
 need_postgres
 need_garage
+need_schemathesis
 export RUNNER_TORCH_MODELS=1
 . scripts/torch-env.sh
 cargo test --workspace --locked --features runner-examples/torch "$@"

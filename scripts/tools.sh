@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tools the tests need that take long to install, kept in a cache outside the
-# checkout and reused when present. Source this file, then call `need_garage`.
+# checkout and reused when present. Source this file, then call `need_garage`,
+# `need_postgres` or `need_schemathesis`.
 #
 # RUNNER_TOOLS overrides the cache folder (default ~/.cache/runner-tools).
 RUNNER_TOOLS="${RUNNER_TOOLS:-$HOME/.cache/runner-tools}"
@@ -30,4 +31,20 @@ need_postgres() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q postgresql-15 >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q postgresql-15 >/dev/null; }
     [ -x "$PG_BIN/postgres" ]
+}
+
+# schemathesis (PyPI), which checks a server against its own OpenAPI document, in a
+# virtual environment of its own (about 30 s to install). Exports RUNNER_SCHEMATHESIS,
+# the path of its `st` command, for the tests.
+SCHEMATHESIS_VERSION=4.32.5
+need_schemathesis() {
+    local venv="$RUNNER_TOOLS/schemathesis-$SCHEMATHESIS_VERSION"
+    if [ ! -x "$venv/bin/st" ]; then
+        echo "installing schemathesis $SCHEMATHESIS_VERSION into $RUNNER_TOOLS (once)" >&2
+        rm -rf "$venv"
+        mkdir -p "$RUNNER_TOOLS"
+        python3 -m venv "$venv" || { echo "cannot create $venv (is python3-venv installed?)" >&2; return 1; }
+        "$venv/bin/pip" install --disable-pip-version-check --no-cache-dir -q "schemathesis==$SCHEMATHESIS_VERSION" >&2 || return 1
+    fi
+    export RUNNER_SCHEMATHESIS="$venv/bin/st"
 }

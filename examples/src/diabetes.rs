@@ -35,29 +35,40 @@ impl LinearModel {
     }
 }
 
-/// One patient's baseline variables (mean-centred and scaled, as in the data set).
+/// One patient's baseline variables (mean-centred and scaled, as in the data set, where
+/// they lie within ±0.25); each must be within ±1000.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Patient {
     /// Age.
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub age: f64,
     /// Sex.
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub sex: f64,
     /// Body mass index.
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub bmi: f64,
     /// Average blood pressure.
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub bp: f64,
     /// Serum measurement 1 (total cholesterol).
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub s1: f64,
     /// Serum measurement 2 (LDL).
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub s2: f64,
     /// Serum measurement 3 (HDL).
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub s3: f64,
     /// Serum measurement 4 (total / HDL).
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub s4: f64,
     /// Serum measurement 5 (log of triglycerides).
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub s5: f64,
     /// Serum measurement 6 (blood sugar).
+    #[schemars(range(min = -1000.0, max = 1000.0))]
     pub s6: f64,
 }
 
@@ -145,8 +156,11 @@ impl Diabetes {
 
     fn preprocess_data(data: Patient) -> Result<[f64; 10]> {
         let x = data.to_array();
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid_input(format!("`{}` must be a finite number", FEATURES[i])));
+        if let Some(i) = x.iter().position(|v| !(v.abs() <= 1000.0)) {
+            return Err(Error::invalid_input(format!(
+                "`{}` must be a number within ±1000 (the data set's are within ±0.25), got {}",
+                FEATURES[i], x[i]
+            )));
         }
         Ok(x)
     }

@@ -22,17 +22,22 @@ const IRIS_CSV: &str = include_str!("../data/iris/iris.csv");
 /// The trained model (saved by the default saver: it is `Serialize + Deserialize`).
 pub type IrisModel = MultiFittedLogisticRegression<f64, usize>;
 
-/// One flower's measurements, in centimetres.
+/// One flower's measurements, in centimetres: each over 0 and at most 100 (the schema
+/// says so, and `preprocess_data` checks it).
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IrisRequest {
     /// Sepal length (cm).
+    #[schemars(extend("exclusiveMinimum" = 0.0, "maximum" = 100.0))]
     pub sepal_length: f64,
     /// Sepal width (cm).
+    #[schemars(extend("exclusiveMinimum" = 0.0, "maximum" = 100.0))]
     pub sepal_width: f64,
     /// Petal length (cm).
+    #[schemars(extend("exclusiveMinimum" = 0.0, "maximum" = 100.0))]
     pub petal_length: f64,
     /// Petal width (cm).
+    #[schemars(extend("exclusiveMinimum" = 0.0, "maximum" = 100.0))]
     pub petal_width: f64,
 }
 
@@ -83,7 +88,7 @@ impl Iris {
         for (value, name) in values.iter().zip(names) {
             if !value.is_finite() || *value <= 0.0 || *value > 100.0 {
                 return Err(Error::invalid_input(format!(
-                    "`{name}` must be a length in centimetres between 0 and 100, got {value}"
+                    "`{name}` must be a length in centimetres over 0 and at most 100, got {value}"
                 )));
             }
         }

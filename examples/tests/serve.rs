@@ -66,6 +66,34 @@ fn serve(registry: &std::path::Path, args: &[&str]) -> Server {
     server
 }
 
+/// schemathesis (PyPI; scripts/test.sh installs it, see scripts/tools.sh) against `serve`'s
+/// own OpenAPI document with every check on: generated requests, valid and not, must get
+/// the statuses and bodies the document declares, and schema-valid ones must be accepted.
+#[test]
+fn schemathesis_finds_nothing_against_the_openapi_document() {
+    let st = std::env::var_os("RUNNER_SCHEMATHESIS").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        std::path::Path::new(&home).join(".cache/runner-tools/schemathesis-4.32.5/bin/st")
+    });
+    assert!(
+        st.exists(),
+        "{} is missing: run scripts/test.sh, or `. scripts/tools.sh; need_schemathesis`",
+        st.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    register(&registry);
+    let server = serve(&registry, &["iris:latest", "sum:1", "diabetes:1", "--api-key", "k"]);
+    let output = Command::new(&st)
+        .args(["run", &format!("{}/openapi.json", server.url), "--checks", "all", "--max-examples", "100"])
+        .args(["--seed", "7", "--no-color", "-H", "Authorization: Bearer k"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "schemathesis found problems:\n{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("passed"), "{text}");
+}
+
 #[test]
 fn register_then_serve_over_http() {
     let dir = tempfile::tempdir().unwrap();
