@@ -156,7 +156,7 @@ impl Diabetes {
 
     fn preprocess_data(data: Patient) -> Result<[f64; 10]> {
         let x = data.to_array();
-        if let Some(i) = x.iter().position(|v| !(v.abs() <= 1000.0)) {
+        if let Some(i) = x.iter().position(|v| v.is_nan() || v.abs() > 1000.0) {
             return Err(Error::invalid_input(format!(
                 "`{}` must be a number within ±1000 (the data set's are within ±0.25), got {}",
                 FEATURES[i], x[i]

@@ -56,7 +56,7 @@ impl SumRunner {
                 data.values.len()
             )));
         }
-        if let Some(v) = data.values.iter().find(|v| !(v.abs() <= MAX_MAGNITUDE)) {
+        if let Some(v) = data.values.iter().find(|v| v.is_nan() || v.abs() > MAX_MAGNITUDE) {
             return Err(Error::invalid_input(format!("{v} is out of range; each value must be within ±1e300")));
         }
         Ok(data)
