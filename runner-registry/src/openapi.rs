@@ -45,8 +45,7 @@ fn with(mut responses: Value, status: &str, description: &str, content: Option<V
 pub(crate) fn document() -> Value {
     let org = json!({ "name": "org", "in": "path", "required": true, "schema": { "type": "string" } });
     let repo = json!({ "name": "repo", "in": "path", "required": true, "schema": { "type": "string" } });
-    let number =
-        json!({ "name": "number", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } });
+    let number = json!({ "name": "number", "in": "path", "required": true, "schema": model_number() });
     let sha = json!({ "name": "sha256", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" } });
     let model = json!({ "$ref": "#/components/schemas/Model" });
     let alias = json!({ "name": "alias", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[a-z][a-z0-9._-]{0,63}$" } });
@@ -89,15 +88,15 @@ pub(crate) fn document() -> Value {
                     "description": "`expect` makes it a compare-and-set: `\"any\"` (default), `\"unset\"` (the alias must not exist) or `{\"number\": N}`. A model whose API fingerprint differs from the current target's is refused (409, naming what changed) unless `force`.",
                     "security": [{ "bearer": [] }],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["number"], "properties": {
-                        "number": { "type": "integer", "minimum": 1 },
-                        "expect": { "oneOf": [{ "enum": ["any", "unset"] }, { "type": "object", "required": ["number"], "properties": { "number": { "type": "integer" } } }] },
+                        "number": model_number(),
+                        "expect": { "oneOf": [{ "enum": ["any", "unset"] }, { "type": "object", "required": ["number"], "properties": { "number": model_number() } }] },
                         "force": { "type": "boolean" } } } } } },
                     "responses": with(errors(&[refused[0], refused[1], ("422", "malformed body")]), "200", "the move", Some(change.clone()))
                 },
                 "delete": {
                     "summary": "Delete an alias (the models stay), and record it",
                     "security": [{ "bearer": [] }],
-                    "parameters": [{ "name": "expect", "in": "query", "required": false, "schema": { "type": "integer" }, "description": "delete only while the alias points at this number" }],
+                    "parameters": [{ "name": "expect", "in": "query", "required": false, "schema": model_number(), "description": "delete only while the alias points at this number" }],
                     "responses": with(errors(&refused), "200", "the move", Some(change.clone()))
                 } },
             (route::HISTORY): { "parameters": [org, repo],
@@ -133,4 +132,9 @@ pub(crate) fn document() -> Value {
             }
         }
     })
+}
+
+/// A model number as the server parses it: a whole number from 1 that fits 64 bits.
+fn model_number() -> serde_json::Value {
+    json!({ "type": "integer", "minimum": 1, "maximum": u64::MAX })
 }
