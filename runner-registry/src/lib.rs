@@ -368,7 +368,8 @@ async fn head_blob(
         Some(size) => {
             Ok(([(header::CONTENT_LENGTH.as_str(), size.to_string()), limit], StatusCode::OK).into_response())
         }
-        None => Ok(([limit], StatusCode::NOT_FOUND).into_response()),
+        None => Ok(([(header::CONTENT_TYPE.as_str(), "application/json".to_string()), limit], StatusCode::NOT_FOUND)
+            .into_response()),
     }
 }
 

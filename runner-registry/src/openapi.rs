@@ -43,12 +43,14 @@ fn with(mut responses: Value, status: &str, description: &str, content: Option<V
 
 /// The document.
 pub(crate) fn document() -> Value {
-    let org = json!({ "name": "org", "in": "path", "required": true, "schema": { "type": "string" } });
-    let repo = json!({ "name": "repo", "in": "path", "required": true, "schema": { "type": "string" } });
+    let org = json!({ "name": "org", "in": "path", "required": true, "schema": name("[a-z0-9]") });
+    let repo = json!({ "name": "repo", "in": "path", "required": true, "schema": name("[a-z0-9]") });
     let number = json!({ "name": "number", "in": "path", "required": true, "schema": model_number() });
     let sha = json!({ "name": "sha256", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" } });
     let model = json!({ "$ref": "#/components/schemas/Model" });
-    let alias = json!({ "name": "alias", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[a-z][a-z0-9._-]{0,63}$" } });
+    let mut alias_name = name("[a-z]");
+    alias_name["not"] = json!({ "const": "latest" });
+    let alias = json!({ "name": "alias", "in": "path", "required": true, "schema": alias_name });
     let change = json!({ "$ref": "#/components/schemas/AliasMove" });
     let refused = [("403", "read-only token"), ("409", "the alias does not point where `expect` says (someone moved it), or the API fingerprint changed without `force`")];
     json!({
@@ -137,4 +139,11 @@ pub(crate) fn document() -> Value {
 /// A model number as the server parses it: a whole number from 1 that fits 64 bits.
 fn model_number() -> serde_json::Value {
     json!({ "type": "integer", "minimum": 1, "maximum": u64::MAX })
+}
+
+/// A name as `validate_name` takes it: 1 to 64 lowercase letters, digits, `-`, `_` and
+/// `.`, starting with `first`, with no `..` (written without lookahead: every `.` is
+/// followed by another character or ends the name).
+fn name(first: &str) -> serde_json::Value {
+    json!({ "type": "string", "maxLength": 64, "pattern": format!("^{first}(?:[a-z0-9_-]|\\.[a-z0-9_-])*\\.?$") })
 }

@@ -46,7 +46,35 @@ pub enum Expect {
     /// That the alias does not exist yet.
     Unset,
     /// That it points at this number.
-    Number(u64),
+    Number(#[serde(deserialize_with = "whole_number")] u64),
+}
+
+/// A model number from JSON: an integer, or a number with no fraction (`4.0`), which JSON
+/// Schema's `integer` (and many JSON writers) allow.
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
+    use serde::de::Unexpected;
+    struct Whole;
+    impl serde::de::Visitor<'_> for Whole {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a model number (a whole number from 1)")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<u64, E> {
+            // 2^64 is the first float past u64::MAX.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                Ok(v as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
+    deserializer.deserialize_any(Whole)
 }
 
 /// How [`Registry::set_alias`](super::Registry::set_alias) moves an alias.

@@ -117,6 +117,7 @@ pub struct Aliases {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetAlias {
     /// The ready model number it will point at.
+    #[serde(deserialize_with = "super::alias::whole_number")]
     pub number: u64,
     /// The compare-and-set condition (default: any).
     #[serde(default)]
@@ -218,6 +219,18 @@ mod tests {
     /// Fills a template the way a router matches it.
     fn fill(template: &str, values: &[(&str, &str)]) -> String {
         values.iter().fold(template.to_string(), |t, (k, v)| t.replace(&format!("{{{k}}}"), v))
+    }
+
+    #[test]
+    fn model_numbers_may_be_written_as_whole_floats() {
+        let set: SetAlias = serde_json::from_str(r#"{"number": 4.0, "expect": {"number": 3.0}}"#).unwrap();
+        assert_eq!((set.number, set.expect), (4, Expect::Number(3)));
+        let set: SetAlias = serde_json::from_str(r#"{"number": 4, "expect": "unset", "force": true}"#).unwrap();
+        assert_eq!((set.number, set.expect, set.force), (4, Expect::Unset, true));
+        for bad in [r#"{"number": 4.5}"#, r#"{"number": -1}"#, r#"{"number": 1e30}"#, r#"{"number": "4"}"#] {
+            let error = serde_json::from_str::<SetAlias>(bad).unwrap_err().to_string();
+            assert!(error.contains("a model number (a whole number from 1)"), "{bad}: {error}");
+        }
     }
 
     #[test]
