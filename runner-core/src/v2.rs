@@ -311,43 +311,10 @@ fn f32_to_bf16(value: f32) -> u16 {
 
 /// Raw data as a flat JSON array (`BYTES` elements as strings, which must be UTF-8).
 fn raw_to_json(tensor: &Tensor, raw: &Bytes) -> Result<serde_json::Value> {
-    use serde_json::Value;
     check_raw(tensor, raw)?;
-    macro_rules! numbers {
-        ($t:ty, $n:literal, $to:expr) => {
-            raw.chunks_exact($n).map(|c| $to(<$t>::from_le_bytes(c.try_into().expect("chunk size")))).collect()
-        };
-    }
-    let values: Vec<Value> = match tensor.datatype.as_str() {
-        "BOOL" => raw.iter().map(|b| Value::Bool(*b != 0)).collect(),
-        "UINT8" => numbers!(u8, 1, Value::from),
-        "UINT16" => numbers!(u16, 2, Value::from),
-        "UINT32" => numbers!(u32, 4, Value::from),
-        "UINT64" => numbers!(u64, 8, Value::from),
-        "INT8" => numbers!(i8, 1, Value::from),
-        "INT16" => numbers!(i16, 2, Value::from),
-        "INT32" => numbers!(i32, 4, Value::from),
-        "INT64" => numbers!(i64, 8, Value::from),
-        "FP16" => numbers!(u16, 2, |b| Value::from(f64::from(f16_to_f32(b)))),
-        "BF16" => numbers!(u16, 2, |b| Value::from(f64::from(bf16_to_f32(b)))),
-        "FP32" => numbers!(f32, 4, |v: f32| Value::from(f64::from(v))),
-        "FP64" => numbers!(f64, 8, Value::from),
-        _ => bytes_elements(&tensor.name, raw)?
-            .into_iter()
-            .map(|element| {
-                String::from_utf8(element.to_vec()).map(Value::String).map_err(|_| {
-                    bad(format!(
-                        "BYTES tensor `{}` holds bytes that are not UTF-8; ask for it as binary data",
-                        tensor.name
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?,
-    };
-    Ok(Value::Array(values))
+    serde_json::to_value(Data::Raw(tensor, raw)).map_err(|e| bad(e.to_string()))
 }
 
-/// JSON data (flat or nested) in the binary layout.
 fn json_to_raw(tensor: &Tensor) -> Result<Vec<u8>> {
     use serde_json::Value;
     let size = element_size(&tensor.datatype)?;

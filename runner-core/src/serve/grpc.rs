@@ -42,8 +42,9 @@ use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
 use super::error::ApiError;
+use super::routes::measured;
 use super::state::AppState;
-use super::v2_routes::{infer_tensors, measured, model_metadata_of, tensor_endpoint, versioned_endpoint, SERVER_NAME};
+use super::v2_routes::{infer_tensors, model_metadata_of, tensor_endpoint, versioned_endpoint, SERVER_NAME};
 use crate::engine::Endpoint;
 use crate::v2;
 

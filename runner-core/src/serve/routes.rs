@@ -13,7 +13,9 @@ use axum::Json;
 
 use super::error::{ApiError, PathParams};
 use super::state::{endpoint, models, read_body, sha256, slot, AppState, Slot};
-use crate::engine::Endpoint;
+use bytes::Bytes;
+
+use crate::engine::{Answer, Endpoint};
 
 /// API-key check (see [`key_matches`]).
 pub(crate) async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -86,40 +88,60 @@ pub(crate) async fn predict_named(
 pub(crate) async fn predict(state: &AppState, endpoint: Arc<Endpoint>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let started = Instant::now();
-    let metrics_endpoint = endpoint.clone();
-    let m = metrics_endpoint.metrics();
-    m.in_flight.inc();
     let timeout = state.options.timeout;
     let deadline = tokio::time::Instant::now() + timeout;
-    let timed_out = || ApiError::timed_out(timeout);
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let result = match tokio::time::timeout_at(deadline, read_body(body, &headers, state.options.body_limit)).await {
-        Err(_) => Err(timed_out()),
-        Ok(Err(e)) => Err(e),
-        // A fast pipeline runs right here, with no future to box and no timer to arm.
-        Ok(Ok(bytes)) => match endpoint.try_inline(bytes, content_type) {
-            Ok(result) => result.map_err(ApiError::from),
-            Err(bytes) => {
-                let call = endpoint.clone().call(bytes, content_type.map(str::to_string));
-                match tokio::time::timeout_at(deadline, call).await {
-                    Ok(result) => result.map_err(ApiError::from),
-                    Err(_) => Err(timed_out()),
-                }
-            }
-        },
+    let work = async {
+        let bytes = tokio::time::timeout_at(deadline, read_body(body, &headers, state.options.body_limit))
+            .await
+            .map_err(|_| ApiError::timed_out(timeout))??;
+        run_body(&endpoint, bytes, content_type, (deadline, timeout)).await
     };
-    let mut response = match result {
+    let mut response = match measured(&endpoint, work).await {
         Ok((bytes, media_type)) => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], bytes).into_response()
         }
         Err(e) => e.into_response(),
     };
     name_model(&mut response, &endpoint);
-    m.in_flight.dec();
-    m.count(response.status().as_u16());
-    m.latency.observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Runs a request body through `endpoint`'s pipeline by the deadline (and the limit it
+/// came from, for the error), whichever route it came by. A fast pipeline runs right
+/// here, with no future to box and no timer to arm.
+pub(crate) async fn run_body(
+    endpoint: &Arc<Endpoint>,
+    body: Bytes,
+    content_type: Option<&str>,
+    (deadline, limit): (tokio::time::Instant, std::time::Duration),
+) -> Result<Answer, ApiError> {
+    match endpoint.try_inline(body, content_type) {
+        Ok(answer) => Ok(answer?),
+        Err(body) => {
+            let call = endpoint.clone().call(body, content_type.map(str::to_string));
+            tokio::time::timeout_at(deadline, call)
+                .await
+                .map_err(|_| ApiError::timed_out(limit))?
+                .map_err(ApiError::from)
+        }
+    }
+}
+
+/// Runs `work` for `endpoint`, counted in its metrics: in flight, outcome (the HTTP
+/// status it answers with), latency. Every protocol's predictions go through it.
+pub(crate) async fn measured<T>(
+    endpoint: &Endpoint,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let m = endpoint.metrics();
+    m.in_flight.inc();
+    let started = Instant::now();
+    let outcome = work.await;
+    m.in_flight.dec();
+    m.count(outcome.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200));
+    m.latency.observe(started.elapsed().as_secs_f64());
+    outcome
 }
 
 /// The response header naming the model (its number) that answered.

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::{ApiError, PathParams};
+use super::routes::{measured, run_body};
 use super::state::{endpoint, models, read_body, AppState};
 use crate::engine::Endpoint;
 use crate::v2;
@@ -195,22 +195,6 @@ async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request:
     response
 }
 
-/// Runs `work` for `endpoint`, counted in its metrics: in flight, outcome (the HTTP
-/// status it answers with), latency.
-pub(super) async fn measured<T>(
-    endpoint: &Endpoint,
-    work: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    let m = endpoint.metrics();
-    m.in_flight.inc();
-    let started = Instant::now();
-    let outcome = work.await;
-    m.in_flight.dec();
-    m.count(outcome.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200));
-    m.latency.observe(started.elapsed().as_secs_f64());
-    outcome
-}
-
 /// Runs one inference request; the response body, and the length of its JSON part when
 /// binary outputs follow it.
 async fn infer_response(
@@ -261,14 +245,7 @@ pub(super) async fn infer_tensors(
         }
     } else {
         let body = body_input(inputs)?;
-        let content_type = endpoint.media_types().0;
-        let (answer, _) = match endpoint.try_inline(body, Some(content_type)) {
-            Ok(answer) => answer?,
-            Err(body) => {
-                let call = endpoint.clone().call(body, Some(content_type.to_string()));
-                tokio::time::timeout_at(deadline, call).await.map_err(|_| timed_out())??
-            }
-        };
+        let (answer, _) = run_body(endpoint, body, Some(endpoint.media_types().0), (deadline, limit)).await?;
         let mut raw = Vec::with_capacity(answer.len() + 4);
         raw.extend((answer.len() as u32).to_le_bytes());
         raw.extend_from_slice(&answer);
