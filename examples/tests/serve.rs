@@ -223,3 +223,117 @@ fn register_then_serve_the_torch_examples() {
         "tritonclient on digits and MiniLM:\n{text}"
     );
 }
+
+/// Whether the server closed `tcp` (end of stream or reset), waiting up to 5 s; what it
+/// sent before closing is returned too.
+fn closed_by_server(tcp: &mut std::net::TcpStream) -> (bool, String) {
+    use std::io::Read;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => return (true, String::from_utf8_lossy(&received).into_owned()),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (true, String::from_utf8_lossy(&received).into_owned())
+            }
+            Err(_) => return (false, String::from_utf8_lossy(&received).into_owned()),
+        }
+    }
+}
+
+/// Slow and idle clients (a thousand connections that send nothing, and some that send
+/// half a request head, half the HTTP/2 preface, half a body, or a request and then
+/// nothing) are closed after `--header-timeout` and `--body-timeout`, while requests
+/// from a normal client keep being answered.
+#[test]
+fn slow_and_idle_clients_are_closed_while_others_are_answered() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    register(&registry);
+    let server = serve(&registry, &["sum:1", "--header-timeout", "2", "--body-timeout", "2"]);
+    let addr = server.url.strip_prefix("http://").unwrap().to_string();
+    let connect = |bytes: &[u8]| {
+        let mut tcp = TcpStream::connect(&addr).unwrap();
+        tcp.write_all(bytes).unwrap();
+        tcp
+    };
+    let silent: Vec<TcpStream> = (0..1000).map(|_| connect(b"")).collect();
+    let half_head: Vec<TcpStream> =
+        (0..50).map(|_| connect(b"POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Le")).collect();
+    let half_preface: Vec<TcpStream> = (0..50).map(|_| connect(b"PRI * HTTP/2.0\r\n")).collect();
+    let half_body: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            connect(b"POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"values\": [1,")
+        })
+        .collect();
+    let mut kept_alive = connect(
+        b"POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"values\": [1.5]}",
+    );
+    let opened = Instant::now();
+
+    // Meanwhile a normal client is answered, on new connections each time.
+    for i in 0..20 {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("{}/models/sum/predict", server.url))
+            .json(&json!({"values": [i as f64, 1.0]}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.json::<Value>().unwrap(), json!({"sum": i as f64 + 1.0}));
+    }
+    assert!(opened.elapsed() < Duration::from_secs(2), "the test is too slow to tell timeouts apart");
+
+    // A new connection may take the header timeout twice (first bytes, then the head).
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(opened.elapsed()));
+    for (kind, connections) in
+        [("silent", silent), ("half a head", half_head), ("half the HTTP/2 preface", half_preface)]
+    {
+        for mut tcp in connections {
+            let (closed, sent) = closed_by_server(&mut tcp);
+            assert!(closed, "a connection with {kind} is still open 4 s later");
+            assert!(!sent.starts_with("HTTP/1.1 2"), "{kind}: {sent}");
+        }
+    }
+    for mut tcp in half_body {
+        let (closed, sent) = closed_by_server(&mut tcp);
+        assert!(closed, "a connection with half a body is still open 4 s later");
+        assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+        assert!(sent.contains("request_timeout") && sent.contains("--body-timeout"), "{sent}");
+    }
+    let (closed, sent) = closed_by_server(&mut kept_alive);
+    assert!(closed, "an idle keep-alive connection is still open 4 s later");
+    assert!(sent.starts_with("HTTP/1.1 200") && sent.contains(r#"{"sum":1.5}"#), "{sent}");
+}
+
+/// Past `--max-connections` the server accepts no more until one closes: a request waits
+/// while three silent connections hold every place, and is answered once the header
+/// timeout has closed them.
+#[test]
+fn past_max_connections_new_connections_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    register(&registry);
+    let server = serve(&registry, &["sum:1", "--max-connections", "3", "--header-timeout", "2"]);
+    let addr = server.url.strip_prefix("http://").unwrap().to_string();
+    let _silent: Vec<std::net::TcpStream> = (0..3).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    let opened = Instant::now();
+    let request = |timeout: Duration| {
+        reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .build()
+            .unwrap()
+            .post(format!("{}/models/sum/predict", server.url))
+            .json(&json!({"values": [2.0]}))
+            .send()
+    };
+    let waiting = request(Duration::from_millis(700));
+    assert!(opened.elapsed() < Duration::from_secs(2), "the test is too slow to tell the timeout apart");
+    assert!(waiting.as_ref().is_err_and(|e| e.is_timeout()), "answered while every place was held: {waiting:?}");
+    let answered = request(Duration::from_secs(10)).unwrap();
+    assert_eq!(answered.status().as_u16(), 200);
+    assert!(opened.elapsed() >= Duration::from_millis(1500), "answered before the silent connections were closed");
+}

@@ -68,6 +68,9 @@ pub enum ErrorKind {
     Overloaded,
     /// The request took longer than its time limit. HTTP 504.
     Timeout,
+    /// The disk (or quota) the registry writes to is full; nothing of the request was
+    /// kept. Free space and send it again. HTTP 507.
+    StorageFull,
     /// A hook panicked. HTTP 500.
     Panic,
     /// A batched `predict_batch` returned the wrong number of outputs. HTTP 500.
@@ -87,6 +90,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "payload_too_large",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::StorageFull => "insufficient_storage",
             ErrorKind::Panic => "panic",
             ErrorKind::BatchMismatch => "batch_mismatch",
             ErrorKind::Internal => "internal",
@@ -331,6 +335,7 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Raised { kind, .. } | Error::Serving { kind, .. } => *kind,
             Error::Shared(error) => error.kind(),
+            Error::Io { source, .. } if is_storage_full(source) => ErrorKind::StorageFull,
             _ => ErrorKind::Internal,
         }
     }
@@ -342,6 +347,20 @@ impl Error {
             Error::Serving { kind, .. } => kind.code(),
             Error::Shared(error) => error.code(),
             other => other.kind().code(),
+        }
+    }
+
+    /// A failed write to storage: [`ErrorKind::StorageFull`] when the disk or quota is
+    /// full (saying so, and what to do), otherwise an internal error; `what` says what
+    /// was being stored.
+    pub fn storing(what: &str, source: std::io::Error) -> Self {
+        if is_storage_full(&source) {
+            Error::serving(
+                ErrorKind::StorageFull,
+                format!("no space left to store {what} ({source}); nothing of it was kept: free space (`runner-registry gc` removes what no model needs) and send it again"),
+            )
+        } else {
+            Error::msg(format!("storing {what}: {source}"))
         }
     }
 
@@ -385,4 +404,9 @@ impl ErrorBody {
     pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> ErrorBody {
         ErrorBody { error: ErrorDetail { status, code: code.into(), message: message.into() } }
     }
+}
+
+/// Whether `error` says the disk or a quota is full (`ENOSPC`, `EDQUOT`).
+fn is_storage_full(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }

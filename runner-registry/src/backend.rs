@@ -314,21 +314,21 @@ async fn put_in_directory(
     let write = |writer: &mut BlobWriter, pending: &mut Vec<u8>| {
         let written = tokio::task::block_in_place(|| std::io::Write::write_all(writer, pending));
         pending.clear();
-        written.map_err(|e| Error::msg(format!("storing the upload: {e}")))
+        written.map_err(|e| Error::storing("the upload", e))
     };
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::new(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
+        let frame = frame.map_err(|e| Error::serving(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
         if let Ok(chunk) = frame.into_data() {
             received += chunk.len() as u64;
             if received > max_size {
-                return Err(Error::new(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
+                return Err(Error::serving(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
             }
             pending.extend_from_slice(&chunk);
             if pending.len() >= WRITE {
                 write(&mut writer, &mut pending)?;
             }
             if received - synced >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
-                let file = writer.file().map_err(|e| Error::msg(format!("storing the upload: {e}")))?;
+                let file = writer.file().map_err(|e| Error::storing("the upload", e))?;
                 syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
                 synced = received;
             }

@@ -69,6 +69,64 @@ pub struct Config {
     /// Requests per second allowed to each token (each client address without auth);
     /// past it the server answers 429 with `Retry-After`. `None`: no limit.
     pub rate_limit: Option<std::num::NonZeroU32>,
+    /// File uploads one token may have in flight at once; past it the server answers 429
+    /// with `Retry-After` (the client retries). Without auth there is no token to count
+    /// by, and no cap. `None`: no limit.
+    pub max_uploads_per_token: Option<std::num::NonZeroUsize>,
+}
+
+impl Default for Config {
+    /// Auth on, 64 GiB files, no rate limit, 16 uploads per token.
+    fn default() -> Self {
+        Config {
+            auth: true,
+            max_file_size: 64 << 30,
+            rate_limit: None,
+            max_uploads_per_token: std::num::NonZeroUsize::new(16),
+        }
+    }
+}
+
+/// The uploads each token has in flight, for [`Config::max_uploads_per_token`].
+struct Uploads {
+    limit: Option<std::num::NonZeroUsize>,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One upload in flight; counted until dropped (the body read, failed or abandoned).
+struct UploadSlot<'a> {
+    uploads: &'a Uploads,
+    who: String,
+}
+
+impl Uploads {
+    fn start(&self, who: &str) -> ApiResult<Option<UploadSlot<'_>>> {
+        let Some(limit) = self.limit else { return Ok(None) };
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(who.to_string()).or_insert(0);
+        if *count >= limit.get() {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_uploads",
+                format!("{who} already has {count} uploads in flight, the most the server allows at once (--max-uploads-per-token); send this one when one of them ends"),
+            )
+            .retry_after(std::time::Duration::from_secs(1)));
+        }
+        *count += 1;
+        Ok(Some(UploadSlot { uploads: self, who: who.to_string() }))
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.uploads.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.who) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.who);
+            }
+        }
+    }
 }
 
 struct AppState {
@@ -76,6 +134,7 @@ struct AppState {
     auth: bool,
     max_file_size: u64,
     limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
+    uploads: Uploads,
 }
 
 impl AppState {
@@ -381,7 +440,8 @@ async fn put_blob(
     PathParams((org, sha256)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write).await?;
+    let who = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let _slot = if s.auth { s.uploads.start(&who)? } else { None };
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > s.max_file_size) {
@@ -410,7 +470,9 @@ async fn get_blob(
 pub fn router(backend: Backend, config: &Config) -> Router {
     let limiter =
         config.rate_limit.map(|per_second| governor::RateLimiter::keyed(governor::Quota::per_second(per_second)));
-    let state = Arc::new(AppState { backend, auth: config.auth, max_file_size: config.max_file_size, limiter });
+    let uploads = Uploads { limit: config.max_uploads_per_token, open: Default::default() };
+    let state =
+        Arc::new(AppState { backend, auth: config.auth, max_file_size: config.max_file_size, limiter, uploads });
     Router::new()
         .route(route::REPOSITORIES, get(list_repos))
         .route(route::REPOSITORY, delete(delete_repository))

@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use runner_core::serve::{serve_connections, ConnectionLimits};
 use runner_registry::{router, Backend, Config, Right, SharedStore};
 
 /// The model registry server: organizations, repositories, numbered models and their files.
@@ -34,6 +36,22 @@ enum Command {
         /// Requests per second allowed to each token (429 with Retry-After past it); 0: no limit.
         #[arg(long, default_value_t = 0)]
         rate_limit: u32,
+        /// File uploads one token may have in flight at once (429 with Retry-After past
+        /// it); 0: no limit.
+        #[arg(long, default_value_t = 16)]
+        max_uploads_per_token: usize,
+        /// Seconds a client may take to send a request's headers, counted from when it
+        /// connects or was last answered (so also how long an idle connection stays open).
+        #[arg(long, default_value_t = 20, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+        header_timeout: u64,
+        /// Seconds an upload may go without a byte arriving (the upload is dropped, and
+        /// nothing of it kept).
+        #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+        body_timeout: u64,
+        /// Connections open at once; past it new ones wait in the backlog [default: 10000,
+        /// or the open-file limit less 256].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: Option<u32>,
     },
     /// Remove what no model needs (orphan blobs, abandoned numbers, stale volumes and
     /// uploads), sparing anything touched within the grace period. Safe while the server
@@ -495,10 +513,31 @@ async fn serve_or_administer(command: Command) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
-        Command::Serve { storage, addr, no_auth, max_file_size, rate_limit } => {
+        Command::Serve {
+            storage,
+            addr,
+            no_auth,
+            max_file_size,
+            rate_limit,
+            max_uploads_per_token,
+            header_timeout,
+            body_timeout,
+            max_connections,
+        } => {
             let backend = storage.open().await.map_err(|e| e.to_string())?;
-            let config = Config { auth: !no_auth, max_file_size, rate_limit: std::num::NonZeroU32::new(rate_limit) };
+            let config = Config {
+                auth: !no_auth,
+                max_file_size,
+                rate_limit: std::num::NonZeroU32::new(rate_limit),
+                max_uploads_per_token: std::num::NonZeroUsize::new(max_uploads_per_token),
+            };
             let app = router(backend, &config);
+            let defaults = ConnectionLimits::default();
+            let limits = ConnectionLimits {
+                header_timeout: Duration::from_secs(header_timeout),
+                body_timeout: Duration::from_secs(body_timeout),
+                max_connections: max_connections.map_or(defaults.max_connections, |n| n as usize),
+            };
             let listener =
                 tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -506,8 +545,7 @@ async fn serve_or_administer(command: Command) -> Result<(), String> {
             if no_auth {
                 tracing::warn!("--no-auth: every request may read and write every organization");
             }
-            axum::serve(listener, app)
-                .with_graceful_shutdown(runner_core::serve::shutdown_signal())
+            serve_connections(listener, app, limits, runner_core::serve::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -697,10 +697,10 @@ impl SharedStore {
         // peak RSS grew to several times the parts in flight.
         let mut buffer = self.parts.take();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::new(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
+            let chunk = chunk.map_err(|e| Error::serving(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
             size += chunk.len() as u64;
             if size > max_size {
-                return Err(Error::new(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
+                return Err(Error::serving(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
             }
             hasher.update(&chunk);
             let mut rest = &chunk[..];

@@ -782,3 +782,135 @@ fn schemathesis_finds_nothing_against_the_openapi_document() {
         assert!(text.contains("passed"), "{text}");
     }
 }
+
+/// `--max-uploads-per-token`: while one token's upload is in flight, that token's next
+/// one gets 429 with Retry-After, another token's goes through, and once the first ends
+/// the token may upload again.
+#[test]
+fn uploads_in_flight_are_capped_per_token() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (busy, other) = (token(&data, "acme", true), token(&data, "acme", true));
+    let server = start(&data, &["--max-uploads-per-token", "1"]);
+    let slow_file = vec![7u8; 1000];
+    let mut slow = std::net::TcpStream::connect(server.url.strip_prefix("http://").unwrap()).unwrap();
+    write!(
+        slow,
+        "PUT /v1/orgs/acme/blobs/{} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {busy}\r\nContent-Length: 1000\r\n\r\n",
+        sha256_hex(&slow_file)
+    )
+    .unwrap();
+    slow.write_all(&slow_file[..10]).unwrap();
+
+    let http = reqwest::blocking::Client::new();
+    let put = |token: &str, content: &[u8]| {
+        http.put(format!("{}/v1/orgs/acme/blobs/{}", server.url, sha256_hex(content)))
+            .bearer_auth(token)
+            .body(content.to_vec())
+            .send()
+            .unwrap()
+    };
+    // The slow upload's slot is taken once its head has been read.
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let response = put(&busy, b"second");
+        if response.status().as_u16() == 429 || started.elapsed() > std::time::Duration::from_secs(5) {
+            break response;
+        }
+        assert!(matches!(response.status().as_u16(), 200 | 201), "before the slow upload's slot is taken");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().unwrap();
+    assert_eq!(body["error"]["code"], "too_many_uploads", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("--max-uploads-per-token"), "{body}");
+    assert_eq!(put(&other, b"another token's").status().as_u16(), 201, "the cap is per token");
+
+    slow.write_all(&slow_file[10..]).unwrap();
+    let mut answer = [0u8; 12];
+    slow.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 201");
+    assert_eq!(put(&busy, b"third").status().as_u16(), 201, "the slot is given back when the upload ends");
+}
+
+/// A tmpfs mounted for one test (which runs as root, as CI does), unmounted on drop: a
+/// small disk that really fills up, rather than a writer that pretends to.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let output = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(at).output().unwrap();
+        assert!(
+            output.status.success(),
+            "this test mounts a small tmpfs, which needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn bytes_under(dir: &Path) -> u64 {
+    walk(dir).iter().filter(|p| p.is_file()).map(|p| p.metadata().unwrap().len()).sum()
+}
+
+/// A registry whose disk fills up during an upload answers 507 naming the problem and the
+/// fix, keeps nothing of the upload, shows no model, and registers again once the space
+/// is back (the failed upload's own space is given back at once).
+#[test]
+fn a_full_disk_fails_the_upload_clearly_keeps_nothing_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _disk = Tmpfs::mount(&data, "size=16m");
+    let server = start(&data, &["--no-auth"]);
+    let registry = client(&server, None, &dir.path().join("cache"));
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![7u8; 24 << 20]).unwrap();
+    let error = register_model::<Scaler>("full")
+        .model(Scale(1.0))
+        .artifact(big.to_str().unwrap(), "big.bin")
+        .register(&registry)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("507") && error.contains("no space left to store the upload"), "{error}");
+    assert!(error.contains("free space"), "{error}");
+    assert_eq!(registry.latest("default", "full").unwrap(), None, "nothing half-registered");
+    assert!(bytes_under(&data) < 1 << 20, "the failed upload left {} bytes", bytes_under(&data));
+
+    let fits = dir.path().join("fits.bin");
+    std::fs::write(&fits, vec![8u8; 6 << 20]).unwrap();
+    let registered = register_model::<Scaler>("full")
+        .model(Scale(2.0))
+        .artifact(fits.to_str().unwrap(), "fits.bin")
+        .register(&registry)
+        .unwrap();
+    let loaded = Loaded::<Scaler>::load(&registry, &registered.id().to_string().parse().unwrap()).unwrap();
+    assert_eq!(loaded.run(2.0).unwrap(), 4.0);
+    assert_eq!(std::fs::read(loaded.volume().join("fits.bin")).unwrap(), std::fs::read(&fits).unwrap());
+}
+
+/// A registry directory the server cannot write to stops it at start, naming the
+/// directory and the reason, instead of failing each upload later.
+#[test]
+fn a_read_only_registry_directory_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _disk = Tmpfs::mount(&data, "size=1m,ro");
+    let output = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--no-auth", "--data"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "served from a read-only directory: {stderr}");
+    assert!(stderr.contains(data.to_str().unwrap()) && stderr.contains("Read-only file system"), "{stderr}");
+}

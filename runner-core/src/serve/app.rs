@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post};
@@ -118,7 +117,7 @@ impl App {
 
     /// The KServe V2 gRPC service (`inference.GRPCInferenceService`, see
     /// [`super::grpc`]) over the same models and engine, as an axum router to serve over
-    /// HTTP/2 (`axum::serve` does), on an address of its own.
+    /// HTTP/2 ([`serve_connections`](super::serve_connections) does), on an address of its own.
     #[cfg(feature = "grpc")]
     pub fn grpc_router(&self) -> Router {
         super::grpc::router(self.state.clone())
@@ -293,6 +292,7 @@ pub async fn serve_on(
 ) -> Result<()> {
     let interval = options.follow_interval;
     let grpc_addr = options.grpc_addr;
+    let limits = options.connections.clone();
     let app = App::new(options);
     // One shutdown for every listener.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -306,7 +306,6 @@ pub async fn serve_on(
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let service = axum::ServiceExt::<Request>::into_make_service(app.service());
     let loader_app = app.clone();
     let loader_registry = registry.clone();
     let followed: Vec<ModelRef> = models.iter().filter(|m| matches!(m.version, Version::Alias(_))).cloned().collect();
@@ -322,12 +321,12 @@ pub async fn serve_on(
         }
         loader_app.install(loaded)
     });
-    let server = axum::serve(listener, service).with_graceful_shutdown(when_stopped());
+    let server = super::serve_connections(listener, app.service(), limits.clone(), when_stopped());
     on_listening();
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     let grpc = match grpc_addr {
         None => None,
-        Some(addr) => match grpc_server(&app, addr, when_stopped()).await {
+        Some(addr) => match grpc_server(&app, addr, limits, when_stopped()).await {
             Ok(grpc) => Some(grpc),
             Err(e) => {
                 server.abort();
@@ -380,21 +379,17 @@ pub async fn serve_on(
 async fn grpc_server(
     app: &App,
     addr: std::net::SocketAddr,
+    limits: super::ConnectionLimits,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    use axum::serve::ListenerExt;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::msg(format!("cannot listen for gRPC on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| Error::msg(e.to_string()))?;
-    // gRPC's small frames must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let router = app.grpc_router();
     println!("listening for gRPC on {bound}");
-    let server = axum::serve(listener, router).with_graceful_shutdown(stopped);
-    Ok(tokio::spawn(async move { server.await }))
+    let server = super::serve_connections(listener, router, limits, stopped);
+    Ok(tokio::spawn(server))
 }
 
 /// Without the `grpc` feature, asking for a gRPC address is an error that says so.
@@ -402,6 +397,7 @@ async fn grpc_server(
 async fn grpc_server(
     _: &App,
     addr: std::net::SocketAddr,
+    _: super::ConnectionLimits,
     _: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     Err(Error::msg(format!("gRPC ({addr}) needs runner-core's `grpc` feature; this build has only HTTP")))

@@ -65,7 +65,7 @@ pub(super) struct V2Grpc {
     state: Arc<AppState>,
 }
 
-/// The gRPC routes as an axum router (served over HTTP/2 by `axum::serve`), with the
+/// The gRPC routes as an axum router (served over HTTP/2 by `serve_connections`), with the
 /// API-key check when the server has a key.
 pub(super) fn router(state: Arc<AppState>) -> axum::Router {
     let limit = state.options.body_limit;

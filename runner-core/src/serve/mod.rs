@@ -28,6 +28,7 @@ mod app;
 mod error;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+mod listen;
 pub mod observe;
 mod openapi;
 mod options;
@@ -42,6 +43,7 @@ pub use axum::body::Body;
 /// HTTP types (requests, headers, status codes) for [`TestClient::request`].
 pub use axum::http;
 pub use error::{method_not_allowed, status_for, status_of, ApiError, PathParams};
+pub use listen::{serve_connections, ConnectionLimits};
 pub use options::ServeOptions;
 pub use routes::MODEL_HEADER;
 pub use test_client::{TestClient, TestResponse};

@@ -43,6 +43,8 @@ pub struct ServeOptions {
     /// where the alias points; when it moved, the new model is loaded in the background
     /// and swapped in (default 5 s).
     pub follow_interval: Duration,
+    /// Timeouts for slow clients and the cap on open connections, for HTTP and gRPC alike.
+    pub connections: super::ConnectionLimits,
 }
 
 impl ServeOptions {
@@ -72,6 +74,7 @@ impl Default for ServeOptions {
             max_delay: None,
             inline_threshold: Duration::from_micros(100),
             follow_interval: Duration::from_secs(5),
+            connections: super::ConnectionLimits::default(),
         }
     }
 }

@@ -134,10 +134,21 @@ pub(crate) async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> 
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // The limit's own error type, wherever it sits in the chain.
-        let is_limit = std::iter::successors(std::error::Error::source(&e), |s| s.source())
-            .any(|s| s.is::<http_body_util::LengthLimitError>());
+        let causes = std::iter::successors(std::error::Error::source(&e), |s| s.source());
+        let (is_limit, stalled) = causes.fold((false, false), |(limit, stalled), s| {
+            (
+                limit || s.is::<http_body_util::LengthLimitError>(),
+                stalled || s.is::<tower_http::timeout::TimeoutError>(),
+            )
+        });
         if is_limit {
             too_large()
+        } else if stalled {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body stalled: {e}; send it without pauses that long (the server's --body-timeout)"),
+            )
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("could not read the body: {e}"))
         }

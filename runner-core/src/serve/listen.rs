@@ -1,0 +1,196 @@
+//! Accepting connections with limits: how long a client may take to send a request's
+//! headers or to go on sending its body, how long a keep-alive connection may sit idle,
+//! and how many connections are open at once. `axum::serve` sets none of these (it gives
+//! hyper no timer, so even hyper's header timeout is off), and a client that opens a
+//! connection and sends nothing holds it, and its file descriptor, for good.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// Limits on the connections a server accepts. `Default` gives the documented defaults;
+/// `serve` and `runner-registry serve` take each as a flag.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::serve::ConnectionLimits;
+///
+/// let limits = ConnectionLimits { header_timeout: Duration::from_secs(5), ..ConnectionLimits::default() };
+/// assert_eq!(limits.max_connections, ConnectionLimits::default().max_connections);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a client may take to send a request's headers, counted from when the
+    /// connection opens or the previous response was sent; so it is also how long an
+    /// idle keep-alive connection stays open. Past it the connection is closed
+    /// (default 20 s). For a new connection it is counted twice at most: once until the
+    /// first bytes arrive, and again for the headers.
+    pub header_timeout: Duration,
+    /// How long a request body may go without a byte arriving; past it the request is
+    /// answered 408 and the connection closed (default 60 s). A slow upload that keeps
+    /// moving is never cut off.
+    pub body_timeout: Duration,
+    /// Connections open at once. Past it the server stops accepting until one closes,
+    /// so the operating system's backlog holds new ones (default 10,000, or fewer when
+    /// the process may open fewer files: the limit less 256 for everything else).
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(60),
+            max_connections: 10_000.min(open_files_allowed().saturating_sub(256).max(64)),
+        }
+    }
+}
+
+/// The soft limit on open files (`RLIMIT_NOFILE`), or no limit where it cannot be read.
+fn open_files_allowed() -> usize {
+    #[cfg(unix)]
+    {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        limit.current.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+    #[cfg(not(unix))]
+    {
+        usize::MAX
+    }
+}
+
+/// Serves `service` on `listener` (HTTP/1.1, and HTTP/2 to clients that open with its
+/// preface, as gRPC clients do) under `limits`, until `shutdown` completes; then stops
+/// accepting and waits for the requests in flight. `TCP_NODELAY` is set on every
+/// connection: responses are written whole, and small ones must not wait for Nagle's
+/// algorithm.
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+/// use runner_core::serve::{serve_connections, ConnectionLimits};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let router = Router::new().route("/", get(|| async { "hello" }));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// serve_connections(listener, router, ConnectionLimits::default(), async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn serve_connections<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // An HTTP/2 connection may rightly sit idle (a gRPC channel does): pings find the
+    // peers that are gone, and the connection cap bounds the rest.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let body_timeout = limits.body_timeout;
+    let header_timeout = limits.header_timeout;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = service.clone().map_request(move |request: Request<Incoming>| {
+            request.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body)))
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if !first_bytes(&tcp, header_timeout).await {
+                return;
+            }
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The first bytes of HTTP/2's connection preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits until `tcp` has sent enough to tell its protocol (which hyper-util then reads
+/// with no timer at all), for at most `timeout`. False when it sent nothing in time or
+/// closed. Only peeks: the bytes stay for hyper.
+async fn first_bytes(tcp: &TcpStream, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // Part of the HTTP/2 preface: peek answers at once while those bytes wait, so
+        // look again shortly for the rest.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5))).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// An error from `accept`: one connection's (it was reset before it was accepted) is
+/// skipped; others (out of file descriptors) are logged and waited out, as
+/// `axum::serve` does, rather than spinning.
+async fn accept_failed(e: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::error!("cannot accept a connection: {e}; trying again in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
