@@ -29,6 +29,7 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use runner_core::registry::protocol::{parse_range, ByteRange};
 use runner_core::registry::store::Collected;
 use runner_core::registry::{
     aliased, check_expect, check_move, no_such_alias, no_such_repository, not_ready, Alias, AliasMove, AliasOptions,
@@ -739,9 +740,9 @@ impl SharedStore {
         }
         let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
         let (status, start, end) = match range {
-            None | Some(Ranged::Ignored) => (StatusCode::OK, 0, size),
-            Some(Ranged::Part(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
-            Some(Ranged::Unsatisfiable) => {
+            None | Some(ByteRange::Ignored) => (StatusCode::OK, 0, size),
+            Some(ByteRange::Part(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
+            Some(ByteRange::Unsatisfiable) => {
                 return Ok(Some(
                     (
                         StatusCode::RANGE_NOT_SATISFIABLE,
@@ -1306,65 +1307,5 @@ impl Drop for Pooled {
             buffer.clear();
             idle.push(buffer);
         }
-    }
-}
-
-/// What a `Range` header asks of content of some size.
-#[derive(Debug, PartialEq, Eq)]
-enum Ranged {
-    /// Bytes `start..end`.
-    Part(u64, u64),
-    /// Outside the content: 416.
-    Unsatisfiable,
-    /// Not one byte range this server serves (several ranges, another unit): the whole
-    /// content, as RFC 9110 allows.
-    Ignored,
-}
-
-fn parse_range(value: &str, size: u64) -> Ranged {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ranged::Ignored };
-    if spec.contains(',') {
-        return Ranged::Ignored;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else { return Ranged::Ignored };
-    let (first, last) = (first.trim(), last.trim());
-    let parse = |s: &str| s.parse::<u64>().ok();
-    match (first.is_empty(), last.is_empty()) {
-        // bytes=-N: the last N bytes.
-        (true, false) => match parse(last) {
-            Some(0) => Ranged::Unsatisfiable,
-            Some(n) if size > 0 => Ranged::Part(size.saturating_sub(n), size),
-            Some(_) => Ranged::Unsatisfiable,
-            None => Ranged::Ignored,
-        },
-        (false, _) => match (parse(first), if last.is_empty() { Some(u64::MAX) } else { parse(last) }) {
-            (Some(start), Some(end)) if start <= end => match start < size {
-                true => Ranged::Part(start, end.saturating_add(1).min(size)),
-                false => Ranged::Unsatisfiable,
-            },
-            _ => Ranged::Ignored,
-        },
-        (true, true) => Ranged::Ignored,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_are_read_as_rfc_9110_says() {
-        assert_eq!(parse_range("bytes=0-99", 1000), Ranged::Part(0, 100));
-        assert_eq!(parse_range("bytes=990-2000", 1000), Ranged::Part(990, 1000));
-        assert_eq!(parse_range("bytes=500-", 1000), Ranged::Part(500, 1000));
-        assert_eq!(parse_range("bytes=-10", 1000), Ranged::Part(990, 1000));
-        assert_eq!(parse_range("bytes=-5000", 1000), Ranged::Part(0, 1000));
-        assert_eq!(parse_range("bytes=1000-", 1000), Ranged::Unsatisfiable);
-        assert_eq!(parse_range("bytes=0-", 0), Ranged::Unsatisfiable);
-        assert_eq!(parse_range("bytes=-0", 1000), Ranged::Unsatisfiable);
-        assert_eq!(parse_range("bytes=5-1", 1000), Ranged::Ignored);
-        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ranged::Ignored);
-        assert_eq!(parse_range("items=0-1", 1000), Ranged::Ignored);
-        assert_eq!(parse_range("bytes=x-1", 1000), Ranged::Ignored);
     }
 }

@@ -212,9 +212,74 @@ impl Precondition {
     }
 }
 
+/// What a `Range` header asks of content of some size: see [`parse_range`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// Bytes `start..end`: never empty, and never past the content's end.
+    Part(u64, u64),
+    /// Outside the content: 416.
+    Unsatisfiable,
+    /// Not one byte range this server serves (several ranges, another unit): the whole
+    /// content, as RFC 9110 allows.
+    Ignored,
+}
+
+/// Reads a `Range` header for content of `size` bytes as RFC 9110 says: one byte range
+/// (`bytes=A-B`, `bytes=A-`, `bytes=-N`) is served; anything else is answered with the
+/// whole content.
+///
+/// ```
+/// use runner_core::registry::protocol::{parse_range, ByteRange};
+/// assert_eq!(parse_range("bytes=990-2000", 1000), ByteRange::Part(990, 1000));
+/// assert_eq!(parse_range("bytes=1000-", 1000), ByteRange::Unsatisfiable);
+/// assert_eq!(parse_range("bytes=0-1,5-6", 1000), ByteRange::Ignored);
+/// ```
+pub fn parse_range(value: &str, size: u64) -> ByteRange {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return ByteRange::Ignored };
+    if spec.contains(',') {
+        return ByteRange::Ignored;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else { return ByteRange::Ignored };
+    let (first, last) = (first.trim(), last.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    match (first.is_empty(), last.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match parse(last) {
+            Some(0) => ByteRange::Unsatisfiable,
+            Some(n) if size > 0 => ByteRange::Part(size.saturating_sub(n), size),
+            Some(_) => ByteRange::Unsatisfiable,
+            None => ByteRange::Ignored,
+        },
+        (false, _) => match (parse(first), if last.is_empty() { Some(u64::MAX) } else { parse(last) }) {
+            (Some(start), Some(end)) if start <= end => match start < size {
+                true => ByteRange::Part(start, end.saturating_add(1).min(size)),
+                false => ByteRange::Unsatisfiable,
+            },
+            _ => ByteRange::Ignored,
+        },
+        (true, true) => ByteRange::Ignored,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(parse_range("bytes=0-99", 1000), ByteRange::Part(0, 100));
+        assert_eq!(parse_range("bytes=990-2000", 1000), ByteRange::Part(990, 1000));
+        assert_eq!(parse_range("bytes=500-", 1000), ByteRange::Part(500, 1000));
+        assert_eq!(parse_range("bytes=-10", 1000), ByteRange::Part(990, 1000));
+        assert_eq!(parse_range("bytes=-5000", 1000), ByteRange::Part(0, 1000));
+        assert_eq!(parse_range("bytes=1000-", 1000), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-", 0), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 1000), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 1000), ByteRange::Ignored);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), ByteRange::Ignored);
+        assert_eq!(parse_range("items=0-1", 1000), ByteRange::Ignored);
+        assert_eq!(parse_range("bytes=x-1", 1000), ByteRange::Ignored);
+    }
 
     /// Fills a template the way a router matches it.
     fn fill(template: &str, values: &[(&str, &str)]) -> String {
