@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tools the tests need that take long to install, kept in a cache outside the
 # checkout and reused when present. Source this file, then call `need_garage`,
-# `need_postgres` or `need_schemathesis`.
+# `need_postgres`, `need_schemathesis` or `need_cargo_fuzz`.
 #
 # RUNNER_TOOLS overrides the cache folder (default ~/.cache/runner-tools).
 RUNNER_TOOLS="${RUNNER_TOOLS:-$HOME/.cache/runner-tools}"
@@ -47,4 +47,19 @@ need_schemathesis() {
         "$venv/bin/pip" install --disable-pip-version-check --no-cache-dir -q "schemathesis==$SCHEMATHESIS_VERSION" >&2 || return 1
     fi
     export RUNNER_SCHEMATHESIS="$venv/bin/st"
+}
+
+# cargo-fuzz (crates.io), which builds and runs the libFuzzer targets under fuzz/, once
+# into the cache (about 2 minutes). Puts it on PATH.
+CARGO_FUZZ_VERSION=0.13.1
+need_cargo_fuzz() {
+    local root="$RUNNER_TOOLS/cargo-fuzz-$CARGO_FUZZ_VERSION"
+    if [ ! -x "$root/bin/cargo-fuzz" ]; then
+        echo "installing cargo-fuzz $CARGO_FUZZ_VERSION into $RUNNER_TOOLS (once)" >&2
+        local build="$RUNNER_TOOLS/cargo-fuzz-build"
+        mkdir -p "$RUNNER_TOOLS"
+        CARGO_TARGET_DIR="$build" cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION" --root "$root" || return 1
+        rm -rf "$build"
+    fi
+    case ":$PATH:" in *":$root/bin:"*) ;; *) export PATH="$root/bin:$PATH" ;; esac
 }

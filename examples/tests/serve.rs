@@ -337,3 +337,38 @@ fn past_max_connections_new_connections_wait() {
     assert_eq!(answered.status().as_u16(), 200);
     assert!(opened.elapsed() >= Duration::from_millis(1500), "answered before the silent connections were closed");
 }
+
+/// A request whose body the server does not read (a declared length over `--body-limit`)
+/// is answered with `Connection: close`, since the server closes that connection: a
+/// client that pooled it would see its next request fail (the soak found this). Requests
+/// whose bodies were read keep their connection.
+#[test]
+fn an_unread_body_closes_the_connection_and_says_so() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    register(&registry);
+    let server = serve(&registry, &["sum:1", "--body-limit", "1000"]);
+    let addr = server.url.strip_prefix("http://").unwrap().to_string();
+    let exchange = |head: &str, body: &[u8]| {
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.write_all(head.as_bytes()).unwrap();
+        let _ = tcp.write_all(body);
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = tcp.read(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer[..n]).to_lowercase()
+    };
+    let big = format!("{{\"values\": [{}1]}}", "1,".repeat(1000));
+    let refused = exchange(
+        &format!("POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", big.len()),
+        big.as_bytes(),
+    );
+    assert!(refused.starts_with("http/1.1 413") && refused.contains("connection: close"), "{refused}");
+    let small = r#"{"values": [1]}"#;
+    let answered = exchange(
+        &format!("POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", small.len()),
+        small.as_bytes(),
+    );
+    assert!(answered.starts_with("http/1.1 200") && !answered.contains("connection: close"), "{answered}");
+}

@@ -237,14 +237,22 @@ pub(crate) fn check_raw(tensor: &Tensor, raw: &Bytes) -> Result<()> {
     let count = tensor.element_count()?;
     match element_size(&tensor.datatype)? {
         Some(size) if count.checked_mul(size) == Some(raw.len()) => Ok(()),
-        Some(size) => Err(bad(format!(
-            "input `{}` ({} of shape {:?}) needs {} bytes of binary data, but has {}",
-            tensor.name,
-            tensor.datatype,
-            tensor.shape,
-            count * size,
-            raw.len()
-        ))),
+        Some(size) => Err(bad(match count.checked_mul(size) {
+            Some(needed) => format!(
+                "input `{}` ({} of shape {:?}) needs {needed} bytes of binary data, but has {}",
+                tensor.name,
+                tensor.datatype,
+                tensor.shape,
+                raw.len()
+            ),
+            None => format!(
+                "input `{}` ({} of shape {:?}) is too large to hold; it has {} bytes of binary data",
+                tensor.name,
+                tensor.datatype,
+                tensor.shape,
+                raw.len()
+            ),
+        })),
         None => {
             let found = bytes_elements(&tensor.name, raw)?.len();
             if found == count {
@@ -666,6 +674,16 @@ mod tests {
         let (bytes, _) = body(input("FP32", &[1], 4), &floats(&[1.0]));
         let message = decode_request(bytes, None).unwrap_err().to_string();
         assert!(message.contains(HEADER_LENGTH), "{message}");
+    }
+
+    /// A shape whose byte size does not fit in a `usize` is refused, not overflowed
+    /// (writing the refusal once multiplied it out).
+    #[test]
+    fn a_shape_too_large_to_hold_is_refused() {
+        let message = refusal(input("FP64", &[1 << 62], 8), &[0; 8], None);
+        assert!(message.contains("too large") && message.contains("has 8"), "{message}");
+        let message = refusal(input("FP32", &[i64::MAX, 4], 8), &[0; 8], None);
+        assert!(message.contains("too large"), "{message}");
     }
 
     #[test]

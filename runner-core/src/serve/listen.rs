@@ -7,11 +7,12 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, Response};
+use axum::http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,7 +20,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 /// Limits on the connections a server accepts. `Default` gives the documented defaults;
 /// `serve` and `runner-registry serve` take each as a flag.
@@ -133,9 +133,7 @@ where
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = service.clone().map_request(move |request: Request<Incoming>| {
-            request.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body)))
-        });
+        let service = PerRequest { service: service.clone(), body_timeout };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -153,6 +151,84 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// What every request gets on its way in and out: its body read under the body timeout
+/// (tower-http's `TimeoutBody`), and `Connection: close` on an HTTP/1.1 response whose
+/// request body was not read to the end (a 413 for a declared length over the limit, a
+/// 401 before the body). Hyper closes such a connection; without the header a client
+/// would put it back in its pool, and its next request would fail on the closed socket.
+#[derive(Clone)]
+struct PerRequest<S> {
+    service: S,
+    body_timeout: Duration,
+}
+
+impl<S, B> tower::Service<Request<Incoming>> for PerRequest<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response<B>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        use axum::body::HttpBody;
+        let http1 = request.version() <= axum::http::Version::HTTP_11;
+        let read = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+        let tracked = read.clone();
+        let body_timeout = self.body_timeout;
+        let request = request.map(|body| {
+            Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, ReadToEnd { body, read: tracked }))
+        });
+        let answer = self.service.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if http1 && !read.load(Ordering::Acquire) {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that records when it has been read to the end.
+    struct ReadToEnd {
+        #[pin]
+        body: Incoming,
+        read: Arc<AtomicBool>,
+    }
+}
+
+impl axum::body::HttpBody for ReadToEnd {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = std::task::ready!(this.body.as_mut().poll_frame(cx));
+        if frame.is_none() || this.body.is_end_stream() {
+            this.read.store(true, Ordering::Release);
+        }
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The first bytes of HTTP/2's connection preface.
