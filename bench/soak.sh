@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The soak: SOAK_SECONDS (default 600) of mixed traffic at CONCURRENCY (default 64) against
+# The soak: SOAK_SECONDS (default 600, the first SOAK_WARMUP = 120 of them warm-up) of
+# mixed traffic at CONCURRENCY (default 64) against
 # `serve` (iris, sum, diabetes; --body-limit 64 KiB so oversize bodies are cheap to send)
 # and `runner-registry serve` (a directory, with a token), both release builds; the load
 # is bench/src/soak.rs. The servers' logs are kept in bench/out/soak-*.log and every line
@@ -9,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TOTAL="${SOAK_SECONDS:-600}"
 CONCURRENCY="${CONCURRENCY:-64}"
+WARMUP="${SOAK_WARMUP:-120}"
 cargo build --release --locked -p runner-examples -p runner-registry -p runner-bench --bin soak --bin serve --bin register --bin runner-registry
 work="$(mktemp -d)"
 pids=()
@@ -37,7 +39,7 @@ for _ in $(seq 100); do curl -sf "$serve_url/readyz" >/dev/null && break; sleep 
 echo "soak: $SECONDS_TOTAL s at concurrency $CONCURRENCY; serve $serve_url (pid $serve_pid), runner-registry $registry_url (pid $registry_pid)"
 status=0
 target/release/soak --serve "$serve_url" --serve-pid "$serve_pid" --registry "$registry_url" \
-    --registry-pid "$registry_pid" --token "$token" --seconds "$SECONDS_TOTAL" --concurrency "$CONCURRENCY" || status=$?
+    --registry-pid "$registry_pid" --token "$token" --seconds "$SECONDS_TOTAL" --warmup "$WARMUP" --concurrency "$CONCURRENCY" || status=$?
 for log in bench/out/soak-serve.log bench/out/soak-registry.log; do
     echo "$log: $(wc -l <"$log") lines, WARN or ERROR:"
     grep -E " (WARN|ERROR) " "$log" | sed -E 's/^[^ ]+ +//' | sort | uniq -c | sort -rn | head -20 || echo "    none"

@@ -72,7 +72,7 @@ fn register(url: &str, token: &str, round: u64, dir: &Path) -> Result<(), String
     let registered = register_model::<SumRunner>(REPO)
         .organization(ORG)
         .model(SumModel { scale: round as f64 })
-        .artifact(&format!("{}/*", files.display()), "files/*")
+        .artifact(format!("{}/*", files.display()), "files/*")
         .register(&registry)
         .map_err(|e| e.to_string())?;
     println!("{}", registered.id().number);

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use runner_core::{register_model, HttpRegistry};
+use runner_core::{register_model, HttpRegistry, Registry};
 use runner_examples::sum::{SumModel, SumRunner};
 use serde_json::json;
 
@@ -41,6 +41,9 @@ enum Kind {
     DedupeMiss,
     ListModels,
 }
+
+/// How many of the soak's registrations stay in the registry.
+const CHURN: u64 = 200;
 
 const MIX: &[(Kind, u32, u16)] = &[
     (Kind::IrisPredict, 30, 200),
@@ -69,7 +72,10 @@ struct Tally {
 struct Sample {
     at: Duration,
     rss_kib: [u64; 2],
+    /// Open descriptors other than sockets (files, pipes, the event loop): what a leak of
+    /// file handles grows. Sockets follow the connections the load holds at the moment.
     fds: [u64; 2],
+    sockets: [u64; 2],
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -81,8 +87,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn fds(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+/// (non-socket descriptors, sockets) open in `pid`.
+fn fds(pid: u32) -> (u64, u64) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return (0, 0) };
+    let (mut files, mut sockets) = (0, 0);
+    for entry in dir.flatten() {
+        match std::fs::read_link(entry.path()) {
+            Ok(target) if target.to_string_lossy().starts_with("socket:") => sockets += 1,
+            _ => files += 1,
+        }
+    }
+    (files, sockets)
 }
 
 struct Setup {
@@ -167,7 +182,20 @@ async fn one(kind: Kind, http: &reqwest::Client, setup: &Arc<Setup>, n: u64) -> 
                     .artifact(file.to_str().unwrap(), "data.bin")
                     .register(&client);
                 let _ = std::fs::remove_file(&file);
-                registered.map(|_| 0).map_err(|e| e.to_string())
+                let registered = registered.map_err(|e| e.to_string())?;
+                // Churn, not growth: the model registered CHURN registrations ago is
+                // deleted, so the repository (and every listing of it) stays the same
+                // size, as a soak's steady state must.
+                let number = registered.id().number;
+                if number > CHURN {
+                    let old = runner_core::ModelId::new("acme", "soak", number - CHURN).map_err(|e| e.to_string())?;
+                    match client.delete_model(&old) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == runner_core::ErrorKind::NotFound => {}
+                        Err(e) => return Err(format!("deleting {old}: {e}")),
+                    }
+                }
+                Ok(0)
             })
             .await
             .map_err(|e| e.to_string())?
@@ -251,7 +279,13 @@ async fn main() {
     let mut samples = Vec::new();
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        samples.push(Sample { at: started.elapsed(), rss_kib: pids.map(rss_kib), fds: pids.map(fds) });
+        let open = pids.map(fds);
+        samples.push(Sample {
+            at: started.elapsed(),
+            rss_kib: pids.map(rss_kib),
+            fds: open.map(|(files, _)| files),
+            sockets: open.map(|(_, sockets)| sockets),
+        });
     }
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
@@ -278,23 +312,23 @@ async fn main() {
     }
     println!("{:<16} {:>10} {:>8.0} {:>10}", "all", sent, sent as f64 / elapsed, unexpected);
     let after: Vec<&Sample> = samples.iter().filter(|s| s.at >= warmup).collect();
-    if let (Some(first), Some(last)) = (after.first(), after.last()) {
+    if after.len() >= 4 {
+        let quarter = |q: usize| after[(after.len() - 1) * q / 4];
         for (i, name) in ["serve", "runner-registry"].iter().enumerate() {
-            let rss: Vec<u64> = after.iter().map(|s| s.rss_kib[i]).collect();
-            let fd: Vec<u64> = after.iter().map(|s| s.fds[i]).collect();
-            let change = |from: u64, to: u64| (to as f64 - from as f64) / from.max(1) as f64 * 100.0;
+            let change = |pick: &dyn Fn(&Sample) -> u64| {
+                let (from, to) = (pick(quarter(0)) as f64, pick(quarter(4)) as f64);
+                (to - from) / from.max(1.0) * 100.0
+            };
+            let series = |pick: &dyn Fn(&Sample) -> u64, unit: u64| {
+                (0..=4).map(|q| (pick(quarter(q)) / unit).to_string()).collect::<Vec<_>>().join(" / ")
+            };
             println!(
-                "{name}: RSS {} MiB after warm-up, {}..{} MiB since, {} MiB at the end ({:+.1}%); fds {} after warm-up, {}..{} since, {} at the end ({:+.1}%)",
-                first.rss_kib[i] / 1024,
-                rss.iter().min().unwrap() / 1024,
-                rss.iter().max().unwrap() / 1024,
-                last.rss_kib[i] / 1024,
-                change(first.rss_kib[i], last.rss_kib[i]),
-                first.fds[i],
-                fd.iter().min().unwrap(),
-                fd.iter().max().unwrap(),
-                last.fds[i],
-                change(first.fds[i], last.fds[i]),
+                "{name}: RSS MiB at the end of warm-up and each quarter after: {} ({:+.1}%); other descriptors: {} ({:+.1}%); sockets: {} (the load's connections)",
+                series(&|s| s.rss_kib[i], 1024),
+                change(&|s| s.rss_kib[i]),
+                series(&|s| s.fds[i], 1),
+                change(&|s| s.fds[i]),
+                series(&|s| s.sockets[i], 1),
             );
         }
     }
