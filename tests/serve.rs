@@ -476,7 +476,7 @@ async fn openapi_describes_the_runner_types() {
     assert!(job["properties"]["action"]["description"].as_str().unwrap().contains("What to do"));
     let ok = &operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
     assert_eq!(ok, "#/components/schemas/Done");
-    for status in ["400", "413", "422", "500", "503", "504"] {
+    for status in ["400", "408", "413", "422", "500", "503", "504"] {
         assert!(operation["responses"][status].is_object(), "no {status} response");
     }
     assert!(doc["paths"]["/predict"].is_object(), "single model: /predict documented");

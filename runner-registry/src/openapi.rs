@@ -19,7 +19,7 @@ fn errors(extra: &[(&str, &str)]) -> Value {
         ("400", "malformed name, sha256 or request"),
         ("401", "missing or unknown token"),
         ("404", "not found, or another organization's"),
-        ("429", "over the token's rate limit (see Retry-After)"),
+        ("429", "over the token's rate limit, or (uploads) its cap on uploads in flight (see Retry-After)"),
         (
             "503",
             "the database or object store of a shared registry is unreachable; nothing was changed (see Retry-After)",
@@ -115,7 +115,7 @@ pub(crate) fn document() -> Value {
                     "summary": "Upload content, streamed; kept only if its sha256 is the one in the path",
                     "security": [{ "bearer": [] }],
                     "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
-                    "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("422", "checksum mismatch: nothing kept")]), "201", "stored", None), "200", "already stored", None)
+                    "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("422", "checksum mismatch: nothing kept"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", None), "200", "already stored", None)
                 } }
         },
         "components": {

@@ -42,6 +42,7 @@ fn errors() -> Value {
     for (status, why) in [
         ("400", "malformed body"),
         ("401", "missing or wrong API key (when one is configured)"),
+        ("408", "the body stalled longer than the body timeout"),
         ("413", "body larger than the limit"),
         ("422", "body of the wrong shape, or rejected by the runner"),
         ("500", "a hook failed or panicked"),
