@@ -224,6 +224,13 @@ fn register_then_serve_the_torch_examples() {
     );
 }
 
+/// A raw HTTP/1.1 request to `sum`'s predict route that declares `length` body bytes and
+/// sends `body` (all of them, or fewer to stall).
+fn sum_request(length: usize, body: &str) -> Vec<u8> {
+    format!("POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{body}")
+        .into_bytes()
+}
+
 /// Whether the server closed `tcp` (end of stream or reset), waiting up to 5 s; what it
 /// sent before closing is returned too.
 fn closed_by_server(tcp: &mut std::net::TcpStream) -> (bool, String) {
@@ -265,14 +272,9 @@ fn slow_and_idle_clients_are_closed_while_others_are_answered() {
     let half_head: Vec<TcpStream> =
         (0..50).map(|_| connect(b"POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Le")).collect();
     let half_preface: Vec<TcpStream> = (0..50).map(|_| connect(b"PRI * HTTP/2.0\r\n")).collect();
-    let half_body: Vec<TcpStream> = (0..50)
-        .map(|_| {
-            connect(b"POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"values\": [1,")
-        })
-        .collect();
-    let mut kept_alive = connect(
-        b"POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"values\": [1.5]}",
-    );
+    let half_body: Vec<TcpStream> = (0..50).map(|_| connect(&sum_request(100, r#"{"values": [1,"#))).collect();
+    let small = r#"{"values": [1.5]}"#;
+    let mut kept_alive = connect(&sum_request(small.len(), small));
     let opened = Instant::now();
 
     // Meanwhile a normal client is answered, on new connections each time.
@@ -350,25 +352,18 @@ fn an_unread_body_closes_the_connection_and_says_so() {
     register(&registry);
     let server = serve(&registry, &["sum:1", "--body-limit", "1000"]);
     let addr = server.url.strip_prefix("http://").unwrap().to_string();
-    let exchange = |head: &str, body: &[u8]| {
+    let exchange = |body: &str| {
         let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
-        tcp.write_all(head.as_bytes()).unwrap();
-        let _ = tcp.write_all(body);
+        // The server may answer and close before it has read the whole body.
+        let _ = tcp.write_all(&sum_request(body.len(), body));
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut answer = vec![0u8; 4096];
         let n = tcp.read(&mut answer).unwrap();
         String::from_utf8_lossy(&answer[..n]).to_lowercase()
     };
     let big = format!("{{\"values\": [{}1]}}", "1,".repeat(1000));
-    let refused = exchange(
-        &format!("POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", big.len()),
-        big.as_bytes(),
-    );
+    let refused = exchange(&big);
     assert!(refused.starts_with("http/1.1 413") && refused.contains("connection: close"), "{refused}");
-    let small = r#"{"values": [1]}"#;
-    let answered = exchange(
-        &format!("POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", small.len()),
-        small.as_bytes(),
-    );
+    let answered = exchange(r#"{"values": [1]}"#);
     assert!(answered.starts_with("http/1.1 200") && !answered.contains("connection: close"), "{answered}");
 }

@@ -237,22 +237,14 @@ pub(crate) fn check_raw(tensor: &Tensor, raw: &Bytes) -> Result<()> {
     let count = tensor.element_count()?;
     match element_size(&tensor.datatype)? {
         Some(size) if count.checked_mul(size) == Some(raw.len()) => Ok(()),
-        Some(size) => Err(bad(match count.checked_mul(size) {
-            Some(needed) => format!(
-                "input `{}` ({} of shape {:?}) needs {needed} bytes of binary data, but has {}",
-                tensor.name,
-                tensor.datatype,
-                tensor.shape,
-                raw.len()
-            ),
-            None => format!(
-                "input `{}` ({} of shape {:?}) is too large to hold; it has {} bytes of binary data",
-                tensor.name,
-                tensor.datatype,
-                tensor.shape,
-                raw.len()
-            ),
-        })),
+        Some(size) => {
+            let has = raw.len();
+            let wrong = match count.checked_mul(size) {
+                Some(needed) => format!("needs {needed} bytes of binary data, but has {has}"),
+                None => format!("is too large to hold; it has {has} bytes of binary data"),
+            };
+            Err(bad(format!("input `{}` ({} of shape {:?}) {wrong}", tensor.name, tensor.datatype, tensor.shape)))
+        }
         None => {
             let found = bytes_elements(&tensor.name, raw)?.len();
             if found == count {

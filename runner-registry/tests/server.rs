@@ -648,19 +648,24 @@ fn gc_removes_what_no_model_needs_and_spares_what_is_in_use() {
     assert_eq!(gc(&data, &["--grace-hours", "1"])["collected"]["blobs"], 0, "nothing left to collect");
 }
 
+/// Registers a model into `repository` with a `size`-byte artifact written at `artifact`,
+/// which must fail; the error, as the user reads it.
+fn registration_refused(registry: &HttpRegistry, repository: &str, artifact: &Path, size: usize) -> String {
+    std::fs::write(artifact, vec![7u8; size]).unwrap();
+    register_model::<Scaler>(repository)
+        .model(Scale(1.0))
+        .artifact(artifact.to_str().unwrap(), "big.bin")
+        .register(registry)
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn a_large_upload_over_the_servers_limit_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir.path().join("data"), &["--no-auth", "--max-file-size", "10000000"]);
     let registry = client(&server, None, &dir.path().join("cache"));
-    let artifact = dir.path().join("big.bin");
-    std::fs::write(&artifact, vec![7u8; 12 << 20]).unwrap();
-    let error = register_model::<Scaler>("limited")
-        .model(Scale(1.0))
-        .artifact(artifact.to_str().unwrap(), "big.bin")
-        .register(&registry)
-        .unwrap_err()
-        .to_string();
+    let error = registration_refused(&registry, "limited", &dir.path().join("big.bin"), 12 << 20);
     assert!(error.contains("413") && error.contains("at most 10000000 bytes"), "{error}");
     assert_eq!(registry.latest("default", "limited").unwrap(), None, "nothing half-registered");
 }
@@ -872,14 +877,7 @@ fn a_full_disk_fails_the_upload_clearly_keeps_nothing_and_recovers() {
     let _disk = Tmpfs::mount(&data, "size=16m");
     let server = start(&data, &["--no-auth"]);
     let registry = client(&server, None, &dir.path().join("cache"));
-    let big = dir.path().join("big.bin");
-    std::fs::write(&big, vec![7u8; 24 << 20]).unwrap();
-    let error = register_model::<Scaler>("full")
-        .model(Scale(1.0))
-        .artifact(big.to_str().unwrap(), "big.bin")
-        .register(&registry)
-        .unwrap_err()
-        .to_string();
+    let error = registration_refused(&registry, "full", &dir.path().join("big.bin"), 24 << 20);
     assert!(error.contains("507") && error.contains("no space left to store the upload"), "{error}");
     assert!(error.contains("free space"), "{error}");
     assert_eq!(registry.latest("default", "full").unwrap(), None, "nothing half-registered");
