@@ -66,6 +66,28 @@ impl Backend {
         }
     }
 
+    /// The organizations that have a repository (for the browser without auth).
+    pub async fn organizations(&self) -> Result<Vec<String>> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().organizations()).await
+            }
+            Backend::Shared(shared) => shared.organizations().await,
+        }
+    }
+
+    /// The numbers taken in a repository, ascending, with no manifest read.
+    pub async fn model_numbers(&self, org: String, repo: String) -> Result<Vec<u64>> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.registry().model_numbers(&org, &repo)).await
+            }
+            Backend::Shared(shared) => shared.model_numbers(&org, &repo).await,
+        }
+    }
+
     /// The models of a repository.
     pub async fn models(&self, org: String, repo: String) -> Result<Vec<ModelSummary>> {
         match self {

@@ -51,6 +51,7 @@ use sha2::Digest;
 
 mod backend;
 mod openapi;
+mod pages;
 mod shared;
 mod tokens;
 
@@ -486,6 +487,7 @@ pub fn router(backend: Backend, config: &Config) -> Router {
         .route(route::HISTORY, get(alias_history))
         .route("/livez", get(|| async { "live" }))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .merge(pages::routes())
         .fallback(|| async { not_found("route") })
         .method_not_allowed_fallback(runner_core::serve::method_not_allowed)
         .with_state(state)

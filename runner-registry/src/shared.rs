@@ -221,6 +221,34 @@ impl SharedStore {
             .map_err(db)
     }
 
+    /// The organizations that have a repository, sorted.
+    pub async fn organizations(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT DISTINCT organization FROM repositories ORDER BY organization")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    /// The numbers taken in a repository (ready and uploading), ascending.
+    pub async fn model_numbers(&self, organization: &str, repository: &str) -> Result<Vec<u64>> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        let rows: Vec<Option<i64>> = sqlx::query_scalar(
+            "SELECT m.number FROM repositories r
+             LEFT JOIN models m ON m.organization = r.organization AND m.repository = r.name
+             WHERE r.organization = $1 AND r.name = $2 ORDER BY m.number",
+        )
+        .bind(organization)
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        if rows.is_empty() {
+            return Err(no_such_repository(organization, repository, &self.location));
+        }
+        Ok(rows.into_iter().flatten().map(|n| n as u64).collect())
+    }
+
     /// The models of a repository, uploading ones too, by number.
     pub async fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>> {
         validate_name("organization", organization)?;

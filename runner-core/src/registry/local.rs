@@ -92,6 +92,29 @@ impl LocalRegistry {
         super::hashes::HashCache::new(self.root.join("hashes"))
     }
 
+    /// The organizations that have a repository, sorted.
+    pub fn organizations(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("orgs");
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&dir).ctx("listing", &dir)? {
+            let entry = entry.ctx("listing", &dir)?;
+            if let Some(name) = entry.file_name().to_str() {
+                if validate_name("organization", name).is_ok() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The numbers taken in a repository (ready and uploading), ascending, without
+    /// reading a manifest: a listing page reads only the manifests it shows.
+    pub fn model_numbers(&self, organization: &str, repository: &str) -> Result<Vec<u64>> {
+        let dir = self.existing_repo_dir(organization, repository)?;
+        self.numbers(&dir)
+    }
+
     /// The registry's directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use super::error::ApiError;
 use super::options::ServeOptions;
 use super::state::{sha256, AppState, FailedLoad, Follow, FollowLog, Models, Slot, SwapRecord};
-use super::{observe, openapi, routes, v2_routes};
+use super::{observe, openapi, page, pages, routes, v2_routes};
 use crate::catalog::load_any;
 use crate::engine::{Endpoint, Engine};
 use crate::error::{Error, Result};
@@ -147,6 +147,11 @@ impl App {
         }
         Router::new()
             .merge(protected)
+            .route("/", get(pages::home))
+            .route("/docs", get(pages::docs))
+            .route("/sign-in", post(pages::sign_in))
+            .route("/sign-out", post(pages::sign_out))
+            .route(&format!("{}/{{name}}", page::ASSETS), get(page::serve_asset))
             .route("/livez", get(|| async { Json(serde_json::json!({ "status": "live" })) }))
             .route("/readyz", get(routes::readyz))
             .route("/v2/health/live", get(v2_routes::live))

@@ -5,6 +5,8 @@
 //! | `POST /predict` | the model's pipeline (when one model is served) |
 //! | `POST /models/{repository}/predict` | the pipeline of one of the served models |
 //! | `GET /models`, `GET /models/{repository}` | served models and their manifests |
+//! | `GET /` | a page for people: the served models, their live figures, a form to try each |
+//! | `GET /docs` | the API reference, rendered from the OpenAPI document |
 //! | `GET /livez` | 200 while the process runs |
 //! | `GET /readyz` | 200 once every model is loaded, 503 before |
 //! | `GET /metrics` | Prometheus metrics |
@@ -32,6 +34,8 @@ mod listen;
 pub mod observe;
 mod openapi;
 mod options;
+pub mod page;
+mod pages;
 mod routes;
 mod state;
 mod test_client;

@@ -19,11 +19,13 @@ use crate::engine::{Answer, Endpoint};
 
 /// API-key check (see [`key_matches`]).
 pub(crate) async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if !key_matches(&state, request.headers()) {
+    if !key_matches(&state, request.headers())
+        && !super::pages::cookie_allows(&state, request.method(), request.headers())
+    {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong API key: send `Authorization: Bearer KEY`",
+            "missing or wrong API key: send `Authorization: Bearer KEY` (or sign in at / in a browser)",
         )
         .into_response();
     }

@@ -1,0 +1,495 @@
+//! The pages, in a real browser: headless Chromium driven over WebDriver (Debian's
+//! `chromium` and `chromium-driver`, installed by `scripts/tools.sh`'s `need_chromium`).
+//! Each test saves screenshots at 1280 and 390 pixels wide under
+//! `target/tmp/screenshots/`.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use runner_core::registry::{AliasOptions, Expect};
+use runner_core::{register_model, LocalRegistry, ModelId, ModelStatus, Registry};
+use runner_examples::sum::{SumModel, SumRunner};
+use runner_registry::{Backend, Config, Right};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A chromedriver and one headless Chromium session, closed on drop.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let chromedriver = std::env::var("RUNNER_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = free_port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `{chromedriver}` ({e}): install Debian's chromium and chromium-driver (scripts/tools.sh need_chromium), or set RUNNER_CHROMEDRIVER")
+            });
+        let profile = tempfile::tempdir().unwrap();
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+                format!("--user-data-dir={}", profile.path().display()),
+                "--window-size=1280,900",
+            ] }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
+                Ok(client) => break client,
+                Err(e) if started.elapsed() < WAIT => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("chromedriver on {url} gave no session: {e}"),
+            }
+        };
+        Browser { client: Some(client), driver, _profile: profile }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client().goto(url).await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client().wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    }
+
+    async fn click(&self, css: &str) {
+        self.client().wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client().find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    async fn path(&self) -> String {
+        let url = self.client().current_url().await.unwrap();
+        match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_string(),
+        }
+    }
+
+    /// Screenshots of the page at 1280 and 390 pixels wide.
+    async fn shoot(&self, name: &str) {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (width, height) in [(390, 844), (1280, 900)] {
+            self.client().set_window_size(width, height).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let png = self.client().screenshot().await.unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
+            std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
+        }
+    }
+
+    /// Waits until `done` holds for the page's text.
+    async fn wait_for_text(&self, css: &str, done: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let text = match self.client().find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if done(&text) {
+                return text;
+            }
+            assert!(started.elapsed() < WAIT, "`{css}` never showed what was awaited; last: {text:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Ends the session (and its Chromium) before the driver goes.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async move { client.close().await })
+            })
+            .join();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Serves `router` on a free port of 127.0.0.1 for the rest of the test.
+async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+const XSS: &str = "<script>document.title='pwned'</script>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path()).unwrap();
+    register_model::<SumRunner>("sums")
+        .model(SumModel { scale: 1.0 })
+        .requirements(["numpy==1"])
+        .register(&registry)
+        .unwrap();
+    register_model::<SumRunner>("sums")
+        .model(SumModel { scale: 2.0 })
+        .requirements(["numpy==2", XSS])
+        .register(&registry)
+        .unwrap();
+    for scale in 0..60 {
+        register_model::<SumRunner>("many").model(SumModel { scale: scale as f64 }).register(&registry).unwrap();
+    }
+    registry.set_alias("default", "sums", "prod", 1, &AliasOptions { expect: Expect::Any, force: false }).unwrap();
+    let sums_2 = registry.manifest(&ModelId::new("default", "sums", 2).unwrap()).unwrap();
+
+    let backend = Backend::directory(dir.path()).unwrap();
+    let write = backend.create_token("default", Right::Write).await.unwrap();
+    let read = backend.create_token("default", Right::Read).await.unwrap();
+    let other = backend.create_token("acme", Right::Write).await.unwrap();
+    let addr = serve(runner_registry::router(backend, &Config::default())).await;
+    let base = format!("http://{addr}");
+
+    let browser = Browser::start().await;
+    // Signed out: the sign-in form, and the pages send you there.
+    browser.goto(&format!("{base}/orgs/default")).await;
+    assert_eq!(browser.text("h1").await, "Sign in");
+    browser.goto(&format!("{base}/")).await;
+    browser.shoot("registry-sign-in").await;
+    let field = browser.client().find(Locator::Css("input[name=token]")).await.unwrap();
+    field.send_keys(&write).await.unwrap();
+    browser.click("form.search button").await;
+    browser.wait_for_text("h1", |t| t == "Repositories of default").await;
+    assert_eq!(browser.path().await, "/orgs/default");
+    // The token went into the cookie, which scripts cannot read, and not into a URL.
+    let visible = browser.client().execute("return document.cookie", vec![]).await.unwrap();
+    assert_eq!(visible, json!(""), "the session cookie is HttpOnly");
+    assert!(!browser.path().await.contains(&write));
+
+    // Repositories with their counts and latest number; the search narrows them.
+    let rows = browser.text("table tbody").await;
+    assert!(rows.contains("many 60 60"), "{rows}");
+    assert!(rows.contains("sums 2 2"), "{rows}");
+    browser.shoot("registry-repositories").await;
+    let search = browser.client().find(Locator::Css("input[name=q]")).await.unwrap();
+    search.send_keys("sum").await.unwrap();
+    browser.click("form.search button").await;
+    browser.wait_for_text("div.pager", |t| t.starts_with("1 repositories")).await;
+    assert_eq!(browser.count("table tbody tr").await, 1);
+
+    // A repository: newest first, with its alias; then its second page.
+    browser.goto(&format!("{base}/orgs/default/many")).await;
+    assert_eq!(browser.count("table tbody tr").await, 50);
+    assert_eq!(browser.text("table tbody tr:first-child td:first-child").await, "60");
+    browser.click("a[rel=next]").await;
+    browser.wait_for_text("div.pager", |t| t.contains("page 2 of 2")).await;
+    assert_eq!(browser.count("table tbody tr").await, 10);
+    assert_eq!(browser.text("table tbody tr:last-child td:first-child").await, "1");
+    browser.goto(&format!("{base}/orgs/default/sums")).await;
+    let rows = browser.text("table tbody").await;
+    assert!(rows.contains("1 ready") && rows.contains("prod"), "{rows}");
+    browser.shoot("registry-models").await;
+
+    // One model: its manifest laid out, each file's sha256, what changed since 1.
+    browser.click("table tbody tr:first-child td:first-child a").await;
+    browser.wait_for_text("h1", |t| t.starts_with("default/sums:2")).await;
+    let file = &sums_2.files[0];
+    let sha = browser.text(&format!("tr[data-path='{}'] td.sha", file.path)).await;
+    assert_eq!(sha, file.sha256);
+    let changes = browser.text("section.changes").await;
+    assert!(changes.contains("Changes since number 1"), "{changes}");
+    assert!(changes.contains(&format!("changed {}", file.path)), "{changes}");
+    assert!(changes.contains("requirement added numpy==2"), "{changes}");
+    assert!(changes.contains("requirement removed numpy==1"), "{changes}");
+    // A requirement holding a script is shown as text, and never runs.
+    assert!(changes.contains(XSS), "{changes}");
+    assert_ne!(browser.client().title().await.unwrap(), "pwned");
+    browser.shoot("registry-model").await;
+    // The download link gives the file's bytes.
+    let href = browser
+        .client()
+        .find(Locator::Css(&format!("tr[data-path='{}'] a", file.path)))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let body = browser
+        .client()
+        .execute_async(
+            "const done = arguments[1]; fetch(arguments[0]).then(r => r.text()).then(done)",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap();
+    let stored = std::fs::read(registry_blob(dir.path(), &file.sha256)).unwrap();
+    assert_eq!(body.as_str().unwrap().as_bytes(), stored);
+
+    // Deleting, with a confirmation; an aliased model is refused, naming the alias.
+    browser.click("a.button.danger").await;
+    browser.wait_for_text("h1", |t| t == "Delete default/sums:2?").await;
+    browser.shoot("registry-confirm").await;
+    browser.click("button.danger").await;
+    browser.wait_for_text("p.added", |t| t == "Model 2 was deleted.").await;
+    assert_eq!(browser.path().await, "/orgs/default/sums?deleted=2");
+    assert_eq!(registry.status(&ModelId::new("default", "sums", 2).unwrap()).unwrap(), None);
+    browser.goto(&format!("{base}/orgs/default/sums/1/delete")).await;
+    browser.click("button.danger").await;
+    let refused = browser.wait_for_text("p.error", |t| !t.is_empty()).await;
+    assert!(refused.contains("prod"), "{refused}");
+    assert_eq!(registry.status(&ModelId::new("default", "sums", 1).unwrap()).unwrap(), Some(ModelStatus::Ready));
+
+    // Signing out clears the cookie.
+    browser.goto(&format!("{base}/orgs/default")).await;
+    browser.click("header form button").await;
+    browser.wait_for_text("h1", |t| t == "Sign in").await;
+    browser.goto(&format!("{base}/orgs/default/sums")).await;
+    assert_eq!(browser.text("h1").await, "Sign in");
+
+    // A read token: no delete button, and a delete it forges is refused.
+    let field = browser.client().find(Locator::Css("input[name=token]")).await.unwrap();
+    field.send_keys(&read).await.unwrap();
+    browser.click("form.search button").await;
+    browser.wait_for_text("h1", |t| t == "Repositories of default").await;
+    browser.goto(&format!("{base}/orgs/default/sums/1")).await;
+    assert_eq!(browser.count("a.button.danger").await, 0);
+    let forged = browser
+        .client()
+        .execute_async(
+            "const done = arguments[0];
+             const csrf = document.querySelector('input[name=csrf]').value;
+             fetch('/orgs/default/sums/1/delete', {method: 'POST', body: new URLSearchParams({csrf})})
+               .then(r => done(r.status))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged, json!(403));
+    assert_eq!(registry.status(&ModelId::new("default", "sums", 1).unwrap()).unwrap(), Some(ModelStatus::Ready));
+
+    // Names from the URL are shown as text: a repository named with a script.
+    browser.goto(&format!("{base}/orgs/default/%3Cscript%3Edocument.title='pwned'%3C%2Fscript%3E")).await;
+    let message = browser.text("p.error").await;
+    assert!(message.contains(XSS), "{message}");
+    assert_ne!(browser.client().title().await.unwrap(), "pwned");
+    browser.shoot("registry-script-name").await;
+    browser.goto(&format!("{base}/orgs/default?q=%3Cscript%3Edocument.title%3D'pwned'%3C%2Fscript%3E")).await;
+    let value = browser.client().find(Locator::Css("input[name=q]")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(value.as_deref(), Some(XSS));
+    assert_ne!(browser.client().title().await.unwrap(), "pwned");
+    drop(browser);
+
+    // Outside a browser: a form without the CSRF token, or from another site, is refused;
+    // another organization's token is told the organization does not exist.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookie = format!("runner_session={write}");
+    let post = |path: &str| http.post(format!("{base}{path}")).header("cookie", &cookie);
+    let no_csrf = post("/orgs/default/many/1/delete").form(&[("csrf", "nope")]).send().await.unwrap();
+    assert_eq!(no_csrf.status(), 403);
+    let csrf = runner_core::serve::page::csrf_token(&write);
+    let cross_site = post("/orgs/default/many/1/delete")
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert_eq!(registry.status(&ModelId::new("default", "many", 1).unwrap()).unwrap(), Some(ModelStatus::Ready));
+    let ok = post("/orgs/default/many/1/delete").form(&[("csrf", &csrf)]).send().await.unwrap();
+    assert_eq!(ok.status(), 303);
+    assert_eq!(registry.status(&ModelId::new("default", "many", 1).unwrap()).unwrap(), None);
+    let elsewhere = http
+        .get(format!("{base}/orgs/default"))
+        .header("cookie", format!("runner_session={other}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
+    let headers = elsewhere.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+}
+
+fn registry_blob(root: &std::path::Path, sha256: &str) -> std::path::PathBuf {
+    root.join("blobs/sha256").join(&sha256[..2]).join(sha256)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path()).unwrap();
+    register_model::<SumRunner>("sum").model(SumModel { scale: 2.0 }).register(&registry).unwrap();
+    register_model::<runner_examples::iris::Iris>("iris")
+        .model(runner_examples::iris::Iris::train().unwrap())
+        .register(&registry)
+        .unwrap();
+    let registry: Arc<dyn Registry> = Arc::new(registry);
+    let (addr, _stop) = serve_models(registry.clone(), None).await;
+    let base = format!("http://{addr}");
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/")).await;
+    assert_eq!(browser.text("h1").await, "Served models");
+    assert_eq!(browser.count("section.model").await, 2);
+    let sum = "section.model[data-model=sum]";
+    let facts = browser.text(&format!("{sum} dl.facts")).await;
+    assert!(facts.contains("sum:1") && facts.contains("runner-examples"), "{facts}");
+    // The form is prefilled with an example the runner accepts; sending it shows the
+    // answer, which is what the API answers.
+    let example = browser
+        .client()
+        .find(Locator::Css(&format!("{sum} textarea")))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = reqwest::Client::new()
+        .post(format!("{base}/models/sum/predict"))
+        .header("content-type", "application/json")
+        .body(example.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expected.status(), 200, "the generated example is valid: {example}");
+    let expected: serde_json::Value = expected.json().await.unwrap();
+    browser.click(&format!("{sum} form.try button")).await;
+    browser.wait_for_text(&format!("{sum} [data-out=status]"), |t| t.starts_with("HTTP 200")).await;
+    let answer = browser.text(&format!("{sum} [data-out=body]")).await;
+    assert_eq!(numbers(&serde_json::from_str(&answer).unwrap()), numbers(&expected), "{answer}");
+    assert_eq!(browser.text(&format!("{sum} [data-out=model]")).await, "answered by sum:1");
+    // A real prediction typed in by hand.
+    let iris = "section.model[data-model=iris]";
+    let textarea = browser.client().find(Locator::Css(&format!("{iris} textarea"))).await.unwrap();
+    textarea.clear().await.unwrap();
+    textarea
+        .send_keys(r#"{"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}"#)
+        .await
+        .unwrap();
+    browser.click(&format!("{iris} form.try button")).await;
+    browser.wait_for_text(&format!("{iris} [data-out=status]"), |t| t.starts_with("HTTP 200")).await;
+    let answer: serde_json::Value =
+        serde_json::from_str(&browser.text(&format!("{iris} [data-out=body]")).await).unwrap();
+    assert_eq!(answer["species"], "virginica", "{answer}");
+    // A body the runner refuses shows its status and message.
+    textarea.clear().await.unwrap();
+    textarea.send_keys(r#"{"sepal_length": "wide"}"#).await.unwrap();
+    browser.click(&format!("{iris} form.try button")).await;
+    let status = browser.wait_for_text(&format!("{iris} [data-out=status]"), |t| t.starts_with("HTTP 4")).await;
+    assert!(status.starts_with("HTTP 422"), "{status}");
+    // The live figures come from /metrics and refresh by themselves.
+    let requests = browser.wait_for_text(&format!("{iris} [data-stat=requests]"), |t| t == "2").await;
+    assert_eq!(requests, "2");
+    assert_eq!(browser.wait_for_text(&format!("{iris} [data-stat=errors]"), |t| t == "1").await, "1");
+    let p50 = browser.text(&format!("{iris} [data-stat=p50]")).await;
+    assert!(p50.ends_with("µs") || p50.ends_with("ms"), "{p50}");
+    browser.shoot("serve-models").await;
+
+    // The API reference, rendered from /openapi.json.
+    browser.click("a[href='/docs']").await;
+    browser.wait_for_text("h1", |t| t.starts_with("runner model server")).await;
+    let operations = browser.text("main").await;
+    assert!(
+        operations.contains("POST /models/iris/predict") && operations.contains("POST /models/sum/predict"),
+        "{operations}"
+    );
+    browser.shoot("serve-docs").await;
+    drop(browser);
+
+    // With an API key: the page asks for it, then works with it in a cookie.
+    let (addr, _stop) = serve_models(registry, Some("s3cret-key")).await;
+    let base = format!("http://{addr}");
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/")).await;
+    assert_eq!(browser.text("h1").await, "Sign in");
+    let field = browser.client().find(Locator::Css("input[name=key]")).await.unwrap();
+    field.send_keys("wrong").await.unwrap();
+    browser.click("form.search button").await;
+    assert_eq!(browser.wait_for_text("p.error", |t| !t.is_empty()).await, "wrong API key");
+    let field = browser.client().find(Locator::Css("input[name=key]")).await.unwrap();
+    field.send_keys("s3cret-key").await.unwrap();
+    browser.click("form.search button").await;
+    browser.wait_for_text("h1", |t| t == "Served models").await;
+    browser.click(&format!("{sum} form.try button")).await;
+    browser.wait_for_text(&format!("{sum} [data-out=status]"), |t| t.starts_with("HTTP 200")).await;
+    browser.wait_for_text(&format!("{sum} [data-stat=requests]"), |t| t == "1").await;
+    drop(browser);
+    // The cookie alone cannot predict: another site's form could send it, not the token.
+    let http = reqwest::Client::new();
+    let refused = http
+        .post(format!("{base}/models/sum/predict"))
+        .header("cookie", "runner_key=s3cret-key")
+        .body(example)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
+
+/// `value` with every number as an f64: the page shows JSON as the browser prints it
+/// (`0.0` becomes `0`).
+fn numbers(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Number(n) => json!(n.as_f64()),
+        serde_json::Value::Array(items) => items.iter().map(numbers).collect(),
+        serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), numbers(v))).collect(),
+        other => other.clone(),
+    }
+}
+
+/// Serves the registry's `sum:latest` and `iris:latest` on a free port; stops on drop.
+async fn serve_models(
+    registry: Arc<dyn Registry>,
+    api_key: Option<&str>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = runner_core::serve::ServeOptions { api_key: api_key.map(str::to_string), ..Default::default() };
+    tokio::spawn(runner_core::serve::serve_on(
+        listener,
+        registry,
+        vec!["sum:latest".parse().unwrap(), "iris:latest".parse().unwrap()],
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+        || {},
+    ));
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("http://{addr}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+        assert!(started.elapsed() < WAIT, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (addr, stop)
+}
