@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use runner_core::registry::{AliasOptions, Expect};
-use runner_core::{register_model, LocalRegistry, ModelId, ModelStatus, Registry};
+use runner_core::{register_model, runner, LocalRegistry, ModelId, ModelStatus, RawBody, Registry};
 use runner_examples::sum::{SumModel, SumRunner};
 use runner_registry::{Backend, Config, Right};
 use serde_json::json;
@@ -97,6 +97,7 @@ impl Browser {
         std::fs::create_dir_all(&dir).unwrap();
         for (width, height) in [(390, 844), (1280, 900)] {
             self.client().set_window_size(width, height).await.unwrap();
+            self.client().execute("window.scrollTo(0, 0); document.activeElement.blur()", vec![]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(150)).await;
             let png = self.client().screenshot().await.unwrap();
             assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
@@ -146,6 +147,25 @@ async fn serve(router: axum::Router) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     addr
+}
+
+/// A runner that takes raw bytes (the page offers a file picker).
+pub struct Bytecount;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Unit;
+
+#[derive(serde::Serialize)]
+pub struct Counted {
+    bytes: usize,
+    zeros: usize,
+}
+
+#[runner(name = "bytecount")]
+impl Bytecount {
+    fn predict(_model: &Unit, data: RawBody) -> Counted {
+        Counted { bytes: data.bytes.len(), zeros: data.bytes.iter().filter(|b| **b == 0).count() }
+    }
 }
 
 const XSS: &str = "<script>document.title='pwned'</script>";
@@ -351,6 +371,7 @@ async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
         .model(runner_examples::iris::Iris::train().unwrap())
         .register(&registry)
         .unwrap();
+    register_model::<Bytecount>("bytecount").model(Unit).register(&registry).unwrap();
     let registry: Arc<dyn Registry> = Arc::new(registry);
     let (addr, _stop) = serve_models(registry.clone(), None).await;
     let base = format!("http://{addr}");
@@ -358,7 +379,7 @@ async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
     let browser = Browser::start().await;
     browser.goto(&format!("{base}/")).await;
     assert_eq!(browser.text("h1").await, "Served models");
-    assert_eq!(browser.count("section.model").await, 2);
+    assert_eq!(browser.count("section.model").await, 3);
     let sum = "section.model[data-model=sum]";
     let facts = browser.text(&format!("{sum} dl.facts")).await;
     assert!(facts.contains("sum:1") && facts.contains("runner-examples"), "{facts}");
@@ -406,10 +427,23 @@ async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
     browser.click(&format!("{iris} form.try button")).await;
     let status = browser.wait_for_text(&format!("{iris} [data-out=status]"), |t| t.starts_with("HTTP 4")).await;
     assert!(status.starts_with("HTTP 422"), "{status}");
+    // A raw-bytes runner takes a file.
+    let bytes = "section.model[data-model=bytecount]";
+    let file = dir.path().join("sample.bin");
+    std::fs::write(&file, [0u8, 7, 0, 0, 9, 0, 1, 2, 3, 4]).unwrap();
+    let picker = browser.client().find(Locator::Css(&format!("{bytes} input[type=file]"))).await.unwrap();
+    picker.send_keys(file.to_str().unwrap()).await.unwrap();
+    browser.click(&format!("{bytes} form.try button")).await;
+    browser.wait_for_text(&format!("{bytes} [data-out=status]"), |t| t.starts_with("HTTP 200")).await;
+    let counted: serde_json::Value =
+        serde_json::from_str(&browser.text(&format!("{bytes} [data-out=body]")).await).unwrap();
+    assert_eq!(counted, json!({ "bytes": 10, "zeros": 4 }));
     // The live figures come from /metrics and refresh by themselves.
     let requests = browser.wait_for_text(&format!("{iris} [data-stat=requests]"), |t| t == "2").await;
     assert_eq!(requests, "2");
     assert_eq!(browser.wait_for_text(&format!("{iris} [data-stat=errors]"), |t| t == "1").await, "1");
+    let runs = browser.wait_for_text(&format!("{iris} [data-runs]"), |t| t.contains("measured calls")).await;
+    assert!(runs.starts_with("blocking_pool") || runs.starts_with("inline"), "{runs}");
     let p50 = browser.text(&format!("{iris} [data-stat=p50]")).await;
     assert!(p50.ends_with("µs") || p50.ends_with("ms"), "{p50}");
     browser.shoot("serve-models").await;
@@ -466,7 +500,7 @@ fn numbers(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Serves the registry's `sum:latest` and `iris:latest` on a free port; stops on drop.
+/// Serves the registry's `sum`, `iris` and `bytecount` on a free port; stops on drop.
 async fn serve_models(
     registry: Arc<dyn Registry>,
     api_key: Option<&str>,
@@ -478,7 +512,7 @@ async fn serve_models(
     tokio::spawn(runner_core::serve::serve_on(
         listener,
         registry,
-        vec!["sum:latest".parse().unwrap(), "iris:latest".parse().unwrap()],
+        vec!["sum:latest".parse().unwrap(), "iris:latest".parse().unwrap(), "bytecount:latest".parse().unwrap()],
         options,
         async move {
             let _ = stopped.await;

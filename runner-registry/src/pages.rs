@@ -385,7 +385,7 @@ async fn organization(
                         td { a href=(format!("{base}/{repo}")) { (repo) } }
                         td.num { (count) }
                         td.num { @if let Some(latest) = latest { a href=(format!("{base}/{repo}/{}", latest.number)) { (latest.number) } " " (status_badge(latest.status)) } @else { "-" } }
-                        td { @if let Some(manifest) = latest.as_ref().and_then(|l| l.manifest.as_ref()) { (manifest.created_at) } @else { span.muted { "-" } } }
+                        td { @if let Some(manifest) = latest.as_ref().and_then(|l| l.manifest.as_ref()) { (page::when(&manifest.created_at)) } @else { span.muted { "-" } } }
                     }
                 }
             }
@@ -446,7 +446,7 @@ async fn repository(
                         @if let Some(manifest) = &model.manifest {
                             td.num { (page::bytes(manifest.total_bytes())) }
                             td { code { (manifest.runner.name) } " " span.muted { (manifest.runner.crate_name) " " (manifest.runner.crate_version) } }
-                            td.hide-narrow { (manifest.created_at) }
+                            td.hide-narrow { (page::when(&manifest.created_at)) }
                         } @else {
                             td.num { "-" } td { "-" } td.hide-narrow { "-" }
                         }
@@ -569,7 +569,7 @@ fn manifest_sections(base: &str, manifest: &Manifest, previous: Option<&Manifest
                     @if manifest.requirements.is_empty() { span.muted { "none" } }
                     @for requirement in &manifest.requirements { code { (requirement) } " " }
                 }
-                dt { "Registered" } dd { (manifest.created_at) " with runner-core " (manifest.framework_version) }
+                dt { "Registered" } dd { (page::when(&manifest.created_at)) " with runner-core " (manifest.framework_version) }
                 @if let Some(api) = &manifest.api {
                     dt { "API fingerprint" } dd { span.sha { (api.fingerprint) } }
                 }

@@ -194,6 +194,24 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"))
 }
 
+/// A time for people: an RFC 3339 UTC time to the minute, with the exact time as its
+/// tooltip.
+///
+/// ```
+/// use runner_core::serve::page::when;
+/// assert_eq!(
+///     when("2026-11-29T10:26:05.161248Z").0,
+///     r#"<time datetime="2026-11-29T10:26:05.161248Z" title="2026-11-29T10:26:05.161248Z">2026-11-29 10:26 UTC</time>"#
+/// );
+/// ```
+pub fn when(rfc3339: &str) -> Markup {
+    let short = match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(day), Some(minute)) if rfc3339.ends_with('Z') => format!("{day} {minute} UTC"),
+        _ => rfc3339.to_string(),
+    };
+    html! { time datetime=(rfc3339) title=(rfc3339) { (short) } }
+}
+
 /// A byte count for people: `1.5 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -167,7 +167,11 @@ fn model_card(name: &str, slot: &Slot, openapi: &Value) -> Markup {
         (follow.reference.clone(), log)
     });
     let placement = endpoint.placement();
-    let micros = |key: &str| placement[key].as_f64().map_or("-".to_string(), |us| format!("{us:.0} µs"));
+    let micros = |key: &str| match placement[key].as_f64() {
+        Some(us) if us >= 1000.0 => format!("{:.1} ms", us / 1000.0),
+        Some(us) => format!("{us:.0} µs"),
+        None => "-".to_string(),
+    };
     html! {
         section.card.model data-model=(name) {
             h2 {
@@ -190,11 +194,13 @@ fn model_card(name: &str, slot: &Slot, openapi: &Value) -> Markup {
             dl.facts {
                 dt { "Model" } dd { code { (manifest.model) } }
                 dt { "Runner" } dd { code { (endpoint.runner()) } " from " (manifest.runner.crate_name) " " (manifest.runner.crate_version) }
-                dt { "Files" } dd { (manifest.files.len()) " (" (page::bytes(manifest.total_bytes())) "), registered " (manifest.created_at) }
-                dt { "Runs" } dd {
+                dt { "Files" } dd { (manifest.files.len()) " (" (page::bytes(manifest.total_bytes())) "), registered " (page::when(&manifest.created_at)) }
+                dt { "Runs" } dd data-runs="1" {
                     code { (placement["mode"].as_str().unwrap_or("-")) }
-                    " · CPU " (micros("cpu_us")) " · waiting " (micros("waiting_us"))
-                    " · over " (placement["measured_calls"].as_u64().unwrap_or(0)) " measured calls"
+                    @match placement["measured_calls"].as_u64().unwrap_or(0) {
+                        0 => { span.muted { " · not measured yet" } }
+                        calls => { " · on average " (micros("cpu_us")) " of CPU and " (micros("waiting_us")) " waiting, over " (calls) " measured calls" }
+                    }
                 }
                 dt { "Batching" } dd {
                     @match endpoint.batch() {
@@ -237,13 +243,13 @@ fn try_it(name: &str, endpoint: &Endpoint, openapi: &Value) -> Markup {
                 }
             } }
             form.try data-url=(format!("/v2/models/{name}/infer")) data-kind="json" {
-                textarea name="body" spellcheck="false" aria-label="V2 request" { (pretty(&v2_example(signature))) }
+                (editor("V2 request", &v2_example(signature)))
                 div.actions { button type="submit" { "Send" } }
             }
         } @else if input_type == "application/json" {
             p.muted { code { "POST " (predict) } ", a JSON body; the example below was generated from the runner's schema." }
             form.try data-url=(predict) data-kind="json" {
-                textarea name="body" spellcheck="false" aria-label="Request body" { (pretty(&page::example(schema, &definitions))) }
+                (editor("Request body", &page::example(schema, &definitions)))
                 div.actions { button type="submit" { "Send" } }
             }
         } @else {
@@ -258,6 +264,13 @@ fn try_it(name: &str, endpoint: &Endpoint, openapi: &Value) -> Markup {
             pre data-out="body" {}
         }
     }
+}
+
+/// A JSON editor holding `value`, as tall as its text (up to 16 lines).
+fn editor(label: &str, value: &Value) -> Markup {
+    let text = pretty(value);
+    let rows = (text.lines().count() + 1).clamp(3, 16);
+    html! { textarea name="body" spellcheck="false" rows=(rows) aria-label=(label) { (text) } }
 }
 
 fn pretty(value: &Value) -> String {
@@ -300,18 +313,33 @@ pub(crate) async fn docs(State(state): State<Arc<AppState>>, headers: HeaderMap)
         );
     };
     let openapi = models.openapi.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let empty = serde_json::Map::new();
+    let operations: Vec<(&String, &String, &Value)> = openapi["paths"]
+        .as_object()
+        .unwrap_or(&empty)
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations.as_object().into_iter().flatten().map(move |(method, op)| (path, method, op))
+        })
+        .collect();
     let main = html! {
         h1 { (openapi["info"]["title"].as_str().unwrap_or("API")) " " span.badge { (openapi["info"]["version"].as_str().unwrap_or("")) } }
         p.muted { (openapi["info"]["description"].as_str().unwrap_or("")) ". The machine-readable document: " a href="/openapi.json" { "/openapi.json" } " (OpenAPI " (openapi["openapi"].as_str().unwrap_or("")) ")." }
-        @if let Some(paths) = openapi["paths"].as_object() {
-            @for (path, operations) in paths {
-                @if let Some(operations) = operations.as_object() {
-                    @for (method, operation) in operations {
-                        (docs_operation(path, method, operation))
+        h2 { "Predictions" }
+        @for (path, method, operation) in &operations {
+            @if operation.get("requestBody").is_some() { (docs_operation(path, method, operation)) }
+        }
+        h2 { "Other endpoints" }
+        div.scroll { table {
+            thead { tr { th.narrow { "method" } th { "path" } th { "what" } } }
+            tbody {
+                @for (path, method, operation) in &operations {
+                    @if operation.get("requestBody").is_none() {
+                        tr { td { span.method { (method.to_uppercase()) } } td { code { (path) } } td { (operation["summary"].as_str().unwrap_or("")) } }
                     }
                 }
             }
-        }
+        } }
         @if let Some(schemas) = openapi["components"]["schemas"].as_object() {
             h2 { "Schemas" }
             @for (name, schema) in schemas {
@@ -335,7 +363,7 @@ fn docs_operation(path: &str, method: &str, operation: &Value) -> Markup {
             }
             @if let Some(responses) = operation["responses"].as_object() {
                 div.scroll { table {
-                    thead { tr { th { "status" } th { "meaning" } } }
+                    thead { tr { th.narrow { "status" } th { "meaning" } } }
                     tbody { @for (status, response) in responses {
                         tr { td { code { (status) } } td { (response["description"].as_str().unwrap_or("")) } }
                     } }

@@ -54,8 +54,35 @@
     return s.toFixed(2) + " s";
   }
 
+  // Where each pipeline runs and its averages, from /models (the engine moves a
+  // pipeline between inline and the pool as it measures it).
+  function micros(us) {
+    return us >= 1000 ? (us / 1000).toFixed(1) + " ms" : us.toFixed(0) + " µs";
+  }
+  function placements() {
+    fetch("/models", { headers: headers() })
+      .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+      .then((body) => {
+        for (const model of body.models || []) {
+          const card = document.querySelector('section.model[data-model="' + CSS.escape(model.name) + '"]');
+          const runs = card && card.querySelector("[data-runs]");
+          const e = model.execution;
+          if (!runs || !e) continue;
+          const mode = document.createElement("code");
+          mode.textContent = e.mode;
+          const rest = e.measured_calls
+            ? " · on average " + micros(e.cpu_us) + " of CPU and " + micros(e.waiting_us) +
+              " waiting, over " + e.measured_calls + " measured calls"
+            : " · not measured yet";
+          runs.replaceChildren(mode, document.createTextNode(rest));
+        }
+      })
+      .catch(() => {});
+  }
+
   const last = {};
   function refresh() {
+    placements();
     fetch("/metrics", { headers: headers() })
       .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
       .then((text) => {
