@@ -10,13 +10,15 @@
 # installed when missing) and a real Garage S3 server (installed once into
 # ~/.cache/runner-tools, about 12 minutes on two cores; see scripts/tools.sh).
 # schemathesis (PyPI) checks `serve` against its OpenAPI document, from a virtual
-# environment in the same cache.
+# environment in the same cache. The page tests drive Debian's headless Chromium
+# (`chromium`, `chromium-driver`, installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/tools.sh
 need_postgres
 need_garage
 need_schemathesis
+need_chromium
 export RUNNER_TORCH_MODELS=1
 . scripts/torch-env.sh
 cargo test --workspace --locked --features runner-examples/torch "$@"

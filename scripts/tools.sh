@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tools the tests need that take long to install, kept in a cache outside the
 # checkout and reused when present. Source this file, then call `need_garage`,
-# `need_postgres`, `need_schemathesis` or `need_cargo_fuzz`.
+# `need_postgres`, `need_schemathesis`, `need_chromium` or `need_cargo_fuzz`.
 #
 # RUNNER_TOOLS overrides the cache folder (default ~/.cache/runner-tools).
 RUNNER_TOOLS="${RUNNER_TOOLS:-$HOME/.cache/runner-tools}"
@@ -31,6 +31,19 @@ need_postgres() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q postgresql-15 >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q postgresql-15 >/dev/null; }
     [ -x "$PG_BIN/postgres" ]
+}
+
+# Chromium and its WebDriver from Debian (`chromium`, `chromium-driver`), installed when
+# missing (about 30 s), for the page tests (tests/pages.rs). Exports RUNNER_CHROMEDRIVER.
+need_chromium() {
+    if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+        echo "installing chromium and chromium-driver from Debian" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q chromium chromium-driver >/dev/null \
+            || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }
+    fi
+    RUNNER_CHROMEDRIVER="$(command -v chromedriver)" || return 1
+    export RUNNER_CHROMEDRIVER
 }
 
 # schemathesis (PyPI), which checks a server against its own OpenAPI document, in a

@@ -152,9 +152,11 @@ async fn serve(router: axum::Router) -> SocketAddr {
 /// A runner that takes raw bytes (the page offers a file picker).
 pub struct Bytecount;
 
+/// `Bytecount`'s model: nothing to keep.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Unit;
 
+/// What `Bytecount` answers.
 #[derive(serde::Serialize)]
 pub struct Counted {
     bytes: usize,

@@ -15,6 +15,10 @@
 //! deletes anyway. Every name is escaped (maud), and the pages' Content-Security-Policy
 //! allows no inline script.
 
+// A page step fails with the page to answer with: a `Response` is large for an `Err`,
+// but it is answered at once, never passed along.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -37,6 +41,7 @@ const SESSION: &str = "runner_session";
 /// Rows per page of a listing.
 const PAGE_SIZE: usize = 50;
 
+/// A page step's outcome: on failure, the page to answer with.
 type PageResult<T> = Result<T, Response>;
 
 /// Who is browsing.

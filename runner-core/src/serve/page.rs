@@ -6,7 +6,8 @@
 //! every value it writes, so a name holding `<script>` is shown as text. Everything a page
 //! needs is compiled into the binary: no CDN and nothing fetched at run time. Scripts and
 //! styles are files of their own, served from [`ASSETS`], never inline, so [`CSP`] can
-//! refuse inline scripts and styles.
+//! refuse inline scripts and styles. A crate writing its own pages with [`html!`] depends
+//! on `maud` itself (the macro names it).
 //!
 //! ```
 //! use runner_core::serve::page::{self, html};
