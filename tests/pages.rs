@@ -71,12 +71,23 @@ impl Browser {
         self.client().goto(url).await.unwrap();
     }
 
+    /// The element `css` finds, waiting for it; a page without it fails the test, with the page.
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self.client().wait().at_most(WAIT).for_element(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(e) => {
+                let page = self.client().source().await.unwrap_or_default();
+                panic!("no `{css}` on {} ({e}):\n{page}", self.path().await)
+            }
+        }
+    }
+
     async fn text(&self, css: &str) -> String {
-        self.client().wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+        self.find(css).await.text().await.unwrap()
     }
 
     async fn click(&self, css: &str) {
-        self.client().wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap().click().await.unwrap();
+        self.find(css).await.click().await.unwrap();
     }
 
     async fn count(&self, css: &str) -> usize {
@@ -237,6 +248,8 @@ async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
     browser.goto(&format!("{base}/orgs/default/sums")).await;
     let rows = browser.text("table tbody").await;
     assert!(rows.contains("1 ready") && rows.contains("prod"), "{rows}");
+    let history = browser.text("section.history").await;
+    assert!(history.contains("prod created → 1"), "{history}");
     browser.shoot("registry-models").await;
 
     // One model: its manifest laid out, each file's sha256, what changed since 1.

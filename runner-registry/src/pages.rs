@@ -416,13 +416,16 @@ async fn repository(
     if let Some(number) = query.number {
         return page::see_other(&format!("{base}/{number}"), None);
     }
-    let (numbers, aliases) = match tokio::try_join!(
+    let (numbers, aliases, history) = match tokio::try_join!(
         state.backend.model_numbers(org.clone(), repo.clone()),
-        state.backend.aliases(org.clone(), repo.clone())
+        state.backend.aliases(org.clone(), repo.clone()),
+        state.backend.alias_history(org.clone(), repo.clone(), None),
     ) {
         Ok(found) => found,
         Err(e) => return failed(e),
     };
+    const HISTORY_SHOWN: usize = 20;
+    let moves = history.len();
     let newest_first: Vec<u64> = numbers.iter().rev().copied().collect();
     let (shown, page_number, pages) = paginate(&newest_first, query.page.unwrap_or(1));
     let models = match load_models(&state, &org, &repo, shown).await {
@@ -460,6 +463,32 @@ async fn repository(
                 }
             }
         } }
+        @if !history.is_empty() {
+            section.card.history {
+                h2 { "Alias history" span.muted { " · " (moves) " moves" @if moves > HISTORY_SHOWN { ", the last " (HISTORY_SHOWN) " shown" } } }
+                div.scroll { table {
+                    thead { tr { th { "when" } th { "alias" } th { "move" } th { "by" } } }
+                    tbody {
+                        @for step in history.iter().rev().take(HISTORY_SHOWN) {
+                            tr {
+                                td { (page::when(&step.at)) }
+                                td { span.badge.alias { (step.alias) } }
+                                td {
+                                    @match (step.from, step.to) {
+                                        (None, Some(to)) => { "created → " (to) }
+                                        (Some(from), Some(to)) => { (from) " → " (to) }
+                                        (Some(from), None) => { "deleted (was " (from) ")" }
+                                        (None, None) => { "-" }
+                                    }
+                                    @if step.forced { " " span.badge.failed { "forced" } }
+                                }
+                                td { (step.by) }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
         @if session.can_write() {
             div.actions { a.button.danger href=(format!("{base}/delete")) { "Delete repository…" } }
         }

@@ -586,3 +586,52 @@ fn serve_follows_an_alias_moved_through_another_replica() {
         assert_eq!(answers, expected);
     });
 }
+
+#[test]
+fn the_browser_pages_read_and_delete_through_the_shared_backend() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let writer = client(&replica, &token, &dir.path().join("cache"));
+    for scale in [1.5, 2.5, 3.5] {
+        register_model::<Scaler>("scaler").organization("acme").model(Scale(scale)).register(&writer).unwrap();
+    }
+    let second = writer.manifest(&runner_core::ModelId::new("acme", "scaler", 2).unwrap()).unwrap();
+    let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookie = format!("runner_session={token}");
+    let page = |path: &str| {
+        let response = http.get(format!("{}{path}", replica.url)).header("cookie", &cookie).send().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        response.text().unwrap()
+    };
+    let repositories = page("/orgs/acme");
+    assert!(
+        repositories.contains(r#"<a href="/orgs/acme/scaler">scaler</a></td><td class="num">3</td>"#),
+        "{repositories}"
+    );
+    let models = page("/orgs/acme/scaler");
+    assert!(models.contains("3 models"), "{models}");
+    let shown = page("/orgs/acme/scaler/2");
+    let file = &second.files[0];
+    assert!(shown.contains(&file.sha256), "{shown}");
+    assert!(shown.contains("Changes since"), "{shown}");
+    let download = http
+        .get(format!("{}/orgs/acme/scaler/2/files/{}", replica.url, file.path))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert!(download.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert_eq!(sha256_hex(&download.bytes().unwrap()), file.sha256);
+    let csrf = runner_core::serve::page::csrf_token(&token);
+    let deleted = http
+        .post(format!("{}/orgs/acme/scaler/2/delete", replica.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 303);
+    assert_eq!(deleted.headers()["location"], "/orgs/acme/scaler?deleted=2");
+    assert!(writer.status(&runner_core::ModelId::new("acme", "scaler", 2).unwrap()).unwrap().is_none());
+    assert!(page("/orgs/acme/scaler").contains("2 models"));
+}
