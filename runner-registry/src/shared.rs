@@ -111,6 +111,7 @@ fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "registry", include_str!("../migrations/0001_registry.sql")),
         migration(2, "aliases", include_str!("../migrations/0002_aliases.sql")),
+        migration(3, "organizations", include_str!("../migrations/0003_organizations.sql")),
     ])
 }
 
@@ -221,12 +222,9 @@ impl SharedStore {
             .map_err(db)
     }
 
-    /// The organizations that have a repository, sorted.
+    /// The organizations (each has a repository, a token or content), sorted.
     pub async fn organizations(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT DISTINCT organization FROM repositories ORDER BY organization")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)
+        sqlx::query_scalar("SELECT name FROM organizations ORDER BY name").fetch_all(&self.pool).await.map_err(db)
     }
 
     /// The numbers taken in a repository (ready and uploading), ascending.
@@ -1165,30 +1163,37 @@ async fn ensure_repository<'e>(
     organization: &str,
     repository: &str,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO repositories (organization, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(organization)
-        .bind(repository)
-        .execute(executor)
-        .await
-        .map_err(db)?;
+    sqlx::query(
+        "WITH org AS (INSERT INTO organizations (name) VALUES ($1) ON CONFLICT DO NOTHING)
+         INSERT INTO repositories (organization, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(organization)
+    .bind(repository)
+    .execute(executor)
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
 /// Lets `organization` read the content with this sha256 (idempotent).
 async fn grant<'e>(executor: impl sqlx::PgExecutor<'e>, organization: &str, sha256: &str) -> Result<()> {
-    sqlx::query("INSERT INTO grants (organization, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(organization)
-        .bind(sha256)
-        .execute(executor)
-        .await
-        .map_err(db)?;
+    sqlx::query(
+        "WITH org AS (INSERT INTO organizations (name) VALUES ($1) ON CONFLICT DO NOTHING)
+         INSERT INTO grants (organization, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(organization)
+    .bind(sha256)
+    .execute(executor)
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
 /// Stores a token unless one with its id or hash is stored; returns the rows added.
 async fn insert_token(pool: &PgPool, token: &Token) -> Result<u64> {
     let added = sqlx::query(
-        "INSERT INTO tokens (id, organization, access, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        "WITH org AS (INSERT INTO organizations (name) VALUES ($2) ON CONFLICT DO NOTHING)
+         INSERT INTO tokens (id, organization, access, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
     )
     .bind(&token.id)
     .bind(&token.organization)

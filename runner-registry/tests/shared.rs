@@ -67,6 +67,26 @@ impl Cluster {
         Arc::new(objects)
     }
 
+    /// Runs SQL statements on the database.
+    fn execute(&self, sql: &'static str) {
+        runtime().block_on(async {
+            let pool = sqlx::PgPool::connect(&self.postgres.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        })
+    }
+
+    /// The organizations' names, from their table.
+    fn organizations(&self) -> Vec<String> {
+        runtime().block_on(async {
+            let pool = sqlx::PgPool::connect(&self.postgres.url).await.unwrap();
+            let names =
+                sqlx::query_scalar("SELECT name FROM organizations ORDER BY name").fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            names
+        })
+    }
+
     /// One number from the database.
     fn count(&self, query: &'static str) -> i64 {
         runtime().block_on(async {
@@ -634,4 +654,32 @@ fn the_browser_pages_read_and_delete_through_the_shared_backend() {
     assert_eq!(deleted.headers()["location"], "/orgs/acme/scaler?deleted=2");
     assert!(writer.status(&runner_core::ModelId::new("acme", "scaler", 2).unwrap()).unwrap().is_none());
     assert!(page("/orgs/acme/scaler").contains("2 models"));
+}
+
+#[test]
+fn organizations_are_rows_and_their_migration_brings_existing_ones_along() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let writer = client(&replica, &token, &dir.path().join("cache"));
+    register_model::<Scaler>("scaler").organization("acme").model(Scale(2.0)).register(&writer).unwrap();
+    cluster.token("beta");
+    assert_eq!(cluster.organizations(), ["acme", "beta"]);
+    // A repository must belong to an organization that exists.
+    let orphan = runtime().block_on(async {
+        let pool = sqlx::PgPool::connect(&cluster.postgres.url).await.unwrap();
+        sqlx::query("INSERT INTO repositories (organization, name) VALUES ('nobody', 'r')").execute(&pool).await
+    });
+    assert!(orphan.unwrap_err().to_string().contains("foreign key"), "an organization's rows need the organization");
+    // A database from before organizations were rows: the migration, run again by the
+    // next replica to start, brings every organization along, and all still works.
+    drop(replica);
+    cluster.execute("DROP TABLE organizations CASCADE; DELETE FROM _sqlx_migrations WHERE version = 3;");
+    let replica = cluster.replica(&[]);
+    assert_eq!(cluster.organizations(), ["acme", "beta"]);
+    let reader = client(&replica, &token, &dir.path().join("cache-2"));
+    let loaded = Loaded::<Scaler>::load(&reader, &"acme/scaler:1".parse().unwrap()).unwrap();
+    assert_eq!(loaded.run(1.5).unwrap(), 3.0);
+    register_model::<Scaler>("other").organization("acme").model(Scale(3.0)).register(&reader).unwrap();
 }

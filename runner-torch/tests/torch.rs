@@ -165,6 +165,38 @@ fn registered_module_is_served_as_json_and_v2_with_checks() {
 }
 
 #[test]
+fn the_page_shows_the_v2_signature_and_a_request_it_accepts() {
+    let (_dir, registry) = registry();
+    let module =
+        TorchModule::new(linear(4, 3), Device::Cpu).input("x", DType::F32, [-1, 4]).output("y", DType::F32, [-1, 3]);
+    register_torch_model("linear", module).register(registry.as_ref()).unwrap();
+    let client = client(registry.as_ref(), "linear:1", ServeOptions::default());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let page = client.get("/").await;
+        assert_eq!(page.status, 200);
+        let html = page.text();
+        // The signature, as a table: name, datatype, shape of each tensor.
+        for row in [
+            "<td><code>x</code></td><td>FP32</td><td><code>[-1, 4]</code></td>",
+            "<td><code>y</code></td><td>FP32</td><td><code>[-1, 3]</code></td>",
+        ] {
+            assert!(html.contains(row), "{row} in {html}");
+        }
+        assert!(html.contains(r#"data-url="/v2/models/linear/infer""#), "{html}");
+        // The form's V2 request is one the model accepts: zeros in its shapes.
+        let start = html.find("<textarea").unwrap();
+        let text = &html[html[start..].find('>').unwrap() + start + 1..html.find("</textarea>").unwrap()];
+        let text = text.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+        let request: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(request["inputs"][0]["shape"], json!([1, 4]), "{request}");
+        let infer = client.post_json("/v2/models/linear/infer", &request).await;
+        assert_eq!(infer.status, 200, "{}", infer.text());
+        let data: Vec<f32> = serde_json::from_value(infer.json()["outputs"][0]["data"].clone()).unwrap();
+        assert_eq!(data, expected(&[0.0; 4], 3));
+    });
+}
+
+#[test]
 fn batched_forward_passes_match_one_at_a_time() {
     let module = TorchModule::new(linear(4, 3), Device::Cpu);
     let inputs: Vec<Tensor> = vec![
