@@ -672,14 +672,14 @@ impl SharedStore {
             Ok(done) => done,
             Err(e) => {
                 if let Some(upload) = upload {
-                    upload.abort(self).await;
+                    upload.abort().await;
                 }
                 return Err(e);
             }
         };
         if actual != sha256 {
             if let Some(upload) = upload {
-                upload.abort(self).await;
+                upload.abort().await;
             }
             return Err(Error::Checksum { path: format!("upload of {sha256}"), expected: sha256.to_string(), actual });
         }
@@ -1233,11 +1233,18 @@ fn summary(id: ModelId, manifest: Option<String>) -> Result<ModelSummary> {
 
 /// A multipart upload in flight: recorded in `uploads` first, so that a replica killed
 /// mid-upload leaves something the garbage collector can abort.
+///
+/// Dropped unfinished (the request's future dropped, as hyper does when an HTTP/2 client
+/// resets its stream), it aborts itself in the background rather than wait for `gc`.
 struct Multipart {
     path: ObjectPath,
     id: String,
     parts: Vec<tokio::task::JoinHandle<object_store::Result<PartId>>>,
     done: Vec<PartId>,
+    objects: Arc<dyn Objects>,
+    pool: PgPool,
+    /// Completed or aborted: nothing left to do when dropped.
+    settled: bool,
 }
 
 impl Multipart {
@@ -1249,7 +1256,15 @@ impl Multipart {
             .execute(&shared.pool)
             .await
             .map_err(db)?;
-        Ok(Multipart { path: path.clone(), id, parts: Vec::new(), done: Vec::new() })
+        Ok(Multipart {
+            path: path.clone(),
+            id,
+            parts: Vec::new(),
+            done: Vec::new(),
+            objects: shared.objects.clone(),
+            pool: shared.pool.clone(),
+            settled: false,
+        })
     }
 
     /// Sends one part in the background, first waiting for the oldest when
@@ -1282,22 +1297,55 @@ impl Multipart {
         }
         .await;
         match result {
-            Ok(_) => forget_upload(&shared.pool, self.path.as_ref(), &self.id).await,
+            Ok(_) => {
+                self.settled = true;
+                forget_upload(&shared.pool, self.path.as_ref(), &self.id).await
+            }
             Err(e) => {
-                self.abort(shared).await;
+                self.abort().await;
                 Err(e)
             }
         }
     }
 
     /// Drops the parts sent; when that fails too, the collector aborts it later.
-    async fn abort(self, shared: &SharedStore) {
+    async fn abort(mut self) {
+        self.settled = true;
         for part in &self.parts {
             part.abort();
         }
-        if shared.objects.abort_multipart(&self.path, &self.id).await.is_ok() {
-            let _ = forget_upload(&shared.pool, self.path.as_ref(), &self.id).await;
+        // In a task of its own: the request's future may be dropped while this waits (hyper
+        // drops it when an HTTP/2 client resets its stream, just after the body fails),
+        // and the abort must still happen.
+        let abort = abort_upload(self.objects.clone(), self.pool.clone(), self.path.clone(), self.id.clone());
+        let _ = tokio::spawn(abort).await;
+    }
+}
+
+impl Drop for Multipart {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
         }
+        for part in &self.parts {
+            part.abort();
+        }
+        let abort = abort_upload(self.objects.clone(), self.pool.clone(), self.path.clone(), self.id.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(abort)),
+            Err(_) => tracing::warn!(path = %self.path, "an unfinished multipart upload is left for gc to abort"),
+        }
+    }
+}
+
+/// Aborts a multipart upload and forgets it; when the store refuses, the row stays for
+/// the collector.
+async fn abort_upload(objects: Arc<dyn Objects>, pool: PgPool, path: ObjectPath, id: String) {
+    match objects.abort_multipart(&path, &id).await {
+        Ok(()) => {
+            let _ = forget_upload(&pool, path.as_ref(), &id).await;
+        }
+        Err(e) => tracing::warn!(%path, error = %e, "cannot abort a multipart upload; gc will"),
     }
 }
 

@@ -37,7 +37,10 @@ impl Cluster {
 
     fn replica(&self, extra: &[&str]) -> Replica {
         let mut command = self.command(&["serve", "--addr", "127.0.0.1:0"]);
-        command.args(extra).env("RUST_LOG", "warn").stderr(Stdio::inherit());
+        command
+            .args(extra)
+            .env("RUST_LOG", std::env::var("REPLICA_LOG").unwrap_or("warn".into()))
+            .stderr(Stdio::inherit());
         Replica::spawn(command)
     }
 
@@ -682,4 +685,51 @@ fn organizations_are_rows_and_their_migration_brings_existing_ones_along() {
     let loaded = Loaded::<Scaler>::load(&reader, &"acme/scaler:1".parse().unwrap()).unwrap();
     assert_eq!(loaded.run(1.5).unwrap(), 3.0);
     register_model::<Scaler>("other").organization("acme").model(Scale(3.0)).register(&reader).unwrap();
+}
+
+#[test]
+fn an_upload_its_client_cuts_off_is_aborted_at_once_not_left_for_gc() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    let url = format!("{}/v1/orgs/acme/blobs/{}", replica.url, "ab".repeat(32));
+    let rows = || cluster.count("SELECT count(*) FROM uploads");
+    let wait_for = |want: i64, what: &str| {
+        let started = std::time::Instant::now();
+        while rows() != want {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "{what}: {} rows in uploads", rows());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // An HTTP/2 client sends three parts' worth of a large file, then gives up, resetting
+    // its stream: the server's handler sees the body fail, or hyper drops it mid-upload
+    // (whichever comes first); either way the multipart upload is aborted at once.
+    let (chunks, received) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let body = futures::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|chunk| (chunk, received))
+    });
+    let http = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let request = http.put(&url).bearer_auth(&token).body(reqwest::Body::wrap_stream(body)).send();
+    let request = rt.spawn(request);
+    rt.block_on(async {
+        for _ in 0..24 {
+            chunks.send(Ok(bytes::Bytes::from(vec![7u8; 1 << 20]))).await.unwrap();
+        }
+    });
+    wait_for(1, "the multipart upload never started");
+    // The client's body fails: hyper resets the HTTP/2 stream (RST_STREAM).
+    rt.block_on(chunks.send(Err(std::io::Error::other("the client gave up")))).unwrap();
+    wait_for(0, "the cut-off upload was not aborted");
+    assert!(rt.block_on(request).unwrap().is_err(), "the client saw its request fail");
+    // Nothing of it is visible, and the replica still takes uploads.
+    let content = vec![1u8; 1000];
+    let put = reqwest::blocking::Client::new()
+        .put(format!("{}/v1/orgs/acme/blobs/{}", replica.url, sha256_hex(&content)))
+        .bearer_auth(&token)
+        .body(content)
+        .send()
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201);
+    assert_eq!(cluster.count("SELECT count(*) FROM blobs WHERE sha256 = repeat('ab', 32)"), 0);
 }
