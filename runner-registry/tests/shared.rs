@@ -733,3 +733,90 @@ fn an_upload_its_client_cuts_off_is_aborted_at_once_not_left_for_gc() {
     assert_eq!(put.status().as_u16(), 201);
     assert_eq!(cluster.count("SELECT count(*) FROM blobs WHERE sha256 = repeat('ab', 32)"), 0);
 }
+
+/// A streamed `PUT` of a blob whose body the test sends chunk by chunk.
+struct StreamedPut {
+    chunks: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    answer: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+}
+
+impl StreamedPut {
+    fn start(rt: &tokio::runtime::Runtime, url: &str, token: &str) -> StreamedPut {
+        let (chunks, received) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
+        let body = futures::stream::unfold(received, |mut received| async move {
+            received.recv().await.map(|chunk| (chunk, received))
+        });
+        let request = reqwest::Client::new().put(url).bearer_auth(token).body(reqwest::Body::wrap_stream(body)).send();
+        StreamedPut { chunks, answer: rt.spawn(request) }
+    }
+
+    fn send(&self, rt: &tokio::runtime::Runtime, bytes: &[u8]) {
+        for chunk in bytes.chunks(1 << 20) {
+            rt.block_on(self.chunks.send(Ok(bytes::Bytes::copy_from_slice(chunk)))).unwrap();
+        }
+    }
+
+    /// Ends the body; the server's status and error message.
+    fn finish(self, rt: &tokio::runtime::Runtime) -> (u16, String) {
+        drop(self.chunks);
+        let response = rt.block_on(self.answer).unwrap().unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = rt.block_on(response.json()).unwrap_or_default();
+        (status, body["error"]["message"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+#[test]
+fn uploads_in_flight_when_the_store_or_the_database_goes_down_get_a_clear_503_and_leave_nothing() {
+    let mut cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let http = reqwest::blocking::Client::new();
+    let visible = |sha256: &str| {
+        let url = format!("{}/v1/orgs/acme/blobs/{sha256}", replica.url);
+        http.head(url).bearer_auth(&token).send().unwrap().status().as_u16()
+    };
+
+    // The store goes down while a large upload's parts are going out.
+    let large: Vec<u8> = (0..(40u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let sha256 = sha256_hex(&large);
+    let put = StreamedPut::start(&rt, &format!("{}/v1/orgs/acme/blobs/{sha256}", replica.url), &token);
+    put.send(&rt, &large[..16 << 20]);
+    cluster.garage.stop();
+    // The rest may or may not be read: the server answers as soon as a part fails.
+    let rest = large[16 << 20..].to_vec();
+    let sender = put.chunks.clone();
+    rt.spawn(async move {
+        for chunk in rest.chunks(1 << 20) {
+            if sender.send(Ok(bytes::Bytes::copy_from_slice(chunk))).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (status, message) = put.finish(&rt);
+    assert_eq!(status, 503, "{message}");
+    assert!(message.contains("object store is unavailable"), "{message}");
+    cluster.garage.start_again();
+    assert_eq!(visible(&sha256), 404, "nothing of it is visible");
+    assert_eq!(cluster.count("SELECT count(*) FROM blobs"), 0);
+
+    // The database goes down while a small upload is being received.
+    let small = vec![9u8; 3 << 20];
+    let sha256 = sha256_hex(&small);
+    let put = StreamedPut::start(&rt, &format!("{}/v1/orgs/acme/blobs/{sha256}", replica.url), &token);
+    put.send(&rt, &small[..1 << 20]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    cluster.postgres.stop();
+    put.send(&rt, &small[1 << 20..]);
+    let (status, message) = put.finish(&rt);
+    assert_eq!(status, 503, "{message}");
+    assert!(message.contains("database is unavailable"), "{message}");
+    cluster.postgres.start_again();
+    assert_eq!(visible(&sha256), 404, "nothing of it is visible");
+    // Both go through once the services are back.
+    for content in [&large, &small] {
+        let url = format!("{}/v1/orgs/acme/blobs/{}", replica.url, sha256_hex(content));
+        assert_eq!(http.put(url).bearer_auth(&token).body(content.to_vec()).send().unwrap().status().as_u16(), 201);
+    }
+}
