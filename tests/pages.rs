@@ -234,7 +234,7 @@ async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
     let search = browser.client().find(Locator::Css("input[name=q]")).await.unwrap();
     search.send_keys("sum").await.unwrap();
     browser.click("form.search button").await;
-    browser.wait_for_text("div.pager", |t| t.starts_with("1 repositories")).await;
+    browser.wait_for_text("div.pager", |t| t.starts_with("1 repository")).await;
     assert_eq!(browser.count("table tbody tr").await, 1);
 
     // A repository: newest first, with its alias; then its second page.

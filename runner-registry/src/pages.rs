@@ -309,16 +309,24 @@ fn paginate<T>(items: &[T], page: usize) -> (&[T], usize, usize) {
     (&items[start.min(items.len())..(start + PAGE_SIZE).min(items.len())], page, pages)
 }
 
-fn pager(base: &str, q: &str, page: usize, pages: usize, total: usize, noun: &str) -> Markup {
+/// The page count and links to the pages around this one (`labels`: the previous and
+/// next links' words, `newer`/`older` for models).
+fn pager(
+    base: &str,
+    q: &str,
+    (page, pages): (usize, usize),
+    (total, one, many): (usize, &str, &str),
+    labels: (&str, &str),
+) -> Markup {
     let link = |page: usize| match q.is_empty() {
         true => format!("{base}?page={page}"),
         false => format!("{base}?q={}&page={page}", encode(q)),
     };
     html! {
         div.pager {
-            span { (total) " " (noun) @if pages > 1 { " · page " (page) " of " (pages) } }
-            @if page > 1 { a href=(link(page - 1)) rel="prev" { "← newer" } }
-            @if page < pages { a href=(link(page + 1)) rel="next" { "older →" } }
+            span { (total) " " (if total == 1 { one } else { many }) @if pages > 1 { " · page " (page) " of " (pages) } }
+            @if page > 1 { a href=(link(page - 1)) rel="prev" { "← " (labels.0) } }
+            @if page < pages { a href=(link(page + 1)) rel="next" { (labels.1) " →" } }
         }
     }
 }
@@ -381,7 +389,7 @@ async fn organization(
             input type="search" name="q" value=(q) placeholder="Search repositories by name" aria-label="Search repositories";
             button type="submit" { "Search" }
         }
-        (pager(&base, &q, page_number, pages, matching.len(), "repositories"))
+        (pager(&base, &q, (page_number, pages), (matching.len(), "repository", "repositories"), ("previous", "next")))
         div.scroll { table {
             thead { tr { th { "repository" } th.num { "models" } th.num { "latest" } th { "last change" } } }
             tbody {
@@ -443,7 +451,7 @@ async fn repository(
             input type="number" name="number" min="1" placeholder="Go to model number" aria-label="Model number";
             button.secondary type="submit" { "Go" }
         }
-        (pager(&base, "", page_number, pages, numbers.len(), "models"))
+        (pager(&base, "", (page_number, pages), (numbers.len(), "model", "models"), ("newer", "older")))
         div.scroll { table {
             thead { tr { th.num { "number" } th { "status" } th.num { "size" } th { "runner" } th.hide-narrow { "created" } th { "aliases" } } }
             tbody {
