@@ -15,6 +15,9 @@ use runner_examples::sum::{SumModel, SumRunner};
 use runner_registry::{Backend, Config, Right};
 use serde_json::json;
 
+mod serving;
+use serving::Serving;
+
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A chromedriver and one headless Chromium session, closed on drop.
@@ -388,8 +391,8 @@ async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
         .unwrap();
     register_model::<Bytecount>("bytecount").model(Unit).register(&registry).unwrap();
     let registry: Arc<dyn Registry> = Arc::new(registry);
-    let (addr, _stop) = serve_models(registry.clone(), None).await;
-    let base = format!("http://{addr}");
+    let open = serve_models(registry.clone(), None).await;
+    let base = open.url.clone();
 
     let browser = Browser::start().await;
     browser.goto(&format!("{base}/")).await;
@@ -474,9 +477,11 @@ async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
     browser.shoot("serve-docs").await;
     drop(browser);
 
+    open.stop().await.unwrap();
+
     // With an API key: the page asks for it, then works with it in a cookie.
-    let (addr, _stop) = serve_models(registry, Some("s3cret-key")).await;
-    let base = format!("http://{addr}");
+    let serving = serve_models(registry, Some("s3cret-key")).await;
+    let base = serving.url.clone();
     let browser = Browser::start().await;
     browser.goto(&format!("{base}/")).await;
     assert_eq!(browser.text("h1").await, "Sign in");
@@ -502,6 +507,7 @@ async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+    serving.stop().await.unwrap();
 }
 
 /// `value` with every number as an f64: the page shows JSON as the browser prints it
@@ -515,30 +521,8 @@ fn numbers(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Serves the registry's `sum`, `iris` and `bytecount` on a free port; stops on drop.
-async fn serve_models(
-    registry: Arc<dyn Registry>,
-    api_key: Option<&str>,
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// Serves the registry's `sum`, `iris` and `bytecount` on a free port, with `api_key`.
+async fn serve_models(registry: Arc<dyn Registry>, api_key: Option<&str>) -> Serving {
     let options = runner_core::serve::ServeOptions { api_key: api_key.map(str::to_string), ..Default::default() };
-    tokio::spawn(runner_core::serve::serve_on(
-        listener,
-        registry,
-        vec!["sum:latest".parse().unwrap(), "iris:latest".parse().unwrap(), "bytecount:latest".parse().unwrap()],
-        options,
-        async move {
-            let _ = stopped.await;
-        },
-        || {},
-    ));
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("http://{addr}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
-        assert!(started.elapsed() < WAIT, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (addr, stop)
+    Serving::start(registry, &["sum:latest", "iris:latest", "bytecount:latest"], options).await
 }

@@ -100,45 +100,28 @@ fn point(registry: &LocalRegistry, repository: &str, number: u64) {
     registry.set_alias("default", repository, "prod", number, &AliasOptions::default()).unwrap();
 }
 
+mod serving;
+use serving::Serving;
+
 /// A server on a free port serving `model`, following aliases every 20 ms.
-struct Server {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<runner_core::Result<()>>,
-}
+struct Server(Serving);
 
 impl Server {
     async fn start(registry: LocalRegistry, model: &str) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let options = ServeOptions { follow_interval: Duration::from_millis(20), ..ServeOptions::default() };
-        let task = tokio::spawn(runner_core::serve::serve_on(
-            listener,
-            Arc::new(registry),
-            vec![model.parse().unwrap()],
-            options,
-            async move {
-                let _ = stopped.await;
-            },
-            || {},
-        ));
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        while http.get(format!("{url}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
-            assert!(started.elapsed() < Duration::from_secs(10), "never ready");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Server { url, stop: Some(stop), task }
+        Server(Serving::start(Arc::new(registry), &[model], options).await)
+    }
+
+    fn url(&self) -> &str {
+        &self.0.url
     }
 
     async fn info(&self, name: &str) -> serde_json::Value {
-        reqwest::get(format!("{}/models/{name}", self.url)).await.unwrap().json().await.unwrap()
+        reqwest::get(format!("{}/models/{name}", self.url())).await.unwrap().json().await.unwrap()
     }
 
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
+    async fn stop(self) {
+        self.0.stop().await.unwrap();
     }
 }
 
@@ -183,7 +166,7 @@ async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_th
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let clients: Vec<_> = (0..4)
         .map(|_| {
-            let (url, running, samples) = (server.url.clone(), running.clone(), samples.clone());
+            let (url, running, samples) = (server.url().to_string(), running.clone(), samples.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 while running.load(Ordering::Relaxed) {
@@ -258,7 +241,7 @@ async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_th
         .map(|s| (s["from"].as_u64().unwrap(), s["to"].as_u64().unwrap()))
         .collect();
     assert_eq!(swaps, [(one, two), (two, one)], "{info}");
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
     for line in [
         "runner_model_swaps_total{model=\"versioned\",outcome=\"swapped\"} 2".to_string(),
         format!("runner_model_number{{model=\"versioned\"}} {one}"),
@@ -289,14 +272,14 @@ async fn a_model_that_fails_to_load_is_never_swapped_in() {
     let error = info["follows"]["failed"]["error"].as_str().unwrap();
     assert!(error.contains("broken on purpose"), "{error}");
     for _ in 0..20 {
-        assert_eq!(ask(&http, &server.url).await, (200, Some(good), Some(good)));
+        assert_eq!(ask(&http, server.url()).await, (200, Some(good), Some(good)));
     }
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("runner_model_swaps_total{model=\"fragile\",outcome=\"failed\"} 1"), "{metrics}");
 
     // The fix goes in, and the failure is cleared.
     point(&registry, "fragile", fixed);
-    wait_for("the fixed model to answer", async || ask(&http, &server.url).await.1 == Some(fixed)).await;
+    wait_for("the fixed model to answer", async || ask(&http, server.url()).await.1 == Some(fixed)).await;
     let info = server.info("fragile").await;
     assert!(info["follows"]["failed"].is_null(), "{info}");
     server.stop().await;
@@ -332,7 +315,7 @@ async fn registering_the_aliased_number_again_swaps_the_new_files_in() {
     point(&registry, "retrained", one);
     let server = Server::start(registry.clone(), "retrained:prod").await;
     let http = reqwest::Client::new();
-    assert_eq!(ask(&http, &server.url).await, (200, Some(1), Some(one)));
+    assert_eq!(ask(&http, server.url()).await, (200, Some(1), Some(one)));
 
     // Same number, new files: the answer changes, the number does not.
     let file = dir.path().join("answer-retrained-11.txt");
@@ -342,7 +325,7 @@ async fn registering_the_aliased_number_again_swaps_the_new_files_in() {
         .artifact(file.to_str().unwrap(), "answer.txt")
         .register(&registry)
         .unwrap();
-    wait_for("the new files to answer", async || ask(&http, &server.url).await.1 == Some(11)).await;
+    wait_for("the new files to answer", async || ask(&http, server.url()).await.1 == Some(11)).await;
     let swaps = &server.info("retrained").await["follows"]["swaps"];
     assert_eq!((swaps[0]["from"].as_u64(), swaps[0]["to"].as_u64()), (Some(one), Some(one)), "{swaps}");
     server.stop().await;

@@ -135,6 +135,19 @@ async fn session_for(state: &AppState, headers: &HeaderMap, org: &str) -> PageRe
     }
 }
 
+/// The session, allowed into `org` and to change things there (a read token is refused).
+async fn session_to_write(state: &AppState, headers: &HeaderMap, org: &str) -> PageResult<Session> {
+    let session = session_for(state, headers, org).await?;
+    if !session.can_write() {
+        return Err(page::error_page(
+            StatusCode::FORBIDDEN,
+            &format!("this token may only read `{org}`"),
+            Some(("/", "Home")),
+        ));
+    }
+    Ok(session)
+}
+
 /// A form that changes something: from this server's pages, with the session's CSRF
 /// token, by a session that may write.
 async fn writer(state: &AppState, method: &Method, headers: &HeaderMap, org: &str, csrf: &str) -> PageResult<Session> {
@@ -145,18 +158,11 @@ async fn writer(state: &AppState, method: &Method, headers: &HeaderMap, org: &st
             Some(("/", "Home")),
         ));
     }
-    let session = session_for(state, headers, org).await?;
+    let session = session_to_write(state, headers, org).await?;
     if !page::csrf_matches(&session.secret, csrf) {
         return Err(page::error_page(
             StatusCode::FORBIDDEN,
             "this form has expired or did not come from this page; reload the page and send it again",
-            Some(("/", "Home")),
-        ));
-    }
-    if !session.can_write() {
-        return Err(page::error_page(
-            StatusCode::FORBIDDEN,
-            &format!("this token may only read `{org}`"),
             Some(("/", "Home")),
         ));
     }
@@ -767,17 +773,10 @@ async fn confirm_delete_model(
     PathParams((org, repo, number)): PathParams<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match session_for(&state, &headers, &org).await {
+    let session = match session_to_write(&state, &headers, &org).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if !session.can_write() {
-        return page::error_page(
-            StatusCode::FORBIDDEN,
-            &format!("this token may only read `{org}`"),
-            Some(("/", "Home")),
-        );
-    }
     let number = match parse_number(&number) {
         Ok(number) => number,
         Err(response) => return response,
@@ -829,17 +828,10 @@ async fn confirm_delete_repository(
     PathParams((org, repo)): PathParams<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match session_for(&state, &headers, &org).await {
+    let session = match session_to_write(&state, &headers, &org).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if !session.can_write() {
-        return page::error_page(
-            StatusCode::FORBIDDEN,
-            &format!("this token may only read `{org}`"),
-            Some(("/", "Home")),
-        );
-    }
     let base = format!("/orgs/{org}/{repo}");
     let crumbs = [(format!("/orgs/{org}"), org.clone()), (base.clone(), repo.clone())];
     confirm_page(

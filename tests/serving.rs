@@ -1,0 +1,52 @@
+//! Serving models in-process on a free port of 127.0.0.1, for the tests that drive a real
+//! server over sockets (`mod serving;` in each).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runner_core::serve::ServeOptions;
+use runner_core::Registry;
+
+/// A `serve` running in this process, ready; stopped by [`Serving::stop`] (or when the
+/// test ends).
+pub struct Serving {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<runner_core::Result<()>>,
+}
+
+impl Serving {
+    /// Serves `models` (references) from `registry` with `options`, and waits until
+    /// `/readyz` answers 200.
+    pub async fn start(registry: Arc<dyn Registry>, models: &[&str], options: ServeOptions) -> Serving {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runner_core::serve::serve_on(
+            listener,
+            registry,
+            models.iter().map(|model| model.parse().unwrap()).collect(),
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        while http.get(format!("{url}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+            assert!(started.elapsed() < Duration::from_secs(20), "never ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Serving { url, stop: Some(stop), task }
+    }
+
+    /// Stops accepting, lets requests in flight finish, and returns how serving ended.
+    pub async fn stop(mut self) -> runner_core::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("the server task")
+    }
+}
