@@ -215,27 +215,21 @@ fn sign_in_page(status: StatusCode, message: Option<&str>) -> Response {
 }
 
 /// `GET /`.
-async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> PageResult<Response> {
     if state.auth && page::cookie(&headers, SESSION).is_none() {
-        return sign_in_page(StatusCode::OK, None);
+        return Ok(sign_in_page(StatusCode::OK, None));
     }
-    let session = match session(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+    let session = session(&state, &headers).await?;
     if let Some(token) = &session.token {
-        return page::see_other(&format!("/orgs/{}", token.organization), None);
+        return Ok(page::see_other(&format!("/orgs/{}", token.organization), None));
     }
-    let organizations = match state.backend.organizations().await {
-        Ok(organizations) => organizations,
-        Err(e) => return failed(e),
-    };
+    let organizations = state.backend.organizations().await.map_err(failed)?;
     let main = html! {
         h1 { "Organizations" }
         @if organizations.is_empty() { p.muted { "Nothing is registered yet." } }
         ul { @for org in &organizations { li { a href=(format!("/orgs/{org}")) { (org) } } } }
     };
-    respond(&session, "Organizations", &[], main)
+    Ok(respond(&session, "Organizations", &[], main))
 }
 
 #[derive(Deserialize)]
@@ -357,17 +351,11 @@ async fn organization(
     PathParams(org): PathParams<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Response {
-    let session = match session_for(&state, &headers, &org).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+) -> PageResult<Response> {
+    let session = session_for(&state, &headers, &org).await?;
     let query = list_query(query);
     let q = query.q.clone().unwrap_or_default();
-    let repositories = match state.backend.repositories(org.clone()).await {
-        Ok(repositories) => repositories,
-        Err(e) => return failed(e),
-    };
+    let repositories = state.backend.repositories(org.clone()).await.map_err(failed)?;
     let needle = q.to_lowercase();
     let matching: Vec<String> = repositories.into_iter().filter(|name| name.to_lowercase().contains(&needle)).collect();
     let (shown, page_number, pages) = paginate(&matching, query.page.unwrap_or(1));
@@ -411,7 +399,7 @@ async fn organization(
         } }
         @if matching.is_empty() { p.muted { @if q.is_empty() { "No repository yet." } @else { "No repository matches." } } }
     };
-    respond(&session, &org, &[(base.clone(), org.clone())], main)
+    Ok(respond(&session, &org, &[(base.clone(), org.clone())], main))
 }
 
 /// `GET /orgs/{org}/{repo}`: its models, newest first.
@@ -420,32 +408,24 @@ async fn repository(
     PathParams((org, repo)): PathParams<(String, String)>,
     query: Result<Query<ListQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Response {
-    let session = match session_for(&state, &headers, &org).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+) -> PageResult<Response> {
+    let session = session_for(&state, &headers, &org).await?;
     let query = list_query(query);
     let base = format!("/orgs/{org}/{repo}");
     if let Some(number) = query.number {
-        return page::see_other(&format!("{base}/{number}"), None);
+        return Ok(page::see_other(&format!("{base}/{number}"), None));
     }
-    let (numbers, aliases, history) = match tokio::try_join!(
+    let (numbers, aliases, history) = tokio::try_join!(
         state.backend.model_numbers(org.clone(), repo.clone()),
         state.backend.aliases(org.clone(), repo.clone()),
         state.backend.alias_history(org.clone(), repo.clone(), None),
-    ) {
-        Ok(found) => found,
-        Err(e) => return failed(e),
-    };
+    )
+    .map_err(failed)?;
     const HISTORY_SHOWN: usize = 20;
     let moves = history.len();
     let newest_first: Vec<u64> = numbers.iter().rev().copied().collect();
     let (shown, page_number, pages) = paginate(&newest_first, query.page.unwrap_or(1));
-    let models = match load_models(&state, &org, &repo, shown).await {
-        Ok(models) => models,
-        Err(e) => return failed(e),
-    };
+    let models = load_models(&state, &org, &repo, shown).await.map_err(failed)?;
     let aliases_of = |number: u64| aliases.iter().filter(move |a| a.number == number).map(|a| a.name.as_str());
     let main = html! {
         h1 { (org) "/" (repo) }
@@ -507,12 +487,8 @@ async fn repository(
             div.actions { a.button.danger href=(format!("{base}/delete")) { "Delete repository…" } }
         }
     };
-    respond(
-        &session,
-        &format!("{org}/{repo}"),
-        &[(format!("/orgs/{org}"), org.clone()), (base.clone(), repo.clone())],
-        main,
-    )
+    let crumbs = [(format!("/orgs/{org}"), org.clone()), (base.clone(), repo.clone())];
+    Ok(respond(&session, &format!("{org}/{repo}"), &crumbs, main))
 }
 
 /// The models numbered `numbers`, read at once; one deleted meanwhile is left out.
@@ -541,27 +517,16 @@ async fn model(
     State(state): State<Arc<AppState>>,
     PathParams((org, repo, number)): PathParams<(String, String, String)>,
     headers: HeaderMap,
-) -> Response {
-    let session = match session_for(&state, &headers, &org).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    let number = match parse_number(&number) {
-        Ok(number) => number,
-        Err(response) => return response,
-    };
-    let id = match ModelId::new(&org, &repo, number) {
-        Ok(id) => id,
-        Err(e) => return failed(e),
-    };
-    let (view, numbers, aliases) = match tokio::try_join!(
+) -> PageResult<Response> {
+    let session = session_for(&state, &headers, &org).await?;
+    let number = parse_number(&number)?;
+    let id = ModelId::new(&org, &repo, number).map_err(failed)?;
+    let (view, numbers, aliases) = tokio::try_join!(
         state.backend.model(id.clone()),
         state.backend.model_numbers(org.clone(), repo.clone()),
         state.backend.aliases(org.clone(), repo.clone()),
-    ) {
-        Ok(found) => found,
-        Err(e) => return failed(e),
-    };
+    )
+    .map_err(failed)?;
     // The previous ready model, for what changed (a few uploading numbers skipped).
     let earlier: Vec<u64> = numbers.iter().rev().copied().filter(|&n| n < number).take(20).collect();
     let mut previous = None;
@@ -590,7 +555,7 @@ async fn model(
         (format!("/orgs/{org}/{repo}"), repo.clone()),
         (base.clone(), number.to_string()),
     ];
-    respond(&session, &id.to_string(), &crumbs, main)
+    Ok(respond(&session, &id.to_string(), &crumbs, main))
 }
 
 fn json_text(value: &impl serde::Serialize) -> String {
@@ -710,37 +675,23 @@ async fn download(
     State(state): State<Arc<AppState>>,
     PathParams((org, repo, number, path)): PathParams<(String, String, String, String)>,
     request: Request,
-) -> Response {
-    if let Err(response) = session_for(&state, request.headers(), &org).await {
-        return response;
-    }
-    let number = match parse_number(&number) {
-        Ok(number) => number,
-        Err(response) => return response,
-    };
-    let id = match ModelId::new(&org, &repo, number) {
-        Ok(id) => id,
-        Err(e) => return failed(e),
-    };
-    let view = match state.backend.model(id).await {
-        Ok(view) => view,
-        Err(e) => return failed(e),
-    };
+) -> PageResult<Response> {
+    session_for(&state, request.headers(), &org).await?;
+    let number = parse_number(&number)?;
+    let id = ModelId::new(&org, &repo, number).map_err(failed)?;
+    let view = state.backend.model(id).await.map_err(failed)?;
     let Some(file) = view.manifest.as_ref().and_then(|m| m.files.iter().find(|f| f.path == path)).cloned() else {
-        return not_found(&format!("file `{path}`"));
+        return Err(not_found(&format!("file `{path}`")));
     };
-    let mut response = match state.backend.get_blob(org, file.sha256.clone(), request).await {
-        Ok(Some(response)) => response,
-        Ok(None) => return not_found("content"),
-        Err(e) => return failed(e),
-    };
+    let blob = state.backend.get_blob(org, file.sha256.clone(), request).await.map_err(failed)?;
+    let mut response = blob.ok_or_else(|| not_found("content"))?;
     let name = file.path.rsplit('/').next().unwrap_or("file");
     let disposition = format!("attachment; filename*=UTF-8''{}", encode(name).replace('/', "%2F"));
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
     }
     response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    response
+    Ok(response)
 }
 
 fn confirm_page(
@@ -772,29 +723,23 @@ async fn confirm_delete_model(
     State(state): State<Arc<AppState>>,
     PathParams((org, repo, number)): PathParams<(String, String, String)>,
     headers: HeaderMap,
-) -> Response {
-    let session = match session_to_write(&state, &headers, &org).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    let number = match parse_number(&number) {
-        Ok(number) => number,
-        Err(response) => return response,
-    };
+) -> PageResult<Response> {
+    let session = session_to_write(&state, &headers, &org).await?;
+    let number = parse_number(&number)?;
     let base = format!("/orgs/{org}/{repo}/{number}");
     let crumbs = [
         (format!("/orgs/{org}"), org.clone()),
         (format!("/orgs/{org}/{repo}"), repo.clone()),
         (base.clone(), number.to_string()),
     ];
-    confirm_page(
+    Ok(confirm_page(
         &session,
         &format!("{org}/{repo}:{number}"),
         "The model and its manifest are removed for good; files other models share are kept. A model an alias points at is refused: move the alias first.",
         &format!("{base}/delete"),
         &base,
         &crumbs,
-    )
+    ))
 }
 
 /// `POST /orgs/{org}/{repo}/{number}/delete`.
@@ -804,22 +749,12 @@ async fn delete_model(
     method: Method,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    if let Err(response) = writer(&state, &method, &headers, &org, &csrf_of(form)).await {
-        return response;
-    }
-    let number = match parse_number(&number) {
-        Ok(number) => number,
-        Err(response) => return response,
-    };
-    let deleted = match ModelId::new(&org, &repo, number) {
-        Ok(id) => state.backend.delete_model(id).await,
-        Err(e) => Err(e),
-    };
-    match deleted {
-        Ok(()) => page::see_other(&format!("/orgs/{org}/{repo}?deleted={number}"), None),
-        Err(e) => failed(e),
-    }
+) -> PageResult<Response> {
+    writer(&state, &method, &headers, &org, &csrf_of(form)).await?;
+    let number = parse_number(&number)?;
+    let id = ModelId::new(&org, &repo, number).map_err(failed)?;
+    state.backend.delete_model(id).await.map_err(failed)?;
+    Ok(page::see_other(&format!("/orgs/{org}/{repo}?deleted={number}"), None))
 }
 
 /// `GET /orgs/{org}/{repo}/delete`: the confirmation.
@@ -827,21 +762,18 @@ async fn confirm_delete_repository(
     State(state): State<Arc<AppState>>,
     PathParams((org, repo)): PathParams<(String, String)>,
     headers: HeaderMap,
-) -> Response {
-    let session = match session_to_write(&state, &headers, &org).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
+) -> PageResult<Response> {
+    let session = session_to_write(&state, &headers, &org).await?;
     let base = format!("/orgs/{org}/{repo}");
     let crumbs = [(format!("/orgs/{org}"), org.clone()), (base.clone(), repo.clone())];
-    confirm_page(
+    Ok(confirm_page(
         &session,
         &format!("repository {org}/{repo}"),
         "Every model of the repository, and its aliases, are removed for good; files other repositories share are kept.",
         &format!("{base}/delete"),
         &base,
         &crumbs,
-    )
+    ))
 }
 
 /// `POST /orgs/{org}/{repo}/delete`.
@@ -851,14 +783,10 @@ async fn delete_repository(
     method: Method,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    if let Err(response) = writer(&state, &method, &headers, &org, &csrf_of(form)).await {
-        return response;
-    }
-    match state.backend.delete_repository(org.clone(), repo.clone()).await {
-        Ok(()) => page::see_other(&format!("/orgs/{org}?deleted={}", encode(&repo)), None),
-        Err(e) => failed(e),
-    }
+) -> PageResult<Response> {
+    writer(&state, &method, &headers, &org, &csrf_of(form)).await?;
+    state.backend.delete_repository(org.clone(), repo.clone()).await.map_err(failed)?;
+    Ok(page::see_other(&format!("/orgs/{org}?deleted={}", encode(&repo)), None))
 }
 
 /// The browser's routes, merged into the API's router.

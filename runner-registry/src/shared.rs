@@ -227,43 +227,49 @@ impl SharedStore {
         sqlx::query_scalar("SELECT name FROM organizations ORDER BY name").fetch_all(&self.pool).await.map_err(db)
     }
 
-    /// The numbers taken in a repository (ready and uploading), ascending.
-    pub async fn model_numbers(&self, organization: &str, repository: &str) -> Result<Vec<u64>> {
+    /// The rows of `query`: `columns` of a repository LEFT JOINed to its models (`m`), by
+    /// number; one row with NULLs for a repository without models, none for one that does
+    /// not exist (then [`Error::NotFound`]).
+    async fn repository_rows(
+        &self,
+        organization: &str,
+        repository: &str,
+        query: &'static str,
+    ) -> Result<Vec<sqlx::postgres::PgRow>> {
         validate_name("organization", organization)?;
         validate_name("repository", repository)?;
-        let rows: Vec<Option<i64>> = sqlx::query_scalar(
-            "SELECT m.number FROM repositories r
-             LEFT JOIN models m ON m.organization = r.organization AND m.repository = r.name
-             WHERE r.organization = $1 AND r.name = $2 ORDER BY m.number",
-        )
-        .bind(organization)
-        .bind(repository)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows = sqlx::query(query).bind(organization).bind(repository).fetch_all(&self.pool).await.map_err(db)?;
         if rows.is_empty() {
             return Err(no_such_repository(organization, repository, &self.location));
         }
-        Ok(rows.into_iter().flatten().map(|n| n as u64).collect())
+        Ok(rows)
+    }
+
+    /// The numbers taken in a repository (ready and uploading), ascending.
+    pub async fn model_numbers(&self, organization: &str, repository: &str) -> Result<Vec<u64>> {
+        let rows = self
+            .repository_rows(
+                organization,
+                repository,
+                "SELECT m.number FROM repositories r
+                 LEFT JOIN models m ON m.organization = r.organization AND m.repository = r.name
+                 WHERE r.organization = $1 AND r.name = $2 ORDER BY m.number",
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|row| row.get::<Option<i64>, _>(0)).map(|n| n as u64).collect())
     }
 
     /// The models of a repository, uploading ones too, by number.
     pub async fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>> {
-        validate_name("organization", organization)?;
-        validate_name("repository", repository)?;
-        let rows = sqlx::query(
-            "SELECT m.number, m.manifest FROM repositories r
-             LEFT JOIN models m ON m.organization = r.organization AND m.repository = r.name
-             WHERE r.organization = $1 AND r.name = $2 ORDER BY m.number",
-        )
-        .bind(organization)
-        .bind(repository)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        if rows.is_empty() {
-            return Err(no_such_repository(organization, repository, &self.location));
-        }
+        let rows = self
+            .repository_rows(
+                organization,
+                repository,
+                "SELECT m.number, m.manifest FROM repositories r
+                 LEFT JOIN models m ON m.organization = r.organization AND m.repository = r.name
+                 WHERE r.organization = $1 AND r.name = $2 ORDER BY m.number",
+            )
+            .await?;
         let mut models = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(number) = row.get::<Option<i64>, _>(0) else { continue };
