@@ -121,6 +121,23 @@ impl Backend {
         summary.map(ModelView::of).ok_or_else(|| Error::NotFound { what: "model", message: format!("{id}") })
     }
 
+    /// The models numbered `numbers` of a repository, in that order, read at once (for a
+    /// page of a listing); one deleted meanwhile is left out.
+    pub async fn views(&self, org: &str, repo: &str, numbers: &[u64]) -> Result<Vec<ModelView>> {
+        let loads = numbers.iter().map(|&number| {
+            let id = ModelId::new(org, repo, number);
+            async move {
+                match self.model(id?).await {
+                    Ok(view) => Ok(Some(view)),
+                    Err(Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        let models = futures::future::try_join_all(loads).await?;
+        Ok(models.into_iter().flatten().collect())
+    }
+
     /// The aliases of a repository.
     pub async fn aliases(&self, org: String, repo: String) -> Result<Vec<Alias>> {
         match self {

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `GET /v1/orgs/{org}/repos` | read | repositories |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}` | write | delete a repository and its models |
-//! | `GET /v1/orgs/{org}/repos/{repo}/models` | read | models with status and manifest |
+//! | `GET /v1/orgs/{org}/repos/{repo}/models` | read | models with status and manifest; `?limit=N&before=M`: one page, newest first, with `next` |
 //! | `POST /v1/orgs/{org}/repos/{repo}/models` | write | take the next number (atomic) |
 //! | `GET /v1/orgs/{org}/repos/{repo}/models/{n}` | read | status and manifest |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}` | write | delete a model |
@@ -41,8 +41,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use runner_core::registry::protocol::{
-    route, AliasHistory, AliasQuery, Aliases, Created, ErrorBody, ModelView, Models, Precondition, Repositories,
-    SetAlias, MAX_FILE_SIZE_HEADER,
+    route, AliasHistory, AliasQuery, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition,
+    Repositories, SetAlias, MAX_FILE_SIZE_HEADER, MAX_PAGE,
 };
 use runner_core::registry::{AliasOptions, Expect};
 use runner_core::serve::PathParams;
@@ -265,11 +265,27 @@ async fn list_repos(
 async fn list_models(
     State(s): State<Arc<AppState>>,
     PathParams((org, repo)): PathParams<(String, String)>,
+    query: Result<Query<ModelsQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
-    let models = s.backend.models(org, repo).await?;
-    Ok(Json(Models { models: models.into_iter().map(ModelView::of).collect() }).into_response())
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let Some(limit) = query.limit else {
+        let models = s.backend.models(org, repo).await?;
+        return Ok(Json(Models { models: models.into_iter().map(ModelView::of).collect(), next: None }).into_response());
+    };
+    if !(1..=MAX_PAGE).contains(&limit) {
+        let message = format!("`limit` must be 1 to {MAX_PAGE}, not {limit}");
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message));
+    }
+    // One page, newest first: the numbers below `before`, and only their manifests read.
+    let numbers = s.backend.model_numbers(org.clone(), repo.clone()).await?;
+    let below: Vec<u64> = numbers.into_iter().filter(|&n| query.before.is_none_or(|before| n < before)).collect();
+    let start = below.len().saturating_sub(limit);
+    let page: Vec<u64> = below[start..].iter().rev().copied().collect();
+    let models = s.backend.views(&org, &repo, &page).await?;
+    let next = (start > 0).then(|| below[start]);
+    Ok(Json(Models { models, next }).into_response())
 }
 
 async fn create_model(

@@ -12,6 +12,17 @@ fn op(summary: &str, right: &str, responses: Value) -> Value {
     })
 }
 
+/// `operation` with the query of a paged listing (`limit`, `before`).
+fn paged(mut operation: Value) -> Value {
+    operation["parameters"] = json!([
+        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 },
+          "description": "One page of at most this many models, newest first; without it, every model, oldest first" },
+        { "name": "before", "in": "query", "required": false, "schema": model_number(),
+          "description": "With limit: only models numbered below this (the previous page's `next`)" },
+    ]);
+    operation
+}
+
 fn errors(extra: &[(&str, &str)]) -> Value {
     let error = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } });
     let mut responses = serde_json::Map::new();
@@ -63,8 +74,10 @@ pub(crate) fn document() -> Value {
             (route::REPOSITORY): { "parameters": [org, repo], "delete": op("Delete a repository and its models", "write",
                 with(errors(&[("403", "read-only token")]), "204", "deleted", None)) },
             (route::MODELS): { "parameters": [org, repo],
-                "get": op("List models with status and manifest", "read",
-                    with(errors(&[]), "200", "models", Some(json!({ "type": "object", "properties": { "models": { "type": "array", "items": model } } })))),
+                "get": paged(op("List models with status and manifest", "read",
+                    with(errors(&[]), "200", "models", Some(json!({ "type": "object", "properties": {
+                        "models": { "type": "array", "items": model },
+                        "next": { "type": "integer", "description": "with limit, when older models remain: the `before` of the next page" } } }))))),
                 "post": op("Take the next model number (atomic; the repository is created when needed)", "write",
                     with(errors(&[("403", "read-only token")]), "201", "the number taken", Some(json!({ "type": "object", "properties": { "number": { "type": "integer" } } })))) },
             (route::MODEL): { "parameters": [org, repo, number],

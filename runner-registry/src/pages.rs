@@ -27,7 +27,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use runner_core::registry::protocol::ModelView;
 use runner_core::serve::page::{self, html, Markup};
 use runner_core::serve::PathParams;
 use runner_core::{Error, Manifest, ModelId, ModelStatus};
@@ -425,7 +424,7 @@ async fn repository(
     let moves = history.len();
     let newest_first: Vec<u64> = numbers.iter().rev().copied().collect();
     let (shown, page_number, pages) = paginate(&newest_first, query.page.unwrap_or(1));
-    let models = load_models(&state, &org, &repo, shown).await.map_err(failed)?;
+    let models = state.backend.views(&org, &repo, shown).await.map_err(failed)?;
     let aliases_of = |number: u64| aliases.iter().filter(move |a| a.number == number).map(|a| a.name.as_str());
     let main = html! {
         h1 { (org) "/" (repo) }
@@ -491,23 +490,6 @@ async fn repository(
     Ok(respond(&session, &format!("{org}/{repo}"), &crumbs, main))
 }
 
-/// The models numbered `numbers`, read at once; one deleted meanwhile is left out.
-async fn load_models(state: &AppState, org: &str, repo: &str, numbers: &[u64]) -> runner_core::Result<Vec<ModelView>> {
-    let loads = numbers.iter().map(|&number| {
-        let backend = state.backend.clone();
-        let id = ModelId::new(org, repo, number);
-        async move {
-            match backend.model(id?).await {
-                Ok(view) => Ok(Some(view)),
-                Err(Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
-    });
-    let models = futures::future::try_join_all(loads).await?;
-    Ok(models.into_iter().flatten().collect())
-}
-
 fn parse_number(text: &str) -> PageResult<u64> {
     text.parse().map_err(|_| not_found(&format!("model `{text}`")))
 }
@@ -531,7 +513,7 @@ async fn model(
     let earlier: Vec<u64> = numbers.iter().rev().copied().filter(|&n| n < number).take(20).collect();
     let mut previous = None;
     for n in earlier {
-        if let Ok(Some(model)) = load_models(&state, &org, &repo, &[n]).await.map(|mut m| m.pop()) {
+        if let Ok(Some(model)) = state.backend.views(&org, &repo, &[n]).await.map(|mut m| m.pop()) {
             if let Some(manifest) = model.manifest {
                 previous = Some(manifest);
                 break;

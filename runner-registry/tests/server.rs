@@ -912,3 +912,46 @@ fn a_read_only_registry_directory_is_refused_at_start() {
     assert!(!output.status.success(), "served from a read-only directory: {stderr}");
     assert!(stderr.contains(data.to_str().unwrap()) && stderr.contains("Read-only file system"), "{stderr}");
 }
+
+#[test]
+fn model_listings_come_in_pages_newest_first_and_latest_reads_only_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let write = token(&data, "acme", true);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    for scale in 0..3 {
+        register_model::<Scaler>("paged").organization("acme").model(Scale(scale as f64)).register(&registry).unwrap();
+    }
+    // 22 numbers taken and never committed: the newest pages hold no ready model.
+    let http = reqwest::blocking::Client::new();
+    let models = format!("{}/v1/orgs/acme/repos/paged/models", server.url);
+    for _ in 0..22 {
+        assert_eq!(http.post(&models).bearer_auth(&write).send().unwrap().status().as_u16(), 201);
+    }
+    let page = |query: &str| -> (Vec<u64>, Option<u64>) {
+        let response = http.get(format!("{models}{query}")).bearer_auth(&write).send().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{query}");
+        let body: serde_json::Value = response.json().unwrap();
+        let numbers = body["models"].as_array().unwrap().iter().map(|m| m["number"].as_u64().unwrap()).collect();
+        (numbers, body["next"].as_u64())
+    };
+    assert_eq!(page("?limit=10"), ((16..=25).rev().collect(), Some(16)));
+    assert_eq!(page("?limit=10&before=16"), ((6..=15).rev().collect(), Some(6)));
+    assert_eq!(page("?limit=10&before=6"), ((1..=5).rev().collect(), None));
+    assert_eq!(page("?limit=1000&before=2"), (vec![1], None));
+    // Without a limit, every model, oldest first, as before pages existed.
+    assert_eq!(page(""), ((1..=25).collect(), None));
+    for bad in ["?limit=0", "?limit=1001", "?limit=ten", "?before=-1&limit=5"] {
+        let response = http.get(format!("{models}{bad}")).bearer_auth(&write).send().unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{bad}");
+        let body: serde_json::Value = response.json().unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("limit") || bad.contains("before"), "{body}");
+    }
+    // The client: `latest` pages past the 22 uploading numbers to the newest ready one;
+    // `models` gathers every page, oldest first.
+    assert_eq!(registry.latest("acme", "paged").unwrap().unwrap().number, 3);
+    let listed = registry.models("acme", "paged").unwrap();
+    assert_eq!(listed.iter().map(|m| m.id.number).collect::<Vec<_>>(), (1..=25).collect::<Vec<_>>());
+    assert_eq!(listed.iter().filter(|m| m.status == ModelStatus::Ready).count(), 3);
+}

@@ -12,9 +12,12 @@ use super::alias::{Alias, AliasMove, AliasOptions, Expect};
 use super::env::TOKEN_ENV;
 use super::local::LocalRegistry;
 use super::protocol::{
-    path, AliasHistory, Aliases, Created, ErrorBody, ModelView, Models, Precondition, Repositories, SetAlias,
-    MAX_FILE_SIZE_HEADER,
+    path, AliasHistory, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition, Repositories,
+    SetAlias, MAX_FILE_SIZE_HEADER, MAX_PAGE,
 };
+
+/// Models per page when looking for the newest ready one.
+const LATEST_PAGE: usize = 20;
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{validate_name, validate_volume_path, ModelId};
@@ -151,6 +154,13 @@ impl HttpRegistry {
         self.check(response, what)?.json().map_err(|e| Error::msg(format!("{what}: unexpected answer: {e}")))
     }
 
+    /// One page of a repository's models (`GET .../models?limit=N&before=M`).
+    fn models_page(&self, organization: &str, repository: &str, page: ModelsQuery) -> Result<Models> {
+        validate_name("organization", organization)?;
+        validate_name("repository", repository)?;
+        self.get_json(&format!("{}{}", path::models(organization, repository), page.query()), "listing models")
+    }
+
     fn view(&self, id: &ModelId) -> Result<Option<ModelView>> {
         let what = format!("reading {id}");
         let response = self.send(|| self.request(Method::GET, &path::model(id)), &what)?;
@@ -208,11 +218,42 @@ impl Registry for HttpRegistry {
         Ok(answer.repositories)
     }
 
+    /// Every model, read a page of [`MAX_PAGE`] at a time, so that no answer grows with
+    /// the repository.
     fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>> {
-        validate_name("organization", organization)?;
-        validate_name("repository", repository)?;
-        let answer: Models = self.get_json(&path::models(organization, repository), "listing models")?;
-        answer.models.into_iter().map(|m| m.into_summary(organization, repository)).collect()
+        let mut models = Vec::new();
+        let mut page = ModelsQuery { limit: Some(MAX_PAGE), before: None };
+        loop {
+            let answer = self.models_page(organization, repository, page)?;
+            for model in answer.models {
+                models.push(model.into_summary(organization, repository)?);
+            }
+            match answer.next {
+                Some(before) => page.before = Some(before),
+                None => break,
+            }
+        }
+        // Pages come newest first (a server without pages sends them all, oldest first).
+        models.sort_by_key(|m| m.id.number);
+        models.dedup_by_key(|m| m.id.number);
+        Ok(models)
+    }
+
+    /// The newest ready model, from the newest pages only: one small request, unless
+    /// the newest numbers are all still uploading.
+    fn latest(&self, organization: &str, repository: &str) -> Result<Option<ModelId>> {
+        let mut page = ModelsQuery { limit: Some(LATEST_PAGE), before: None };
+        loop {
+            let answer = self.models_page(organization, repository, page)?;
+            let ready = answer.models.iter().filter(|m| m.status == ModelStatus::Ready).map(|m| m.number).max();
+            if let Some(number) = ready {
+                return Ok(Some(ModelId::new(organization, repository, number)?));
+            }
+            match answer.next {
+                Some(before) => page.before = Some(before),
+                None => return Ok(None),
+            }
+        }
     }
 
     fn status(&self, id: &ModelId) -> Result<Option<ModelStatus>> {

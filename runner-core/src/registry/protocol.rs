@@ -153,8 +153,46 @@ pub struct Repositories {
 /// `GET` [`route::MODELS`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Models {
-    /// Every model of the repository, uploading ones too, by number.
+    /// Without [`ModelsQuery::limit`]: every model of the repository, uploading ones too,
+    /// by number. With it: one page, newest first.
     pub models: Vec<ModelView>,
+    /// With [`ModelsQuery::limit`], when older models remain: the `before` of the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// The query of `GET` [`route::MODELS`]: one page of models, newest first.
+///
+/// ```
+/// use runner_core::registry::protocol::ModelsQuery;
+/// let page = ModelsQuery { limit: Some(50), before: Some(120) };
+/// assert_eq!(page.query(), "?limit=50&before=120");
+/// assert_eq!(ModelsQuery::default().query(), "");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelsQuery {
+    /// At most this many models ([`MAX_PAGE`] at most), newest first. Absent: every
+    /// model, oldest first.
+    pub limit: Option<usize>,
+    /// Only models numbered below this.
+    pub before: Option<u64>,
+}
+
+/// The most models one page of `GET` [`route::MODELS`] holds.
+pub const MAX_PAGE: usize = 1000;
+
+impl ModelsQuery {
+    /// The query string (`?limit=50&before=120`), empty when neither is set.
+    pub fn query(&self) -> String {
+        let parts: Vec<String> = [self.limit.map(|n| format!("limit={n}")), self.before.map(|n| format!("before={n}"))]
+            .into_iter()
+            .flatten()
+            .collect();
+        match parts.is_empty() {
+            true => String::new(),
+            false => format!("?{}", parts.join("&")),
+        }
+    }
 }
 
 /// `POST` [`route::MODELS`]: the number taken.
