@@ -1,7 +1,7 @@
 //! How fast the registry browser opens a large repository: registers MODELS (default
 //! 10,000) small models into one repository of a directory registry, then times page
 //! loads against `runner-registry serve` (started by bench/pages.sh) side by side with the
-//! JSON API's full listing. Prints medians and p90s over ROUNDS requests each.
+//! JSON API's pages and its full listing. Prints medians and p90s over ROUNDS requests each.
 //!
 //! `pages --data DIR --models N` fills DIR; `pages --url URL --rounds R` measures.
 
@@ -43,6 +43,8 @@ fn measure(url: &str, rounds: usize) {
         ("browser: models of big, page 100", "/orgs/default/big?page=100"),
         ("browser: models of big, oldest page", "/orgs/default/big?page=200"),
         ("browser: one model (manifest, files, changes)", "/orgs/default/big/5000"),
+        ("API: GET .../repos/big/models?limit=50 (newest page)", "/v1/orgs/default/repos/big/models?limit=50"),
+        ("API: GET .../repos/big/models?limit=50&before=5001", "/v1/orgs/default/repos/big/models?limit=50&before=5001"),
         ("API: GET .../repos/big/models (every manifest)", "/v1/orgs/default/repos/big/models"),
     ];
     println!("| request | median | p90 | bytes |");
