@@ -66,7 +66,7 @@ impl Backend {
         }
     }
 
-    /// The organizations that have a repository (for the browser without auth).
+    /// The organizations, sorted (for the browser without auth).
     pub async fn organizations(&self) -> Result<Vec<String>> {
         match self {
             Backend::Directory { store, .. } => {

@@ -15,13 +15,13 @@ use super::protocol::{
     path, AliasHistory, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition, Repositories,
     SetAlias, MAX_FILE_SIZE_HEADER, MAX_PAGE,
 };
-
-/// Models per page when looking for the newest ready one.
-const LATEST_PAGE: usize = 20;
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{validate_name, validate_volume_path, ModelId};
 use crate::{Error, Result};
+
+/// Models per page when looking for the newest ready one.
+const LATEST_PAGE: usize = 20;
 
 /// A `runner-registry` server, used through the [`Registry`] trait: `register_model`,
 /// `register`, `serve` and loading work unchanged against a URL.
