@@ -44,7 +44,10 @@ fn measure(url: &str, rounds: usize) {
         ("browser: models of big, oldest page", "/orgs/default/big?page=200"),
         ("browser: one model (manifest, files, changes)", "/orgs/default/big/5000"),
         ("API: GET .../repos/big/models?limit=50 (newest page)", "/v1/orgs/default/repos/big/models?limit=50"),
-        ("API: GET .../repos/big/models?limit=50&before=5001", "/v1/orgs/default/repos/big/models?limit=50&before=5001"),
+        (
+            "API: GET .../repos/big/models?limit=50&before=5001",
+            "/v1/orgs/default/repos/big/models?limit=50&before=5001",
+        ),
         ("API: GET .../repos/big/models (every manifest)", "/v1/orgs/default/repos/big/models"),
     ];
     println!("| request | median | p90 | bytes |");
