@@ -458,7 +458,7 @@ async fn repository(
         } }
         @if !history.is_empty() {
             section.card.history {
-                h2 { "Alias history" span.muted { " · " (moves) " moves" @if moves > HISTORY_SHOWN { ", the last " (HISTORY_SHOWN) " shown" } } }
+                h2 { "Alias history" span.muted { " · " (moves) (if moves == 1 { " move" } else { " moves" }) @if moves > HISTORY_SHOWN { ", the last " (HISTORY_SHOWN) " shown" } } }
                 div.scroll { table {
                     thead { tr { th { "when" } th { "alias" } th { "move" } th { "by" } } }
                     tbody {
