@@ -150,13 +150,7 @@ async fn session_to_write(state: &AppState, headers: &HeaderMap, org: &str) -> P
 /// A form that changes something: from this server's pages, with the session's CSRF
 /// token, by a session that may write.
 async fn writer(state: &AppState, method: &Method, headers: &HeaderMap, org: &str, csrf: &str) -> PageResult<Session> {
-    if !page::same_origin(method, headers) {
-        return Err(page::error_page(
-            StatusCode::FORBIDDEN,
-            "this form was sent from another site",
-            Some(("/", "Home")),
-        ));
-    }
+    page::from_this_site(method, headers)?;
     let session = session_to_write(state, headers, org).await?;
     if !page::csrf_matches(&session.secret, csrf) {
         return Err(page::error_page(
@@ -243,8 +237,8 @@ async fn sign_in(
     headers: HeaderMap,
     form: Result<Form<SignIn>, FormRejection>,
 ) -> Response {
-    if !page::same_origin(&method, &headers) {
-        return page::error_page(StatusCode::FORBIDDEN, "this form was sent from another site", Some(("/", "Home")));
+    if let Err(refused) = page::from_this_site(&method, &headers) {
+        return refused;
     }
     if !state.auth {
         return page::see_other("/", None);
@@ -278,8 +272,8 @@ fn csrf_of(form: Result<Form<CsrfForm>, FormRejection>) -> String {
 
 /// `POST /sign-out`.
 async fn sign_out(method: Method, headers: HeaderMap) -> Response {
-    if !page::same_origin(&method, &headers) {
-        return page::error_page(StatusCode::FORBIDDEN, "this form was sent from another site", Some(("/", "Home")));
+    if let Err(refused) = page::from_this_site(&method, &headers) {
+        return refused;
     }
     page::see_other("/", Some(page::session_cookie(SESSION, None)))
 }

@@ -1316,30 +1316,33 @@ impl Multipart {
 
     /// Drops the parts sent; when that fails too, the collector aborts it later.
     async fn abort(mut self) {
+        if let Some(task) = self.start_abort() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the parts in flight and aborts the upload in a task of its own: the
+    /// request's future may be dropped meanwhile (hyper drops it when an HTTP/2 client
+    /// resets its stream, just after the body fails), and the abort must still happen.
+    /// `None` outside a runtime: the collector aborts it later.
+    fn start_abort(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         self.settled = true;
         for part in &self.parts {
             part.abort();
         }
-        // In a task of its own: the request's future may be dropped while this waits (hyper
-        // drops it when an HTTP/2 client resets its stream, just after the body fails),
-        // and the abort must still happen.
         let abort = abort_upload(self.objects.clone(), self.pool.clone(), self.path.clone(), self.id.clone());
-        let _ = tokio::spawn(abort).await;
+        let task = tokio::runtime::Handle::try_current().ok().map(|runtime| runtime.spawn(abort));
+        if task.is_none() {
+            tracing::warn!(path = %self.path, "an unfinished multipart upload is left for gc to abort");
+        }
+        task
     }
 }
 
 impl Drop for Multipart {
     fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        for part in &self.parts {
-            part.abort();
-        }
-        let abort = abort_upload(self.objects.clone(), self.pool.clone(), self.path.clone(), self.id.clone());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(abort)),
-            Err(_) => tracing::warn!(path = %self.path, "an unfinished multipart upload is left for gc to abort"),
+        if !self.settled {
+            self.start_abort();
         }
     }
 }

@@ -94,18 +94,7 @@ impl LocalRegistry {
 
     /// The organizations that have a repository, sorted.
     pub fn organizations(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("orgs");
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&dir).ctx("listing", &dir)? {
-            let entry = entry.ctx("listing", &dir)?;
-            if let Some(name) = entry.file_name().to_str() {
-                if validate_name("organization", name).is_ok() {
-                    names.push(name.to_string());
-                }
-            }
-        }
-        names.sort();
-        Ok(names)
+        valid_names(&self.root.join("orgs"), "organization")
     }
 
     /// The numbers taken in a repository (ready and uploading), ascending, without
@@ -345,6 +334,27 @@ impl LocalRegistry {
     }
 }
 
+/// The entries of `dir` that are valid names of `what`, sorted; none when `dir` does not
+/// exist.
+fn valid_names(dir: &Path, what: &'static str) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.ctx("listing", dir)?;
+        if let Some(name) = entry.file_name().to_str() {
+            if validate_name(what, name).is_ok() {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Opens (creating it) and locks the lock file at `path`; unlocked when the file is dropped.
 fn lock_file(path: &Path) -> Result<File> {
     let lock = File::options().create(true).truncate(false).write(true).open(path).ctx("opening", path)?;
@@ -381,23 +391,7 @@ impl Registry for LocalRegistry {
 
     fn repositories(&self, organization: &str) -> Result<Vec<String>> {
         validate_name("organization", organization)?;
-        let dir = self.root.join("orgs").join(organization);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("listing", &dir, e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.ctx("listing", &dir)?;
-            if let Some(name) = entry.file_name().to_str() {
-                if validate_name("repository", name).is_ok() {
-                    names.push(name.to_string());
-                }
-            }
-        }
-        names.sort();
-        Ok(names)
+        valid_names(&self.root.join("orgs").join(organization), "repository")
     }
 
     fn models(&self, organization: &str, repository: &str) -> Result<Vec<ModelSummary>> {

@@ -190,6 +190,15 @@ pub fn same_origin(method: &Method, headers: &HeaderMap) -> bool {
     }
 }
 
+/// [`same_origin`], or the 403 page saying the form came from another site.
+#[allow(clippy::result_large_err)] // answered at once, never passed along
+pub fn from_this_site(method: &Method, headers: &HeaderMap) -> Result<(), Response> {
+    match same_origin(method, headers) {
+        true => Ok(()),
+        false => Err(error_page(StatusCode::FORBIDDEN, "this form was sent from another site", Some(("/", "Home")))),
+    }
+}
+
 /// Whether the client asked for HTML (a browser navigating), rather than JSON.
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"))

@@ -12,7 +12,8 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::page::{self, html, Markup};
-use super::state::{sha256, AppState, Slot};
+use super::routes::is_key;
+use super::state::{AppState, Slot};
 use crate::engine::Endpoint;
 
 /// The cookie a browser keeps the API key in.
@@ -20,10 +21,8 @@ pub(crate) const KEY_COOKIE: &str = "runner_key";
 
 /// Whether the request's cookie holds the server's API key (the page's own check).
 fn cookie_key<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
-    let expected = state.api_key_hash.as_ref()?;
     let key = page::cookie(headers, KEY_COOKIE)?;
-    use subtle::ConstantTimeEq;
-    bool::from(sha256(key.as_bytes()).ct_eq(expected)).then_some(key)
+    is_key(state, key).then_some(key)
 }
 
 /// Whether a signed-in browser may make this call with its key cookie: reads (`GET`,
@@ -104,13 +103,14 @@ pub(crate) async fn sign_in(
     headers: HeaderMap,
     form: Result<Form<SignIn>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if !page::same_origin(&method, &headers) {
-        return page::error_page(StatusCode::FORBIDDEN, "this form was sent from another site", Some(("/", "Back")));
+    if let Err(refused) = page::from_this_site(&method, &headers) {
+        return refused;
     }
     let Ok(Form(SignIn { key })) = form else { return sign_in_page(Some("send the form with a key")) };
-    let Some(expected) = &state.api_key_hash else { return page::see_other("/", None) };
-    use subtle::ConstantTimeEq;
-    if !bool::from(sha256(key.as_bytes()).ct_eq(expected)) {
+    if state.api_key_hash.is_none() {
+        return page::see_other("/", None);
+    }
+    if !is_key(&state, &key) {
         return sign_in_page(Some("wrong API key"));
     }
     if !page::cookie_safe(&key) {
@@ -123,8 +123,8 @@ pub(crate) async fn sign_in(
 
 /// `POST /sign-out`: clears the cookie.
 pub(crate) async fn sign_out(method: Method, headers: HeaderMap) -> Response {
-    if !page::same_origin(&method, &headers) {
-        return page::error_page(StatusCode::FORBIDDEN, "this form was sent from another site", Some(("/", "Back")));
+    if let Err(refused) = page::from_this_site(&method, &headers) {
+        return refused;
     }
     page::see_other("/", Some(page::session_cookie(KEY_COOKIE, None)))
 }

@@ -36,16 +36,22 @@ pub(crate) async fn authorize(State(state): State<Arc<AppState>>, request: Reque
 /// `X-API-Key: KEY`), or the server has none; constant-time on the keys' hashes, so
 /// neither content nor length leaks.
 pub(crate) fn key_matches(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
-    let Some(expected) = &state.api_key_hash else { return true };
+    if state.api_key_hash.is_none() {
+        return true;
+    }
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    given.is_some_and(|key| {
-        use subtle::ConstantTimeEq;
-        bool::from(sha256(key.as_bytes()).ct_eq(expected))
-    })
+    given.is_some_and(|key| is_key(state, key))
+}
+
+/// Whether `key` is the server's API key (false when it has none): constant-time on the
+/// keys' hashes, so neither content nor length leaks.
+pub(crate) fn is_key(state: &AppState, key: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    state.api_key_hash.as_ref().is_some_and(|expected| bool::from(sha256(key.as_bytes()).ct_eq(expected)))
 }
 
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
