@@ -12,7 +12,6 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::page::{self, html, Markup};
-use super::routes::is_key;
 use super::state::{AppState, Slot};
 use crate::engine::Endpoint;
 
@@ -22,7 +21,7 @@ pub(crate) const KEY_COOKIE: &str = "runner_key";
 /// Whether the request's cookie holds the server's API key (the page's own check).
 fn cookie_key<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
     let key = page::cookie(headers, KEY_COOKIE)?;
-    is_key(state, key).then_some(key)
+    state.is_key(key).then_some(key)
 }
 
 /// Whether a signed-in browser may make this call with its key cookie: reads (`GET`,
@@ -110,7 +109,7 @@ pub(crate) async fn sign_in(
     if state.api_key_hash.is_none() {
         return page::see_other("/", None);
     }
-    if !is_key(&state, &key) {
+    if !state.is_key(&key) {
         return sign_in_page(Some("wrong API key"));
     }
     if !page::cookie_safe(&key) {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::{ApiError, PathParams};
-use super::state::{endpoint, models, read_body, sha256, slot, AppState, Slot};
+use super::state::{endpoint, models, read_body, slot, AppState, Slot};
 use bytes::Bytes;
 
 use crate::engine::{Answer, Endpoint};
@@ -44,14 +44,7 @@ pub(crate) fn key_matches(state: &AppState, headers: &axum::http::HeaderMap) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    given.is_some_and(|key| is_key(state, key))
-}
-
-/// Whether `key` is the server's API key (false when it has none): constant-time on the
-/// keys' hashes, so neither content nor length leaks.
-pub(crate) fn is_key(state: &AppState, key: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    state.api_key_hash.as_ref().is_some_and(|expected| bool::from(sha256(key.as_bytes()).ct_eq(expected)))
+    given.is_some_and(|key| state.is_key(key))
 }
 
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {

@@ -93,6 +93,15 @@ pub(crate) struct AppState {
     pub(crate) request_id_prefix: String,
 }
 
+impl AppState {
+    /// Whether `key` is the server's API key (false when it has none): constant-time on
+    /// the keys' hashes, so neither content nor length leaks.
+    pub(crate) fn is_key(&self, key: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.api_key_hash.as_ref().is_some_and(|expected| bool::from(sha256(key.as_bytes()).ct_eq(expected)))
+    }
+}
+
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).into()
