@@ -10,7 +10,7 @@ use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use http_body_util::BodyExt;
-use runner_core::registry::protocol::ModelView;
+use runner_core::registry::protocol::{ModelView, Stored};
 use runner_core::registry::store::{BlobWriter, Collected, DirectoryStore};
 use runner_core::registry::{Alias, AliasMove, AliasOptions, Expect};
 use runner_core::{Error, ErrorKind, Expected, Manifest, ModelId, ModelSummary, Registry, Result};
@@ -271,8 +271,19 @@ impl Backend {
     /// `false` when the organization had it already.
     pub async fn put_blob(&self, org: String, sha256: String, body: Body, max_size: u64) -> Result<bool> {
         match self {
-            Backend::Directory { store, .. } => put_in_directory(store, org, sha256, body, max_size).await,
+            Backend::Directory { store, .. } => {
+                receive_in_directory(store, org, Some(sha256), body, max_size).await.map(|(_, new)| new)
+            }
             Backend::Shared(shared) => shared.put_blob(&org, &sha256, body, max_size).await,
+        }
+    }
+
+    /// Stores an upload not named beforehand, under the sha256 of what arrived, and grants
+    /// it to the organization; `false` when the organization had it already.
+    pub async fn post_blob(&self, org: String, body: Body, max_size: u64) -> Result<(Stored, bool)> {
+        match self {
+            Backend::Directory { store, .. } => receive_in_directory(store, org, None, body, max_size).await,
+            Backend::Shared(shared) => shared.receive_blob(&org, None, body, max_size).await,
         }
     }
 
@@ -328,18 +339,25 @@ const WRITE: usize = 1 << 20;
 /// Bytes of an upload between background syncs.
 const SYNC_EVERY: u64 = 64 << 20;
 
-/// Streams the body into the directory, hashing as it goes; nothing is kept unless the
-/// sha256 matches.
-async fn put_in_directory(
+/// Streams the body into the directory, hashing as it goes; with `expected`, nothing is
+/// kept unless the sha256 matches (and nothing is read when the organization has that
+/// content already). Returns what was stored, and whether it is new to the organization.
+async fn receive_in_directory(
     store: &DirectoryStore,
     org: String,
-    sha256: String,
+    expected: Option<String>,
     body: Body,
     max_size: u64,
-) -> Result<bool> {
-    let (check, check_org, reader) = (sha256.clone(), org.clone(), store.clone());
-    if blocking(move || reader.reuse(&check_org, &check, None)).await?.is_some() {
-        return Ok(false);
+) -> Result<(Stored, bool)> {
+    if let Some(sha256) = &expected {
+        let (check, check_org, reader) = (sha256.clone(), org.clone(), store.clone());
+        let known = blocking(move || match reader.reuse(&check_org, &check, None)? {
+            Some(path) => Ok(Some(std::fs::metadata(&path).map_err(|e| Error::storing("stored content", e))?.len())),
+            None => Ok(None),
+        });
+        if let Some(size) = known.await? {
+            return Ok((Stored { sha256: sha256.clone(), size }, false));
+        }
     }
     let writer_store = store.clone();
     let mut writer = blocking(move || writer_store.blob_writer()).await?;
@@ -379,9 +397,17 @@ async fn put_in_directory(
     }
     let store = store.clone();
     blocking(move || {
-        writer.finish(&sha256)?;
-        store.grant(&org, &sha256)
+        let (sha256, size) = match expected {
+            Some(sha256) => {
+                let size = writer.finish(&sha256)?;
+                (sha256, size)
+            }
+            None => writer.finish_as_hashed()?,
+        };
+        // Content sent unnamed may be content the organization had already.
+        let new = !store.granted(&org, &sha256)?;
+        store.grant(&org, &sha256)?;
+        Ok((Stored { sha256, size }, new))
     })
-    .await?;
-    Ok(true)
+    .await
 }

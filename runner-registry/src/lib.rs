@@ -21,6 +21,7 @@
 //! | `GET /v1/orgs/{org}/repos/{repo}/history` | read | every alias move, who made it and when (`?alias=prod`: one alias's) |
 //! | `HEAD /v1/orgs/{org}/blobs/{sha256}` | read | is this content stored? (the client asks before sending) |
 //! | `PUT /v1/orgs/{org}/blobs/{sha256}` | write | upload content, streamed and checked against the sha256 |
+//! | `POST /v1/orgs/{org}/blobs` | write | upload content not named yet: answers its sha256 and size |
 //! | `GET /v1/orgs/{org}/blobs/{sha256}` | read | download, with HTTP Range |
 //!
 //! `GET /openapi.json` describes the API (OpenAPI 3.1). Errors are JSON `{"error": {"status", "code", "message"}}`. A token of one organization
@@ -36,9 +37,9 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use runner_core::registry::protocol::{
     route, AliasHistory, AliasQuery, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition,
@@ -459,8 +460,33 @@ async fn put_blob(
 ) -> ApiResult<Response> {
     let who = authorize(&s, request.headers(), &org, Right::Write).await?;
     let _slot = if s.auth { s.uploads.start(&who)? } else { None };
+    refuse_too_large(&s, request.headers())?;
+    match s.backend.put_blob(org, sha256, request.into_body(), s.max_file_size).await? {
+        true => Ok(StatusCode::CREATED.into_response()),
+        false => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+/// Streams a body not named beforehand into the store, and answers the sha256 and size
+/// of what arrived: the client hashes as it sends, compares, and so reads its file once.
+async fn post_blob(
+    State(s): State<Arc<AppState>>,
+    PathParams(org): PathParams<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    let who = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let _slot = if s.auth { s.uploads.start(&who)? } else { None };
+    refuse_too_large(&s, request.headers())?;
+    let (stored, new) = s.backend.post_blob(org, request.into_body(), s.max_file_size).await?;
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(stored)).into_response())
+}
+
+/// 413 for an upload whose declared length is over the server's limit, before any of it
+/// is read.
+fn refuse_too_large(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let declared =
-        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > s.max_file_size) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -468,10 +494,7 @@ async fn put_blob(
             format!("files may be at most {} bytes", s.max_file_size),
         ));
     }
-    match s.backend.put_blob(org, sha256, request.into_body(), s.max_file_size).await? {
-        true => Ok(StatusCode::CREATED.into_response()),
-        false => Ok(StatusCode::OK.into_response()),
-    }
+    Ok(())
 }
 
 async fn get_blob(
@@ -498,6 +521,7 @@ pub fn router(backend: Backend, config: &Config) -> Router {
         .route(route::MANIFEST, put(commit))
         .route(route::RESERVATION, delete(discard))
         .route(route::BLOB, get(get_blob).head(head_blob).put(put_blob))
+        .route(route::BLOBS, post(post_blob))
         .route(route::ALIASES, get(list_aliases))
         .route(route::ALIAS, put(set_alias).delete(delete_alias))
         .route(route::HISTORY, get(alias_history))

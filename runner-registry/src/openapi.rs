@@ -63,6 +63,8 @@ pub(crate) fn document() -> Value {
     alias_name["not"] = json!({ "const": "latest" });
     let alias = json!({ "name": "alias", "in": "path", "required": true, "schema": alias_name });
     let change = json!({ "$ref": "#/components/schemas/AliasMove" });
+    let stored = json!({ "type": "object", "required": ["sha256", "size"], "properties": {
+        "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "size": { "type": "integer", "minimum": 0 } } });
     let refused = [("403", "read-only token"), ("409", "the alias does not point where `expect` says (someone moved it), or the API fingerprint changed without `force`")];
     json!({
         "openapi": "3.1.0",
@@ -129,6 +131,13 @@ pub(crate) fn document() -> Value {
                     "security": [{ "bearer": [] }],
                     "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
                     "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("422", "checksum mismatch: nothing kept"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", None), "200", "already stored", None)
+                } },
+            (route::BLOBS): { "parameters": [org],
+                "post": {
+                    "summary": "Upload content not named yet, streamed: answers the sha256 and size of what arrived (the client hashes as it sends and compares)",
+                    "security": [{ "bearer": [] }],
+                    "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                    "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", Some(stored.clone())), "200", "the organization had this content already", Some(stored))
                 } }
         },
         "components": {

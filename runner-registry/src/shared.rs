@@ -29,7 +29,7 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
-use runner_core::registry::protocol::{parse_range, ByteRange};
+use runner_core::registry::protocol::{parse_range, ByteRange, Stored};
 use runner_core::registry::store::Collected;
 use runner_core::registry::{
     aliased, check_expect, check_move, no_such_alias, no_such_repository, not_ready, Alias, AliasMove, AliasOptions,
@@ -149,6 +149,10 @@ fn store(error: object_store::Error) -> Error {
 }
 
 /// Where content with this sha256 lives in the bucket.
+/// Where uploads not named beforehand lie until they are hashed and copied to their
+/// content's key.
+const UNNAMED: &str = "uploads";
+
 fn blob_path(sha256: &str) -> ObjectPath {
     ObjectPath::from(format!("blobs/sha256/{}/{sha256}", &sha256[..2]))
 }
@@ -668,10 +672,31 @@ impl SharedStore {
     /// it does not, when the client disconnects or the upload is too large. Returns
     /// `false` when the organization already had the content (nothing is read).
     pub async fn put_blob(&self, organization: &str, sha256: &str, body: Body, max_size: u64) -> Result<bool> {
-        if self.reuse(organization, sha256).await?.is_some() {
-            return Ok(false);
+        self.receive_blob(organization, Some(sha256), body, max_size).await.map(|(_, new)| new)
+    }
+
+    /// [`SharedStore::put_blob`], or with no `expected` sha256 an upload named by what
+    /// arrives: a large one goes to a key of its own under `uploads/`, and is copied to
+    /// its content's key once hashed (a copy inside the store, which moves no bytes
+    /// through the replica) unless the store holds that content already. Returns what
+    /// was stored, and whether it is new to the organization.
+    pub async fn receive_blob(
+        &self,
+        organization: &str,
+        expected: Option<&str>,
+        body: Body,
+        max_size: u64,
+    ) -> Result<(Stored, bool)> {
+        validate_name("organization", organization)?;
+        if let Some(sha256) = expected {
+            if let Some(size) = self.reuse(organization, sha256).await? {
+                return Ok((Stored { sha256: sha256.to_string(), size }, false));
+            }
         }
-        let path = blob_path(sha256);
+        let path = match expected {
+            Some(sha256) => blob_path(sha256),
+            None => ObjectPath::from(format!("{UNNAMED}/{}", hex::encode(rand::random::<[u8; 16]>()))),
+        };
         let mut upload: Option<Multipart> = None;
         let received = self.receive(&path, body, max_size, &mut upload).await;
         let (first, size, actual) = match received {
@@ -683,34 +708,61 @@ impl SharedStore {
                 return Err(e);
             }
         };
-        if actual != sha256 {
+        if let Some(sha256) = expected.filter(|sha256| *sha256 != actual) {
             if let Some(upload) = upload {
                 upload.abort().await;
             }
             return Err(Error::Checksum { path: format!("upload of {sha256}"), expected: sha256.to_string(), actual });
         }
+        let sha256 = actual;
         // Completed under the content's lock: a collector deleting this content either
         // finished first (and the row is written again below) or waits for this one.
         let mut tx = self.pool.begin().await.map_err(db)?;
-        lock_content(&mut tx, sha256).await?;
+        lock_content(&mut tx, &sha256).await?;
+        let stored = sqlx::query_scalar::<_, i64>("SELECT size FROM blobs WHERE sha256 = $1")
+            .bind(&sha256)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .is_some();
+        let target = blob_path(&sha256);
         match upload {
-            Some(upload) => upload.complete(self).await?,
-            None => {
-                self.objects.put(&path, PutPayload::from(first)).await.map_err(store)?;
+            Some(upload) => {
+                upload.complete(self).await?;
+                if path != target {
+                    let copied = match stored {
+                        true => Ok(()),
+                        false => self.objects.copy(&path, &target).await.map_err(store),
+                    };
+                    // Left behind only by a replica that dies here: `gc` deletes it.
+                    if let Err(e) = self.objects.delete(&path).await {
+                        tracing::warn!(%path, error = %e, "cannot delete an unnamed upload's object; gc will");
+                    }
+                    copied?;
+                }
             }
+            None if expected.is_none() && stored => {}
+            None => self.objects.put(&target, PutPayload::from(first)).await.map(|_| ()).map_err(store)?,
         }
+        let new = sqlx::query_scalar::<_, bool>("SELECT true FROM grants WHERE organization = $1 AND sha256 = $2")
+            .bind(organization)
+            .bind(&sha256)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .is_none();
         sqlx::query(
             "INSERT INTO blobs (sha256, size) VALUES ($1, $2)
              ON CONFLICT (sha256) DO UPDATE SET touched_at = now()",
         )
-        .bind(sha256)
+        .bind(&sha256)
         .bind(size as i64)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        grant(&mut *tx, organization, sha256).await?;
+        grant(&mut *tx, organization, &sha256).await?;
         tx.commit().await.map_err(db)?;
-        Ok(true)
+        Ok((Stored { sha256, size }, new))
     }
 
     /// Reads the body: returns the bytes of a small upload (not yet stored), the size and
@@ -922,6 +974,23 @@ impl SharedStore {
                     Err(e) => return Err(store(e)),
                 }
                 forget_upload(&self.pool, &path, &upload_id).await?;
+            }
+            collected.uploads += 1;
+        }
+        // Unnamed uploads completed by a replica that died before copying them to their
+        // content's key (a finished one is deleted at once).
+        let cutoff = std::time::SystemTime::now() - grace;
+        let mut leftovers = self.objects.list(Some(&ObjectPath::from(UNNAMED)));
+        while let Some(object) = leftovers.next().await {
+            let object = object.map_err(store)?;
+            if std::time::SystemTime::from(object.last_modified) >= cutoff {
+                continue;
+            }
+            if !dry_run {
+                match self.objects.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(store(e)),
+                }
             }
             collected.uploads += 1;
         }

@@ -955,3 +955,42 @@ fn model_listings_come_in_pages_newest_first_and_latest_reads_only_the_newest() 
     assert_eq!(listed.iter().map(|m| m.id.number).collect::<Vec<_>>(), (1..=25).collect::<Vec<_>>());
     assert_eq!(listed.iter().filter(|m| m.status == ModelStatus::Ready).count(), 3);
 }
+
+#[test]
+fn content_posted_unnamed_is_stored_under_its_hash_and_granted_to_its_organization_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (acme, reader, other) = (token(&data, "acme", true), token(&data, "acme", false), token(&data, "other", true));
+    let server = start(&data, &["--max-file-size", "1000000"]);
+    let http = reqwest::blocking::Client::new();
+    let content = b"weights posted without a name".to_vec();
+    let sha256 = sha256_hex(&content);
+    let post = |org: &str, token: &str, body: Vec<u8>| {
+        http.post(format!("{}/v1/orgs/{org}/blobs", server.url)).bearer_auth(token).body(body).send().unwrap()
+    };
+    let head = |org: &str, token: &str| {
+        http.head(format!("{}/v1/orgs/{org}/blobs/{sha256}", server.url)).bearer_auth(token).send().unwrap().status()
+    };
+
+    let created = post("acme", &acme, content.clone());
+    assert_eq!(created.status(), 201);
+    let stored: serde_json::Value = created.json().unwrap();
+    assert_eq!(stored, serde_json::json!({ "sha256": sha256, "size": content.len() }));
+    assert_eq!(head("acme", &acme), 200);
+    let again = post("acme", &acme, content.clone());
+    assert_eq!(again.status(), 200, "the organization had it");
+    assert_eq!(again.json::<serde_json::Value>().unwrap(), stored);
+
+    // Another organization is told nothing until it sends the content itself.
+    assert_eq!(head("other", &other), 404);
+    assert_eq!(post("other", &other, content.clone()).status(), 201, "new to this organization");
+    assert_eq!(head("other", &other), 200);
+    let prefixes = std::fs::read_dir(data.join("blobs/sha256")).unwrap().flatten();
+    assert_eq!(prefixes.flat_map(|d| std::fs::read_dir(d.path()).unwrap()).count(), 1, "stored once");
+
+    assert_eq!(post("acme", &reader, content.clone()).status(), 403, "a read token may not upload");
+    let too_large = post("acme", &acme, vec![0u8; 1_000_001]);
+    assert_eq!(too_large.status(), 413);
+    assert!(too_large.text().unwrap().contains("at most 1000000 bytes"));
+    assert_eq!(post("nobody", &acme, content).status(), 404, "another organization's token");
+}

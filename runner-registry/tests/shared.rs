@@ -820,3 +820,71 @@ fn uploads_in_flight_when_the_store_or_the_database_goes_down_get_a_clear_503_an
         assert_eq!(http.put(url).bearer_auth(&token).body(content.to_vec()).send().unwrap().status().as_u16(), 201);
     }
 }
+
+#[test]
+fn content_posted_unnamed_is_copied_to_its_key_and_an_upload_left_behind_is_collected() {
+    let cluster = Cluster::start();
+    let (acme, other) = (cluster.token("acme"), cluster.token("other"));
+    let replica = cluster.replica(&[]);
+    let bucket = cluster.bucket();
+    let http = reqwest::blocking::Client::new();
+    let post = |org: &str, token: &str, body: &[u8]| {
+        http.post(format!("{}/v1/orgs/{org}/blobs", replica.url)).bearer_auth(token).body(body.to_vec()).send().unwrap()
+    };
+    let uploads = || {
+        runtime().block_on(async {
+            let listed = bucket.list(Some(&object_store::path::Path::from("uploads")));
+            futures::StreamExt::collect::<Vec<_>>(listed)
+                .await
+                .into_iter()
+                .map(|o| o.unwrap().location)
+                .collect::<Vec<_>>()
+        })
+    };
+    // 20 MiB: a multipart upload of 8 MiB parts under uploads/, copied once hashed.
+    let large: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
+    for content in [&large[..], b"small weights"] {
+        let sha256 = sha256_hex(content);
+        let created = post("acme", &acme, content);
+        assert_eq!(created.status(), 201);
+        assert_eq!(
+            created.json::<serde_json::Value>().unwrap(),
+            serde_json::json!({ "sha256": sha256, "size": content.len() })
+        );
+        let stored = runtime().block_on(async { bucket.get(&blob_key(&sha256)).await.unwrap().bytes().await.unwrap() });
+        assert!(stored == content, "the object under the content's key is the content");
+        let again = post("acme", &acme, content);
+        assert_eq!(again.status(), 200, "acme had it: {}", again.text().unwrap());
+        assert_eq!(post("other", &other, content).status(), 201, "new to other, stored once");
+    }
+    assert_eq!(uploads(), Vec::<object_store::path::Path>::new(), "nothing left under uploads/");
+
+    // A registration through the replica of a file not in the page cache goes unnamed.
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("weights.bin");
+    std::fs::write(&artifact, &large[..12 << 20]).unwrap();
+    let file = std::fs::File::options().write(true).open(&artifact).unwrap();
+    file.sync_all().unwrap();
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    let registry = client(&replica, &acme, &dir.path().join("cache"));
+    register_model::<Scaler>("cold")
+        .organization("acme")
+        .model(Scale(2.0))
+        .artifact(artifact.to_str().unwrap(), "weights.bin")
+        .register(&registry)
+        .unwrap();
+    let loaded = Loaded::<Scaler>::load(&registry, &"acme/cold:1".parse().unwrap()).unwrap();
+    assert!(std::fs::read(loaded.volume().join("weights.bin")).unwrap() == large[..12 << 20]);
+    assert_eq!(uploads(), Vec::<object_store::path::Path>::new());
+
+    // What a replica killed between completing an unnamed upload and copying it leaves:
+    // spared for the grace period, then collected.
+    let leftover = object_store::path::Path::from("uploads/0123456789abcdef");
+    runtime().block_on(async { bucket.put(&leftover, b"half a story".to_vec().into()).await.unwrap() });
+    assert_eq!(cluster.gc(1.0)["collected"]["uploads"], 0);
+    assert_eq!(uploads(), vec![leftover.clone()]);
+    let collected = cluster.gc(0.0);
+    assert_eq!(collected["collected"]["uploads"], 1, "{collected}");
+    assert_eq!(uploads(), Vec::<object_store::path::Path>::new());
+    assert_eq!(loaded.run(1.0).unwrap(), 2.0);
+}

@@ -40,3 +40,44 @@ pub(crate) fn feed(from: &Path, hasher: &mut Sha256, to: &mut impl Write) -> Res
     }
     Ok(size)
 }
+
+/// Whether reading all of `file` (`size` bytes) again would cost no disk read: one byte
+/// of each of up to 64 evenly spaced pages is read with `RWF_NOWAIT`, which fails rather
+/// than wait for the disk. A file just written or just read is; a checkpoint written
+/// long ago usually is not. False where that cannot be told.
+#[cfg(all(target_os = "linux", feature = "http-client"))]
+pub(crate) fn in_page_cache(file: &File, size: u64) -> bool {
+    use rustix::io::{preadv2, ReadWriteFlags};
+    let step = (size / 64).max(4096);
+    let mut byte = [0u8; 1];
+    (0..size).step_by(step as usize).all(|offset| {
+        let mut buffers = [std::io::IoSliceMut::new(&mut byte)];
+        matches!(preadv2(file, &mut buffers, offset, ReadWriteFlags::NOWAIT), Ok(1))
+    })
+}
+
+/// See the Linux version: elsewhere nothing tells, and the answer is false.
+#[cfg(all(not(target_os = "linux"), feature = "http-client"))]
+pub(crate) fn in_page_cache(_file: &File, _size: u64) -> bool {
+    false
+}
+
+#[cfg(all(test, target_os = "linux", feature = "http-client"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_dropped_from_the_page_cache_is_told_apart_from_one_just_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.bin");
+        std::fs::write(&path, vec![7u8; 4 << 20]).unwrap();
+        let file = File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        assert!(in_page_cache(&file, 4 << 20), "just written");
+        // Written back above, so the kernel can drop its pages when asked.
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        assert!(!in_page_cache(&file, 4 << 20), "dropped");
+        hash_file(&path).unwrap();
+        assert!(in_page_cache(&file, 4 << 20), "read again");
+    }
+}

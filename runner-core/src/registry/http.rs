@@ -13,7 +13,7 @@ use super::env::TOKEN_ENV;
 use super::local::LocalRegistry;
 use super::protocol::{
     path, AliasHistory, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition, Repositories,
-    SetAlias, MAX_FILE_SIZE_HEADER, MAX_PAGE,
+    SetAlias, Stored, MAX_FILE_SIZE_HEADER, MAX_PAGE,
 };
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
@@ -427,10 +427,24 @@ impl HttpRegistry {
         bars: &indicatif::MultiProgress,
     ) -> Result<FileEntry> {
         validate_volume_path(volume_path)?;
+        let what = format!("uploading {}", local.display());
+        // A large file whose sha256 is not remembered, and that is not in the page cache,
+        // is sent unnamed and hashed on the way, so the disk reads it once; the server
+        // answers the sha256 of what it received. Others are named first (a second read
+        // of the page cache is cheap), so content the server has is not sent again.
+        let file = std::fs::File::open(local).map_err(|e| Error::io("opening", local, e))?;
+        let size = file.metadata().map_err(|e| Error::io("reading", local, e))?.len();
+        if size >= STREAMED && self.cache.hashes().cached(local).is_none() && !super::digest::in_page_cache(&file, size)
+        {
+            let bar = new_bar(bars, size, volume_path);
+            if let Some(entry) = self.upload_unnamed(organization, volume_path, local, size, origin, &bar, &what)? {
+                return Ok(entry);
+            }
+            bar.finish_and_clear();
+        }
         // The server hashes what it receives again and refuses a mismatch.
         let (sha256, size) = self.cache.hashes().hash(local)?;
         let path = path::blob(organization, &sha256);
-        let what = format!("uploading {}", local.display());
         let known = self.send(|| self.request(Method::HEAD, &path), &what)?;
         if known.status() == StatusCode::NOT_FOUND {
             let limit = known.headers().get(MAX_FILE_SIZE_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -443,17 +457,13 @@ impl HttpRegistry {
                     ),
                 ));
             }
-            let bar = bars.add(indicatif::ProgressBar::new(size));
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:30!} {bar:30} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} eta {eta}",
-                )
-                .expect("a valid template"),
-            );
-            bar.set_message(volume_path.to_string());
+            let bar = new_bar(bars, size, volume_path);
             let started = std::time::Instant::now();
             if size >= STREAMED {
-                self.put_streamed(&path, local, size, &bar, &what)?;
+                let sent = self.stream_file(Method::PUT, &path, local, size, &bar, false, &what)?;
+                if !sent.status.is_success() {
+                    return Err(self.refused(sent.status, &sent.message(), &what));
+                }
             } else {
                 let response = self.send(
                     || {
@@ -470,40 +480,129 @@ impl HttpRegistry {
                 )?;
                 self.check(response, &what)?;
             }
-            bar.finish();
-            self.sent.fetch_add(size, Ordering::Relaxed);
-            if bars.is_hidden() {
-                let seconds = started.elapsed().as_secs_f64();
-                let mib_per_s = size as f64 / 1048576.0 / seconds.max(1e-9);
-                tracing::info!(file = volume_path, bytes = size, seconds, mib_per_s, "uploaded");
-            }
+            self.uploaded(&bar, volume_path, size, started);
         } else {
             self.check(known, &what)?;
             tracing::debug!(file = volume_path, "already stored, not sent");
         }
         Ok(FileEntry { path: volume_path.to_string(), size, sha256, origin })
     }
+
+    /// Sends `local` unnamed (`POST` [`super::protocol::route::BLOBS`]), hashing it as it
+    /// goes, and checks that the server received what was sent; remembers the sha256.
+    /// `None` when the server predates unnamed uploads (then the file is named first).
+    #[allow(clippy::too_many_arguments)]
+    fn upload_unnamed(
+        &self,
+        organization: &str,
+        volume_path: &str,
+        local: &Path,
+        size: u64,
+        origin: FileOrigin,
+        bar: &indicatif::ProgressBar,
+        what: &str,
+    ) -> Result<Option<FileEntry>> {
+        let before = super::hashes::Seen::now(local);
+        let started = std::time::Instant::now();
+        let sent = self.stream_file(Method::POST, &path::blobs(organization), local, size, bar, true, what)?;
+        if sent.status == StatusCode::NOT_FOUND && sent.message() == "route not found" {
+            return Ok(None);
+        }
+        if !sent.status.is_success() {
+            return Err(self.refused(sent.status, &sent.message(), what));
+        }
+        let stored: Stored = serde_json::from_slice(&sent.body)
+            .map_err(|e| Error::msg(format!("{what}: {} answered what is not a stored content: {e}", self.base)))?;
+        let sha256 = sent.sha256.expect("hashed while sent");
+        if stored.sha256 != sha256 || stored.size != sent.bytes {
+            return Err(Error::msg(format!(
+                "{what}: {} received {} bytes with sha256 {}, but {} bytes with sha256 {sha256} were sent: \
+                 the connection corrupted them, or {} changed while it was sent; register again",
+                self.base,
+                stored.size,
+                stored.sha256,
+                sent.bytes,
+                local.display()
+            )));
+        }
+        self.cache.hashes().remember(local, before, &sha256, sent.bytes);
+        if sent.status == StatusCode::CREATED {
+            self.uploaded(bar, volume_path, sent.bytes, started);
+        } else {
+            // The organization had it: stored once, though its bytes crossed the wire.
+            bar.finish();
+            self.sent.fetch_add(sent.bytes, Ordering::Relaxed);
+        }
+        Ok(Some(FileEntry { path: volume_path.to_string(), size: sent.bytes, sha256, origin }))
+    }
+
+    /// Counts an upload, and logs it when there is no progress bar.
+    fn uploaded(&self, bar: &indicatif::ProgressBar, volume_path: &str, size: u64, started: std::time::Instant) {
+        bar.finish();
+        self.sent.fetch_add(size, Ordering::Relaxed);
+        if bar.is_hidden() {
+            let seconds = started.elapsed().as_secs_f64();
+            let mib_per_s = size as f64 / 1048576.0 / seconds.max(1e-9);
+            tracing::info!(file = volume_path, bytes = size, seconds, mib_per_s, "uploaded");
+        }
+    }
 }
 
-/// Files at least this large are sent by [`HttpRegistry::put_streamed`].
+/// A progress bar for sending `size` bytes of `volume_path`.
+fn new_bar(bars: &indicatif::MultiProgress, size: u64, volume_path: &str) -> indicatif::ProgressBar {
+    let bar = bars.add(indicatif::ProgressBar::new(size));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:30!} {bar:30} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} eta {eta}",
+        )
+        .expect("a valid template"),
+    );
+    bar.set_message(volume_path.to_string());
+    bar
+}
+
+/// Files at least this large are sent by [`HttpRegistry::stream_file`].
 const STREAMED: u64 = 8 << 20;
 
+/// The final answer to [`HttpRegistry::stream_file`].
+struct Sent {
+    status: StatusCode,
+    body: bytes::Bytes,
+    /// Bytes sent.
+    bytes: u64,
+    /// sha256 of the bytes sent, when asked for.
+    sha256: Option<String>,
+}
+
+impl Sent {
+    /// The error message of the body, or "no details".
+    fn message(&self) -> String {
+        serde_json::from_slice::<ErrorBody>(&self.body).map(|b| b.error.message).unwrap_or_else(|_| "no details".into())
+    }
+}
+
 impl HttpRegistry {
-    /// `PUT`s the file at `local` as `path`'s body in 1 MiB writes, with the retries of
-    /// [`HttpRegistry::send`]. reqwest's blocking body moves 8 KiB at a time (a channel
-    /// send and a socket write each): a 1 GiB upload spent 4 s of system time in the
-    /// client and as much in the server. The async client streams the file instead, from
-    /// a runtime on a thread of its own (so that a caller inside another runtime is fine).
-    fn put_streamed(
+    /// Sends the file at `local` as the body of `method` `path` in 1 MiB writes, hashing
+    /// it on the way when `hash`, with the retries of [`HttpRegistry::send`]; returns the
+    /// final answer, whatever its status. reqwest's blocking body moves 8 KiB at a time (a
+    /// channel send and a socket write each): a 1 GiB upload spent 4 s of system time in
+    /// the client and as much in the server. The async client streams the file instead,
+    /// from a runtime on a thread of its own (so that a caller inside another runtime is
+    /// fine).
+    #[allow(clippy::too_many_arguments)]
+    fn stream_file(
         &self,
+        method: Method,
         path: &str,
         local: &Path,
         size: u64,
         bar: &indicatif::ProgressBar,
+        hash: bool,
         what: &str,
-    ) -> Result<()> {
+    ) -> Result<Sent> {
+        use sha2::Digest;
         let url = format!("{}{path}", self.base);
-        let send = || -> Result<()> {
+        let send = || -> Result<Sent> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -517,16 +616,27 @@ impl HttpRegistry {
                 for attempt in 1.. {
                     bar.reset();
                     let file = std::fs::File::open(local).map_err(|e| Error::io("opening", local, e))?;
-                    let chunks = futures_util::stream::unfold(file, |mut file| async move {
-                        // A read of the page cache or the disk, on this upload's own thread.
-                        let mut buffer = vec![0u8; 1 << 20];
-                        match std::io::Read::read(&mut file, &mut buffer) {
-                            Ok(0) => None,
-                            Ok(n) => {
-                                buffer.truncate(n);
-                                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buffer)), file))
+                    let hashed = std::sync::Arc::new(std::sync::Mutex::new((sha2::Sha256::new(), 0u64)));
+                    let hasher = hash.then(|| hashed.clone());
+                    let chunks = futures_util::stream::unfold(file, move |mut file| {
+                        let hasher = hasher.clone();
+                        async move {
+                            // A read of the page cache or the disk, on this upload's own
+                            // thread, hashed while it is in the CPU's cache.
+                            let mut buffer = vec![0u8; 1 << 20];
+                            match std::io::Read::read(&mut file, &mut buffer) {
+                                Ok(0) => None,
+                                Ok(n) => {
+                                    buffer.truncate(n);
+                                    if let Some(hasher) = &hasher {
+                                        let mut hasher = hasher.lock().expect("hasher lock");
+                                        hasher.0.update(&buffer);
+                                        hasher.1 += n as u64;
+                                    }
+                                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buffer)), file))
+                                }
+                                Err(e) => Some((Err(e), file)),
                             }
-                            Err(e) => Some((Err(e), file)),
                         }
                     });
                     let progress = bar.clone();
@@ -536,7 +646,7 @@ impl HttpRegistry {
                         }
                     });
                     let mut request = client
-                        .put(&url)
+                        .request(method.clone(), &url)
                         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                         .header(reqwest::header::CONTENT_LENGTH, size)
                         .body(reqwest::Body::wrap_stream(counted));
@@ -552,14 +662,10 @@ impl HttpRegistry {
                         let response =
                             outcome.map_err(|e| Error::msg(format!("{what}: cannot reach {}: {e}", self.base)))?;
                         let status = response.status();
-                        if status.is_success() {
-                            return Ok(());
-                        }
-                        let message = match response.json::<ErrorBody>().await {
-                            Ok(body) => body.error.message,
-                            Err(_) => "no details".to_string(),
-                        };
-                        return Err(self.refused(status, &message, what));
+                        let body = response.bytes().await.unwrap_or_default();
+                        let (hasher, bytes) = std::mem::take(&mut *hashed.lock().expect("hasher lock"));
+                        let sha256 = hash.then(|| hex::encode(hasher.finalize()));
+                        return Ok(Sent { status, body, bytes: if hash { bytes } else { size }, sha256 });
                     }
                     tokio::time::sleep(asked.unwrap_or(delay).min(Duration::from_secs(30))).await;
                     delay *= 2;

@@ -703,6 +703,15 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Stores the content under the sha256 of what was written, and returns that sha256
+    /// and the size: for content whose name was not known before it arrived.
+    #[cfg(feature = "store")]
+    pub fn finish_as_hashed(self) -> Result<(String, u64)> {
+        let sha256 = self.digest();
+        let size = self.finish(&sha256)?;
+        Ok((sha256, size))
+    }
+
     /// Stores the content if its sha256 is `expected`; otherwise keeps nothing and says so.
     pub fn finish(mut self, expected: &str) -> Result<u64> {
         let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());

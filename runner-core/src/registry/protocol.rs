@@ -52,6 +52,9 @@ pub mod route {
     pub const RESERVATION: &str = "/v1/orgs/{org}/repos/{repo}/models/{number}/reservation";
     /// File content by sha256.
     pub const BLOB: &str = "/v1/orgs/{org}/blobs/{sha256}";
+    /// Content not named yet: `POST` uploads it and is told its sha256 (the client
+    /// hashes as it sends, and reads the file once).
+    pub const BLOBS: &str = "/v1/orgs/{org}/blobs";
     /// A repository's aliases.
     pub const ALIASES: &str = "/v1/orgs/{org}/repos/{repo}/aliases";
     /// One alias: `PUT` moves it, `DELETE` deletes it.
@@ -90,7 +93,11 @@ pub mod path {
     }
     /// [`super::route::BLOB`].
     pub fn blob(org: &str, sha256: &str) -> String {
-        format!("/v1/orgs/{org}/blobs/{sha256}")
+        format!("{}/{sha256}", blobs(org))
+    }
+    /// [`super::route::BLOBS`].
+    pub fn blobs(org: &str) -> String {
+        format!("/v1/orgs/{org}/blobs")
     }
     /// [`super::route::ALIASES`].
     pub fn aliases(org: &str, repo: &str) -> String {
@@ -148,6 +155,16 @@ pub struct AliasQuery {
 pub struct Repositories {
     /// Repository names, sorted.
     pub repositories: Vec<String>,
+}
+
+/// The answer to `POST` [`route::BLOBS`]: what the server stored, named by the sha256 it
+/// computed (201 when new to the organization, 200 when it had that content already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    /// sha256 of the content received, lowercase hex.
+    pub sha256: String,
+    /// Bytes received.
+    pub size: u64,
 }
 
 /// `GET` [`route::MODELS`].
@@ -347,6 +364,7 @@ mod tests {
         assert_eq!(path::manifest(&id), fill(route::MANIFEST, &m));
         assert_eq!(path::reservation(&id), fill(route::RESERVATION, &m));
         assert_eq!(path::blob("acme", "ab12"), fill(route::BLOB, &[("org", "acme"), ("sha256", "ab12")]));
+        assert_eq!(path::blobs("acme"), fill(route::BLOBS, &[("org", "acme")]));
         assert_eq!(path::aliases("acme", "iris"), fill(route::ALIASES, &m));
         assert_eq!(
             path::alias("acme", "iris", "prod"),

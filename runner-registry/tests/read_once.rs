@@ -1,0 +1,79 @@
+//! The client reads a file once when the disk would have to read it twice: a large file
+//! not in the page cache is sent unnamed and hashed on the way. Alone in its binary, so
+//! that the bytes this process reads (`/proc/self/io`) are the client's own.
+
+#![allow(missing_docs)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{sha256_hex, Scale, Scaler, Server, BIN};
+use runner_core::{register_model, HttpRegistry, Loaded, Registry};
+
+/// Bytes this process has read through `read` and its kind so far.
+fn bytes_read() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap();
+    let line = io.lines().find(|l| l.starts_with("rchar:")).unwrap();
+    line["rchar:".len()..].trim().parse().unwrap()
+}
+
+/// Written back to disk, older than the hash cache's racy window, and dropped from the
+/// page cache: what a checkpoint saved long ago looks like.
+fn cold(path: &Path) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
+    file.sync_all().unwrap();
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+}
+
+#[test]
+fn a_file_not_in_the_page_cache_is_read_once_and_one_in_it_is_named_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command.args(["serve", "--no-auth", "--addr", "127.0.0.1:0", "--data"]).arg(dir.path().join("data"));
+    command.stderr(Stdio::null());
+    let server = Server::spawn(command);
+    let registry = HttpRegistry::with_cache(&server.url, None, &dir.path().join("cache")).unwrap();
+    let size = 48u64 << 20;
+    let content: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let artifact = dir.path().join("weights.bin");
+    std::fs::write(&artifact, &content).unwrap();
+    cold(&artifact);
+    let register = |name: &str| {
+        register_model::<Scaler>(name)
+            .model(Scale(2.0))
+            .artifact(artifact.to_str().unwrap(), "weights.bin")
+            .register(&registry)
+            .unwrap()
+    };
+
+    let (read, sent) = (bytes_read(), registry.bytes_sent());
+    let first = register("cold");
+    let (read, sent) = (bytes_read() - read, registry.bytes_sent() - sent);
+    assert!(sent >= size && sent < size + 4096, "sent once (and the small model file): {sent} bytes");
+    assert!(read >= size && read < size + size / 4, "a cold file is read once: {read} bytes read for {size}");
+    let file = first.manifest.files.iter().find(|f| f.path.ends_with("weights.bin")).unwrap();
+    assert_eq!(file.sha256, sha256_hex(&content), "named by the server's hash, checked against the client's");
+    let loaded = Loaded::<Scaler>::load(&registry, &"cold:1".parse().unwrap()).unwrap();
+    assert_eq!(std::fs::read(loaded.volume().join("weights.bin")).unwrap(), content);
+
+    // Remembered: the next registration asks by sha256 and sends nothing.
+    let (read, sent) = (bytes_read(), registry.bytes_sent());
+    register("cold");
+    assert_eq!(registry.bytes_sent() - sent, 0, "unchanged content is not sent again");
+    assert!(bytes_read() - read < size / 4, "nor read: its hash is remembered");
+
+    // In the page cache (just written) and not remembered: hashed first, so the server,
+    // which has it, is asked and nothing is sent; reading it twice costs no disk read.
+    let copy = dir.path().join("copy.bin");
+    std::fs::write(&copy, &content).unwrap();
+    let (read, sent) = (bytes_read(), registry.bytes_sent());
+    let id = registry.create_model("default", "warm").unwrap();
+    let mut staging = registry.stage(&id).unwrap();
+    let entry = staging.put_file("weights.bin", &copy, runner_core::FileOrigin::Artifact).unwrap();
+    assert_eq!(entry.sha256, file.sha256);
+    assert_eq!(registry.bytes_sent() - sent, 0, "the server had it: named first, not sent");
+    assert!(bytes_read() - read >= size, "hashed before asking");
+}
