@@ -43,10 +43,24 @@ def fresh_artifact(work):
     return artifact
 
 
-def cp_fsync_seconds(artifact, work):
-    """`cp` of `artifact` on the same disk, made durable like a registered file (the
-    registries fsync), on an idle disk: everything is written back before and after."""
+def drop_from_page_cache(path):
+    """Written back, then dropped from the page cache: what a checkpoint saved long ago
+    looks like (the next read comes from the disk)."""
     os.sync()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cp_fsync_seconds(artifact, work, cold=False):
+    """`cp` of `artifact` on the same disk, made durable like a registered file (the
+    registries fsync), on an idle disk: everything is written back before and after.
+    `cold`: the source is read from the disk, not the page cache."""
+    os.sync()
+    if cold:
+        drop_from_page_cache(artifact)
     started = time.perf_counter()
     shutil.copyfile(artifact, work / "copy.bin")
     with open(work / "copy.bin", "rb") as f:
@@ -61,7 +75,8 @@ def main():
     work = ROOT / "bench" / "out" / "transfer"
     artifact = fresh_artifact(work)
     # Rounds alternate cp, the embedded registry and the server, each on an idle disk
-    # (everything written back first); medians of three.
+    # (everything written back first), with the file in the page cache and then dropped
+    # from it; medians of three.
     global CACHE
     rounds = []
     for r in range(3):
@@ -78,22 +93,37 @@ def main():
         server.stdout.readline()
         url = f"http://127.0.0.1:{port}"
         try:
+            # In the page cache: hashed first, then asked, then sent.
             CACHE = str(work / f"cache-{r}")
             first = transfer("register", url, str(artifact))
             if r == 2:
                 again = transfer("register", url, str(artifact))
-                cold = transfer("load", url, "transfer:1", str(work / "cache"))
-                warm = transfer("load", url, "transfer:1", str(work / "cache"))
-                server_peak = peak_rss_mib(server.pid)
+                cold_load = transfer("load", url, "transfer:1", str(work / "cache"))
+                warm_load = transfer("load", url, "transfer:1", str(work / "cache"))
+            # Not in the page cache (and a fresh server directory, no remembered hash):
+            # sent unnamed, hashed on the way, read from the disk once.
+            cp_cold = cp_fsync_seconds(artifact, work, cold=True)
+            drop_from_page_cache(artifact)
+            CACHE = str(work / f"cache-cold-{r}")
+            server_peak = peak_rss_mib(server.pid)
+            server.terminate()
+            server.wait()
+            shutil.rmtree(work / f"data-{r}", ignore_errors=True)
+            server = subprocess.Popen([str(RELEASE / "runner-registry"), "serve", "--no-auth", "--addr",
+                                       f"127.0.0.1:{port}", "--data", str(work / f"data-{r}")],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            server.stdout.readline()
+            os.sync()
+            drop_from_page_cache(artifact)
+            cold = transfer("register", url, str(artifact))
+            server_peak = max(server_peak, peak_rss_mib(server.pid))
         finally:
             server.terminate()
             server.wait()
         shutil.rmtree(work / f"data-{r}", ignore_errors=True)
-        rounds.append((cp, embedded, first))
+        rounds.append((cp, embedded, first, cp_cold, cold))
     median = lambda xs: sorted(xs, key=lambda x: x if isinstance(x, float) else x["seconds"])[1]  # noqa: E731
-    cp_seconds = median([r[0] for r in rounds])
-    embedded = median([r[1] for r in rounds])
-    first = median([r[2] for r in rounds])
+    cp_seconds, embedded, first, cp_cold, cold = (median([r[i] for r in rounds]) for i in range(5))
     shutil.rmtree(work, ignore_errors=True)
 
     gib = SIZE_MIB / 1024
@@ -103,21 +133,27 @@ def main():
         f"A model with one {gib:g} GiB artifact (random bytes) registered through `runner-registry` on 127.0.0.1, "
         f"against `cp` of the same file on the same disk followed by fsync (the server fsyncs what it stores); "
         f"medians of 3 alternating rounds, each step on an idle disk and with no remembered hashes. "
+        f"\"In the page cache\": the file was just written or read (the client hashes it first, asks, then sends). "
+        f"\"Not in the page cache\": written back and dropped with `posix_fadvise(DONTNEED)`, like a checkpoint "
+        f"saved long ago (the client sends it unnamed, hashing on the way, so the disk reads it once). "
         f"Date: {time.strftime('%Y-%m-%d')}.",
         "",
         "| step | seconds | file bytes on the wire | peak RSS |",
         "|---|---|---|---|",
-        f"| `cp` + fsync | {cp_seconds:.2f} | - | - |",
+        f"| `cp` + fsync, source in the page cache | {cp_seconds:.2f} | - | - |",
         f"| register into the embedded directory registry (no server) | {embedded['seconds']:.2f} ({embedded['seconds'] / cp_seconds:.2f}x cp) | - | client {embedded['peak_rss_mib']:.1f} MiB |",
-        f"| register through the server (new) | {first['seconds']:.2f} ({first['seconds'] / cp_seconds:.2f}x cp) | {first['bytes']:,} | client {first['peak_rss_mib']:.1f} MiB |",
+        f"| register through the server, file in the page cache | {first['seconds']:.2f} ({first['seconds'] / cp_seconds:.2f}x cp) | {first['bytes']:,} | client {first['peak_rss_mib']:.1f} MiB |",
+        f"| `cp` + fsync, source not in the page cache | {cp_cold:.2f} | - | - |",
+        f"| register through the server, file not in the page cache | {cold['seconds']:.2f} ({cold['seconds'] / cp_cold:.2f}x that cp) | {cold['bytes']:,} | client {cold['peak_rss_mib']:.1f} MiB |",
         f"| register again, unchanged | {again['seconds']:.3f} ({100 * again['seconds'] / first['seconds']:.2f}% of the first) | {again['bytes']:,} | client {again['peak_rss_mib']:.1f} MiB |",
-        f"| download, cold cache | {cold['seconds']:.2f} | {cold['bytes']:,} | client {cold['peak_rss_mib']:.1f} MiB |",
-        f"| download, warm cache | {warm['seconds']:.2f} | {warm['bytes']:,} | client {warm['peak_rss_mib']:.1f} MiB |",
+        f"| download, cold cache | {cold_load['seconds']:.2f} | {cold_load['bytes']:,} | client {cold_load['peak_rss_mib']:.1f} MiB |",
+        f"| download, warm cache | {warm_load['seconds']:.2f} | {warm_load['bytes']:,} | client {warm_load['peak_rss_mib']:.1f} MiB |",
         "",
-        f"Server peak RSS over the last round: {server_peak:.1f} MiB.",
+        f"Server peak RSS over the last round (either server): {server_peak:.1f} MiB.",
         "",
-        "Rounds (cp / embedded / server, seconds): "
-        + "; ".join(f"{c:.2f} / {e['seconds']:.2f} / {f['seconds']:.2f}" for c, e, f in rounds) + ".",
+        "Rounds (cp / embedded / server / cp cold / server cold, seconds): "
+        + "; ".join(f"{c:.2f} / {e['seconds']:.2f} / {f['seconds']:.2f} / {cc:.2f} / {k['seconds']:.2f}"
+                    for c, e, f, cc, k in rounds) + ".",
     ]
     replace_block("transfer", "\n".join(lines))
 

@@ -10,6 +10,7 @@ use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use http_body_util::BodyExt;
+use runner_core::registry::buffers::BufferPool;
 use runner_core::registry::protocol::{ModelView, Stored};
 use runner_core::registry::store::{BlobWriter, Collected, DirectoryStore};
 use runner_core::registry::{Alias, AliasMove, AliasOptions, Expect};
@@ -336,6 +337,11 @@ impl Backend {
 
 /// Bytes gathered per write of an upload into the directory.
 const WRITE: usize = 1 << 20;
+/// Gathered writes waiting for the thread that writes and hashes them, at most.
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// Buffers of [`WRITE`] bytes, reused by every upload into the directory.
+static WRITES: std::sync::LazyLock<BufferPool> =
+    std::sync::LazyLock::new(|| BufferPool::new(WRITE, 4 * (CHUNKS_IN_FLIGHT + 2)));
 /// Bytes of an upload between background syncs.
 const SYNC_EVERY: u64 = 64 << 20;
 
@@ -360,41 +366,60 @@ async fn receive_in_directory(
         }
     }
     let writer_store = store.clone();
-    let mut writer = blocking(move || writer_store.blob_writer()).await?;
-    let mut body = body;
-    // Frames (tens of KiB) are gathered into 1 MiB writes: leaving the async runtime for
-    // each frame cost more than the write. Every 64 MiB the file is synced in the
-    // background, so that the fsync that ends the upload finds little left to write.
-    let mut pending = Vec::with_capacity(WRITE);
-    let (mut received, mut synced) = (0u64, 0u64);
-    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
-    let write = |writer: &mut BlobWriter, pending: &mut Vec<u8>| {
-        let written = tokio::task::block_in_place(|| std::io::Write::write_all(writer, pending));
-        pending.clear();
-        written.map_err(|e| Error::storing("the upload", e))
-    };
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::serving(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
-        if let Ok(chunk) = frame.into_data() {
-            received += chunk.len() as u64;
-            if received > max_size {
-                return Err(Error::serving(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
-            }
-            pending.extend_from_slice(&chunk);
-            if pending.len() >= WRITE {
-                write(&mut writer, &mut pending)?;
-            }
-            if received - synced >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
-                let file = writer.file().map_err(|e| Error::storing("the upload", e))?;
-                syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
-                synced = received;
+    let writer = blocking(move || writer_store.blob_writer()).await?;
+    // The runtime receives frames (tens of KiB) and gathers them into 1 MiB chunks, which
+    // a blocking thread writes and hashes meanwhile: receiving and hashing overlap, where
+    // one thread doing both was the upload's bottleneck. Every 64 MiB that thread starts
+    // a sync in the background, so that the fsync that ends the upload finds little left.
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHUNKS_IN_FLIGHT);
+    let storing = tokio::task::spawn_blocking(move || -> std::io::Result<BlobWriter> {
+        let mut writer = writer;
+        let (mut written, mut synced) = (0u64, 0u64);
+        let mut syncing: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
+        // Each chunk's buffer goes back to the pool when it is dropped, written.
+        while let Some(chunk) = incoming.blocking_recv() {
+            std::io::Write::write_all(&mut writer, &chunk)?;
+            written += chunk.len() as u64;
+            if written - synced >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
+                let file = writer.file()?;
+                syncing = Some(std::thread::spawn(move || file.sync_data()));
+                synced = written;
             }
         }
+        if let Some(syncing) = syncing {
+            let _ = syncing.join();
+        }
+        Ok(writer)
+    });
+    let received = async move {
+        let mut body = body;
+        let mut pending = WRITES.take();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::serving(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                received += data.len() as u64;
+                if received > max_size {
+                    return Err(Error::serving(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
+                }
+                pending.extend_from_slice(&data);
+                if pending.len() >= WRITE {
+                    let full = WRITES.bytes(std::mem::replace(&mut pending, WRITES.take()));
+                    if chunks.send(full).await.is_err() {
+                        return Ok(()); // The writer stopped: its error is the answer.
+                    }
+                }
+            }
+        }
+        let _ = chunks.send(WRITES.bytes(pending)).await;
+        Ok(())
     }
-    write(&mut writer, &mut pending)?;
-    if let Some(syncing) = syncing {
-        let _ = syncing.await;
-    }
+    .await;
+    // Whatever happened, the writer is waited for: on an error it is dropped below, and
+    // its temporary file with it.
+    let writer = storing.await.map_err(|e| Error::msg(format!("a storage task failed: {e}")))?;
+    received?;
+    let writer = writer.map_err(|e| Error::storing("the upload", e))?;
     let store = store.clone();
     blocking(move || {
         let (sha256, size) = match expected {

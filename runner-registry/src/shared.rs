@@ -29,6 +29,7 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use runner_core::registry::buffers::BufferPool;
 use runner_core::registry::protocol::{parse_range, ByteRange, Stored};
 use runner_core::registry::store::Collected;
 use runner_core::registry::{
@@ -175,7 +176,9 @@ pub struct SharedStore {
     location: String,
     /// Downloads answered with a presigned URL valid this long, when set.
     presign: Option<(Arc<dyn Signer>, Duration)>,
-    parts: PartPool,
+    /// Part buffers of [`PART`] bytes, reused: a part's buffer comes back when the part
+    /// has been sent and its bytes are dropped.
+    parts: BufferPool,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -199,7 +202,7 @@ impl SharedStore {
             .run(&pool)
             .await
             .map_err(|e| Error::msg(format!("cannot bring the database's schema up to date: {e}")))?;
-        Ok(SharedStore { pool, objects, location, presign: None, parts: PartPool::default() })
+        Ok(SharedStore { pool, objects, location, presign: None, parts: BufferPool::new(PART, IDLE_PARTS) })
     }
 
     /// Answers downloads with a `307` to a URL of the object signed by `signer` and valid
@@ -1429,42 +1432,3 @@ async fn abort_upload(objects: Arc<dyn Objects>, pool: PgPool, path: ObjectPath,
 
 /// Idle part buffers kept for the next upload: one upload's worth.
 const IDLE_PARTS: usize = PARTS_IN_FLIGHT + 1;
-
-/// Part buffers of [`PART`] bytes, reused: a part's buffer comes back here when the part
-/// has been sent and its bytes are dropped.
-#[derive(Clone, Default)]
-struct PartPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
-
-impl PartPool {
-    /// An empty buffer with room for one part.
-    fn take(&self) -> Vec<u8> {
-        self.0.lock().expect("part pool").pop().unwrap_or_else(|| Vec::with_capacity(PART))
-    }
-
-    /// `buffer`'s bytes, which give the buffer back to the pool when dropped.
-    fn bytes(&self, buffer: Vec<u8>) -> Bytes {
-        Bytes::from_owner(Pooled { buffer, pool: self.clone() })
-    }
-}
-
-struct Pooled {
-    buffer: Vec<u8>,
-    pool: PartPool,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buffer
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        let mut idle = self.pool.0.lock().expect("part pool");
-        if buffer.capacity() == PART && idle.len() < IDLE_PARTS {
-            buffer.clear();
-            idle.push(buffer);
-        }
-    }
-}

@@ -4,6 +4,7 @@
 //! `conformance`) checks that they keep its guarantees.
 
 mod alias;
+pub mod buffers;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod digest;
