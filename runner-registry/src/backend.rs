@@ -341,7 +341,7 @@ const WRITE: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// Buffers of [`WRITE`] bytes, reused by every upload into the directory.
 static WRITES: std::sync::LazyLock<BufferPool> =
-    std::sync::LazyLock::new(|| BufferPool::new(WRITE, 4 * (CHUNKS_IN_FLIGHT + 2)));
+    std::sync::LazyLock::new(|| BufferPool::new(WRITE, CHUNKS_IN_FLIGHT + 2));
 /// Bytes of an upload between background syncs.
 const SYNC_EVERY: u64 = 64 << 20;
 

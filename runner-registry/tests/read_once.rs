@@ -1,6 +1,7 @@
 //! The client reads a file once when the disk would have to read it twice: a large file
-//! not in the page cache is sent unnamed and hashed on the way. Alone in its binary, so
-//! that the bytes this process reads (`/proc/self/io`) are the client's own.
+//! not in the page cache is sent unnamed and hashed on the way; a download is checked as
+//! it arrives and not read back. Alone in its binary, so that the bytes this process
+//! reads from files (`/proc/self/io`) are the client's own.
 
 #![allow(missing_docs)]
 
@@ -29,7 +30,7 @@ fn cold(path: &Path) {
 }
 
 #[test]
-fn a_file_not_in_the_page_cache_is_read_once_and_one_in_it_is_named_first() {
+fn files_are_read_once_to_upload_and_downloads_are_checked_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(BIN);
     command.args(["serve", "--no-auth", "--addr", "127.0.0.1:0", "--data"]).arg(dir.path().join("data"));
@@ -56,8 +57,30 @@ fn a_file_not_in_the_page_cache_is_read_once_and_one_in_it_is_named_first() {
     assert!(read >= size && read < size + size / 4, "a cold file is read once: {read} bytes read for {size}");
     let file = first.manifest.files.iter().find(|f| f.path.ends_with("weights.bin")).unwrap();
     assert_eq!(file.sha256, sha256_hex(&content), "named by the server's hash, checked against the client's");
-    let loaded = Loaded::<Scaler>::load(&registry, &"cold:1".parse().unwrap()).unwrap();
-    assert_eq!(std::fs::read(loaded.volume().join("weights.bin")).unwrap(), content);
+
+    // A cold download is checked on the way in (`/proc/self/io` counts no socket reads),
+    // and not read back from the disk; a later load reads nothing once the volume's hash
+    // is remembered.
+    let reader = HttpRegistry::with_cache(&server.url, None, &dir.path().join("download")).unwrap();
+    let read = bytes_read();
+    let loaded = Loaded::<Scaler>::load(&reader, &"cold:1".parse().unwrap()).unwrap();
+    let read = bytes_read() - read;
+    assert!(read < size / 4, "downloaded and checked in one pass, not read again: {read} bytes read");
+    let weights = loaded.volume().join("weights.bin");
+    assert!(std::fs::read(&weights).unwrap() == content);
+    // As if the download were minutes old (a hash recorded right after a write is not
+    // trusted): the next load hashes the volume once and remembers it.
+    let volume_file = std::fs::File::options().write(true).open(&weights).unwrap();
+    volume_file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
+    Loaded::<Scaler>::load(&reader, &"cold:1".parse().unwrap()).unwrap();
+    let read = bytes_read();
+    let again = Loaded::<Scaler>::load(&reader, &"cold:1".parse().unwrap()).unwrap();
+    assert!(bytes_read() - read < size / 4, "a warm load reads nothing of the file");
+    assert_eq!(again.run(1.5).unwrap(), 3.0);
+    // Written into since: the volume is checked again, and the change is caught.
+    std::fs::write(&weights, b"tampered").unwrap();
+    let error = Loaded::<Scaler>::load(&reader, &"cold:1".parse().unwrap()).unwrap_err();
+    assert!(error.to_string().contains("sha256"), "{error}");
 
     // Remembered: the next registration asks by sha256 and sends nothing.
     let (read, sent) = (bytes_read(), registry.bytes_sent());

@@ -62,12 +62,12 @@ pub(crate) fn in_page_cache(_file: &File, _size: u64) -> bool {
     false
 }
 
-#[cfg(all(test, target_os = "linux", feature = "http-client"))]
+#[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
+    #[cfg(all(target_os = "linux", feature = "http-client"))]
     fn a_file_dropped_from_the_page_cache_is_told_apart_from_one_just_read() {
+        use super::{hash_file, in_page_cache, File};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weights.bin");
         std::fs::write(&path, vec![7u8; 4 << 20]).unwrap();

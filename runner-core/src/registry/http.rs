@@ -171,9 +171,11 @@ impl HttpRegistry {
     }
 
     /// Downloads one file's content into the cache, verified.
-    fn download(&self, organization: &str, file: &FileEntry) -> Result<()> {
+    /// Downloads `file` into the cache unless it is there; `true` when it was downloaded
+    /// (and so checked against its sha256 just now).
+    fn download(&self, organization: &str, file: &FileEntry) -> Result<bool> {
         if self.cache.blob(&file.sha256, Some(file.size))?.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let what = format!("downloading `{}`", file.path);
         // A download cut off earlier continues where it stopped (HTTP Range).
@@ -203,7 +205,7 @@ impl HttpRegistry {
             Error::Checksum { expected, actual, .. } => Error::Checksum { path: file.path.clone(), expected, actual },
             other => Error::msg(format!("{what}: {other}")),
         })?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -363,12 +365,17 @@ impl Registry for HttpRegistry {
     }
 
     fn fetch(&self, manifest: &Manifest) -> Result<PathBuf> {
+        let mut downloaded = std::collections::BTreeSet::new();
         for file in &manifest.files {
             validate_volume_path(&file.path)?;
-            self.download(&manifest.model.organization, file)?;
+            if self.download(&manifest.model.organization, file)? {
+                downloaded.insert(file.sha256.clone());
+            }
         }
-        // The cache builds and verifies the volume exactly as the local registry does.
-        self.cache.fetch(manifest)
+        // The cache builds and verifies the volume exactly as the local registry does,
+        // except that what was just downloaded was checked on the way in: a cold download
+        // is read and hashed once.
+        self.cache.fetch_checked(manifest, &downloaded)
     }
 }
 

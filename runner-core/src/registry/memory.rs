@@ -315,8 +315,9 @@ impl Registry for MemoryRegistry {
         }
         // The volume on disk is checked too: the caller's code may have written into it.
         let volumes = self.volumes()?;
-        build_volume(&volumes, &volumes, manifest, |file, target| {
-            fs::write(target, contents[file.sha256.as_str()].as_slice()).ctx("writing", target)
+        build_volume(&volumes, &volumes, manifest, None, |file, target| {
+            fs::write(target, contents[file.sha256.as_str()].as_slice()).ctx("writing", target)?;
+            Ok(false)
         })
     }
 }

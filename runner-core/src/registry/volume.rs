@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::digest::hash_file;
+use super::hashes::HashCache;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{FileEntry, Manifest, MANIFEST_FILE};
 use crate::names::validate_volume_path;
@@ -22,16 +23,21 @@ pub(crate) fn missing_content(manifest: &Manifest, file: &FileEntry) -> Error {
 }
 
 /// The volume of `manifest` at `volumes/SHA256-OF-MANIFEST`, built when missing: staged
-/// in a folder of `staging_in` (`put` writes each file at the path it is given), renamed
-/// into place whole (a concurrent builder's copy is used when it won the race), then
-/// every file checked against its size and sha256, so a volume written into since is
-/// caught too.
+/// in a folder of `staging_in` (`put` writes each file at the path it is given, and says
+/// whether that content was checked against its sha256 just now), renamed into place
+/// whole (a concurrent builder's copy is used when it won the race), then every file
+/// checked against its size and sha256, so a volume written into since is caught too.
+/// Content checked by `put` is not read again; with `hashes`, a file provably unchanged
+/// since it was last hashed is not either (its sha256 is remembered by path, size, mtime
+/// and inode, as for uploads), so loading a model a second time reads none of it.
 pub(crate) fn build_volume(
     volumes: &Path,
     staging_in: &Path,
     manifest: &Manifest,
-    mut put: impl FnMut(&FileEntry, &Path) -> Result<()>,
+    hashes: Option<&HashCache>,
+    mut put: impl FnMut(&FileEntry, &Path) -> Result<bool>,
 ) -> Result<PathBuf> {
+    let mut checked = std::collections::BTreeSet::new();
     let manifest_bytes = manifest.to_json();
     let volume = volumes.join(manifest.sha256());
     if !volume.is_dir() {
@@ -45,7 +51,9 @@ pub(crate) fn build_volume(
             if let Some(parent) = target.parent() {
                 fs::create_dir_all(parent).ctx("creating", parent)?;
             }
-            put(file, &target)?;
+            if put(file, &target)? {
+                checked.insert(file.path.as_str());
+            }
         }
         let manifest_path = staging.path().join(MANIFEST_FILE);
         fs::write(&manifest_path, &manifest_bytes).ctx("writing", &manifest_path)?;
@@ -56,10 +64,15 @@ pub(crate) fn build_volume(
             if !volume.is_dir() {
                 return Err(Error::io("creating", &volume, e));
             }
+            checked.clear();
         }
     }
-    for file in &manifest.files {
-        let (sha256, size) = hash_file(&volume.join(&file.path))?;
+    for file in manifest.files.iter().filter(|file| !checked.contains(file.path.as_str())) {
+        let path = volume.join(&file.path);
+        let (sha256, size) = match hashes {
+            Some(hashes) => hashes.hash(&path)?,
+            None => hash_file(&path)?,
+        };
         if sha256 != file.sha256 || size != file.size {
             return Err(Error::Checksum { path: file.path.clone(), expected: file.sha256.clone(), actual: sha256 });
         }
