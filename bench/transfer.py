@@ -99,6 +99,11 @@ def main():
             if r == 2:
                 again = transfer("register", url, str(artifact))
                 cold_load = transfer("load", url, "transfer:1", str(work / "cache"))
+                # A hash recorded within 2 s of a file's last write is not trusted: the
+                # first warm load a while later hashes the volume once, later ones read
+                # nothing of it.
+                time.sleep(2.5)
+                warm_first = transfer("load", url, "transfer:1", str(work / "cache"))
                 warm_load = transfer("load", url, "transfer:1", str(work / "cache"))
             # Not in the page cache (and a fresh server directory, no remembered hash):
             # sent unnamed, hashed on the way, read from the disk once.
@@ -146,8 +151,9 @@ def main():
         f"| `cp` + fsync, source not in the page cache | {cp_cold:.2f} | - | - |",
         f"| register through the server, file not in the page cache | {cold['seconds']:.2f} ({cold['seconds'] / cp_cold:.2f}x that cp) | {cold['bytes']:,} | client {cold['peak_rss_mib']:.1f} MiB |",
         f"| register again, unchanged | {again['seconds']:.3f} ({100 * again['seconds'] / first['seconds']:.2f}% of the first) | {again['bytes']:,} | client {again['peak_rss_mib']:.1f} MiB |",
-        f"| download, cold cache | {cold_load['seconds']:.2f} | {cold_load['bytes']:,} | client {cold_load['peak_rss_mib']:.1f} MiB |",
-        f"| download, warm cache | {warm_load['seconds']:.2f} | {warm_load['bytes']:,} | client {warm_load['peak_rss_mib']:.1f} MiB |",
+        f"| download, cold cache (checked as it arrives) | {cold_load['seconds']:.2f} | {cold_load['bytes']:,} | client {cold_load['peak_rss_mib']:.1f} MiB |",
+        f"| load again, warm cache (its first check of the volume since the download) | {warm_first['seconds']:.2f} | {warm_first['bytes']:,} | client {warm_first['peak_rss_mib']:.1f} MiB |",
+        f"| load again, warm cache (volume's hash remembered) | {warm_load['seconds']:.3f} | {warm_load['bytes']:,} | client {warm_load['peak_rss_mib']:.1f} MiB |",
         "",
         f"Server peak RSS over the last round (either server): {server_peak:.1f} MiB.",
         "",
