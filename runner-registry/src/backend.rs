@@ -279,6 +279,15 @@ impl Backend {
         }
     }
 
+    /// The largest content taken unnamed: the shared store copies it to its content's
+    /// key with one S3 `CopyObject`, which S3 allows up to 5 GiB.
+    pub fn max_unnamed_size(&self) -> u64 {
+        match self {
+            Backend::Directory { .. } => u64::MAX,
+            Backend::Shared(_) => crate::shared::MAX_COPY,
+        }
+    }
+
     /// Stores an upload not named beforehand, under the sha256 of what arrived, and grants
     /// it to the organization; `false` when the organization had it already.
     pub async fn post_blob(&self, org: String, body: Body, max_size: u64) -> Result<(Stored, bool)> {

@@ -43,7 +43,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use runner_core::registry::protocol::{
     route, AliasHistory, AliasQuery, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition,
-    Repositories, SetAlias, MAX_FILE_SIZE_HEADER, MAX_PAGE,
+    Repositories, SetAlias, MAX_FILE_SIZE_HEADER, MAX_PAGE, MAX_UNNAMED_SIZE_HEADER,
 };
 use runner_core::registry::{AliasOptions, Expect};
 use runner_core::serve::PathParams;
@@ -477,9 +477,31 @@ async fn post_blob(
     let who = authorize(&s, request.headers(), &org, Right::Write).await?;
     let _slot = if s.auth { s.uploads.start(&who)? } else { None };
     refuse_too_large(&s, request.headers())?;
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let limit = s.backend.max_unnamed_size();
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "content of more than {limit} bytes is not taken unnamed: send it by sha256 (PUT .../blobs/SHA256)"
+            ),
+        ));
+    }
     let (stored, new) = s.backend.post_blob(org, request.into_body(), s.max_file_size).await?;
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(stored)).into_response())
+}
+
+/// How large a content the server takes unnamed (asked before a `POST`).
+async fn head_blobs(
+    State(s): State<Arc<AppState>>,
+    PathParams(org): PathParams<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    let limit = s.backend.max_unnamed_size().min(s.max_file_size);
+    Ok(([(MAX_UNNAMED_SIZE_HEADER, limit.to_string())], StatusCode::OK).into_response())
 }
 
 /// 413 for an upload whose declared length is over the server's limit, before any of it
@@ -521,7 +543,7 @@ pub fn router(backend: Backend, config: &Config) -> Router {
         .route(route::MANIFEST, put(commit))
         .route(route::RESERVATION, delete(discard))
         .route(route::BLOB, get(get_blob).head(head_blob).put(put_blob))
-        .route(route::BLOBS, post(post_blob))
+        .route(route::BLOBS, post(post_blob).head(head_blobs))
         .route(route::ALIASES, get(list_aliases))
         .route(route::ALIAS, put(set_alias).delete(delete_alias))
         .route(route::HISTORY, get(alias_history))

@@ -133,11 +133,12 @@ pub(crate) fn document() -> Value {
                     "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("422", "checksum mismatch: nothing kept"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", None), "200", "already stored", None)
                 } },
             (route::BLOBS): { "parameters": [org],
+                "head": op("How large a content the server takes unnamed: the x-runner-max-unnamed-size header, in bytes (asked before a POST)", "read", with(errors(&[]), "200", "the limit, in the header", None)),
                 "post": {
                     "summary": "Upload content not named yet, streamed: answers the sha256 and size of what arrived (the client hashes as it sends and compares)",
                     "security": [{ "bearer": [] }],
                     "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
-                    "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", Some(stored.clone())), "200", "the organization had this content already", Some(stored))
+                    "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit, or than it takes unnamed (see HEAD)"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", Some(stored.clone())), "200", "the organization had this content already", Some(stored))
                 } }
         },
         "components": {

@@ -154,6 +154,10 @@ fn store(error: object_store::Error) -> Error {
 /// content's key.
 const UNNAMED: &str = "uploads";
 
+/// The largest object one S3 `CopyObject` copies (5 GiB); larger content is not taken
+/// unnamed.
+pub(crate) const MAX_COPY: u64 = 5 << 30;
+
 fn blob_path(sha256: &str) -> ObjectPath {
     ObjectPath::from(format!("blobs/sha256/{}/{sha256}", &sha256[..2]))
 }

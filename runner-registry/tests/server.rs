@@ -972,6 +972,10 @@ fn content_posted_unnamed_is_stored_under_its_hash_and_granted_to_its_organizati
         http.head(format!("{}/v1/orgs/{org}/blobs/{sha256}", server.url)).bearer_auth(token).send().unwrap().status()
     };
 
+    // Asked first: how large a content the server takes unnamed (here its file limit).
+    let asked = http.head(format!("{}/v1/orgs/acme/blobs", server.url)).bearer_auth(&reader).send().unwrap();
+    assert_eq!(asked.status(), 200);
+    assert_eq!(asked.headers()["x-runner-max-unnamed-size"], "1000000");
     let created = post("acme", &acme, content.clone());
     assert_eq!(created.status(), 201);
     let stored: serde_json::Value = created.json().unwrap();

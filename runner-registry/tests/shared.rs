@@ -841,6 +841,19 @@ fn content_posted_unnamed_is_copied_to_its_key_and_an_upload_left_behind_is_coll
                 .collect::<Vec<_>>()
         })
     };
+    // At most 5 GiB unnamed (one S3 CopyObject), asked for before sending; a larger
+    // declared length is refused before any of it is read.
+    let asked = http.head(format!("{}/v1/orgs/acme/blobs", replica.url)).bearer_auth(&acme).send().unwrap();
+    assert_eq!(asked.headers()["x-runner-max-unnamed-size"], (5u64 << 30).to_string().as_str());
+    let address = replica.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    use std::io::{Read, Write};
+    let too_large = 6u64 << 30;
+    write!(stream, "POST /v1/orgs/acme/blobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {acme}\r\ncontent-length: {too_large}\r\n\r\n").unwrap();
+    let mut answer = [0u8; 512];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("send it by sha256"), "{answer}");
     // 20 MiB: a multipart upload of 8 MiB parts under uploads/, copied once hashed.
     let large: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
     for content in [&large[..], b"small weights"] {

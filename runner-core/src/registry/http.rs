@@ -13,7 +13,7 @@ use super::env::TOKEN_ENV;
 use super::local::LocalRegistry;
 use super::protocol::{
     path, AliasHistory, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition, Repositories,
-    SetAlias, Stored, MAX_FILE_SIZE_HEADER, MAX_PAGE,
+    SetAlias, Stored, MAX_FILE_SIZE_HEADER, MAX_PAGE, MAX_UNNAMED_SIZE_HEADER,
 };
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
@@ -495,7 +495,8 @@ impl HttpRegistry {
 
     /// Sends `local` unnamed (`POST` [`super::protocol::route::BLOBS`]), hashing it as it
     /// goes, and checks that the server received what was sent; remembers the sha256.
-    /// `None` when the server predates unnamed uploads (then the file is named first).
+    /// `None` when the server takes no unnamed uploads, or none this large (then the file
+    /// is named first).
     #[allow(clippy::too_many_arguments)]
     fn upload_unnamed(
         &self,
@@ -507,14 +508,19 @@ impl HttpRegistry {
         bars: &Bars,
         what: &str,
     ) -> Result<Option<FileEntry>> {
+        // Asked first: a server from before unnamed uploads does not answer, and one on
+        // S3 takes at most 5 GiB unnamed.
+        let path = path::blobs(organization);
+        let asked = self.send(|| self.request(Method::HEAD, &path), what)?;
+        let limit = asked.headers().get(MAX_UNNAMED_SIZE_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if !asked.status().is_success() || limit.is_none_or(|limit| size > limit) {
+            tracing::debug!(file = volume_path, status = %asked.status(), ?limit, "not sent unnamed: named first");
+            return Ok(None);
+        }
         let before = super::hashes::Seen::now(local);
         let started = std::time::Instant::now();
         let bar = new_bar(bars, size, volume_path);
-        let sent = self.stream_file(Method::POST, &path::blobs(organization), local, size, &bar, true, what)?;
-        if sent.status == StatusCode::NOT_FOUND && sent.message() == "route not found" {
-            bar.finish_and_clear();
-            return Ok(None);
-        }
+        let sent = self.stream_file(Method::POST, &path, local, size, &bar, true, what)?;
         if !sent.status.is_success() {
             return Err(self.refused(sent.status, &sent.message(), what));
         }

@@ -36,6 +36,11 @@ use crate::names::ModelId;
 /// a client that is still sending read its early 413).
 pub const MAX_FILE_SIZE_HEADER: &str = "x-runner-max-file-size";
 
+/// Response header of `HEAD` [`route::BLOBS`]: the largest content the server takes
+/// unnamed (`POST`), in bytes. The client asks before sending, and names a larger file
+/// first instead; a server that does not answer takes no unnamed uploads.
+pub const MAX_UNNAMED_SIZE_HEADER: &str = "x-runner-max-unnamed-size";
+
 /// Route templates (axum syntax), one per resource; [`path`] fills them in.
 pub mod route {
     /// An organization's repositories.
@@ -53,7 +58,7 @@ pub mod route {
     /// File content by sha256.
     pub const BLOB: &str = "/v1/orgs/{org}/blobs/{sha256}";
     /// Content not named yet: `POST` uploads it and is told its sha256 (the client
-    /// hashes as it sends, and reads the file once).
+    /// hashes as it sends, and reads the file once); `HEAD` tells how large it may be.
     pub const BLOBS: &str = "/v1/orgs/{org}/blobs";
     /// A repository's aliases.
     pub const ALIASES: &str = "/v1/orgs/{org}/repos/{repo}/aliases";
