@@ -353,6 +353,11 @@ impl LocalRegistry {
 /// The entries of `dir` that are valid names of `what`, sorted; none when `dir` does not
 /// exist.
 fn valid_names(dir: &Path, what: &'static str) -> Result<Vec<String>> {
+    Ok(names_in(dir)?.into_iter().filter(|name| validate_name(what, name).is_ok()).collect())
+}
+
+/// The entries of a folder, by name, sorted (none when it does not exist).
+pub(crate) fn names_in(dir: &Path) -> Result<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -360,11 +365,8 @@ fn valid_names(dir: &Path, what: &'static str) -> Result<Vec<String>> {
     };
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.ctx("listing", dir)?;
-        if let Some(name) = entry.file_name().to_str() {
-            if validate_name(what, name).is_ok() {
-                names.push(name.to_string());
-            }
+        if let Some(name) = entry.ctx("listing", dir)?.file_name().to_str() {
+            names.push(name.to_string());
         }
     }
     names.sort();

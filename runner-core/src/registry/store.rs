@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use super::local::BlobWriter;
-use super::local::LocalRegistry;
+use super::local::{names_in, LocalRegistry};
 use super::traits::{Expected, ModelSummary, Registry};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
@@ -267,21 +267,4 @@ pub struct Collected {
     pub volumes: usize,
     /// Uploads a crashed process left behind.
     pub uploads: usize,
-}
-
-/// The entries of a folder, by name (none when it does not exist).
-fn names_in(dir: &Path) -> Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("listing", dir, e)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        if let Some(name) = entry.ctx("listing", dir)?.file_name().to_str() {
-            names.push(name.to_string());
-        }
-    }
-    names.sort();
-    Ok(names)
 }
