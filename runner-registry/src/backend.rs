@@ -12,6 +12,7 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 use runner_core::registry::buffers::BufferPool;
 use runner_core::registry::protocol::{ModelView, Stored};
+use runner_core::registry::sample::Sampler;
 use runner_core::registry::store::{BlobWriter, Collected, DirectoryStore};
 use runner_core::registry::{Alias, AliasMove, AliasOptions, Expect};
 use runner_core::{Error, ErrorKind, Expected, Manifest, ModelId, ModelSummary, Registry, Result};
@@ -269,13 +270,33 @@ impl Backend {
     }
 
     /// Stores an upload checked against `sha256` and grants it to the organization;
-    /// `false` when the organization had it already.
-    pub async fn put_blob(&self, org: String, sha256: String, body: Body, max_size: u64) -> Result<bool> {
+    /// `false` when the organization had it already. With the length the request
+    /// declared, the sample of large content is recorded on the way.
+    pub async fn put_blob(
+        &self,
+        org: String,
+        sha256: String,
+        body: Body,
+        max_size: u64,
+        declared: Option<u64>,
+    ) -> Result<bool> {
         match self {
             Backend::Directory { store, .. } => {
-                receive_in_directory(store, org, Some(sha256), body, max_size).await.map(|(_, new)| new)
+                receive_in_directory(store, org, Some(sha256), body, max_size, declared).await.map(|(_, new)| new)
             }
-            Backend::Shared(shared) => shared.put_blob(&org, &sha256, body, max_size).await,
+            Backend::Shared(shared) => shared.put_blob(&org, &sha256, body, max_size, declared).await,
+        }
+    }
+
+    /// Whether the organization may read stored content with this
+    /// [sample](runner_core::registry::sample).
+    pub async fn sample_known(&self, org: String, sample: String) -> Result<bool> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || store.sample_known(&org, &sample)).await
+            }
+            Backend::Shared(shared) => shared.sample_known(&org, &sample).await,
         }
     }
 
@@ -290,10 +311,16 @@ impl Backend {
 
     /// Stores an upload not named beforehand, under the sha256 of what arrived, and grants
     /// it to the organization; `false` when the organization had it already.
-    pub async fn post_blob(&self, org: String, body: Body, max_size: u64) -> Result<(Stored, bool)> {
+    pub async fn post_blob(
+        &self,
+        org: String,
+        body: Body,
+        max_size: u64,
+        declared: Option<u64>,
+    ) -> Result<(Stored, bool)> {
         match self {
-            Backend::Directory { store, .. } => receive_in_directory(store, org, None, body, max_size).await,
-            Backend::Shared(shared) => shared.receive_blob(&org, None, body, max_size).await,
+            Backend::Directory { store, .. } => receive_in_directory(store, org, None, body, max_size, declared).await,
+            Backend::Shared(shared) => shared.receive_blob(&org, None, body, max_size, declared).await,
         }
     }
 
@@ -356,13 +383,16 @@ const SYNC_EVERY: u64 = 64 << 20;
 
 /// Streams the body into the directory, hashing as it goes; with `expected`, nothing is
 /// kept unless the sha256 matches (and nothing is read when the organization has that
-/// content already). Returns what was stored, and whether it is new to the organization.
+/// content already). With the `declared` length of large content, its sample is computed
+/// on the way and recorded. Returns what was stored, and whether it is new to the
+/// organization.
 async fn receive_in_directory(
     store: &DirectoryStore,
     org: String,
     expected: Option<String>,
     body: Body,
     max_size: u64,
+    declared: Option<u64>,
 ) -> Result<(Stored, bool)> {
     if let Some(sha256) = &expected {
         let (check, check_org, reader) = (sha256.clone(), org.clone(), store.clone());
@@ -381,13 +411,17 @@ async fn receive_in_directory(
     // one thread doing both was the upload's bottleneck. Every 64 MiB that thread starts
     // a sync in the background, so that the fsync that ends the upload finds little left.
     let (chunks, mut incoming) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHUNKS_IN_FLIGHT);
-    let storing = tokio::task::spawn_blocking(move || -> std::io::Result<BlobWriter> {
+    let storing = tokio::task::spawn_blocking(move || -> std::io::Result<(BlobWriter, Option<String>)> {
         let mut writer = writer;
+        let mut sampler = declared.and_then(Sampler::new);
         let (mut written, mut synced) = (0u64, 0u64);
         let mut syncing: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
         // Each chunk's buffer goes back to the pool when it is dropped, written.
         while let Some(chunk) = incoming.blocking_recv() {
             std::io::Write::write_all(&mut writer, &chunk)?;
+            if let Some(sampler) = sampler.as_mut() {
+                sampler.update(&chunk);
+            }
             written += chunk.len() as u64;
             if written - synced >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
                 let file = writer.file()?;
@@ -398,7 +432,7 @@ async fn receive_in_directory(
         if let Some(syncing) = syncing {
             let _ = syncing.join();
         }
-        Ok(writer)
+        Ok((writer, sampler.and_then(Sampler::finish)))
     });
     let received = async move {
         let mut body = body;
@@ -428,7 +462,7 @@ async fn receive_in_directory(
     // its temporary file with it.
     let writer = storing.await.map_err(|e| Error::msg(format!("a storage task failed: {e}")))?;
     received?;
-    let writer = writer.map_err(|e| Error::storing("the upload", e))?;
+    let (writer, sample) = writer.map_err(|e| Error::storing("the upload", e))?;
     let store = store.clone();
     blocking(move || {
         let (sha256, size) = match expected {
@@ -441,6 +475,9 @@ async fn receive_in_directory(
         // Content sent unnamed may be content the organization had already.
         let new = !store.granted(&org, &sha256)?;
         store.grant(&org, &sha256)?;
+        if let Some(sample) = sample {
+            store.remember_sample(&org, &sample, &sha256)?;
+        }
         Ok((Stored { sha256, size }, new))
     })
     .await

@@ -38,16 +38,16 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use runner_core::registry::protocol::{
     route, AliasHistory, AliasQuery, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition,
-    Repositories, SetAlias, MAX_FILE_SIZE_HEADER, MAX_PAGE, MAX_UNNAMED_SIZE_HEADER,
+    Repositories, SetAlias, MAX_FILE_SIZE_HEADER, MAX_PAGE, MAX_UNNAMED_SIZE_HEADER, SAMPLE_KNOWN_HEADER,
 };
 use runner_core::registry::{AliasOptions, Expect};
 use runner_core::serve::PathParams;
-use runner_core::{Error, Manifest, ModelId};
+use runner_core::{validate_sha256, Error, Manifest, ModelId};
 use sha2::Digest;
 
 mod backend;
@@ -461,7 +461,8 @@ async fn put_blob(
     let who = authorize(&s, request.headers(), &org, Right::Write).await?;
     let _slot = if s.auth { s.uploads.start(&who)? } else { None };
     refuse_too_large(&s, request.headers())?;
-    match s.backend.put_blob(org, sha256, request.into_body(), s.max_file_size).await? {
+    let declared = declared_length(request.headers());
+    match s.backend.put_blob(org, sha256, request.into_body(), s.max_file_size, declared).await? {
         true => Ok(StatusCode::CREATED.into_response()),
         false => Ok(StatusCode::OK.into_response()),
     }
@@ -477,7 +478,7 @@ async fn post_blob(
     let who = authorize(&s, request.headers(), &org, Right::Write).await?;
     let _slot = if s.auth { s.uploads.start(&who)? } else { None };
     refuse_too_large(&s, request.headers())?;
-    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = declared_length(request.headers());
     let limit = s.backend.max_unnamed_size();
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::new(
@@ -488,28 +489,49 @@ async fn post_blob(
             ),
         ));
     }
-    let (stored, new) = s.backend.post_blob(org, request.into_body(), s.max_file_size).await?;
+    let (stored, new) = s.backend.post_blob(org, request.into_body(), s.max_file_size, declared).await?;
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(stored)).into_response())
 }
 
-/// How large a content the server takes unnamed (asked before a `POST`).
+/// `HEAD .../blobs?sample=`.
+#[derive(serde::Deserialize)]
+struct BlobsQuery {
+    sample: Option<String>,
+}
+
+/// How large a content the server takes unnamed (asked before a `POST`), and with
+/// `?sample=`, whether the organization may read content with that sample.
 async fn head_blobs(
     State(s): State<Arc<AppState>>,
     PathParams(org): PathParams<String>,
+    query: Result<Query<BlobsQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Read).await?;
+    let sample = query.map(|Query(q)| q.sample).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("{}: `sample` is one value", e.body_text()))
+    })?;
+    if let Some(sample) = sample.as_deref().filter(|v| validate_sha256(v).is_err()) {
+        let shown: String = sample.chars().take(80).collect();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`sample` is 64 lowercase hex digits (a file's sample, see runner_core::registry::sample), not `{shown}`"),
+        ));
+    }
     let limit = s.backend.max_unnamed_size().min(s.max_file_size);
-    Ok(([(MAX_UNNAMED_SIZE_HEADER, limit.to_string())], StatusCode::OK).into_response())
+    let mut headers = vec![(MAX_UNNAMED_SIZE_HEADER, limit.to_string())];
+    if let Some(sample) = sample {
+        headers.push((SAMPLE_KNOWN_HEADER, s.backend.sample_known(org, sample).await?.to_string()));
+    }
+    Ok((StatusCode::OK, AppendHeaders(headers)).into_response())
 }
 
 /// 413 for an upload whose declared length is over the server's limit, before any of it
 /// is read.
 fn refuse_too_large(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > s.max_file_size) {
+    if declared_length(headers).is_some_and(|n| n > s.max_file_size) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -517,6 +539,11 @@ fn refuse_too_large(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+/// The length a request declares (`Content-Length`).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
 async fn get_blob(

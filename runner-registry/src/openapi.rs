@@ -133,7 +133,12 @@ pub(crate) fn document() -> Value {
                     "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("422", "checksum mismatch: nothing kept"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", None), "200", "already stored", None)
                 } },
             (route::BLOBS): { "parameters": [org],
-                "head": op("How large a content the server takes unnamed: the x-runner-max-unnamed-size header, in bytes (asked before a POST)", "read", with(errors(&[]), "200", "the limit, in the header", None)),
+                "head": {
+                    "summary": "How large a content the server takes unnamed: the x-runner-max-unnamed-size header, in bytes (asked before a POST). With ?sample=, the x-runner-sample-known header says whether the organization holds content with that sample (runner_core::registry::sample): if not, the file is new and is sent unnamed",
+                    "security": [{ "bearer": [] }],
+                    "parameters": [{ "name": "sample", "in": "query", "required": false, "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "description": "the sample of a large file: sha256 of its size and of 16 windows of 64 KiB" }],
+                    "responses": with(errors(&[]), "200", "the limit (and the answer about the sample), in headers", None)
+                },
                 "post": {
                     "summary": "Upload content not named yet, streamed: answers the sha256 and size of what arrived (the client hashes as it sends and compares)",
                     "security": [{ "bearer": [] }],

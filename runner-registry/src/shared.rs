@@ -31,6 +31,7 @@ use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use runner_core::registry::buffers::BufferPool;
 use runner_core::registry::protocol::{parse_range, ByteRange, Stored};
+use runner_core::registry::sample::Sampler;
 use runner_core::registry::store::Collected;
 use runner_core::registry::{
     aliased, check_expect, check_move, no_such_alias, no_such_repository, not_ready, Alias, AliasMove, AliasOptions,
@@ -113,6 +114,7 @@ fn migrator() -> Migrator {
         migration(1, "registry", include_str!("../migrations/0001_registry.sql")),
         migration(2, "aliases", include_str!("../migrations/0002_aliases.sql")),
         migration(3, "organizations", include_str!("../migrations/0003_organizations.sql")),
+        migration(4, "samples", include_str!("../migrations/0004_samples.sql")),
     ])
 }
 
@@ -657,6 +659,22 @@ impl SharedStore {
         Ok(size.map(|s| s as u64))
     }
 
+    /// Whether `organization` may read stored content with this
+    /// [sample](runner_core::registry::sample).
+    pub async fn sample_known(&self, organization: &str, sample: &str) -> Result<bool> {
+        validate_name("organization", organization)?;
+        validate_sha256(sample)?;
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM samples s JOIN grants g ON g.organization = s.organization AND g.sha256 = s.sha256
+             WHERE s.organization = $1 AND s.sample = $2)",
+        )
+        .bind(organization)
+        .bind(sample)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+
     /// The size of stored content `organization` may read, untouched.
     async fn granted_size(&self, organization: &str, sha256: &str) -> Result<Option<u64>> {
         validate_name("organization", organization)?;
@@ -678,8 +696,15 @@ impl SharedStore {
     /// received. The object is completed only when the sha256 matches, and aborted when
     /// it does not, when the client disconnects or the upload is too large. Returns
     /// `false` when the organization already had the content (nothing is read).
-    pub async fn put_blob(&self, organization: &str, sha256: &str, body: Body, max_size: u64) -> Result<bool> {
-        self.receive_blob(organization, Some(sha256), body, max_size).await.map(|(_, new)| new)
+    pub async fn put_blob(
+        &self,
+        organization: &str,
+        sha256: &str,
+        body: Body,
+        max_size: u64,
+        declared: Option<u64>,
+    ) -> Result<bool> {
+        self.receive_blob(organization, Some(sha256), body, max_size, declared).await.map(|(_, new)| new)
     }
 
     /// [`SharedStore::put_blob`], or with no `expected` sha256 an upload named by what
@@ -693,6 +718,7 @@ impl SharedStore {
         expected: Option<&str>,
         body: Body,
         max_size: u64,
+        declared: Option<u64>,
     ) -> Result<(Stored, bool)> {
         validate_name("organization", organization)?;
         if let Some(sha256) = expected {
@@ -705,8 +731,8 @@ impl SharedStore {
             None => ObjectPath::from(format!("{UNNAMED}/{}", hex::encode(rand::random::<[u8; 16]>()))),
         };
         let mut upload: Option<Multipart> = None;
-        let received = self.receive(&path, body, max_size, &mut upload).await;
-        let (first, size, actual) = match received {
+        let received = self.receive(&path, body, max_size, declared, &mut upload).await;
+        let (first, size, actual, sample) = match received {
             Ok(done) => done,
             Err(e) => {
                 if let Some(upload) = upload {
@@ -768,21 +794,36 @@ impl SharedStore {
         .await
         .map_err(db)?;
         grant(&mut *tx, organization, &sha256).await?;
+        if let Some(sample) = sample {
+            sqlx::query(
+                "INSERT INTO samples (organization, sample, sha256) VALUES ($1, $2, $3)
+                 ON CONFLICT (organization, sample) DO UPDATE SET sha256 = EXCLUDED.sha256",
+            )
+            .bind(organization)
+            .bind(&sample)
+            .bind(&sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         Ok((Stored { sha256, size }, new))
     }
 
-    /// Reads the body: returns the bytes of a small upload (not yet stored), the size and
-    /// the sha256. A large one is sent as parts into `upload` as it arrives.
+    /// Reads the body: returns the bytes of a small upload (not yet stored), the size,
+    /// the sha256, and the sample of large content whose length was `declared`. A large
+    /// one is sent as parts into `upload` as it arrives.
     async fn receive(
         &self,
         path: &ObjectPath,
         body: Body,
         max_size: u64,
+        declared: Option<u64>,
         upload: &mut Option<Multipart>,
-    ) -> Result<(Bytes, u64, String)> {
+    ) -> Result<(Bytes, u64, String, Option<String>)> {
         let mut stream = body.into_data_stream();
         let mut hasher = Sha256::new();
+        let mut sampler = declared.and_then(Sampler::new);
         let mut size = 0u64;
         // Parts are filled to exactly PART bytes, in buffers reused from upload to upload:
         // fresh 8 MiB allocations by the hundred fragment glibc's arenas, and a replica's
@@ -795,6 +836,9 @@ impl SharedStore {
                 return Err(Error::serving(ErrorKind::TooLarge, format!("files may be at most {max_size} bytes")));
             }
             hasher.update(&chunk);
+            if let Some(sampler) = sampler.as_mut() {
+                sampler.update(&chunk);
+            }
             let mut rest = &chunk[..];
             while !rest.is_empty() {
                 let take = rest.len().min(PART - buffer.len());
@@ -815,7 +859,7 @@ impl SharedStore {
                 upload.send(self, buffer.clone()).await?;
             }
         }
-        Ok((buffer, size, hex::encode(hasher.finalize())))
+        Ok((buffer, size, hex::encode(hasher.finalize()), sampler.and_then(Sampler::finish)))
     }
 
     /// Answers a download: the whole content, or one byte range of it (`Range:
@@ -1086,7 +1130,7 @@ impl SharedStore {
                     .await
                     .map_err(|e| Error::msg(format!("opening {}: {e}", path.display())))?;
                 let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20));
-                self.put_blob(org, &file.sha256, body, u64::MAX).await.map_err(|e| match e {
+                self.put_blob(org, &file.sha256, body, u64::MAX, Some(file.size)).await.map_err(|e| match e {
                     Error::Checksum { actual, .. } => Error::msg(format!(
                         "{} is damaged: `{}` of {id} should have sha256 {} but has {actual}; nothing of {id} was imported",
                         path.display(),

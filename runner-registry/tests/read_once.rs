@@ -1,7 +1,8 @@
-//! The client reads a file once when the disk would have to read it twice: a large file
-//! not in the page cache is sent unnamed and hashed on the way; a download is checked as
-//! it arrives and not read back. Alone in its binary, so that the bytes this process
-//! reads from files (`/proc/self/io`) are the client's own.
+//! The client reads a file once: a large file whose sample the server does not know is
+//! new, and is sent unnamed and hashed on the way; one whose sample it knows is hashed
+//! and named, and not sent; a download is checked as it arrives and not read back. Alone
+//! in its binary, so that the bytes this process reads from files (`/proc/self/io`) are
+//! the client's own.
 
 #![allow(missing_docs)]
 
@@ -88,8 +89,8 @@ fn files_are_read_once_to_upload_and_downloads_are_checked_once() {
     assert_eq!(registry.bytes_sent() - sent, 0, "unchanged content is not sent again");
     assert!(bytes_read() - read < size / 4, "nor read: its hash is remembered");
 
-    // In the page cache (just written) and not remembered: hashed first, so the server,
-    // which has it, is asked and nothing is sent; reading it twice costs no disk read.
+    // A copy just written, not remembered: its sample is known, so it is hashed first,
+    // and the server, which has it, is asked and sent nothing.
     let copy = dir.path().join("copy.bin");
     std::fs::write(&copy, &content).unwrap();
     let (read, sent) = (bytes_read(), registry.bytes_sent());
@@ -99,4 +100,15 @@ fn files_are_read_once_to_upload_and_downloads_are_checked_once() {
     assert_eq!(entry.sha256, file.sha256);
     assert_eq!(registry.bytes_sent() - sent, 0, "the server had it: named first, not sent");
     assert!(bytes_read() - read >= size, "hashed before asking");
+
+    // New content just written (in the page cache): its sample is unknown, so it is sent
+    // unnamed and read once, where hashing it first would read it twice.
+    let other: Vec<u8> = content.iter().map(|b| b ^ 0x5a).collect();
+    std::fs::write(&copy, &other).unwrap();
+    let (read, sent) = (bytes_read(), registry.bytes_sent());
+    let entry = staging.put_file("other.bin", &copy, runner_core::FileOrigin::Artifact).unwrap();
+    let (read, sent) = (bytes_read() - read, registry.bytes_sent() - sent);
+    assert_eq!(entry.sha256, sha256_hex(&other));
+    assert_eq!(sent, size, "new content is sent once");
+    assert!(read >= size && read < size + size / 4, "and read once: {read} bytes read for {size}");
 }

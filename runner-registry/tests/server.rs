@@ -998,3 +998,51 @@ fn content_posted_unnamed_is_stored_under_its_hash_and_granted_to_its_organizati
     assert!(too_large.text().unwrap().contains("at most 1000000 bytes"));
     assert_eq!(post("nobody", &acme, content).status(), 404, "another organization's token");
 }
+
+#[test]
+fn the_sample_of_large_content_is_told_to_its_organization_only_and_goes_with_it() {
+    use runner_core::registry::sample::sample_bytes;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (acme, reader, other) = (token(&data, "acme", true), token(&data, "acme", false), token(&data, "other", true));
+    let server = start(&data, &[]);
+    let http = reqwest::blocking::Client::new();
+    let named: Vec<u8> = (0..9u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let unnamed: Vec<u8> = named.iter().map(|b| b ^ 0xa5).collect();
+    let (named_sample, unnamed_sample) = (sample_bytes(&named).unwrap(), sample_bytes(&unnamed).unwrap());
+    let known = |org: &str, token: &str, sample: &str| {
+        let asked =
+            http.head(format!("{}/v1/orgs/{org}/blobs?sample={sample}", server.url)).bearer_auth(token).send().unwrap();
+        assert_eq!(asked.status(), 200);
+        asked.headers()["x-runner-sample-known"].to_str().unwrap().to_string()
+    };
+
+    assert_eq!(known("acme", &reader, &named_sample), "false", "nothing sent yet");
+    let put = http
+        .put(format!("{}/v1/orgs/acme/blobs/{}", server.url, sha256_hex(&named)))
+        .bearer_auth(&acme)
+        .body(named.clone())
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let posted =
+        http.post(format!("{}/v1/orgs/acme/blobs", server.url)).bearer_auth(&acme).body(unnamed).send().unwrap();
+    assert_eq!(posted.status(), 201);
+    assert_eq!(known("acme", &reader, &named_sample), "true", "sent by name");
+    assert_eq!(known("acme", &reader, &unnamed_sample), "true", "sent unnamed");
+    assert_eq!(known("other", &other, &named_sample), "false", "nothing is told across organizations");
+
+    // Not a sample: a clear 400.
+    let bad = http.head(format!("{}/v1/orgs/acme/blobs?sample=ABC", server.url)).bearer_auth(&reader).send().unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // No model names either content: once collected, its sample is forgotten too.
+    let collected = gc(&data, &["--grace-hours", "0"]);
+    assert_eq!(collected["collected"]["blobs"], 2, "{collected}");
+    assert_eq!(collected["collected"]["samples"], 2, "{collected}");
+    assert_eq!(known("acme", &reader, &named_sample), "false");
+    assert!(std::fs::read_dir(data.join("samples/acme"))
+        .unwrap()
+        .flatten()
+        .all(|d| { std::fs::read_dir(d.path()).unwrap().next().is_none() }));
+}

@@ -872,23 +872,48 @@ fn content_posted_unnamed_is_copied_to_its_key_and_an_upload_left_behind_is_coll
     }
     assert_eq!(uploads(), Vec::<object_store::path::Path>::new(), "nothing left under uploads/");
 
-    // A registration through the replica of a file not in the page cache goes unnamed.
+    // The sample of large content is told to the organizations that sent it only.
+    let third = cluster.token("third");
+    let known = |org: &str, token: &str, content: &[u8]| {
+        let sample = runner_core::registry::sample::sample_bytes(content).unwrap();
+        let asked = http
+            .head(format!("{}/v1/orgs/{org}/blobs?sample={sample}", replica.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        asked.headers()["x-runner-sample-known"].to_str().unwrap().to_string()
+    };
+    assert_eq!((known("acme", &acme, &large), known("other", &other, &large)), ("true".into(), "true".into()));
+    assert_eq!(known("third", &third, &large), "false");
+
+    // A registration through the replica of new content goes unnamed (sent once); a copy
+    // of it in another file, its hash not remembered, is named by its known sample and
+    // not sent.
     let dir = tempfile::tempdir().unwrap();
     let artifact = dir.path().join("weights.bin");
     std::fs::write(&artifact, &large[..12 << 20]).unwrap();
-    let file = std::fs::File::options().write(true).open(&artifact).unwrap();
-    file.sync_all().unwrap();
-    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    assert_eq!(known("acme", &acme, &large[..12 << 20]), "false");
     let registry = client(&replica, &acme, &dir.path().join("cache"));
-    register_model::<Scaler>("cold")
-        .organization("acme")
-        .model(Scale(2.0))
-        .artifact(artifact.to_str().unwrap(), "weights.bin")
-        .register(&registry)
-        .unwrap();
+    let register = |registry: &HttpRegistry, path: &Path| {
+        register_model::<Scaler>("cold")
+            .organization("acme")
+            .model(Scale(2.0))
+            .artifact(path.to_str().unwrap(), "weights.bin")
+            .register(registry)
+            .unwrap()
+    };
+    register(&registry, &artifact);
+    assert!(registry.bytes_sent() >= 12 << 20 && registry.bytes_sent() < (12 << 20) + 4096);
     let loaded = Loaded::<Scaler>::load(&registry, &"acme/cold:1".parse().unwrap()).unwrap();
     assert!(std::fs::read(loaded.volume().join("weights.bin")).unwrap() == large[..12 << 20]);
     assert_eq!(uploads(), Vec::<object_store::path::Path>::new());
+    let copy = dir.path().join("copy.bin");
+    std::fs::copy(&artifact, &copy).unwrap();
+    let sent = registry.bytes_sent();
+    let again = client(&replica, &acme, &dir.path().join("fresh cache"));
+    register(&again, &copy);
+    assert_eq!(again.bytes_sent(), 0, "the replica had it");
+    assert_eq!(registry.bytes_sent(), sent);
 
     // What a replica killed between completing an unnamed upload and copying it leaves:
     // spared for the grace period, then collected.

@@ -13,7 +13,7 @@ use super::env::TOKEN_ENV;
 use super::local::LocalRegistry;
 use super::protocol::{
     path, AliasHistory, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition, Repositories,
-    SetAlias, Stored, MAX_FILE_SIZE_HEADER, MAX_PAGE, MAX_UNNAMED_SIZE_HEADER,
+    SetAlias, Stored, MAX_FILE_SIZE_HEADER, MAX_PAGE, MAX_UNNAMED_SIZE_HEADER, SAMPLE_KNOWN_HEADER, SAMPLE_QUERY,
 };
 use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
@@ -435,15 +435,17 @@ impl HttpRegistry {
     ) -> Result<FileEntry> {
         validate_volume_path(volume_path)?;
         let what = format!("uploading {}", local.display());
-        // A large file whose sha256 is not remembered, and that is not in the page cache,
-        // is sent unnamed and hashed on the way, so the disk reads it once; the server
-        // answers the sha256 of what it received. Others are named first (a second read
-        // of the page cache is cheap), so content the server has is not sent again.
+        // A large file whose sha256 is not remembered is sampled (1 MiB read), and the
+        // server asked whether the organization holds content with that sample. When not,
+        // it is new: sent unnamed and hashed on the way, so the file is read once, and the
+        // server answers the sha256 of what it received. Others are named first, so
+        // content the server has is not sent again.
         let file = std::fs::File::open(local).map_err(|e| Error::io("opening", local, e))?;
         let size = file.metadata().map_err(|e| Error::io("reading", local, e))?.len();
-        if size >= STREAMED && self.cache.hashes().cached(local).is_none() && !super::digest::in_page_cache(&file, size)
-        {
-            if let Some(entry) = self.upload_unnamed(organization, volume_path, local, size, origin, bars, &what)? {
+        if size >= super::sample::MIN_SIZE && self.cache.hashes().cached(local).is_none() {
+            if let Some(entry) =
+                self.upload_unnamed(organization, volume_path, local, &file, size, origin, bars, &what)?
+            {
                 return Ok(entry);
             }
         }
@@ -495,26 +497,33 @@ impl HttpRegistry {
 
     /// Sends `local` unnamed (`POST` [`super::protocol::route::BLOBS`]), hashing it as it
     /// goes, and checks that the server received what was sent; remembers the sha256.
-    /// `None` when the server takes no unnamed uploads, or none this large (then the file
-    /// is named first).
+    /// `None` when the organization holds content with the file's sample (most likely
+    /// this content), when the server takes no unnamed uploads, or none this large: then
+    /// the file is named first.
     #[allow(clippy::too_many_arguments)]
     fn upload_unnamed(
         &self,
         organization: &str,
         volume_path: &str,
         local: &Path,
+        file: &std::fs::File,
         size: u64,
         origin: FileOrigin,
         bars: &Bars,
         what: &str,
     ) -> Result<Option<FileEntry>> {
+        let Some(sample) = super::sample::sample_file(file, size).map_err(|e| Error::io("reading", local, e))? else {
+            return Ok(None);
+        };
         // Asked first: a server from before unnamed uploads does not answer, and one on
         // S3 takes at most 5 GiB unnamed.
         let path = path::blobs(organization);
-        let asked = self.send(|| self.request(Method::HEAD, &path), what)?;
-        let limit = asked.headers().get(MAX_UNNAMED_SIZE_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if !asked.status().is_success() || limit.is_none_or(|limit| size > limit) {
-            tracing::debug!(file = volume_path, status = %asked.status(), ?limit, "not sent unnamed: named first");
+        let asked = self.send(|| self.request(Method::HEAD, &path).query(&[(SAMPLE_QUERY, &sample)]), what)?;
+        let header = |name: &str| asked.headers().get(name).and_then(|v| v.to_str().ok().map(str::to_string));
+        let limit = header(MAX_UNNAMED_SIZE_HEADER).and_then(|v| v.parse::<u64>().ok());
+        let known = header(SAMPLE_KNOWN_HEADER);
+        if !asked.status().is_success() || limit.is_none_or(|limit| size > limit) || known.as_deref() != Some("false") {
+            tracing::debug!(file = volume_path, status = %asked.status(), ?limit, ?known, "not sent unnamed: named first");
             return Ok(None);
         }
         let before = super::hashes::Seen::now(local);

@@ -16,6 +16,7 @@ mod local;
 mod memory;
 mod open;
 pub mod protocol;
+pub mod sample;
 #[cfg(feature = "store")]
 pub mod store;
 mod traits;

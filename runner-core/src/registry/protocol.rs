@@ -41,6 +41,17 @@ pub const MAX_FILE_SIZE_HEADER: &str = "x-runner-max-file-size";
 /// first instead; a server that does not answer takes no unnamed uploads.
 pub const MAX_UNNAMED_SIZE_HEADER: &str = "x-runner-max-unnamed-size";
 
+/// Query parameter of `HEAD` [`route::BLOBS`]: the [sample](super::sample) of a large
+/// file the client has not hashed (64 lowercase hex digits).
+pub const SAMPLE_QUERY: &str = "sample";
+
+/// Response header of `HEAD` [`route::BLOBS`]`?sample=`: `true` when the organization
+/// may read content with that sample (the client then hashes its file and names it,
+/// and sends nothing if the server holds it), `false` when it may not (the content is
+/// new: it is sent unnamed, and the file read once). Nothing is told of content other
+/// organizations hold.
+pub const SAMPLE_KNOWN_HEADER: &str = "x-runner-sample-known";
+
 /// Route templates (axum syntax), one per resource; [`path`] fills them in.
 pub mod route {
     /// An organization's repositories.
@@ -58,7 +69,8 @@ pub mod route {
     /// File content by sha256.
     pub const BLOB: &str = "/v1/orgs/{org}/blobs/{sha256}";
     /// Content not named yet: `POST` uploads it and is told its sha256 (the client
-    /// hashes as it sends, and reads the file once); `HEAD` tells how large it may be.
+    /// hashes as it sends, and reads the file once); `HEAD` tells how large it may be,
+    /// and whether the organization holds content with a given sample.
     pub const BLOBS: &str = "/v1/orgs/{org}/blobs";
     /// A repository's aliases.
     pub const ALIASES: &str = "/v1/orgs/{org}/repos/{repo}/aliases";

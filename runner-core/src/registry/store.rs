@@ -6,7 +6,9 @@
 //!
 //! Content is stored once whoever sends it, but an organization may read (or be told it
 //! exists) only content it has uploaded itself or that one of its models names: knowing
-//! a sha256 is not enough. Each grant is an empty file `ROOT/grants/ORG/ab/SHA256`.
+//! a sha256 is not enough. Each grant is an empty file `ROOT/grants/ORG/ab/SHA256`, and
+//! the [sample](super::sample) of large content an organization sent is recorded in
+//! `ROOT/samples/ORG/ab/SAMPLE`.
 
 use std::fs;
 use std::io;
@@ -91,6 +93,35 @@ impl DirectoryStore {
         fs::create_dir_all(dir).ctx("creating", dir)?;
         fs::File::create(&path).ctx("creating", &path)?;
         Ok(())
+    }
+
+    fn sample_path(&self, organization: &str, sample: &str) -> Result<PathBuf> {
+        validate_name("organization", organization)?;
+        validate_sha256(sample)?;
+        Ok(self.registry.root().join("samples").join(organization).join(&sample[..2]).join(sample))
+    }
+
+    /// Records that `organization` sent content with this [sample](super::sample) and
+    /// sha256: `ROOT/samples/ORG/ab/SAMPLE` holds the sha256 (the last content sent with
+    /// that sample, should two share one).
+    pub fn remember_sample(&self, organization: &str, sample: &str, sha256: &str) -> Result<()> {
+        validate_sha256(sha256)?;
+        let path = self.sample_path(organization, sample)?;
+        let dir = path.parent().expect("a sample has a folder");
+        fs::create_dir_all(dir).ctx("creating", dir)?;
+        fs::write(&path, sha256).ctx("writing", &path)
+    }
+
+    /// Whether `organization` may read stored content with this [sample](super::sample).
+    /// A record cut short by a crash, or of content since removed, is not.
+    pub fn sample_known(&self, organization: &str, sample: &str) -> Result<bool> {
+        let path = self.sample_path(organization, sample)?;
+        let sha256 = match fs::read_to_string(&path) {
+            Ok(sha256) => sha256,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io("reading", &path, e)),
+        };
+        Ok(validate_sha256(&sha256).is_ok() && self.blob(organization, &sha256, None)?.is_some())
     }
 
     /// Grants every organization the content its ready models name (registries written
@@ -226,6 +257,23 @@ impl DirectoryStore {
                 }
             }
         }
+        // Samples of content that is gone.
+        let samples = root.join("samples");
+        for org in names_in(&samples)? {
+            for prefix in names_in(&samples.join(&org))? {
+                for sample in names_in(&samples.join(&org).join(&prefix))? {
+                    let path = samples.join(&org).join(&prefix).join(&sample);
+                    let sha256 = fs::read_to_string(&path).unwrap_or_default();
+                    let stored = validate_sha256(&sha256).is_ok() && blobs.join(&sha256[..2]).join(&sha256).exists();
+                    if !stored && old(&path)? {
+                        if !dry_run {
+                            fs::remove_file(&path).ctx("removing", &path)?;
+                        }
+                        collected.samples += 1;
+                    }
+                }
+            }
+        }
         // Volumes (hard-linked views for loading) of manifests that are gone.
         let volumes = root.join("volumes");
         for volume in names_in(&volumes)? {
@@ -263,6 +311,9 @@ pub struct Collected {
     pub abandoned: Vec<String>,
     /// Grants of removed content.
     pub grants: usize,
+    /// Samples of removed content (the directory backend's; the shared one's go with
+    /// their content).
+    pub samples: usize,
     /// Volumes of models that are gone.
     pub volumes: usize,
     /// Uploads a crashed process left behind.
