@@ -110,11 +110,11 @@ def main():
             t = time.perf_counter()
             transfer("s3-put", artifact, env=env)
             bare.append(time.perf_counter() - t)
-            # In the page cache: hashed first, asked, then sent named.
+            # In the page cache, new content: sampled, asked, sent unnamed and hashed on the
+            # way, then copied inside the store to its content's key.
             registered.append(transfer("register", url, artifact, env=dict(env, RUNNER_CACHE=str(work / f"c{round_}"))))
             forget()
-            # Not in the page cache: sent unnamed and hashed on the way (read once), then
-            # copied inside the store to its content's key.
+            # Not in the page cache: likewise (read from the disk once).
             drop_from_page_cache(artifact)
             unnamed.append(transfer("register", url, artifact, env=dict(env, RUNNER_CACHE=str(work / f"u{round_}"))))
             if round_ < 2:
@@ -164,13 +164,14 @@ def main():
         "|---|---|---|---|",
         f"| `cp` + fsync | {cp_seconds:.2f} | - | - |",
         f"| bare object_store multipart upload (limit) | {bare_s:.2f} | 1.00x | - |",
-        f"| register through a replica | {reg_s:.2f} | {reg_s / bare_s:.2f}x | client {client_peak:.1f} MiB, "
+        f"| register through a replica, file in the page cache (new content: sent unnamed, copied in the store) | {reg_s:.2f} | {reg_s / bare_s:.2f}x | client {client_peak:.1f} MiB, "
         f"replica {server_peak:.1f} MiB |",
-        f"| register through a replica, file not in the page cache (sent unnamed, copied in the store) | "
+        f"| register through a replica, file not in the page cache (likewise) | "
         f"{unnamed_s:.2f} | {unnamed_s / bare_s:.2f}x | client {max(r['peak_rss_mib'] for r in unnamed):.1f} MiB |",
         f"| download, cold cache | {cold['seconds']:.2f} | - | client {cold['peak_rss_mib']:.1f} MiB |",
         "",
-        f"Rounds: bare {bare_rounds}; registry {registry_rounds}; registry, file not in the page cache {unnamed_rounds}.",
+        f"Rounds: bare {bare_rounds}; registry, file in the page cache {registry_rounds}; not in the page cache "
+        f"{unnamed_rounds}.",
         "",
         f"Small models (the `sum` runner, one small file each): {SMALL} registrations and {DOWNLOADS} downloads of one "
         "warm file, from 8 client threads spread over the replicas.",

@@ -93,11 +93,18 @@ def main():
         server.stdout.readline()
         url = f"http://127.0.0.1:{port}"
         try:
-            # In the page cache: hashed first, then asked, then sent.
+            # In the page cache, new content: sampled, asked, sent unnamed and hashed on the way.
             CACHE = str(work / f"cache-{r}")
             first = transfer("register", url, str(artifact))
             if r == 2:
                 again = transfer("register", url, str(artifact))
+                # Another file with the same content, no remembered hash: its sample is
+                # known, so it is hashed, named, and not sent.
+                copy = work / "copy.bin"
+                shutil.copyfile(artifact, copy)
+                CACHE = str(work / "cache-copy")
+                copied = transfer("register", url, str(copy))
+                copy.unlink()
                 cold_load = transfer("load", url, "transfer:1", str(work / "cache"))
                 # A hash recorded within 2 s of a file's last write is not trusted: the
                 # first warm load a while later hashes the volume once, later ones read
@@ -106,7 +113,7 @@ def main():
                 warm_first = transfer("load", url, "transfer:1", str(work / "cache"))
                 warm_load = transfer("load", url, "transfer:1", str(work / "cache"))
             # Not in the page cache (and a fresh server directory, no remembered hash):
-            # sent unnamed, hashed on the way, read from the disk once.
+            # likewise sent unnamed, read from the disk once.
             cp_cold = cp_fsync_seconds(artifact, work, cold=True)
             drop_from_page_cache(artifact)
             CACHE = str(work / f"cache-cold-{r}")
@@ -138,9 +145,10 @@ def main():
         f"A model with one {gib:g} GiB artifact (random bytes) registered through `runner-registry` on 127.0.0.1, "
         f"against `cp` of the same file on the same disk followed by fsync (the server fsyncs what it stores); "
         f"medians of 3 alternating rounds, each step on an idle disk and with no remembered hashes. "
-        f"\"In the page cache\": the file was just written or read (the client hashes it first, asks, then sends). "
+        f"New content is sampled (1 MiB read), the server says it does not know the sample, and the file is sent "
+        f"unnamed, hashed on the way, so it is read once. \"In the page cache\": the file was just written. "
         f"\"Not in the page cache\": written back and dropped with `posix_fadvise(DONTNEED)`, like a checkpoint "
-        f"saved long ago (the client sends it unnamed, hashing on the way, so the disk reads it once). "
+        f"saved long ago. "
         f"Date: {time.strftime('%Y-%m-%d')}.",
         "",
         "| step | seconds | file bytes on the wire | peak RSS |",
@@ -150,6 +158,7 @@ def main():
         f"| register through the server, file in the page cache | {first['seconds']:.2f} ({first['seconds'] / cp_seconds:.2f}x cp) | {first['bytes']:,} | client {first['peak_rss_mib']:.1f} MiB |",
         f"| `cp` + fsync, source not in the page cache | {cp_cold:.2f} | - | - |",
         f"| register through the server, file not in the page cache | {cold['seconds']:.2f} ({cold['seconds'] / cp_cold:.2f}x that cp) | {cold['bytes']:,} | client {cold['peak_rss_mib']:.1f} MiB |",
+        f"| register a copy (another file, same content, no remembered hash: its sample is known, so it is hashed and named) | {copied['seconds']:.2f} | {copied['bytes']:,} | client {copied['peak_rss_mib']:.1f} MiB |",
         f"| register again, unchanged | {again['seconds']:.3f} ({100 * again['seconds'] / first['seconds']:.2f}% of the first) | {again['bytes']:,} | client {again['peak_rss_mib']:.1f} MiB |",
         f"| download, cold cache (checked as it arrives) | {cold_load['seconds']:.2f} | {cold_load['bytes']:,} | client {cold_load['peak_rss_mib']:.1f} MiB |",
         f"| load again, warm cache (its first check of the volume since the download) | {warm_first['seconds']:.2f} | {warm_first['bytes']:,} | client {warm_first['peak_rss_mib']:.1f} MiB |",
