@@ -475,8 +475,9 @@ async fn receive_in_directory(
         // Content sent unnamed may be content the organization had already.
         let new = !store.granted(&org, &sha256)?;
         store.grant(&org, &sha256)?;
-        if let Some(sample) = sample {
-            store.remember_sample(&org, &sample, &sha256)?;
+        // Only a hint for later uploads: the content is stored whether or not it is kept.
+        if let Some(Err(e)) = sample.map(|sample| store.remember_sample(&org, &sample, &sha256)) {
+            tracing::warn!(%sha256, error = %e, "cannot record the sample of stored content");
         }
         Ok((Stored { sha256, size }, new))
     })
