@@ -827,7 +827,13 @@ impl SharedStore {
         let mut size = 0u64;
         // Parts are filled to exactly PART bytes, in buffers reused from upload to upload:
         // fresh 8 MiB allocations by the hundred fragment glibc's arenas, and a replica's
-        // peak RSS grew to several times the parts in flight.
+        // peak RSS grew to several times the parts in flight. A part's buffer comes back
+        // only when the HTTP client's connection drops the body it sent, which can be
+        // after the part's answer: each buffer holds one of this upload's permits, so a
+        // new one is taken only once an earlier one is back.
+        let live = Arc::new(tokio::sync::Semaphore::new(PARTS_IN_FLIGHT + 1));
+        let lease = || async { live.clone().acquire_owned().await.expect("the semaphore is never closed") };
+        let mut permit = lease().await;
         let mut buffer = self.parts.take();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| Error::serving(ErrorKind::BadRequest, format!("upload interrupted: {e}")))?;
@@ -845,11 +851,14 @@ impl SharedStore {
                 buffer.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
                 if buffer.len() == PART {
-                    let part = self.parts.bytes(std::mem::replace(&mut buffer, self.parts.take()));
+                    let full = self.parts.bytes(std::mem::take(&mut buffer));
+                    let part = Bytes::from_owner(Leased { bytes: full, _permit: permit });
                     if upload.is_none() {
                         *upload = Some(Multipart::start(self, path).await?);
                     }
                     upload.as_mut().expect("started").send(self, part).await?;
+                    permit = lease().await;
+                    buffer = self.parts.take();
                 }
             }
         }
@@ -1475,6 +1484,18 @@ async fn abort_upload(objects: Arc<dyn Objects>, pool: PgPool, path: ObjectPath,
             let _ = forget_upload(&pool, path.as_ref(), &id).await;
         }
         Err(e) => tracing::warn!(%path, error = %e, "cannot abort a multipart upload; gc will"),
+    }
+}
+
+/// Bytes that hold a permit until the last of them is dropped.
+struct Leased {
+    bytes: Bytes,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Leased {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
