@@ -185,6 +185,27 @@ pub struct SharedStore {
     /// Part buffers of [`PART`] bytes, reused: a part's buffer comes back when the part
     /// has been sent and its bytes are dropped.
     parts: BufferPool,
+    /// Small contents read from the store lately, checked against their sha256.
+    small: Arc<SmallContents>,
+}
+
+/// Contents of at most this many bytes are kept in memory once read from the store.
+const SMALL_CONTENT: u64 = 256 << 10;
+/// Bytes of small contents a replica keeps, at most.
+const SMALL_CONTENTS: u64 = 8 << 20;
+
+/// Small contents by sha256, weighed by their size. Content never changes under its
+/// sha256, so a cached one is never stale; who may read it is asked of the database on
+/// every request all the same.
+type SmallContents = quick_cache::sync::Cache<String, Bytes, BySize>;
+
+#[derive(Clone)]
+struct BySize;
+
+impl quick_cache::Weighter<String, Bytes> for BySize {
+    fn weight(&self, _: &String, content: &Bytes) -> u64 {
+        content.len().max(1) as u64
+    }
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -208,7 +229,8 @@ impl SharedStore {
             .run(&pool)
             .await
             .map_err(|e| Error::msg(format!("cannot bring the database's schema up to date: {e}")))?;
-        Ok(SharedStore { pool, objects, location, presign: None, parts: BufferPool::new(PART, IDLE_PARTS) })
+        let small = Arc::new(SmallContents::with_weighter(256, SMALL_CONTENTS, BySize));
+        Ok(SharedStore { pool, objects, location, presign: None, parts: BufferPool::new(PART, IDLE_PARTS), small })
     }
 
     /// Answers downloads with a `307` to a URL of the object signed by `signer` and valid
@@ -900,13 +922,12 @@ impl SharedStore {
         let options = GetOptions { range: Some(GetRange::Bounded(start..end)), ..Default::default() };
         let body = match (start, end) {
             (0, 0) => Body::empty(),
+            // Small content (a model's own file, a config) is answered from memory once
+            // read: a warm model's downloads cost the store nothing.
+            _ if size <= SMALL_CONTENT => Body::from(self.small_content(sha256, size).await?.slice(start as usize..end as usize)),
             _ => {
-                let got = self.objects.get_opts(&blob_path(sha256), options).await.map_err(|e| match e {
-                    object_store::Error::NotFound { .. } => Error::msg(format!(
-                        "content {sha256} is recorded in the database but missing from the object store"
-                    )),
-                    other => store(other),
-                })?;
+                let got =
+                    self.objects.get_opts(&blob_path(sha256), options).await.map_err(|e| missing(e, sha256))?;
                 Body::from_stream(got.into_stream())
             }
         };
@@ -921,6 +942,25 @@ impl SharedStore {
             headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii"));
         }
         Ok(Some(response))
+    }
+
+    /// Small content, from memory or read whole from the store. Kept only when its
+    /// sha256 checks; damaged content is logged and answered as it is, like large
+    /// content (streamed unchecked): the client checks every download and names the
+    /// file in its error.
+    async fn small_content(&self, sha256: &str, size: u64) -> Result<Bytes> {
+        if let Some(content) = self.small.get(sha256) {
+            return Ok(content);
+        }
+        let got = self.objects.get(&blob_path(sha256)).await.map_err(|e| missing(e, sha256))?;
+        let content = got.bytes().await.map_err(store)?;
+        let actual = hex::encode(Sha256::digest(&content));
+        if actual == sha256 && content.len() as u64 == size {
+            self.small.insert(sha256.to_string(), content.clone());
+        } else {
+            tracing::error!(%sha256, size, actual, held = content.len(), "content is damaged in the object store");
+        }
+        Ok(content)
     }
 
     /// The token whose sha256 is `hash`.
@@ -1484,6 +1524,16 @@ async fn abort_upload(objects: Arc<dyn Objects>, pool: PgPool, path: ObjectPath,
             let _ = forget_upload(&pool, path.as_ref(), &id).await;
         }
         Err(e) => tracing::warn!(%path, error = %e, "cannot abort a multipart upload; gc will"),
+    }
+}
+
+/// A store error reading content the database lists.
+fn missing(e: object_store::Error, sha256: &str) -> Error {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            Error::msg(format!("content {sha256} is recorded in the database but missing from the object store"))
+        }
+        other => store(other),
     }
 }
 

@@ -409,7 +409,7 @@ fn the_database_and_the_store_restart_under_idle_replicas() {
 }
 
 #[test]
-fn downloads_answer_byte_ranges_from_the_store() {
+fn downloads_answer_byte_ranges_from_the_store_and_small_contents_from_memory() {
     let cluster = Cluster::start();
     let token = cluster.token("acme");
     let replica = cluster.replica(&[]);
@@ -438,6 +438,31 @@ fn downloads_answer_byte_ranges_from_the_store() {
     let other = cluster.token("rival");
     let theirs = format!("{}/v1/orgs/rival/blobs/{sha256}", replica.url);
     assert_eq!(http.head(&theirs).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
+    assert_eq!(http.get(&theirs).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
+
+    // Small content is read from the store once, checked, then answered from memory;
+    // damaged content is not kept (and the client's own check refuses it).
+    let bucket = cluster.bucket();
+    let small = b"a model's small config".to_vec();
+    let small_sha = sha256_hex(&small);
+    let small_url = format!("{}/v1/orgs/acme/blobs/{small_sha}", replica.url);
+    assert_eq!(http.put(&small_url).bearer_auth(&token).body(small.clone()).send().unwrap().status().as_u16(), 201);
+    let put_in_store = |bytes: &[u8]| {
+        runtime().block_on(async { bucket.put(&blob_key(&small_sha), bytes.to_vec().into()).await.unwrap() });
+    };
+    put_in_store(b"a model's small confiG");
+    let damaged = http.get(&small_url).bearer_auth(&token).send().unwrap().bytes().unwrap();
+    assert_eq!(damaged.as_ref(), b"a model's small confiG");
+    put_in_store(&small);
+    assert_eq!(http.get(&small_url).bearer_auth(&token).send().unwrap().bytes().unwrap().as_ref(), small.as_slice());
+    runtime().block_on(async { bucket.delete(&blob_key(&small_sha)).await.unwrap() });
+    let remembered = http.get(&small_url).bearer_auth(&token).send().unwrap();
+    assert_eq!(remembered.bytes().unwrap().as_ref(), small.as_slice(), "answered from memory");
+    let part = http.get(&small_url).bearer_auth(&token).header("range", "bytes=2-6").send().unwrap();
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(part.bytes().unwrap().as_ref(), &small[2..7]);
+    // Memory does not widen who may read it.
+    let theirs = format!("{}/v1/orgs/rival/blobs/{small_sha}", replica.url);
     assert_eq!(http.get(&theirs).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
 }
 
