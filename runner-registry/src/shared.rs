@@ -924,10 +924,11 @@ impl SharedStore {
             (0, 0) => Body::empty(),
             // Small content (a model's own file, a config) is answered from memory once
             // read: a warm model's downloads cost the store nothing.
-            _ if size <= SMALL_CONTENT => Body::from(self.small_content(sha256, size).await?.slice(start as usize..end as usize)),
+            _ if size <= SMALL_CONTENT => {
+                Body::from(self.small_content(sha256, size).await?.slice(start as usize..end as usize))
+            }
             _ => {
-                let got =
-                    self.objects.get_opts(&blob_path(sha256), options).await.map_err(|e| missing(e, sha256))?;
+                let got = self.objects.get_opts(&blob_path(sha256), options).await.map_err(|e| missing(e, sha256))?;
                 Body::from_stream(got.into_stream())
             }
         };

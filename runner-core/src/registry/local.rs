@@ -712,18 +712,30 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Stores the content under the sha256 of what was written, and returns that sha256
-    /// and the size: for content whose name was not known before it arrived.
+    /// Appends `bytes` without hashing them, for a caller that hashes the same bytes on
+    /// another thread (so that writing and hashing a large upload overlap) and finishes
+    /// with [`BlobWriter::finish_hashed`]. Not to be mixed with [`Write`].
     #[cfg(feature = "store")]
-    pub fn finish_as_hashed(self) -> Result<(String, u64)> {
-        let sha256 = self.digest();
-        let size = self.finish(&sha256)?;
-        Ok((sha256, size))
+    pub fn write_unhashed(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.tmp.as_mut().expect("present until finished").write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// [`BlobWriter::finish`] for content written with [`BlobWriter::write_unhashed`],
+    /// whose sha256 the caller computed: `actual`.
+    #[cfg(feature = "store")]
+    pub fn finish_hashed(self, actual: String, expected: &str) -> Result<u64> {
+        self.keep_as(actual, expected)
     }
 
     /// Stores the content if its sha256 is `expected`; otherwise keeps nothing and says so.
     pub fn finish(mut self, expected: &str) -> Result<u64> {
         let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        self.keep_as(actual, expected)
+    }
+
+    fn keep_as(mut self, actual: String, expected: &str) -> Result<u64> {
         let tmp = self.tmp.take().expect("present until finished");
         if actual != expected {
             // Dropped here: removed, even when resumable (it is not the content asked for).
