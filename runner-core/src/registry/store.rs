@@ -69,10 +69,32 @@ impl DirectoryStore {
         self.registry.blob(sha256, size)
     }
 
-    fn grant_path(&self, organization: &str, sha256: &str) -> Result<PathBuf> {
+    /// `ROOT/KIND/ORG/ab/NAME`: one of an organization's records (grants, samples),
+    /// named by a sha256.
+    fn record_path(&self, kind: &str, organization: &str, name: &str) -> Result<PathBuf> {
         validate_name("organization", organization)?;
-        validate_sha256(sha256)?;
-        Ok(self.registry.root().join("grants").join(organization).join(&sha256[..2]).join(sha256))
+        validate_sha256(name)?;
+        Ok(self.registry.root().join(kind).join(organization).join(&name[..2]).join(name))
+    }
+
+    /// Every record under `ROOT/KIND`, of every organization: its name and its path.
+    fn records(&self, kind: &str) -> Result<Vec<(String, PathBuf)>> {
+        let dir = self.registry.root().join(kind);
+        let mut records = Vec::new();
+        for org in names_in(&dir)? {
+            for prefix in names_in(&dir.join(&org))? {
+                let folder = dir.join(&org).join(&prefix);
+                records.extend(names_in(&folder)?.into_iter().map(|name| {
+                    let path = folder.join(&name);
+                    (name, path)
+                }));
+            }
+        }
+        Ok(records)
+    }
+
+    fn grant_path(&self, organization: &str, sha256: &str) -> Result<PathBuf> {
+        self.record_path("grants", organization, sha256)
     }
 
     /// Whether `organization` may read the content with this sha256.
@@ -96,9 +118,7 @@ impl DirectoryStore {
     }
 
     fn sample_path(&self, organization: &str, sample: &str) -> Result<PathBuf> {
-        validate_name("organization", organization)?;
-        validate_sha256(sample)?;
-        Ok(self.registry.root().join("samples").join(organization).join(&sample[..2]).join(sample))
+        self.record_path("samples", organization, sample)
     }
 
     /// Records that `organization` sent content with this [sample](super::sample) and
@@ -242,36 +262,23 @@ impl DirectoryStore {
                 collected.bytes += size;
             }
         }
+        let stored = |sha256: &str| validate_sha256(sha256).is_ok() && blobs.join(&sha256[..2]).join(sha256).exists();
         // Grants of content that is gone.
-        let grants = root.join("grants");
-        for org in names_in(&grants)? {
-            for prefix in names_in(&grants.join(&org))? {
-                for sha256 in names_in(&grants.join(&org).join(&prefix))? {
-                    if !blobs.join(&prefix).join(&sha256).exists() {
-                        if !dry_run {
-                            let path = grants.join(&org).join(&prefix).join(&sha256);
-                            fs::remove_file(&path).ctx("removing", &path)?;
-                        }
-                        collected.grants += 1;
-                    }
+        for (sha256, path) in self.records("grants")? {
+            if !stored(&sha256) {
+                if !dry_run {
+                    fs::remove_file(&path).ctx("removing", &path)?;
                 }
+                collected.grants += 1;
             }
         }
-        // Samples of content that is gone.
-        let samples = root.join("samples");
-        for org in names_in(&samples)? {
-            for prefix in names_in(&samples.join(&org))? {
-                for sample in names_in(&samples.join(&org).join(&prefix))? {
-                    let path = samples.join(&org).join(&prefix).join(&sample);
-                    let sha256 = fs::read_to_string(&path).unwrap_or_default();
-                    let stored = validate_sha256(&sha256).is_ok() && blobs.join(&sha256[..2]).join(&sha256).exists();
-                    if !stored && old(&path)? {
-                        if !dry_run {
-                            fs::remove_file(&path).ctx("removing", &path)?;
-                        }
-                        collected.samples += 1;
-                    }
+        // Samples of content that is gone (each holds its content's sha256).
+        for (_, path) in self.records("samples")? {
+            if !stored(&fs::read_to_string(&path).unwrap_or_default()) && old(&path)? {
+                if !dry_run {
+                    fs::remove_file(&path).ctx("removing", &path)?;
                 }
+                collected.samples += 1;
             }
         }
         // Volumes (hard-linked views for loading) of manifests that are gone.
