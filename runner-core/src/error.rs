@@ -198,6 +198,20 @@ pub enum Error {
         message: String,
     },
 
+    /// A commit was refused because what it names is no longer stored: its number was
+    /// given back (garbage collection gives back numbers whose registration went quiet
+    /// for its grace period) or contents it lists are missing (collected, or never
+    /// sent). Nothing was changed. [`RegisterModel::register`](crate::RegisterModel::register)
+    /// recovers by itself: it sends the contents again, takes a new number when its own
+    /// was given back, and commits again.
+    #[error("{message}")]
+    Gone {
+        /// What is gone.
+        missing: Missing,
+        /// What happened and what to do.
+        message: String,
+    },
+
     /// A manifest could not be read or is malformed.
     #[error("manifest of {model}: {message}")]
     Manifest {
@@ -333,6 +347,9 @@ impl Error {
             Error::BadRequest { .. } | Error::InvalidName { .. } => ErrorKind::BadRequest,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Conflict { .. } => ErrorKind::Conflict,
+            // Statuses from before the error was typed: 404 for the number, 422 for contents.
+            Error::Gone { missing, .. } if missing.number.is_some() => ErrorKind::NotFound,
+            Error::Gone { .. } => ErrorKind::InvalidInput,
             Error::Raised { kind, .. } | Error::Serving { kind, .. } => *kind,
             Error::Shared(error) => error.kind(),
             Error::Io { source, .. } if is_storage_full(source) => ErrorKind::StorageFull,
@@ -397,12 +414,57 @@ pub struct ErrorDetail {
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
+    /// For a refused commit ([`Error::Gone`]): what it named that is no longer stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Missing>,
+}
+
+/// What a refused commit named that is no longer stored ([`Error::Gone`]), in the error
+/// body as `"missing": {"number": 7, "contents": ["ab12..."]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    /// The model number, when it no longer exists (given back, or deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    /// The sha256 of every content the manifest lists that the organization may not
+    /// read (collected, or never sent), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contents: Vec<String>,
 }
 
 impl ErrorBody {
     /// An error body.
     pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> ErrorBody {
-        ErrorBody { error: ErrorDetail { status, code: code.into(), message: message.into() } }
+        ErrorBody { error: ErrorDetail { status, code: code.into(), message: message.into(), missing: None } }
+    }
+}
+
+impl Error {
+    /// [`Error::Gone`] for a commit of `model` whose number no longer exists.
+    pub fn number_gone(model: &crate::names::ModelId) -> Error {
+        Error::Gone {
+            missing: Missing { number: Some(model.number), contents: Vec::new() },
+            message: format!(
+                "{model} does not exist (given back by garbage collection after its grace period, or removed during the upload); nothing was changed: register again for a new number"
+            ),
+        }
+    }
+
+    /// [`Error::Gone`] for a commit of `model` listing `files` (volume path, sha256)
+    /// whose contents its organization may not read.
+    pub fn contents_gone(model: &crate::names::ModelId, files: &[(&str, &str)]) -> Error {
+        let mut contents: Vec<String> = files.iter().map(|(_, sha256)| sha256.to_string()).collect();
+        contents.sort();
+        contents.dedup();
+        let listed: Vec<String> = files.iter().map(|(path, sha256)| format!("`{path}` (sha256 {sha256})")).collect();
+        Error::Gone {
+            missing: Missing { number: None, contents },
+            message: format!(
+                "the manifest of {model} lists {}, whose content organization `{}` has not uploaded or no longer holds (collected after its grace period); nothing was changed: upload it first",
+                listed.join(", "),
+                model.organization
+            ),
+        }
     }
 }
 

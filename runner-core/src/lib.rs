@@ -87,7 +87,7 @@ pub use api::{ApiInput, ApiOutput, BatchConfig, RawBody, RawResponse, Schemas, J
 pub use artifacts::{expand_artifact, Artifacts, PlannedFile, SaveDir};
 pub use backend::Backend;
 pub use catalog::{find_runner, load_any, runners, RegisterOptions, RunnerEntry};
-pub use error::{BoxError, Error, ErrorBody, ErrorDetail, ErrorKind, Hook, Result};
+pub use error::{BoxError, Error, ErrorBody, ErrorDetail, ErrorKind, Hook, Missing, Result};
 pub use load::{DynModel, Erased, Loaded};
 pub use manifest::{
     ApiSignature, FileEntry, FileOrigin, Manifest, RunnerInfo, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_FILE,

@@ -196,48 +196,100 @@ impl<R: Runner> RegisterModel<R> {
         }
         uploads.extend(planned.into_iter().map(|f| (f, FileOrigin::Artifact)));
 
-        let (id, fresh) = match number {
+        let (mut id, fresh) = match number {
             Some(n) => (ModelId::new(&organization, &repository, n)?, false),
             None => (registry.create_model(&organization, &repository)?, true),
         };
-        let result = (|| {
-            let mut staging = registry.stage(&id)?;
-            let batch: Vec<_> =
-                uploads.iter().map(|(f, origin)| (f.volume_path.clone(), f.local.clone(), *origin)).collect();
-            let mut files = staging.put_files(&batch)?;
-            files.sort_by(|a, b| a.path.cmp(&b.path));
-            let (save_type, props, path) = match saved {
-                Saved::Default => (SaveType::Default, None, Some(DEFAULT_MODEL_FILE.to_string())),
-                Saved::Custom(props) => (SaveType::Custom, Some(props), None),
-                Saved::Nothing => (SaveType::None, None, None),
-            };
-            let manifest = Manifest {
-                manifest_version: MANIFEST_VERSION,
-                model: id.clone(),
-                runner: R::info(),
-                save: SaveInfo { save_type, path, props },
-                default_hooks: R::HOOKS.defaults(),
-                requirements,
-                artifacts: mapping,
-                files,
-                created_at: now_rfc3339(),
-                framework_version: env!("CARGO_PKG_VERSION").to_string(),
-                api: Some(crate::runner::api_signature::<R>()),
-            };
-            staging.commit(&manifest)?;
-            Ok(manifest)
-        })();
-        match result {
-            Ok(manifest) => Ok(Registered { manifest }),
-            Err(e) => {
-                if fresh {
-                    // Give the number back; nothing of this model was ever visible.
-                    let _ = registry.discard(&id);
+        let mut attempt = 1;
+        loop {
+            let result = while_kept_alive(registry, &id, || {
+                let mut staging = registry.stage(&id)?;
+                let batch: Vec<_> =
+                    uploads.iter().map(|(f, origin)| (f.volume_path.clone(), f.local.clone(), *origin)).collect();
+                let mut files = staging.put_files(&batch)?;
+                files.sort_by(|a, b| a.path.cmp(&b.path));
+                let (save_type, props, path) = match &saved {
+                    Saved::Default => (SaveType::Default, None, Some(DEFAULT_MODEL_FILE.to_string())),
+                    Saved::Custom(props) => (SaveType::Custom, Some(props.clone()), None),
+                    Saved::Nothing => (SaveType::None, None, None),
+                };
+                let manifest = Manifest {
+                    manifest_version: MANIFEST_VERSION,
+                    model: id.clone(),
+                    runner: R::info(),
+                    save: SaveInfo { save_type, path, props },
+                    default_hooks: R::HOOKS.defaults(),
+                    requirements: requirements.clone(),
+                    artifacts: mapping.clone(),
+                    files,
+                    created_at: now_rfc3339(),
+                    framework_version: env!("CARGO_PKG_VERSION").to_string(),
+                    api: Some(crate::runner::api_signature::<R>()),
+                };
+                staging.commit(&manifest)?;
+                Ok(manifest)
+            });
+            match result {
+                Ok(manifest) => return Ok(Registered { manifest }),
+                // A garbage collector ran during this registration and took what it had
+                // sent (its grace period was shorter than the registration) or its number.
+                // Nothing was committed: send again what is missing (the files are still
+                // here) and commit again, under a new number if this one was given back.
+                Err(Error::Gone { missing, message })
+                    if attempt < REGISTER_ATTEMPTS && (missing.number.is_none() || fresh) =>
+                {
+                    attempt += 1;
+                    #[cfg(feature = "http-client")]
+                    tracing::info!(model = %id, attempt, contents = missing.contents.len(), number_gone = missing.number.is_some(), %message, "a garbage collector took what this registration sent; sending it again");
+                    #[cfg(not(feature = "http-client"))]
+                    let _ = message;
+                    if missing.number.is_some() {
+                        id = registry.create_model(&organization, &repository)?;
+                    }
                 }
-                Err(e)
+                Err(e) => {
+                    if fresh {
+                        // Give the number back; nothing of this model was ever visible.
+                        let _ = registry.discard(&id);
+                    }
+                    return Err(e);
+                }
             }
         }
     }
+}
+
+/// Tries of one registration whose commit finds what it sent collected ([`Error::Gone`]).
+const REGISTER_ATTEMPTS: usize = 4;
+
+/// How often a registration in flight keeps its number reserved.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs `work` while a thread keeps `id` reserved ([`Registry::keep_alive`] every
+/// [`KEEP_ALIVE`]), so that a garbage collector with a grace period shorter than the
+/// registration neither gives back its number nor collects what it sent meanwhile.
+fn while_kept_alive<T>(registry: &dyn Registry, id: &ModelId, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let stop = (std::sync::Mutex::new(false), std::sync::Condvar::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| loop {
+            let stopped = stop.0.lock().unwrap_or_else(|e| e.into_inner());
+            let (stopped, _) =
+                stop.1.wait_timeout_while(stopped, KEEP_ALIVE, |stopped| !*stopped).unwrap_or_else(|e| e.into_inner());
+            if *stopped {
+                break;
+            }
+            drop(stopped);
+            // A number given back is the commit's to report; other failures are retried
+            // at the next beat.
+            if matches!(registry.keep_alive(id), Err(Error::Gone { .. })) {
+                break;
+            }
+        });
+        let result = work();
+        *stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        stop.1.notify_all();
+        result
+    })
 }
 
 /// Expands every artifact mapping; refuses two mappings that write the same volume path.

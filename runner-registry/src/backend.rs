@@ -35,7 +35,7 @@ pub enum Backend {
 }
 
 /// Runs blocking directory calls off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::msg(format!("a storage task failed: {e}")))?
 }
 
@@ -55,6 +55,12 @@ impl Backend {
             tracing::info!(granted, "granted organizations the content their models name");
         }
         Ok(Backend::Directory { store, tokens: Arc::new(Tokens::load(data)?) })
+    }
+
+    /// A directory registry opened beside a server and registrations that may be running
+    /// (`gc`, `verify`, `token`): what they are writing in `tmp/` is left alone.
+    pub fn directory_beside_others(data: &std::path::Path) -> Result<Backend> {
+        Ok(Backend::Directory { store: DirectoryStore::open(data)?, tokens: Arc::new(Tokens::load(data)?) })
     }
 
     /// The repositories of an organization.
@@ -240,6 +246,17 @@ impl Backend {
                 blocking(move || store.registry().discard(&id)).await
             }
             Backend::Shared(shared) => shared.discard(&id).await,
+        }
+    }
+
+    /// Keeps an uploading number reserved (touched for garbage collection).
+    pub async fn keep_alive(&self, id: ModelId) -> Result<()> {
+        match self {
+            Backend::Directory { store, .. } => {
+                let store = store.clone();
+                blocking(move || runner_core::Registry::keep_alive(store.registry(), &id)).await
+            }
+            Backend::Shared(shared) => shared.keep_alive(&id).await,
         }
     }
 
@@ -495,6 +512,9 @@ async fn receive_in_directory(
     let store = store.clone();
     blocking(move || {
         let sha256 = expected.unwrap_or_else(|| actual.clone());
+        // Stored and granted with the collector held off: it never removes this grant
+        // while sparing the content, nor removes the content after checking it is absent.
+        let _gc = store.hold_off_gc()?;
         let size = writer.finish_hashed(actual, &sha256)?;
         // Content sent unnamed may be content the organization had already.
         let new = !store.granted(&org, &sha256)?;

@@ -15,6 +15,7 @@
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}` | write | delete a model |
 //! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit: the model becomes ready (`If-None-Match: *` / `If-Match: "sha256"` make a racing commit fail with 412) |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | give back a number whose upload failed |
+//! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | keep a number reserved while its registration works (404 once given back) |
 //! | `GET /v1/orgs/{org}/repos/{repo}/aliases` | read | the repository's aliases |
 //! | `PUT /v1/orgs/{org}/repos/{repo}/aliases/{alias}` | write | move or create an alias: `{"number": 4, "expect": {"number": 3}, "force": false}`; 409 when `expect` does not hold or the API fingerprint changed without `force` |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/aliases/{alias}` | write | delete an alias (`?expect=3`: only while it points at 3) |
@@ -55,6 +56,7 @@ mod openapi;
 mod pages;
 mod shared;
 mod tokens;
+pub mod verify;
 
 pub use backend::Backend;
 pub use shared::{s3_store, Imported, Objects, SharedStore};
@@ -162,11 +164,13 @@ struct ApiError {
     message: String,
     /// Seconds for the `Retry-After` header.
     retry_after: Option<u64>,
+    /// What a refused commit named that is gone ([`Error::Gone`]).
+    missing: Option<runner_core::Missing>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: String) -> ApiError {
-        ApiError { status, code, message, retry_after: None }
+        ApiError { status, code, message, retry_after: None, missing: None }
     }
 
     fn retry_after(self, wait: std::time::Duration) -> ApiError {
@@ -178,7 +182,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody::new(self.status.as_u16(), self.code, self.message);
+        let mut body = ErrorBody::new(self.status.as_u16(), self.code, self.message);
+        body.error.missing = self.missing;
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
@@ -198,7 +203,11 @@ impl From<Error> for ApiError {
             other => other.code(),
         };
         let unavailable = status == StatusCode::SERVICE_UNAVAILABLE;
-        let error = ApiError::new(status, code, error.to_string());
+        let missing = match &error {
+            Error::Gone { missing, .. } => Some(missing.clone()),
+            _ => None,
+        };
+        let error = ApiError { missing, ..ApiError::new(status, code, error.to_string()) };
         // The database or the store is unreachable: clients retry after a second.
         match unavailable {
             true => error.retry_after(std::time::Duration::from_secs(1)),
@@ -336,6 +345,16 @@ async fn discard(
 ) -> ApiResult<Response> {
     authorize(&s, request.headers(), &org, Right::Write).await?;
     s.backend.discard(model_id(&org, &repo, number)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn keep_alive(
+    State(s): State<Arc<AppState>>,
+    PathParams((org, repo, number)): PathParams<(String, String, u64)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Write).await?;
+    s.backend.keep_alive(model_id(&org, &repo, number)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -568,7 +587,7 @@ pub fn router(backend: Backend, config: &Config) -> Router {
         .route(route::MODELS, get(list_models).post(create_model))
         .route(route::MODEL, get(get_model).delete(delete_model))
         .route(route::MANIFEST, put(commit))
-        .route(route::RESERVATION, delete(discard))
+        .route(route::RESERVATION, delete(discard).put(keep_alive))
         .route(route::BLOB, get(get_blob).head(head_blob).put(put_blob))
         .route(route::BLOBS, post(post_blob).head(head_blobs))
         .route(route::ALIASES, get(list_aliases))

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use runner_core::serve::{serve_connections, ConnectionLimits};
+use runner_registry::verify::verify;
 use runner_registry::{router, Backend, Config, Right, SharedStore};
 
 /// The model registry server: organizations, repositories, numbered models and their files.
@@ -68,6 +69,23 @@ enum Command {
         /// Run again every this many hours, until stopped (a schedule without cron).
         #[arg(long)]
         every_hours: Option<f64>,
+    },
+    /// Check that every file of every ready model is stored with its size and readable by
+    /// its organization (with --deep, that its bytes hash to its sha256): a scrub, to run
+    /// after an incident or on a schedule. Exits 1 when anything is wrong, naming each
+    /// problem by model and file.
+    Verify {
+        #[command(flatten)]
+        storage: Storage,
+        /// Read every content and check its sha256 (reads the whole store).
+        #[arg(long)]
+        deep: bool,
+        /// Print one JSON object, for machines, instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Contents checked at once, so that a large registry is not overwhelmed.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
     },
     /// Copy a directory registry (its tokens and ready models, under their numbers) into
     /// a shared one, checking every file's sha256; idempotent and resumable.
@@ -169,7 +187,9 @@ struct Storage {
 }
 
 impl Storage {
-    async fn open(&self) -> runner_core::Result<Backend> {
+    /// Opens the storage; `serving`: this process is the server that owns a directory
+    /// registry (what a crashed run left in its `tmp/` is removed).
+    async fn open(&self, serving: bool) -> runner_core::Result<Backend> {
         match (&self.data, &self.database, &self.store) {
             (_, Some(database), Some(store)) => {
                 let s3 = runner_registry::s3_store(store, self.s3_endpoint.as_deref(), self.s3_region.as_deref())?;
@@ -180,7 +200,8 @@ impl Storage {
                 }
                 Ok(Backend::Shared(shared))
             }
-            (Some(data), _, _) => Backend::directory(data),
+            (Some(data), _, _) if serving => Backend::directory(data),
+            (Some(data), _, _) => Backend::directory_beside_others(data),
             _ => Err(runner_core::Error::invalid_input("give --data DIR, or --database URL and --store s3://BUCKET")),
         }
     }
@@ -292,7 +313,11 @@ fn inspect(command: Command) -> runner_core::Result<()> {
             }
             .map(|()| println!("deleted repository {repository}"));
         }
-        Command::Serve { .. } | Command::Token { .. } | Command::Gc { .. } | Command::Import { .. } => {
+        Command::Serve { .. }
+        | Command::Token { .. }
+        | Command::Gc { .. }
+        | Command::Import { .. }
+        | Command::Verify { .. } => {
             unreachable!("handled by main")
         }
     };
@@ -483,7 +508,7 @@ fn main() -> ExitCode {
 async fn serve_or_administer(command: Command) -> Result<(), String> {
     match command {
         Command::Gc { storage, grace_hours, dry_run, every_hours } => {
-            let backend = storage.open().await.map_err(|e| e.to_string())?;
+            let backend = storage.open(false).await.map_err(|e| e.to_string())?;
             let grace = std::time::Duration::from_secs_f64(grace_hours.max(0.0) * 3600.0);
             loop {
                 let collected = backend.collect_garbage(grace, dry_run).await.map_err(|e| e.to_string())?;
@@ -496,8 +521,45 @@ async fn serve_or_administer(command: Command) -> Result<(), String> {
                 }
             }
         }
+        Command::Verify { storage, deep, json, concurrency } => {
+            let backend = storage.open(false).await.map_err(|e| e.to_string())?;
+            let progress = match std::io::IsTerminal::is_terminal(&std::io::stderr()) && !json {
+                true => indicatif::ProgressBar::new(0).with_style(
+                    indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} contents ({eta})")
+                        .expect("a valid template"),
+                ),
+                false => indicatif::ProgressBar::hidden(),
+            };
+            let concurrency = usize::from(concurrency);
+            let verified = match &backend {
+                Backend::Directory { store, .. } => verify(store, deep, concurrency, &progress).await,
+                Backend::Shared(shared) => verify(shared, deep, concurrency, &progress).await,
+            }
+            .map_err(|e| e.to_string())?;
+            progress.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&verified).expect("serializes"));
+            } else {
+                for p in &verified.problems {
+                    println!("{}  {}  (sha256 {}): {}", p.model, p.file, p.sha256, p.problem);
+                }
+                let read =
+                    if deep { format!(", {} bytes read and hashed", verified.bytes_read) } else { String::new() };
+                println!(
+                    "{} ready models, {} files, {} contents checked{read}: {} problems",
+                    verified.models,
+                    verified.files,
+                    verified.contents,
+                    verified.problems.len()
+                );
+            }
+            match verified.problems.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} files of ready models cannot be served as their manifests say")),
+            }
+        }
         Command::Import { from, storage } => {
-            let Backend::Shared(shared) = storage.open().await.map_err(|e| e.to_string())? else {
+            let Backend::Shared(shared) = storage.open(false).await.map_err(|e| e.to_string())? else {
                 return Err("import copies into a shared registry: give --database URL and --store s3://BUCKET".into());
             };
             let imported = shared.import(&from).await.map_err(|e| e.to_string())?;
@@ -505,7 +567,7 @@ async fn serve_or_administer(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Token { command: TokenCommand::Create { storage, org, write } } => {
-            let backend = storage.open().await.map_err(|e| e.to_string())?;
+            let backend = storage.open(false).await.map_err(|e| e.to_string())?;
             let token = backend
                 .create_token(&org, if write { Right::Write } else { Right::Read })
                 .await
@@ -524,7 +586,7 @@ async fn serve_or_administer(command: Command) -> Result<(), String> {
             body_timeout,
             max_connections,
         } => {
-            let backend = storage.open().await.map_err(|e| e.to_string())?;
+            let backend = storage.open(true).await.map_err(|e| e.to_string())?;
             let config = Config {
                 auth: !no_auth,
                 max_file_size,

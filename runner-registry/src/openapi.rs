@@ -94,7 +94,8 @@ pub(crate) fn document() -> Value {
                     "responses": with(errors(&[("403", "read-only token"), ("412", "someone else committed this number meanwhile"), ("422", "invalid manifest, or files not uploaded")]), "204", "committed", None)
                 } },
             (route::RESERVATION): { "parameters": [org, repo, number],
-                "delete": op("Give back a number whose upload failed (no effect on a ready model)", "write", with(errors(&[]), "204", "given back", None)) },
+                "delete": op("Give back a number whose upload failed (no effect on a ready model)", "write", with(errors(&[]), "204", "given back", None)),
+                "put": op("Keep a number reserved while its registration works: garbage collection gives back numbers untouched for its grace period (no effect on a ready model)", "write", with(errors(&[("404", "the number was given back, or never taken")]), "204", "kept", None)) },
             (route::ALIASES): { "parameters": [org, repo],
                 "get": op("List the repository's aliases", "read",
                     with(errors(&[]), "200", "aliases", Some(json!({ "type": "object", "properties": { "aliases": { "type": "array", "items": {

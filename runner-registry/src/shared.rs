@@ -8,11 +8,75 @@
 //!   concurrent registrations on any replicas get distinct, consecutive numbers;
 //! - a commit locks its model's row, checks its precondition, and makes the model ready
 //!   with its files in one transaction, only once every file it names is a row of
-//!   `blobs`, which is written only after the object is complete;
-//! - an object is completed, and a garbage collector deletes one, under the same
-//!   per-content advisory lock, and the collector re-checks under a row lock that nothing
-//!   names or touched the content: a registration in flight never loses what it sent or
-//!   was told exists.
+//!   `blobs` that is not marked for deletion;
+//! - garbage collection cannot delete what a model names, by the order of its steps.
+//!
+//! # Why the collector loses nothing
+//!
+//! What is shared: the rows `blobs (sha256, size, touched_at, deleting)`, `grants`,
+//! `models`, `model_files`; the objects `blobs/sha256/AB/SHA256` and `uploads/*`; and
+//! one advisory lock per content, `L(c)` ([`content_lock`]), held to the end of a
+//! transaction. The steps that touch content `c`:
+//!
+//! - **upload** `U(c)`: streams the bytes to `c`'s key (a multipart upload, invisible
+//!   until completed) or to `uploads/`; then, in one transaction holding `L(c)`
+//!   exclusively: completes (or copies) the object, writes the row (`deleting = false`,
+//!   touched now) and the grant.
+//! - **reuse** `R(c)` (a `HEAD` or a `PUT` of stored content): one `UPDATE` that touches
+//!   the row where `NOT deleting`, answering whether it is stored.
+//! - **commit** `C(m)`: one transaction: `m`'s row locked; `L(c)` shared for every `c`
+//!   it names (sorted, so two commits never wait on each other); then, in a statement
+//!   of its own, the rows of those contents that are granted and `NOT deleting`; then
+//!   `model_files` and the manifest. A content missing there refuses the whole commit
+//!   ([`Error::Gone`], nothing written).
+//! - **mark** `M(c)` (gc, first step): one transaction holding `L(c)` exclusively: an
+//!   `UPDATE ... SET deleting = true` where `c` is unmarked, untouched for the grace
+//!   period, named by no `model_files` row, and not sent since a live reservation of an
+//!   organization that may read it began (one still `uploading` and touched within the
+//!   grace period: `register` keeps its number touched every second while it works, so
+//!   what it sent stays while it works, however long); committed before anything else.
+//! - **delete** `D(c)` (gc, second step, for every marked row, including those a killed
+//!   collector left): one transaction holding `L(c)` exclusively: re-reads the mark
+//!   (gone: skip), deletes the object, then the row (grants and samples go with it).
+//!
+//! The invariant: an unmarked row has its complete object, and every `model_files` row
+//! names an unmarked row. Each interleaving keeps it:
+//!
+//! - `C` and `M` of one content exclude each other through `L(c)`. If `C` holds it
+//!   first, `M` waits until `C` has committed (or rolled back), and `M`'s `UPDATE`, a
+//!   statement begun after that, sees `C`'s `model_files`: no mark. If `M` holds it
+//!   first, `C` waits until the mark is committed, and its read, a statement begun after
+//!   that, sees it: refused. This is the step the old collector lacked: it checked under
+//!   a row lock with a snapshot taken before the commit it waited for, and deleted the
+//!   object before anything noticed.
+//! - `D` deletes an object only while its row is marked and committed so, and deletes
+//!   the row after the object: a collector killed in between leaves a marked row with no
+//!   object, which nothing reads (commits, reuse, downloads and samples all skip marked
+//!   rows), and the next run finishes it.
+//! - `U` of marked content (a client sending it again): `U` holds `L(c)` exclusively, so
+//!   it runs wholly before or after a `D`. Before: it rewrites the object and clears the
+//!   mark, and `D` re-reads the mark and skips. After: the row is gone, and `U` writes
+//!   object and row afresh. A multipart upload in flight is not an object yet, so `D`
+//!   cannot delete it; completing it is the part of `U` under the lock.
+//! - `R` and `M` both update the row; PostgreSQL orders them by its row lock and checks
+//!   the later one's `WHERE` again on the row the earlier one left (READ COMMITTED). `R`
+//!   first: the row is touched now and no longer matches `M`. `M` first: `R` matches no
+//!   unmarked row and answers "not stored", so the client sends the content (`U`).
+//! - `R` long before `C` (a client told content exists, then slower than the grace
+//!   period): `M` may run in between; `C` is then refused with the contents it lacks,
+//!   and `register` sends them again and commits again.
+//! - Model deletion, repository deletion and alias moves change only model and alias
+//!   rows: a content they leave unnamed becomes a candidate for `M` like any other.
+//! - Numbers: gc gives back a number still `uploading` after the grace period, unless
+//!   it is its repository's highest (numbers are taken one above the highest, so one
+//!   given back is never taken again), in a `DELETE ... WHERE state = 'uploading'` under
+//!   the repository's row lock, which waits for a commit holding the model's row and
+//!   then matches nothing. A commit after it finds no row: [`Error::Gone`] with the
+//!   number, and `register` takes a new one.
+//! - Objects under `uploads/` older than the grace period are deleted: a replica copies
+//!   its own to the content's key within the transaction of its `U`, so only one a
+//!   killed replica left is that old (with a grace of 0, an upload may fail, and be
+//!   retried: nothing is half-visible).
 //!
 //! Errors reaching the database or the store are [`ErrorKind::Overloaded`] (HTTP 503,
 //! which clients retry): the transaction is rolled back, so nothing is half-written.
@@ -115,6 +179,7 @@ fn migrator() -> Migrator {
         migration(2, "aliases", include_str!("../migrations/0002_aliases.sql")),
         migration(3, "organizations", include_str!("../migrations/0003_organizations.sql")),
         migration(4, "samples", include_str!("../migrations/0004_samples.sql")),
+        migration(5, "deleting", include_str!("../migrations/0005_deleting.sql")),
     ])
 }
 
@@ -164,7 +229,8 @@ fn blob_path(sha256: &str) -> ObjectPath {
     ObjectPath::from(format!("blobs/sha256/{}/{sha256}", &sha256[..2]))
 }
 
-/// The advisory lock of one content: completing its object and deleting it take turns.
+/// The advisory lock of one content: completing its object and each step of deleting it
+/// take it exclusively, commits naming it take it shared (see the module's notes).
 fn content_lock(sha256: &str) -> i64 {
     let bytes = hex::decode(&sha256[..16]).expect("a validated sha256 is hex");
     i64::from_be_bytes(bytes.try_into().expect("eight bytes"))
@@ -369,6 +435,28 @@ impl SharedStore {
         let sql =
             "DELETE FROM models WHERE organization = $1 AND repository = $2 AND number = $3 AND state = 'uploading'";
         on_model(&self.pool, sql, id).await.map(|_| ())
+    }
+
+    /// Touches an uploading number, so that garbage collection neither gives it back nor
+    /// collects content its organization sent since it was taken; a ready model is left
+    /// as it is, and a number that does not exist is [`Error::Gone`].
+    pub async fn keep_alive(&self, id: &ModelId) -> Result<()> {
+        let state: Option<String> = sqlx::query_scalar(
+            "WITH touched AS (UPDATE models SET touched_at = now()
+                 WHERE organization = $1 AND repository = $2 AND number = $3 AND state = 'uploading' RETURNING state)
+             SELECT state FROM touched
+             UNION ALL SELECT state FROM models WHERE organization = $1 AND repository = $2 AND number = $3 AND state = 'ready'",
+        )
+        .bind(&id.organization)
+        .bind(&id.repository)
+        .bind(number(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        match state {
+            Some(_) => Ok(()),
+            None => Err(Error::number_gone(id)),
+        }
     }
 
     /// Deletes a model with its files' rows; their contents stay while others name them.
@@ -581,12 +669,7 @@ impl SharedStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        let Some(current) = current else {
-            return Err(Error::NotFound {
-                what: "model",
-                message: format!("{id} does not exist (or was removed during the upload)"),
-            });
-        };
+        let Some(current) = current else { return Err(Error::number_gone(id)) };
         if let Some(expected) = expected {
             let current = match current {
                 None => Expected::Nothing,
@@ -601,10 +684,23 @@ impl SharedStore {
             }
         }
         let shas: Vec<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();
+        // Every content's lock, shared, in one order (commits share them; a collector
+        // takes one at a time, exclusively), held until this transaction ends. The read
+        // below is a statement of its own, after the locks: its snapshot sees the mark of
+        // any collector that went first, and no collector can mark these until this
+        // commit's rows are visible to it (see the module's notes).
+        let mut keys: Vec<i64> = shas.iter().map(|sha256| content_lock(sha256)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        sqlx::query("SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::int8[]) AS k")
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let stored: std::collections::HashMap<String, i64> = sqlx::query(
             "SELECT b.sha256, b.size FROM blobs b
              JOIN grants g ON g.sha256 = b.sha256 AND g.organization = $1
-             WHERE b.sha256 = ANY($2) FOR SHARE OF b",
+             WHERE b.sha256 = ANY($2) AND NOT b.deleting",
         )
         .bind(&id.organization)
         .bind(&shas)
@@ -614,6 +710,7 @@ impl SharedStore {
         .into_iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
+        let mut missing = Vec::new();
         for file in &manifest.files {
             match stored.get(&file.sha256) {
                 Some(&size) if size as u64 == file.size => {}
@@ -623,13 +720,11 @@ impl SharedStore {
                         file.path, file.size, file.sha256
                     )))
                 }
-                None => {
-                    return Err(Error::invalid_input(format!(
-                        "the manifest lists `{}` (sha256 {}), whose content organization `{}` has not uploaded; upload it first",
-                        file.path, file.sha256, id.organization
-                    )))
-                }
+                None => missing.push((file.path.as_str(), file.sha256.as_str())),
             }
+        }
+        if !missing.is_empty() {
+            return Err(Error::contents_gone(id, &missing));
         }
         let paths: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
         let sql = "DELETE FROM model_files WHERE organization = $1 AND repository = $2 AND number = $3";
@@ -670,7 +765,7 @@ impl SharedStore {
         validate_sha256(sha256)?;
         let size: Option<i64> = sqlx::query_scalar(
             "UPDATE blobs b SET touched_at = now() FROM grants g
-             WHERE b.sha256 = $2 AND g.sha256 = b.sha256 AND g.organization = $1
+             WHERE b.sha256 = $2 AND g.sha256 = b.sha256 AND g.organization = $1 AND NOT b.deleting
              RETURNING b.size",
         )
         .bind(organization)
@@ -688,6 +783,7 @@ impl SharedStore {
         validate_sha256(sample)?;
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM samples s JOIN grants g ON g.organization = s.organization AND g.sha256 = s.sha256
+             JOIN blobs b ON b.sha256 = s.sha256 AND NOT b.deleting
              WHERE s.organization = $1 AND s.sample = $2)",
         )
         .bind(organization)
@@ -703,7 +799,7 @@ impl SharedStore {
         validate_sha256(sha256)?;
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM blobs b JOIN grants g ON g.sha256 = b.sha256 AND g.organization = $1
-             WHERE b.sha256 = $2",
+             WHERE b.sha256 = $2 AND NOT b.deleting",
         )
         .bind(organization)
         .bind(sha256)
@@ -771,10 +867,13 @@ impl SharedStore {
         }
         let sha256 = actual;
         // Completed under the content's lock: a collector deleting this content either
-        // finished first (and the row is written again below) or waits for this one.
+        // finished first (and the row is written again below) or waits for this one, and
+        // then finds the mark cleared.
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_content(&mut tx, &sha256).await?;
-        let stored = sqlx::query_scalar::<_, i64>("SELECT size FROM blobs WHERE sha256 = $1")
+        // Marked content is not stored, whatever the bucket holds: it is written again
+        // below, and the mark cleared in this transaction.
+        let stored = sqlx::query_scalar::<_, i64>("SELECT size FROM blobs WHERE sha256 = $1 AND NOT deleting")
             .bind(&sha256)
             .fetch_optional(&mut *tx)
             .await
@@ -808,7 +907,7 @@ impl SharedStore {
             .is_none();
         sqlx::query(
             "INSERT INTO blobs (sha256, size) VALUES ($1, $2)
-             ON CONFLICT (sha256) DO UPDATE SET touched_at = now()",
+             ON CONFLICT (sha256) DO UPDATE SET touched_at = now(), deleting = false",
         )
         .bind(&sha256)
         .bind(size as i64)
@@ -989,16 +1088,20 @@ impl SharedStore {
         }
     }
 
-    /// Removes what no model needs, sparing what was touched within `grace` (longer than
-    /// any upload): numbers whose registration was abandoned, content no model names, and
-    /// multipart uploads a replica left unfinished. Safe while registrations run on any
-    /// replica (see the module's notes). With `dry_run`, only reports.
+    /// Removes what no model needs, sparing what was touched within `grace`: numbers
+    /// whose registration was abandoned, content no model names (marked, then deleted),
+    /// and multipart uploads a replica left unfinished. Safe while registrations run on
+    /// any replica, whatever the grace: a registration it overtakes is refused, never
+    /// made ready without its contents (see the module's notes). With `dry_run`, only
+    /// reports.
     pub async fn collect_garbage(&self, grace: Duration, dry_run: bool) -> Result<Collected> {
         let seconds = grace.as_secs_f64();
         let mut collected = Collected::default();
         let abandoned = sqlx::query(
-            "SELECT organization, repository, number FROM models
-             WHERE state = 'uploading' AND touched_at < now() - make_interval(secs => $1)",
+            "SELECT organization, repository, number FROM models m
+             WHERE state = 'uploading' AND touched_at < now() - make_interval(secs => $1)
+               AND number < (SELECT max(number) FROM models n
+                             WHERE n.organization = m.organization AND n.repository = m.repository)",
         )
         .bind(seconds)
         .fetch_all(&self.pool)
@@ -1006,15 +1109,19 @@ impl SharedStore {
         .map_err(db)?;
         for row in abandoned {
             let id = ModelId::new(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<i64, _>(2) as u64)?;
-            if !dry_run {
-                self.discard(&id).await?;
+            if dry_run || self.give_back_abandoned(&id, seconds).await? {
+                collected.abandoned.push(id.to_string());
             }
-            collected.abandoned.push(id.to_string());
         }
+        // Content no model names, untouched for the grace period: marked, one at a time,
+        // each in a transaction of its own that is committed before its object is touched.
         let orphans = sqlx::query(
             "SELECT sha256, size FROM blobs b
-             WHERE touched_at < now() - make_interval(secs => $1)
-               AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)",
+             WHERE NOT deleting AND touched_at < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)
+               AND NOT EXISTS (SELECT 1 FROM models m JOIN grants g ON g.organization = m.organization
+                               WHERE g.sha256 = b.sha256 AND m.state = 'uploading' AND b.touched_at >= m.created_at
+                                 AND m.touched_at >= now() - make_interval(secs => $1))",
         )
         .bind(seconds)
         .fetch_all(&self.pool)
@@ -1022,44 +1129,28 @@ impl SharedStore {
         .map_err(db)?;
         for row in orphans {
             let (sha256, size): (String, i64) = (row.get(0), row.get(1));
-            if dry_run {
-                collected.blobs += 1;
-                collected.bytes += size as u64;
-                continue;
+            match dry_run {
+                true => {
+                    collected.blobs += 1;
+                    collected.bytes += size as u64;
+                }
+                false => self.mark_for_deletion(&sha256, seconds).await?,
             }
-            // Under the content's lock and its row's: re-checked, then the object goes
-            // before the row, so a row never names a missing object.
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            lock_content(&mut tx, &sha256).await?;
-            let still = sqlx::query(
-                "SELECT 1 FROM blobs b WHERE sha256 = $1
-                   AND touched_at < now() - make_interval(secs => $2)
-                   AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)
-                 FOR UPDATE",
-            )
-            .bind(&sha256)
-            .bind(seconds)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            if still.is_none() {
-                continue;
-            }
-            match self.objects.delete(&blob_path(&sha256)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(store(e)),
-            }
-            let grants = sqlx::query("DELETE FROM grants WHERE sha256 = $1")
-                .bind(&sha256)
-                .execute(&mut *tx)
+        }
+        if !dry_run {
+            // Every marked content: those marked just now, and those of a collector that
+            // died before it finished.
+            let marked: Vec<String> = sqlx::query_scalar("SELECT sha256 FROM blobs WHERE deleting")
+                .fetch_all(&self.pool)
                 .await
-                .map_err(db)?
-                .rows_affected();
-            sqlx::query("DELETE FROM blobs WHERE sha256 = $1").bind(&sha256).execute(&mut *tx).await.map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            collected.blobs += 1;
-            collected.bytes += size as u64;
-            collected.grants += grants as usize;
+                .map_err(db)?;
+            for sha256 in marked {
+                if let Some((size, grants)) = self.delete_marked(&sha256).await? {
+                    collected.blobs += 1;
+                    collected.bytes += size;
+                    collected.grants += grants;
+                }
+            }
         }
         let stale =
             sqlx::query("SELECT path, upload_id FROM uploads WHERE started_at < now() - make_interval(secs => $1)")
@@ -1096,6 +1187,110 @@ impl SharedStore {
             collected.uploads += 1;
         }
         Ok(collected)
+    }
+
+    /// Gives back a number still uploading after the grace period, unless it is its
+    /// repository's highest: the next number is taken one above the highest, so a number
+    /// given back is never taken again (a late commit of its registration is refused,
+    /// never made into someone else's reservation). Under the repository's row lock, as
+    /// numbers are taken; the `DELETE` waits for a commit holding the model's row, and
+    /// then matches nothing.
+    async fn give_back_abandoned(&self, id: &ModelId, grace_seconds: f64) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("SELECT 1 FROM repositories WHERE organization = $1 AND name = $2 FOR UPDATE")
+            .bind(&id.organization)
+            .bind(&id.repository)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let given = sqlx::query(
+            "DELETE FROM models m WHERE organization = $1 AND repository = $2 AND number = $3
+               AND state = 'uploading' AND touched_at < now() - make_interval(secs => $4)
+               AND number < (SELECT max(number) FROM models n WHERE n.organization = $1 AND n.repository = $2)",
+        )
+        .bind(&id.organization)
+        .bind(&id.repository)
+        .bind(number(id))
+        .bind(grace_seconds)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        tx.commit().await.map_err(db)?;
+        Ok(given == 1)
+    }
+
+    /// The first step of deleting content: marks it, if it is still unnamed, untouched
+    /// for `grace_seconds`, and not sent since a live reservation of an organization
+    /// that may read it began (a registration in flight keeps its number touched, and
+    /// may be about to name it), in a transaction that holds its lock exclusively.
+    /// The check is a statement after the lock, so it reads every commit that held the
+    /// lock before (its model's files are visible); a commit after this one reads the
+    /// mark and refuses the content. A touch (`reuse`) racing this `UPDATE` either comes
+    /// first, and the row no longer matches when PostgreSQL checks it again after the
+    /// row lock, or comes after, and matches no marked row (`NOT deleting`).
+    async fn mark_for_deletion(&self, sha256: &str, grace_seconds: f64) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_content(&mut tx, sha256).await?;
+        sqlx::query(
+            "UPDATE blobs b SET deleting = true
+             WHERE sha256 = $1 AND NOT deleting AND touched_at < now() - make_interval(secs => $2)
+               AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)
+               AND NOT EXISTS (SELECT 1 FROM models m JOIN grants g ON g.organization = m.organization
+                               WHERE g.sha256 = b.sha256 AND m.state = 'uploading' AND b.touched_at >= m.created_at
+                                 AND m.touched_at >= now() - make_interval(secs => $2))",
+        )
+        .bind(sha256)
+        .bind(grace_seconds)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// The second step: deletes marked content's object, then its row (with its grants
+    /// and samples), under its lock; `None` when it is no longer marked (an upload of
+    /// the same content cleared the mark and wrote the object again). A collector killed
+    /// between the two leaves the row marked, and the next run finishes it.
+    async fn delete_marked(&self, sha256: &str) -> Result<Option<(u64, usize)>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_content(&mut tx, sha256).await?;
+        let row = sqlx::query(
+            "SELECT size, EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256) FROM blobs b
+             WHERE sha256 = $1 AND deleting",
+        )
+        .bind(sha256)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let (size, named): (i64, bool) = (row.get(0), row.get(1));
+        if named {
+            // Cannot happen: commits refuse marked content under this lock. Should it
+            // anyway, the content is kept.
+            tracing::error!(%sha256, "content marked for deletion is named by a model; it is kept");
+            sqlx::query("UPDATE blobs SET deleting = false WHERE sha256 = $1")
+                .bind(sha256)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return Ok(None);
+        }
+        match self.objects.delete(&blob_path(sha256)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store(e)),
+        }
+        self.small.remove(sha256);
+        let grants = sqlx::query("DELETE FROM grants WHERE sha256 = $1")
+            .bind(sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        sqlx::query("DELETE FROM blobs WHERE sha256 = $1").bind(sha256).execute(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some((size as u64, grants as usize)))
     }
 }
 
@@ -1157,11 +1352,15 @@ impl SharedStore {
                     imported.reused += 1;
                     continue;
                 }
-                let stored: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE sha256 = $1")
-                    .bind(&file.sha256)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db)?;
+                // Touched, as for a client told it exists: a collector spares it until the
+                // commit below (and if it did not, the commit would be refused, not half-made).
+                let stored: Option<i64> = sqlx::query_scalar(
+                    "UPDATE blobs SET touched_at = now() WHERE sha256 = $1 AND NOT deleting RETURNING size",
+                )
+                .bind(&file.sha256)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
                 if stored.is_some() {
                     // Stored and checked already: the organization's models name it.
                     grant(&self.pool, org, &file.sha256).await?;
@@ -1381,7 +1580,7 @@ async fn insert_token(pool: &PgPool, token: &Token) -> Result<u64> {
     Ok(added.rows_affected())
 }
 
-/// Takes the advisory lock of one content until the transaction ends.
+/// Takes the advisory lock of one content, exclusively, until the transaction ends.
 async fn lock_content(tx: &mut Transaction<'static, Postgres>, sha256: &str) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(content_lock(sha256)).execute(&mut **tx).await.map_err(db)?;
     Ok(())
@@ -1552,3 +1751,63 @@ impl AsRef<[u8]> for Leased {
 
 /// Idle part buffers kept for the next upload: one upload's worth.
 const IDLE_PARTS: usize = PARTS_IN_FLIGHT + 1;
+
+impl crate::verify::Scrub for SharedStore {
+    async fn manifests(&self) -> Result<Vec<Manifest>> {
+        let rows = sqlx::query(
+            "SELECT organization, repository, number, manifest FROM models WHERE state = 'ready'
+             ORDER BY organization, repository, number",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|row| {
+                let id = ModelId::new(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<i64, _>(2) as u64)?;
+                Manifest::from_json(&id, row.get::<&str, _>(3).as_bytes())
+            })
+            .collect()
+    }
+
+    async fn check(&self, sha256: &str, size: u64, deep: bool) -> Result<crate::verify::Found> {
+        use crate::verify::Found;
+        let row: Option<(i64, bool)> = sqlx::query_as("SELECT size, deleting FROM blobs WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        match row {
+            None => return Ok(Found::Missing("the database has no row for it".into())),
+            Some((_, true)) => return Ok(Found::Missing("the database marks it for deletion".into())),
+            Some((held, false)) if held as u64 != size => return Ok(Found::Size(held as u64)),
+            Some(_) => {}
+        }
+        let path = blob_path(sha256);
+        let held = match self.objects.head(&path).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Ok(Found::Missing(format!("the object store has no object {path}")))
+            }
+            Err(e) => return Err(store(e)),
+        };
+        if held != size {
+            return Ok(Found::Size(held));
+        }
+        if deep {
+            let mut stream = self.objects.get(&path).await.map_err(|e| missing(e, sha256))?.into_stream();
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = stream.next().await {
+                hasher.update(chunk.map_err(store)?);
+            }
+            let actual = hex::encode(hasher.finalize());
+            if actual != sha256 {
+                return Ok(Found::Corrupt(actual));
+            }
+        }
+        Ok(Found::Sound)
+    }
+
+    async fn granted(&self, organization: &str, sha256: &str) -> Result<bool> {
+        Ok(self.granted_size(organization, sha256).await?.is_some())
+    }
+}

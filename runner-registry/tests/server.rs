@@ -1046,3 +1046,129 @@ fn the_sample_of_large_content_is_told_to_its_organization_only_and_goes_with_it
         .flatten()
         .all(|d| { std::fs::read_dir(d.path()).unwrap().next().is_none() }));
 }
+
+fn verify(data: &Path) -> (bool, serde_json::Value) {
+    let output = Command::new(BIN).args(["verify", "--deep", "--json", "--data"]).arg(data).output().unwrap();
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("verify printed no report ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.success(), report)
+}
+
+/// The directory backend against the same race as the shared one: `gc --data` with no
+/// grace, looping, against registrations into the same directory from 8 threads (each
+/// call opens its own lock files, so `flock` sees them as it sees processes). Each registration either succeeds (recovering by itself when the
+/// collector takes its number or its contents) or fails with `Error::Gone`; every one that
+/// succeeded loads with its exact bytes, and `verify --deep` passes.
+#[test]
+fn directory_gc_looping_with_no_grace_loses_no_committed_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let registry = runner_core::LocalRegistry::open(&data).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (results, (runs, collected)) = std::thread::scope(|s| {
+        let (data, done) = (&data, &done);
+        let collector = s.spawn(move || {
+            // In this process, to run as often as it can; `gc --data` runs the same code.
+            let store = runner_core::registry::store::DirectoryStore::open(data).unwrap();
+            let (mut runs, mut collected) = (0, runner_core::registry::store::Collected::default());
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let run = store.collect_garbage(std::time::Duration::ZERO, false).unwrap();
+                runs += 1;
+                collected.blobs += run.blobs;
+                collected.abandoned.extend(run.abandoned);
+            }
+            (runs, collected)
+        });
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (registry, work) = (&registry, dir.path().join(format!("work{t}")));
+                s.spawn(move || {
+                    std::fs::create_dir_all(&work).unwrap();
+                    (0..25)
+                        .map(|i| {
+                            let scale = (t * 100 + i) as f64;
+                            let artifact = work.join(format!("{i}.bin"));
+                            std::fs::write(&artifact, format!("{t}/{i} ").repeat(5000)).unwrap();
+                            let registered = register_model::<Scaler>("race")
+                                .organization("acme")
+                                .model(Scale(scale))
+                                .artifact(artifact.to_str().unwrap(), "extra.bin")
+                                .register(registry);
+                            (scale, registered)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (results, collector.join().unwrap())
+    });
+    assert!(runs >= 1);
+    let mut acknowledged = 0;
+    for (scale, result) in results {
+        match result {
+            Ok(registered) => {
+                acknowledged += 1;
+                let loaded = Loaded::<Scaler>::load(
+                    &registry,
+                    &format!("acme/race:{}", registered.id().number).parse().unwrap(),
+                )
+                .unwrap_or_else(|e| panic!("{} is ready but cannot be loaded: {e}", registered.id()));
+                assert_eq!(loaded.run(1.0).unwrap(), scale);
+            }
+            Err(e) => assert!(matches!(e, runner_core::Error::Gone { .. }), "a registration failed unclearly: {e:?}"),
+        }
+    }
+    assert!(acknowledged >= 1, "no registration got through a collector with no grace");
+    println!(
+        "directory, gc looping with grace 0 ({runs} runs, {} contents and {} numbers collected) against 200 registrations from 8 threads: {acknowledged} acknowledged, 0 lost",
+        collected.blobs,
+        collected.abandoned.len()
+    );
+    let (passed, report) = verify(&data);
+    assert!(passed, "{report}");
+    assert_eq!(report["models"], acknowledged, "{report}");
+}
+
+/// `verify` names a deleted, a truncated and a corrupted content by model and file, exits
+/// 1, and passes once they are sent again.
+#[test]
+fn verify_names_each_missing_truncated_and_corrupt_file_of_a_directory_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let registry = runner_core::LocalRegistry::open(&data).unwrap();
+    let models: Vec<_> = (0..4)
+        .map(|i| {
+            register_model::<Scaler>("scrub").organization("acme").model(Scale(i as f64)).register(&registry).unwrap()
+        })
+        .collect();
+    let (passed, report) = verify(&data);
+    assert!(passed, "{report}");
+    assert_eq!((report["models"].as_u64(), report["files"].as_u64()), (Some(4), Some(4)), "{report}");
+    let blob = |m: &runner_core::Registered| {
+        let sha = &m.manifest.files[0].sha256;
+        data.join("blobs/sha256").join(&sha[..2]).join(sha)
+    };
+    // Volumes are hard links to the blobs: break them first, so that the damage is the store's alone.
+    std::fs::remove_dir_all(data.join("volumes")).ok();
+    std::fs::remove_file(blob(&models[0])).unwrap();
+    let content = std::fs::read(blob(&models[1])).unwrap();
+    std::fs::write(blob(&models[1]), &content[..content.len() / 2]).unwrap();
+    let mut content = std::fs::read(blob(&models[2])).unwrap();
+    content[0] ^= 1;
+    std::fs::write(blob(&models[2]), &content).unwrap();
+    let (passed, report) = verify(&data);
+    assert!(!passed, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 3, "{report}");
+    for (m, what) in models.iter().zip(["missing", "bytes, not the", "corrupt"]) {
+        let found = problems.iter().find(|p| p["model"] == m.id().to_string()).unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(found["file"], m.manifest.files[0].path, "{report}");
+        assert!(found["problem"].as_str().unwrap().contains(what), "{what}: {report}");
+    }
+    let output = Command::new(BIN).args(["verify", "--deep", "--data"]).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains(&models[0].id().to_string()) && text.contains("3 problems"), "{text}");
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use common::{sha256_hex, Scale, Scaler, Server as Replica, BIN};
 use object_store::ObjectStore;
 use runner_core::{register_model, Error, HttpRegistry, Loaded, ModelStatus, Registry};
+use runner_registry::SharedStore;
 use services::{Garage, Postgres};
 
 /// A database and a bucket, and the replicas serving them.
@@ -58,7 +59,11 @@ impl Cluster {
 
     /// The bucket, as the registry sees it.
     fn bucket(&self) -> Arc<dyn ObjectStore> {
-        let objects = object_store::aws::AmazonS3Builder::new()
+        Arc::new(self.s3())
+    }
+
+    fn s3(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
             .with_bucket_name("models")
             .with_endpoint(&self.garage.endpoint)
             .with_allow_http(true)
@@ -66,8 +71,51 @@ impl Cluster {
             .with_access_key_id(&self.garage.key_id)
             .with_secret_access_key(&self.garage.secret)
             .build()
-            .unwrap();
-        Arc::new(objects)
+            .unwrap()
+    }
+
+    /// The shared store in this process, as `runner-registry gc` opens it.
+    fn store(&self, rt: &tokio::runtime::Runtime) -> SharedStore {
+        rt.block_on(SharedStore::connect(&self.postgres.url, Arc::new(self.s3()), "the test's store".into())).unwrap()
+    }
+
+    /// Makes every commit sleep `seconds` inside its transaction, once its files' rows
+    /// are written (as a busy database, a lock wait or a long round trip would).
+    fn slow_commits(&self, seconds: f64) {
+        self.slow("model_files", seconds);
+    }
+
+    /// Makes every insert into `table` sleep `seconds` inside its transaction.
+    fn slow(&self, table: &str, seconds: f64) {
+        let sql = format!(
+            "CREATE OR REPLACE FUNCTION slow_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$;
+             CREATE OR REPLACE TRIGGER slow_{table} AFTER INSERT ON {table}
+             FOR EACH STATEMENT EXECUTE FUNCTION slow_{table}();"
+        );
+        runtime().block_on(async {
+            let pool = sqlx::PgPool::connect(&self.postgres.url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            pool.close().await;
+        })
+    }
+
+    /// Waits (at most 20 s) until a transaction sleeps in one of the triggers of
+    /// [`Cluster::slow`].
+    fn wait_for_a_sleeping_transaction(&self) {
+        let start = std::time::Instant::now();
+        while self.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == 0 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(20), "no transaction ever slept");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// `runner-registry verify --deep --json`: its report, and whether it passed.
+    fn verify(&self) -> (bool, serde_json::Value) {
+        let output = self.command(&["verify", "--deep", "--json"]).output().unwrap();
+        let report = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("verify printed no report ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+        (output.status.success(), report)
     }
 
     /// Runs SQL statements on the database.
@@ -950,4 +998,217 @@ fn content_posted_unnamed_is_copied_to_its_key_and_an_upload_left_behind_is_coll
     assert_eq!(collected["collected"]["uploads"], 1, "{collected}");
     assert_eq!(uploads(), Vec::<object_store::path::Path>::new());
     assert_eq!(loaded.run(1.0).unwrap(), 2.0);
+}
+
+/// The race the old collector lost: content a registration sent (named by no model yet)
+/// is named by a commit that is slow inside the database, and `gc` with no grace runs
+/// while that commit is in flight. The collector's candidates are read before the commit
+/// lands, so only its order of steps keeps the content: every round's model must load
+/// with its exact bytes, and `verify --deep` must pass.
+#[test]
+fn gc_during_a_commit_slowed_in_the_database_loses_nothing_in_50_rounds() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    cluster.slow_commits(0.3);
+    let rt = runtime();
+    let gc = cluster.store(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let mut collected = runner_core::registry::store::Collected::default();
+    for round in 0..50u64 {
+        let cache = dir.path().join(format!("c{round}"));
+        let registered = std::thread::scope(|s| {
+            let registration = s.spawn(|| {
+                let registry = client(&replica, &token, &cache);
+                register_model::<Scaler>("slow").organization("acme").model(Scale(round as f64)).register(&registry)
+            });
+            // Collect while the commit sleeps inside its transaction, every other round;
+            // in the others, a little before or after it begins.
+            match round % 2 {
+                0 => cluster.wait_for_a_sleeping_transaction(),
+                _ => std::thread::sleep(std::time::Duration::from_millis(round * 7 % 60)),
+            }
+            let run = rt.block_on(gc.collect_garbage(std::time::Duration::ZERO, false)).unwrap();
+            collected.blobs += run.blobs;
+            collected.abandoned.extend(run.abandoned);
+            registration.join().unwrap()
+        });
+        let model = registered.unwrap_or_else(|e| panic!("round {round}: the registration failed: {e}"));
+        let reader = client(&replica, &token, &dir.path().join(format!("read{round}")));
+        let loaded = Loaded::<Scaler>::load(&reader, &format!("acme/slow:{}", model.id().number).parse().unwrap())
+            .unwrap_or_else(|e| panic!("round {round}: {} is ready but cannot be loaded: {e}", model.id()));
+        assert_eq!(loaded.run(1.0).unwrap(), round as f64, "round {round}");
+    }
+    let (passed, report) = cluster.verify();
+    assert!(passed, "verify --deep: {report}");
+    assert_eq!(report["models"], 50, "{report}");
+    println!(
+        "slow commits against gc (grace 0), 50 rounds: 50 acknowledged, 0 lost; the collector gave back {} numbers and deleted {} contents; {:.1} s",
+        collected.abandoned.len(),
+        collected.blobs,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// What one fault scenario counted.
+#[derive(Debug, Default)]
+struct Tally {
+    attempted: usize,
+    acknowledged: usize,
+    lost: usize,
+    downloads: usize,
+    gc_runs: usize,
+    collected_blobs: usize,
+    abandoned: usize,
+    /// The shortest time a registration took.
+    shortest: std::time::Duration,
+}
+
+/// Runs `registrations` at once through two replicas (each a model with `files` artifact
+/// files of its own), while a collector with `grace` loops; then loads every acknowledged
+/// model through both replicas with fresh caches, and runs `verify --deep`.
+fn registrations_against_a_looping_collector(
+    cluster: &Cluster,
+    registrations: usize,
+    files: usize,
+    grace: std::time::Duration,
+) -> Tally {
+    let token = cluster.token("acme");
+    let replicas = [cluster.replica(&[]), cluster.replica(&[])];
+    let rt = runtime();
+    let gc = cluster.store(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let repository = format!("faults{}", grace.as_millis());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut tally = Tally { attempted: registrations, ..Tally::default() };
+    let results: Vec<(f64, std::time::Duration, runner_core::Result<runner_core::Registered>)> =
+        std::thread::scope(|s| {
+            let collector = s.spawn(|| {
+                let mut runs = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    runs.push(rt.block_on(gc.collect_garbage(grace, false)).expect("gc fails only if a service does"));
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                runs
+            });
+            let handles: Vec<_> = (0..registrations)
+                .map(|i| {
+                    let (replica, token, work) = (&replicas[i % 2], &token, dir.path().join(format!("r{i}")));
+                    let repository = &repository;
+                    s.spawn(move || {
+                        let artifacts = work.join("artifacts");
+                        std::fs::create_dir_all(&artifacts).unwrap();
+                        for f in 0..files {
+                            std::fs::write(artifacts.join(format!("{f}.bin")), format!("{i}/{f} ").repeat(2000))
+                                .unwrap();
+                        }
+                        let registry = client(replica, token, &work.join("cache"));
+                        let scale = 1.0 + i as f64;
+                        let began = std::time::Instant::now();
+                        let registered = register_model::<Scaler>(repository)
+                            .organization("acme")
+                            .model(Scale(scale))
+                            .artifact(format!("{}/*", artifacts.display()), "artifacts/*")
+                            .register(&registry);
+                        (scale, began.elapsed(), registered)
+                    })
+                })
+                .collect();
+            let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            let runs = collector.join().unwrap();
+            tally.gc_runs = runs.len();
+            tally.collected_blobs = runs.iter().map(|r| r.blobs).sum();
+            tally.abandoned = runs.iter().map(|r| r.abandoned.len()).sum();
+            results
+        });
+    tally.shortest = results.iter().map(|(_, took, _)| *took).min().unwrap_or_default();
+    for (i, (scale, _, result)) in results.iter().enumerate() {
+        let Ok(registered) = result else {
+            // Allowed only with no grace, and only as a clear refusal: nothing visible.
+            let e = result.as_ref().err().unwrap();
+            assert!(grace.is_zero(), "registration {i} failed with a grace of {grace:?}: {e}");
+            assert!(matches!(e, Error::Gone { .. }), "registration {i} failed unclearly: {e:?}");
+            continue;
+        };
+        tally.acknowledged += 1;
+        for (r, replica) in replicas.iter().enumerate() {
+            let reader = client(replica, &token, &dir.path().join(format!("read{i}-{r}")));
+            let model = format!("acme/{repository}:{}", registered.id().number).parse().unwrap();
+            match Loaded::<Scaler>::load(&reader, &model) {
+                Ok(loaded) if loaded.run(1.0).unwrap() == *scale => tally.downloads += 1,
+                Ok(_) => tally.lost += 1,
+                Err(e) => {
+                    eprintln!("acknowledged {model} cannot be loaded: {e}");
+                    tally.lost += 1
+                }
+            }
+        }
+    }
+    let (passed, report) = cluster.verify();
+    assert!(passed, "verify --deep: {report}");
+    tally
+}
+
+/// gc looping with no grace, and with a short one, against 16 concurrent registrations
+/// whose commits sleep inside the database: nothing acknowledged is lost, and with a
+/// grace every registration succeeds (recovering by itself when the collector takes its
+/// number or contents).
+#[test]
+fn gc_looping_against_16_slow_registrations_loses_nothing_acknowledged() {
+    let cluster = Cluster::start();
+    // The schema, before the trigger.
+    drop(cluster.replica(&[]));
+    cluster.slow_commits(0.2);
+    for grace in [std::time::Duration::ZERO, std::time::Duration::from_millis(1500)] {
+        let started = std::time::Instant::now();
+        let tally = registrations_against_a_looping_collector(&cluster, 16, 3, grace);
+        println!(
+            "| gc looping, grace {:?}, commits slowed 0.2 s | {} | {} | {} | {} | {} runs, {} contents, {} numbers | {:.1} s |",
+            grace,
+            tally.attempted,
+            tally.acknowledged,
+            tally.lost,
+            tally.downloads,
+            tally.gc_runs,
+            tally.collected_blobs,
+            tally.abandoned,
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(tally.lost, 0, "{tally:?}");
+        assert_eq!(tally.downloads, 2 * tally.acknowledged, "{tally:?}");
+        if !grace.is_zero() {
+            assert_eq!(tally.acknowledged, tally.attempted, "{tally:?}");
+        }
+    }
+}
+
+/// Registrations that take longer than the collector's 5-second grace (their uploads
+/// and commits slowed inside the database) succeed end to end: each keeps its number
+/// reserved while it works, and what it sent is spared meanwhile.
+#[test]
+fn registrations_longer_than_the_grace_recover_from_a_looping_gc() {
+    let cluster = Cluster::start();
+    drop(cluster.replica(&[]));
+    // Each content's row sleeps 2 s before it is written: a model of 9 files (the model's
+    // own and 8 artifacts, four at a time) uploads for about 6 s.
+    cluster.slow("blobs", 2.0);
+    cluster.slow_commits(1.0);
+    let started = std::time::Instant::now();
+    let tally = registrations_against_a_looping_collector(&cluster, 4, 8, std::time::Duration::from_secs(5));
+    println!(
+        "| gc looping, grace 5 s, registrations of {:.1} s or more | {} | {} | {} | {} | {} runs, {} contents, {} numbers | {:.1} s |",
+        tally.shortest.as_secs_f64(),
+        tally.attempted,
+        tally.acknowledged,
+        tally.lost,
+        tally.downloads,
+        tally.gc_runs,
+        tally.collected_blobs,
+        tally.abandoned,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!((tally.acknowledged, tally.lost), (tally.attempted, 0), "{tally:?}");
+    assert!(tally.shortest > std::time::Duration::from_secs(5), "a registration was shorter than the grace: {tally:?}");
 }

@@ -129,11 +129,15 @@ impl HttpRegistry {
         if status.is_success() {
             return Ok(response);
         }
-        let message = match response.json::<ErrorBody>() {
-            Ok(body) => body.error.message,
-            Err(_) => "no details".to_string(),
+        let (message, missing) = match response.json::<ErrorBody>() {
+            Ok(body) => (body.error.message, body.error.missing),
+            Err(_) => ("no details".to_string(), None),
         };
-        Err(self.refused(status, &message, what))
+        match missing {
+            // A commit naming what is gone: typed, so that `register` recovers.
+            Some(missing) => Err(Error::Gone { missing, message: format!("{what}: {message}") }),
+            None => Err(self.refused(status, &message, what)),
+        }
     }
 
     /// The framework's error for an answer of `status` saying `message`.
@@ -288,6 +292,15 @@ impl Registry for HttpRegistry {
         ModelId::new(organization, repository, answer.number)
     }
 
+    fn keep_alive(&self, id: &ModelId) -> Result<()> {
+        let what = format!("keeping {id} reserved");
+        let response = self.send(|| self.request(Method::PUT, &path::reservation(id)), &what)?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Err(Error::number_gone(id)),
+            _ => self.check(response, &what).map(|_| ()),
+        }
+    }
+
     fn discard(&self, id: &ModelId) -> Result<()> {
         let what = format!("giving back {id}");
         let response = self.send(|| self.request(Method::DELETE, &path::reservation(id)), &what)?;
@@ -355,10 +368,7 @@ impl Registry for HttpRegistry {
 
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {
         if self.status(id)?.is_none() {
-            return Err(Error::NotFound {
-                what: "model",
-                message: format!("{id} does not exist in {}", self.location()),
-            });
+            return Err(Error::number_gone(id));
         }
         let expected = Expected::of(self.view(id)?.and_then(|v| v.manifest).as_ref());
         Ok(Box::new(HttpStaging { registry: self, id: id.clone(), files: BTreeMap::new(), expected }))
@@ -694,7 +704,10 @@ impl HttpRegistry {
                     let outcome = request.send().await;
                     let (transient, asked) = match &outcome {
                         Ok(response) => retry_hint(response.status(), response.headers()),
-                        Err(e) => (e.is_connect() || e.is_timeout(), None),
+                        // A connection closed while the body was sent: a server that
+                        // answered early (429 before reading) or restarted; an upload
+                        // by sha256, or unnamed, is safe to send again.
+                        Err(e) => (e.is_connect() || e.is_timeout() || e.is_body() || e.is_request(), None),
                     };
                     if !transient || attempt == 5 {
                         let response =

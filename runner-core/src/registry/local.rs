@@ -181,7 +181,13 @@ impl LocalRegistry {
     /// Starts storing content; [`BlobWriter::finish`] checks it against the sha256 the
     /// sender declared and keeps nothing on a mismatch.
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
+        // Locked while it is written: garbage collection leaves a locked file in tmp/
+        // alone, however old (see `DirectoryStore::collect_garbage`). Created and locked
+        // under the collector's lock, so that no sweep finds it unlocked in between.
+        let gc = self.gc_lock(false)?;
         let tmp = tempfile::NamedTempFile::new_in(self.tmp()).ctx("creating a file in", self.tmp())?;
+        tmp.as_file().lock().ctx("locking", tmp.path())?;
+        drop(gc);
         let tmp = io::BufWriter::with_capacity(BUFFER, tmp);
         Ok(BlobWriter {
             tmp: Some(tmp),
@@ -229,23 +235,48 @@ impl LocalRegistry {
     /// manifest must still be the one the registration started from (checked under a
     /// lock); otherwise nothing changes and the error says so.
     pub(crate) fn commit_manifest(&self, manifest: &Manifest, expected: Option<&Expected>) -> Result<()> {
+        self.commit_manifest_if(manifest, expected, |_| Ok(true))
+    }
+
+    /// [`LocalRegistry::commit_manifest`], counting as missing content that `readable`
+    /// refuses (content of another organization, for the registry server).
+    ///
+    /// Garbage collection cannot remove what this names, by the order of the steps:
+    /// the commit holds the collector's lock shared (`ROOT/.gc.lock`, `flock`) from
+    /// before it checks its contents until its manifest is written, and the collector
+    /// holds it exclusively from before it reads the manifests until it has moved the
+    /// contents it removes out of `blobs/`. So either this commit ran first, and the
+    /// collector's listing reads its manifest and spares its contents; or the collector
+    /// ran first, and this commit sees what it removed (and its number, if it gave that
+    /// back) as missing: [`Error::Gone`], nothing written.
+    pub(crate) fn commit_manifest_if(
+        &self,
+        manifest: &Manifest,
+        expected: Option<&Expected>,
+        readable: impl Fn(&str) -> Result<bool>,
+    ) -> Result<()> {
         manifest.validate()?;
+        let _gc = self.gc_lock(false)?;
+        let mut missing = Vec::new();
         for file in &manifest.files {
-            if self.blob(&file.sha256, Some(file.size))?.is_none() {
-                return Err(Error::msg(format!(
-                    "manifest lists `{}` (sha256 {}), whose content was not uploaded",
-                    file.path, file.sha256
-                )));
+            if !readable(&file.sha256)? || self.blob(&file.sha256, Some(file.size))?.is_none() {
+                missing.push((file.path.as_str(), file.sha256.as_str()));
             }
         }
-        let dir = self.model_dir(&manifest.model)?;
-        if !dir.is_dir() {
-            return Err(Error::NotFound {
-                what: "model",
-                message: format!("{} does not exist (or was removed during the upload)", manifest.model),
-            });
+        if !missing.is_empty() {
+            return Err(Error::contents_gone(&manifest.model, &missing));
         }
-        let _lock = lock_file(&dir.join(".lock"))?;
+        let dir = self.model_dir(&manifest.model)?;
+        let lock = match File::options().create(true).truncate(false).write(true).open(dir.join(".lock")) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::number_gone(&manifest.model)),
+            Err(e) => return Err(Error::io("opening", dir.join(".lock"), e)),
+        };
+        lock.lock().ctx("locking", dir.join(".lock"))?;
+        // Given back (`discard` removes the folder under this lock) while this waited.
+        if !dir.is_dir() {
+            return Err(Error::number_gone(&manifest.model));
+        }
         if let Some(expected) = expected {
             let current = match fs::read(dir.join("manifest.json")) {
                 Ok(bytes) => Expected::Manifest(hex::encode(Sha256::digest(&bytes))),
@@ -262,6 +293,20 @@ impl LocalRegistry {
             }
         }
         replace_file(&dir, "manifest.json", &manifest.to_json())
+    }
+
+    /// The garbage collector's lock (`ROOT/.gc.lock`), held until the file is dropped:
+    /// shared by commits and by uploads storing content (any number at once), exclusive
+    /// by the collector.
+    pub(crate) fn gc_lock(&self, exclusive: bool) -> Result<File> {
+        let path = self.root.join(".gc.lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&path).ctx("opening", &path)?;
+        match exclusive {
+            true => lock.lock(),
+            false => lock.lock_shared(),
+        }
+        .ctx("locking", &path)?;
+        Ok(lock)
     }
 
     fn tmp(&self) -> PathBuf {
@@ -459,10 +504,25 @@ impl Registry for LocalRegistry {
             // mkdir is atomic: of two processes trying the same number, one gets it and
             // the other moves on to the next.
             match fs::create_dir(dir.join(next.to_string())) {
-                Ok(()) => return ModelId::new(organization, repository, next),
+                Ok(()) => {
+                    // Its lock now, so that the folder's time stays when it began (what
+                    // garbage collection reads as the start of a live reservation).
+                    let lock = dir.join(next.to_string()).join(".lock");
+                    File::create(&lock).ctx("creating", &lock)?;
+                    return ModelId::new(organization, repository, next);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next += 1,
                 Err(e) => return Err(Error::io("creating model", dir.join(next.to_string()), e)),
             }
+        }
+    }
+
+    fn keep_alive(&self, id: &ModelId) -> Result<()> {
+        let lock = self.model_dir(id)?.join(".lock");
+        match File::options().create(true).truncate(false).write(true).open(&lock) {
+            Ok(file) => file.set_modified(std::time::SystemTime::now()).ctx("touching", &lock),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::number_gone(id)),
+            Err(e) => Err(Error::io("opening", &lock, e)),
         }
     }
 
@@ -542,10 +602,7 @@ impl Registry for LocalRegistry {
 
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {
         if self.status(id)?.is_none() {
-            return Err(Error::NotFound {
-                what: "model",
-                message: format!("{id} does not exist in {}", self.location()),
-            });
+            return Err(Error::number_gone(id));
         }
         let expected = match self.manifest(id) {
             Ok(manifest) => Expected::of(Some(&manifest)),

@@ -296,7 +296,7 @@ impl Registry for MemoryRegistry {
         check_id(id)?;
         let expected = match self.lock().model(id) {
             Some(manifest) => Expected::of(manifest.as_ref()),
-            None => return Err(self.not_found(id)),
+            None => return Err(Error::number_gone(id)),
         };
         Ok(Box::new(MemoryStaging { registry: self, id: id.clone(), files: BTreeMap::new(), expected }))
     }
@@ -345,18 +345,16 @@ impl Staging for MemoryStaging<'_> {
         manifest.validate()?;
         let registry = self.registry;
         let mut state = registry.lock();
-        for file in &manifest.files {
-            if state.blobs.get(&file.sha256).is_none_or(|blob| blob.len() as u64 != file.size) {
-                return Err(Error::msg(format!(
-                    "manifest lists `{}` (sha256 {}), whose content was not uploaded",
-                    file.path, file.sha256
-                )));
-            }
+        let missing: Vec<(&str, &str)> = manifest
+            .files
+            .iter()
+            .filter(|file| state.blobs.get(&file.sha256).is_none_or(|blob| blob.len() as u64 != file.size))
+            .map(|file| (file.path.as_str(), file.sha256.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::contents_gone(&self.id, &missing));
         }
-        let current = state.model_mut(&self.id).ok_or_else(|| Error::NotFound {
-            what: "model",
-            message: format!("{} does not exist (or was removed during the upload)", self.id),
-        })?;
+        let current = state.model_mut(&self.id).ok_or_else(|| Error::number_gone(&self.id))?;
         if Expected::of(current.as_ref()) != self.expected {
             return Err(Error::Conflict {
                 message: format!(

@@ -12,6 +12,7 @@
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}` | write | delete a model |
 //! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/manifest` | write | commit, with a [`Precondition`] |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | give back a number |
+//! | `PUT /v1/orgs/{org}/repos/{repo}/models/{n}/reservation` | write | keep a number reserved while its registration works |
 //! | `GET /v1/orgs/{org}/repos/{repo}/aliases` | read | [`Aliases`] |
 //! | `PUT /v1/orgs/{org}/repos/{repo}/aliases/{alias}` | write | move (or create) an alias: [`SetAlias`] -> [`AliasMove`] |
 //! | `DELETE /v1/orgs/{org}/repos/{repo}/aliases/{alias}` | write | delete an alias (`?expect=N`: only if it points at N) -> [`AliasMove`] |
@@ -64,7 +65,8 @@ pub mod route {
     pub const MODEL: &str = "/v1/orgs/{org}/repos/{repo}/models/{number}";
     /// A model's manifest: `PUT` commits.
     pub const MANIFEST: &str = "/v1/orgs/{org}/repos/{repo}/models/{number}/manifest";
-    /// A model's number while uploading: `DELETE` gives it back.
+    /// A model's number while uploading: `DELETE` gives it back, `PUT` keeps it
+    /// reserved (garbage collection gives back numbers untouched for its grace period).
     pub const RESERVATION: &str = "/v1/orgs/{org}/repos/{repo}/models/{number}/reservation";
     /// File content by sha256.
     pub const BLOB: &str = "/v1/orgs/{org}/blobs/{sha256}";

@@ -183,28 +183,40 @@ impl DirectoryStore {
     /// every file it lists and that the model's organization may read each (it sent it,
     /// or another of its models names it). With `expected`, the current manifest must
     /// still be the one the registration started from (checked under a lock); otherwise
-    /// nothing changes and the error is [`Error::Conflict`].
+    /// nothing changes and the error is [`Error::Conflict`]. Content missing or not
+    /// readable, or a number given back, is [`Error::Gone`] (see
+    /// [`DirectoryStore::collect_garbage`] for why a collector cannot remove what a
+    /// committed manifest names).
     pub fn commit_manifest(&self, manifest: &Manifest, expected: Option<&Expected>) -> Result<()> {
         let organization = &manifest.model.organization;
-        for file in &manifest.files {
-            if !self.granted(organization, &file.sha256)? {
-                return Err(Error::invalid_input(format!(
-                    "the manifest lists `{}` (sha256 {}), whose content organization `{organization}` has not uploaded; upload it first",
-                    file.path, file.sha256
-                )));
-            }
-        }
-        self.registry.commit_manifest(manifest, expected)
+        self.registry.commit_manifest_if(manifest, expected, |sha256| self.granted(organization, sha256))
     }
 
-    /// Removes what no model needs any more, sparing everything touched within `grace`
-    /// (which must be longer than any upload): blobs no ready model names, numbers whose
-    /// registration was abandoned (uploading, untouched for `grace`), volumes of models
-    /// that are gone, grants of removed content, and uploads a crashed process left in
-    /// `tmp/`. Safe while registrations run: content a registration uploads or reuses is
-    /// newer than `grace` until its commit, and a blob is moved aside before it is
-    /// removed, then put back if it was touched meanwhile. With `dry_run`, reports what it
-    /// would remove and removes nothing.
+    /// Holds [`DirectoryStore::collect_garbage`] off until the guard is dropped: take it
+    /// before storing content and granting it, so that the collector never removes the
+    /// grant of content it did not remove.
+    pub fn hold_off_gc(&self) -> Result<std::fs::File> {
+        self.registry.gc_lock(false)
+    }
+
+    /// Removes what no model needs any more, sparing everything touched within `grace`:
+    /// blobs no ready model names, numbers whose registration was abandoned (uploading,
+    /// untouched for `grace`), volumes of models that are gone, grants of removed
+    /// content, and uploads a crashed process left in `tmp/`. With `dry_run`, reports
+    /// what it would remove and removes nothing.
+    ///
+    /// Safe while registrations run in any process, by the order of the steps rather than
+    /// by timing. The collector holds `ROOT/.gc.lock` exclusively for the whole sweep;
+    /// every commit holds it shared from before it checks its contents until its
+    /// manifest is written, and every upload while it stores content and grants it. So
+    /// a manifest committed before the sweep is read by it, and its contents are spared;
+    /// a commit after the sweep finds what was removed missing ([`Error::Gone`], nothing
+    /// written), and `register` sends the contents again and commits again. Content a
+    /// registration reuses (a client's `HEAD`) is touched; a blob is moved aside before
+    /// it is removed and put back if it was touched meanwhile, and one touched after
+    /// that is gone at its path, so the client sends it. A registration quieter than
+    /// `grace` may have its number given back: its commit is [`Error::Gone`] too, and
+    /// `register` takes a new number.
     pub fn collect_garbage(&self, grace: std::time::Duration, dry_run: bool) -> Result<Collected> {
         let root = self.registry.root().to_path_buf();
         let cutoff = std::time::SystemTime::now() - grace;
@@ -216,35 +228,61 @@ impl DirectoryStore {
             }
         };
         let mut collected = Collected::default();
+        // Exclusive until the sweep ends: every commit and every upload storing content
+        // holds this lock shared, so what it names or grants is either on disk before the
+        // manifests are read below, or checked again after the sweep (see
+        // `LocalRegistry::commit_manifest_if`).
+        let _exclusive = self.registry.gc_lock(true)?;
         // Abandoned numbers first: what they uploaded is then unreferenced, like any orphan.
+        // The highest number of each repository is never given back: the next number
+        // taken is one above it, so a number given back is never taken again, and a
+        // late commit of its registration cannot land in someone else's reservation.
+        let models = self.all_models()?;
+        let mut highest = std::collections::HashMap::new();
+        for model in &models {
+            let top = highest.entry((&model.id.organization, &model.id.repository)).or_insert(0);
+            *top = model.id.number.max(*top);
+        }
+        let highest: std::collections::HashSet<_> =
+            highest.into_iter().map(|((org, repo), number)| (org.clone(), repo.clone(), number)).collect();
         let mut named = std::collections::HashSet::new();
         let mut manifests = std::collections::HashSet::new();
-        for model in self.all_models()? {
-            match model.manifest {
-                Some(manifest) => {
-                    named.extend(manifest.files.iter().map(|f| f.sha256.clone()));
-                    manifests.insert(manifest.sha256());
-                }
-                None => {
-                    let id = &model.id;
-                    let dir = root.join("orgs").join(&id.organization).join(&id.repository).join(id.number.to_string());
-                    let lock = dir.join(".lock");
-                    if old(&dir)? && (!lock.exists() || old(&lock)?) {
+        // When the oldest live reservation began (its folder's time: `create_model` makes
+        // its lock with it): content sent or reused since may be about to be named by
+        // the registration that keeps it alive (`keep_alive` touches its lock).
+        let mut live_since: Option<std::time::SystemTime> = None;
+        let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ctx("reading the time of", path);
+        for model in models {
+            let Some(manifest) = model.manifest else {
+                let id = &model.id;
+                let dir = root.join("orgs").join(&id.organization).join(&id.repository).join(id.number.to_string());
+                let lock = dir.join(".lock");
+                let top = highest.contains(&(id.organization.clone(), id.repository.clone(), id.number));
+                if old(&dir)? && (!lock.exists() || old(&lock)?) {
+                    if !top {
                         if !dry_run {
                             self.registry.discard(id)?;
                         }
                         collected.abandoned.push(id.to_string());
                     }
+                } else if let Ok(began) = modified(&dir) {
+                    live_since = Some(live_since.map_or(began, |since| since.min(began)));
                 }
-            }
+                continue;
+            };
+            named.extend(manifest.files.iter().map(|f| f.sha256.clone()));
+            manifests.insert(manifest.sha256());
         }
+        let spared = |path: &Path| -> Result<bool> {
+            Ok(!old(path)? || live_since.is_some_and(|since| modified(path).is_ok_and(|time| time >= since)))
+        };
         // Blobs no ready model names.
         let blobs = root.join("blobs/sha256");
         let trash = root.join("tmp");
         for prefix in names_in(&blobs)? {
             for sha256 in names_in(&blobs.join(&prefix))? {
                 let path = blobs.join(&prefix).join(&sha256);
-                if named.contains(&sha256) || !old(&path)? {
+                if named.contains(&sha256) || spared(&path)? {
                     continue;
                 }
                 let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -252,7 +290,7 @@ impl DirectoryStore {
                     // Aside first; a registration that touched it meanwhile gets it back.
                     let aside = trash.join(format!("gc-{sha256}"));
                     fs::rename(&path, &aside).ctx("moving aside", &path)?;
-                    if !old(&aside)? {
+                    if spared(&aside)? {
                         fs::rename(&aside, &path).ctx("putting back", &path)?;
                         continue;
                     }
@@ -293,15 +331,34 @@ impl DirectoryStore {
             }
         }
         // What crashed processes left in tmp/: uploads, volumes being built.
+        // An upload still being written holds a lock on its file (`blob_writer`): such a
+        // file is in use, however old its last write.
         for name in names_in(&trash)? {
             let path = trash.join(&name);
-            if !name.starts_with("gc-") && old(&path)? {
-                if !dry_run {
-                    let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-                    removed.ctx("removing", &path)?;
-                }
-                collected.uploads += 1;
+            if name.starts_with("gc-") || !old(&path)? {
+                continue;
             }
+            let _unused = match path.is_dir() {
+                true => None,
+                false => match fs::File::open(&path) {
+                    Ok(file) => match file.try_lock() {
+                        Ok(()) => Some(file),
+                        Err(fs::TryLockError::WouldBlock) => continue,
+                        Err(fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io("opening", &path, e)),
+                },
+            };
+            if !dry_run {
+                let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                match removed {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io("removing", &path, e)),
+                }
+            }
+            collected.uploads += 1;
         }
         Ok(collected)
     }

@@ -71,6 +71,18 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// Does nothing to a model that is ready.
     fn discard(&self, id: &ModelId) -> Result<()>;
 
+    /// Keeps a number taken by [`Registry::create_model`] from being given back while
+    /// its registration works: garbage collection gives back numbers untouched for its
+    /// grace period, and spares content sent since a live reservation of the same
+    /// organization began. [`RegisterModel::register`](crate::RegisterModel::register)
+    /// calls it every second until it commits. A number that no longer exists is
+    /// [`Error::Gone`]; a ready one is left as it is. Backends without a collector do
+    /// nothing.
+    fn keep_alive(&self, id: &ModelId) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
+
     /// Deletes a model: it stops being visible at once (its manifest goes first). Its file
     /// contents stay stored while other models share them. A number that does not exist
     /// is [`Error::NotFound`].
