@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use runner_core::serve::{serve_connections, ConnectionLimits};
+use runner_registry::export::{export, Selection};
 use runner_registry::verify::verify;
 use runner_registry::{router, Backend, Config, Right, SharedStore};
 
@@ -86,6 +87,23 @@ enum Command {
         /// Contents checked at once, so that a large registry is not overwhelmed.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
         concurrency: u16,
+    },
+    /// Copy a registry (either backend), one organization or one repository, into a
+    /// directory registry: its ready models under their numbers, aliases with their
+    /// history, and tokens; every content checked by sha256. Resumable: run again, it
+    /// skips what is there. `import --from DIR` restores it into a shared registry.
+    Export {
+        /// The directory to write (created when missing; `serve --data DIR` serves it).
+        #[arg(long)]
+        to: PathBuf,
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this repository (of --org).
+        #[arg(long, requires = "org")]
+        repo: Option<String>,
+        #[command(flatten)]
+        storage: Storage,
     },
     /// Copy a directory registry (its tokens and ready models, under their numbers) into
     /// a shared one, checking every file's sha256; idempotent and resumable.
@@ -317,7 +335,8 @@ fn inspect(command: Command) -> runner_core::Result<()> {
         | Command::Token { .. }
         | Command::Gc { .. }
         | Command::Import { .. }
-        | Command::Verify { .. } => {
+        | Command::Verify { .. }
+        | Command::Export { .. } => {
             unreachable!("handled by main")
         }
     };
@@ -557,6 +576,18 @@ async fn serve_or_administer(command: Command) -> Result<(), String> {
                 0 => Ok(()),
                 n => Err(format!("{n} files of ready models cannot be served as their manifests say")),
             }
+        }
+        Command::Export { to, org, repo, storage } => {
+            let backend = storage.open(false).await.map_err(|e| e.to_string())?;
+            let target = runner_core::registry::store::DirectoryStore::open(&to).map_err(|e| e.to_string())?;
+            let selection = Selection { organization: org, repository: repo };
+            let exported = match &backend {
+                Backend::Directory { store, .. } => export(store, &target, &selection).await,
+                Backend::Shared(shared) => export(shared, &target, &selection).await,
+            }
+            .map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&exported).expect("serializes"));
+            Ok(())
         }
         Command::Import { from, storage } => {
             let Backend::Shared(shared) = storage.open(false).await.map_err(|e| e.to_string())? else {

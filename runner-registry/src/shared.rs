@@ -1420,9 +1420,10 @@ impl SharedStore {
     ) -> Result<usize> {
         use runner_core::Registry;
         let registry = directory.registry();
-        let mut imported = 0;
+        let mut imported = std::collections::BTreeSet::new();
+        // One transaction for the repository, so that its moves keep their order.
+        let mut tx = self.pool.begin().await.map_err(db)?;
         for alias in registry.aliases(organization, repository)? {
-            let mut tx = self.pool.begin().await.map_err(db)?;
             self.repository_exists(&mut *tx, organization, repository, true).await?;
             if self.alias_target(&mut tx, organization, repository, &alias.name).await?.is_some() {
                 continue;
@@ -1437,27 +1438,30 @@ impl SharedStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            for change in registry.alias_history(organization, repository, Some(&alias.name))? {
-                sqlx::query(
-                    "INSERT INTO alias_moves (organization, repository, alias, from_number, to_number, at, by_whom, forced)
-                     VALUES ($1, $2, $3, $4, $5, $6::TEXT::TIMESTAMPTZ, $7, $8)",
-                )
-                .bind(organization)
-                .bind(repository)
-                .bind(&change.alias)
-                .bind(change.from.map(|n| n as i64))
-                .bind(change.to.map(|n| n as i64))
-                .bind(&change.at)
-                .bind(&change.by)
-                .bind(change.forced)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-            tx.commit().await.map_err(db)?;
-            imported += 1;
+            imported.insert(alias.name);
         }
-        Ok(imported)
+        for change in registry.alias_history(organization, repository, None)? {
+            if !imported.contains(&change.alias) {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO alias_moves (organization, repository, alias, from_number, to_number, at, by_whom, forced)
+                 VALUES ($1, $2, $3, $4, $5, $6::TEXT::TIMESTAMPTZ, $7, $8)",
+            )
+            .bind(organization)
+            .bind(repository)
+            .bind(&change.alias)
+            .bind(change.from.map(|n| n as i64))
+            .bind(change.to.map(|n| n as i64))
+            .bind(&change.at)
+            .bind(&change.by)
+            .bind(change.forced)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(imported.len())
     }
 }
 
@@ -1809,5 +1813,51 @@ impl crate::verify::Scrub for SharedStore {
 
     async fn granted(&self, organization: &str, sha256: &str) -> Result<bool> {
         Ok(self.granted_size(organization, sha256).await?.is_some())
+    }
+}
+
+impl crate::export::Source for SharedStore {
+    async fn organizations(&self) -> Result<Vec<String>> {
+        SharedStore::organizations(self).await
+    }
+
+    async fn repositories(&self, organization: &str) -> Result<Vec<String>> {
+        SharedStore::repositories(self, organization).await
+    }
+
+    async fn ready_models(&self, organization: &str, repository: &str) -> Result<Vec<Manifest>> {
+        Ok(self.models(organization, repository).await?.into_iter().filter_map(|m| m.manifest).collect())
+    }
+
+    async fn alias_book(&self, organization: &str, repository: &str) -> Result<(Vec<Alias>, Vec<AliasMove>)> {
+        Ok((self.aliases(organization, repository).await?, self.alias_history(organization, repository, None).await?))
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>> {
+        let rows = sqlx::query("SELECT id, organization, access, sha256 FROM tokens ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Token {
+                id: row.get(0),
+                organization: row.get(1),
+                right: Right::from_access(row.get(2)),
+                sha256: row.get(3),
+            })
+            .collect())
+    }
+
+    async fn copy_content(&self, sha256: &str, to: &mut runner_core::registry::store::BlobWriter) -> Result<()> {
+        use std::io::Write;
+        let got = self.objects.get(&blob_path(sha256)).await.map_err(|e| missing(e, sha256))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(store)?;
+            tokio::task::block_in_place(|| to.write_all(&chunk))
+                .map_err(|e| Error::storing("an exported content", e))?;
+        }
+        Ok(())
     }
 }

@@ -121,12 +121,37 @@ impl Tokens {
         let (token, stored) = new_secret(organization, right);
         let mut list: Vec<Token> = existing.into_values().collect();
         list.push(stored);
-        list.sort_by(|a, b| a.id.cmp(&b.id));
-        let json = serde_json::to_vec_pretty(&list).expect("tokens serialize");
-        let tmp = data.join(".tokens.json.tmp");
-        std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| Error::msg(format!("writing {}: {e}", path.display())))?;
+        write(data, list)?;
         Ok(token)
     }
+}
+
+/// Replaces a data directory's token file with `list`, whole.
+fn write(data: &Path, mut list: Vec<Token>) -> Result<()> {
+    let path = crate::tokens_path(data);
+    list.sort_by(|a, b| a.id.cmp(&b.id));
+    let json = serde_json::to_vec_pretty(&list).expect("tokens serialize");
+    let tmp = data.join(".tokens.json.tmp");
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::msg(format!("writing {}: {e}", path.display())))
+}
+
+/// Adds `tokens` (stored forms) to a data directory's token file, except those it has
+/// (by id or hash); returns how many were added.
+pub(crate) fn merge(data: &Path, tokens: Vec<Token>) -> Result<usize> {
+    std::fs::create_dir_all(data).map_err(|e| Error::msg(format!("creating {}: {e}", data.display())))?;
+    let (_, existing) = read(&crate::tokens_path(data))?;
+    let mut list: Vec<Token> = existing.into_values().collect();
+    let before = list.len();
+    for token in tokens {
+        if !list.iter().any(|t| t.id == token.id || t.sha256 == token.sha256) {
+            list.push(token);
+        }
+    }
+    let added = list.len() - before;
+    if added > 0 {
+        write(data, list)?;
+    }
+    Ok(added)
 }

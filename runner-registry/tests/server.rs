@@ -610,6 +610,9 @@ fn gc_removes_what_no_model_needs_and_spares_what_is_in_use() {
     let gone = register_model::<Scaler>("gone").organization("acme").model(Scale(2.0)).register(&registry).unwrap();
     registry.delete_model(gone.id()).unwrap();
     let abandoned = registry.create_model("acme", "abandoned").unwrap();
+    // The highest number of a repository is never given back (the next is taken above
+    // it, so a given-back number is never reused): a newer one, abandoned too, stays.
+    let newest = registry.create_model("acme", "abandoned").unwrap();
     let http = reqwest::blocking::Client::new();
     let blob = |sha: &str| format!("{}/v1/orgs/acme/blobs/{sha}", server.url);
     let put = |content: &'static str| {
@@ -642,6 +645,8 @@ fn gc_removes_what_no_model_needs_and_spares_what_is_in_use() {
     assert_eq!(head(&reused), 200, "touched by the HEAD of a registration in flight");
     assert_eq!(head(&kept.manifest.files[0].sha256), 200, "named by a ready model");
     assert_eq!(registry.status(&abandoned).unwrap(), None, "the abandoned number was given back");
+    assert_eq!(registry.status(&newest).unwrap(), Some(ModelStatus::Uploading), "the highest number is kept");
+    assert_eq!(registry.create_model("acme", "abandoned").unwrap().number, newest.number + 1);
     let again = client(&server, Some(&acme), &dir.path().join("cache-2"));
     let loaded = load_any(&again, &"acme/keep:1".parse().unwrap()).unwrap();
     assert_eq!(loaded.run_json(serde_json::json!(5.0)).unwrap(), serde_json::json!(5.0));

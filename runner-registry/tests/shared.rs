@@ -1212,3 +1212,109 @@ fn registrations_longer_than_the_grace_recover_from_a_looping_gc() {
     assert_eq!((tally.acknowledged, tally.lost), (tally.attempted, 0), "{tally:?}");
     assert!(tally.shortest > std::time::Duration::from_secs(5), "a registration was shorter than the grace: {tally:?}");
 }
+
+/// `export` then `import` into an empty PostgreSQL and Garage: the copy passes `verify
+/// --deep`, and its listings, aliases (with history), tokens and downloads equal the
+/// original's. A second export writes nothing.
+#[test]
+fn a_shared_registry_exports_to_a_directory_that_imports_into_an_equal_one() {
+    let original = Cluster::start();
+    let token = original.token("acme");
+    let replica = original.replica(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = client(&replica, &token, &dir.path().join("cache"));
+    let artifact = dir.path().join("vocab.txt");
+    std::fs::write(&artifact, "a b c").unwrap();
+    for (repository, scale) in [("iris", 1.0), ("iris", 2.0), ("iris", 3.0), ("wine", 4.0)] {
+        register_model::<Scaler>(repository)
+            .organization("acme")
+            .model(Scale(scale))
+            .artifact(artifact.to_str().unwrap(), "vocab.txt")
+            .register(&registry)
+            .unwrap();
+    }
+    registry.delete_model(&runner_core::ModelId::new("acme", "iris", 2).unwrap()).unwrap();
+    registry.create_model("acme", "iris").unwrap(); // still uploading: not exported
+    let any = runner_core::registry::AliasOptions::default();
+    registry.set_alias("acme", "iris", "prod", 1, &any).unwrap();
+    registry.set_alias("acme", "iris", "prod", 3, &any).unwrap();
+    registry.set_alias("acme", "iris", "canary", 3, &any).unwrap();
+    let backup = dir.path().join("backup");
+    let export = || {
+        let output = original.command(&["export", "--to"]).arg(&backup).output().unwrap();
+        assert!(output.status.success(), "export: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let first = export();
+    assert_eq!(
+        (first["models"].as_u64(), first["aliases"].as_u64(), first["tokens"].as_u64()),
+        (Some(3), Some(1), Some(1)),
+        "{first}"
+    );
+    let again = export();
+    assert_eq!(
+        (again["models"].as_u64(), again["contents"].as_u64(), again["already"].as_u64()),
+        (Some(0), Some(0), Some(3)),
+        "{again}"
+    );
+
+    let copy = Cluster::start();
+    let output = copy.command(&["import", "--from"]).arg(&backup).output().unwrap();
+    assert!(output.status.success(), "import: {}", String::from_utf8_lossy(&output.stderr));
+    let (passed, report) = copy.verify();
+    assert!(passed && report["models"] == 3, "{report}");
+    // The original's token reads the copy, which equals the original.
+    let restored = copy.replica(&[]);
+    let copied = client(&restored, &token, &dir.path().join("cache-copy"));
+    for repository in ["iris", "wine"] {
+        let manifests = |r: &HttpRegistry| -> Vec<_> {
+            r.models("acme", repository).unwrap().into_iter().filter_map(|m| m.manifest).collect()
+        };
+        assert_eq!(manifests(&copied), manifests(&registry), "{repository}");
+        assert_eq!(copied.aliases("acme", repository).unwrap(), registry.aliases("acme", repository).unwrap());
+        assert_eq!(
+            copied.alias_history("acme", repository, None).unwrap(),
+            registry.alias_history("acme", repository, None).unwrap()
+        );
+    }
+    let model = Loaded::<Scaler>::load(&copied, &"acme/iris:prod".parse().unwrap()).unwrap();
+    assert_eq!(model.run(1.0).unwrap(), 3.0);
+}
+
+/// `verify` on the shared backend: a deleted, a truncated and a corrupted object are each
+/// named by model and file, and it exits 1; a clean registry passes.
+#[test]
+fn verify_names_each_missing_truncated_and_corrupt_object_of_a_shared_registry() {
+    let cluster = Cluster::start();
+    let token = cluster.token("acme");
+    let replica = cluster.replica(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = client(&replica, &token, &dir.path().join("cache"));
+    let models: Vec<_> = (0..4)
+        .map(|i| {
+            register_model::<Scaler>("scrub").organization("acme").model(Scale(i as f64)).register(&registry).unwrap()
+        })
+        .collect();
+    let (passed, report) = cluster.verify();
+    assert!(passed && report["models"] == 4 && report["problems"] == serde_json::json!([]), "{report}");
+    let bucket = cluster.bucket();
+    let rt = runtime();
+    rt.block_on(async {
+        let key = |m: &runner_core::Registered| blob_key(&m.manifest.files[0].sha256);
+        bucket.delete(&key(&models[0])).await.unwrap();
+        let bytes = bucket.get(&key(&models[1])).await.unwrap().bytes().await.unwrap();
+        bucket.put(&key(&models[1]), bytes.slice(..bytes.len() / 2).into()).await.unwrap();
+        let mut bytes = bucket.get(&key(&models[2])).await.unwrap().bytes().await.unwrap().to_vec();
+        bytes[0] ^= 1;
+        bucket.put(&key(&models[2]), bytes.into()).await.unwrap();
+    });
+    let (passed, report) = cluster.verify();
+    assert!(!passed, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 3, "{report}");
+    for (m, what) in models.iter().zip(["missing", "bytes, not the", "corrupt"]) {
+        let found = problems.iter().find(|p| p["model"] == m.id().to_string()).unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(found["file"], m.manifest.files[0].path, "{report}");
+        assert!(found["problem"].as_str().unwrap().contains(what), "{what}: {report}");
+    }
+}

@@ -373,6 +373,22 @@ impl LocalRegistry {
         Ok(out)
     }
 
+    /// Writes a repository's aliases and their history whole, when it has none yet;
+    /// `Some(true)` when written, `Some(false)` when the same were there, `None` when
+    /// others are.
+    #[cfg(feature = "store")]
+    pub(crate) fn place_aliases(&self, organization: &str, repository: &str, book: AliasBook) -> Result<Option<bool>> {
+        self.change_aliases(organization, repository, |current| {
+            Ok(match current.aliases.is_empty() && current.history.is_empty() {
+                true => {
+                    *current = book;
+                    Some(true)
+                }
+                false => (*current == book).then_some(false),
+            })
+        })
+    }
+
     fn existing_repo_dir(&self, organization: &str, repository: &str) -> Result<PathBuf> {
         let dir = self.repo_dir(organization, repository)?;
         if dir.is_dir() {
@@ -508,8 +524,12 @@ impl Registry for LocalRegistry {
                     // Its lock now, so that the folder's time stays when it began (what
                     // garbage collection reads as the start of a live reservation).
                     let lock = dir.join(next.to_string()).join(".lock");
-                    File::create(&lock).ctx("creating", &lock)?;
-                    return ModelId::new(organization, repository, next);
+                    match File::create(&lock) {
+                        Ok(_) => return ModelId::new(organization, repository, next),
+                        // Given back already by a collector with no grace: take another.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => next += 1,
+                        Err(e) => return Err(Error::io("creating", &lock, e)),
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next += 1,
                 Err(e) => return Err(Error::io("creating model", dir.join(next.to_string()), e)),

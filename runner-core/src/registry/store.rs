@@ -14,6 +14,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use sha2::Digest;
+
 pub use super::local::BlobWriter;
 use super::local::{names_in, LocalRegistry};
 use super::traits::{Expected, ModelSummary, Registry};
@@ -361,6 +363,67 @@ impl DirectoryStore {
             collected.uploads += 1;
         }
         Ok(collected)
+    }
+}
+
+/// What placing a model or a repository's aliases into a directory did
+/// ([`DirectoryStore::place_model`], [`DirectoryStore::place_aliases`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Written.
+    New,
+    /// The same was there already (an earlier, interrupted run).
+    Already,
+    /// Something else is there; it was left as it is.
+    Conflict,
+}
+
+impl DirectoryStore {
+    /// Places a ready model under its own number (an export into this directory): its
+    /// folder is made when missing, and its manifest committed as a fresh number's, so
+    /// every file it lists must be stored already. A number that holds this manifest is
+    /// [`Placed::Already`]; one holding another, [`Placed::Conflict`].
+    pub fn place_model(&self, manifest: &Manifest) -> Result<Placed> {
+        let id = &manifest.model;
+        let dir =
+            self.registry.root().join("orgs").join(&id.organization).join(&id.repository).join(id.number.to_string());
+        validate_name("organization", &id.organization)?;
+        validate_name("repository", &id.repository)?;
+        fs::create_dir_all(&dir).ctx("creating", &dir)?;
+        match fs::read(dir.join("manifest.json")) {
+            Ok(bytes) => {
+                let same =
+                    Expected::Manifest(hex::encode(sha2::Sha256::digest(&bytes))) == Expected::of(Some(manifest));
+                return Ok(if same { Placed::Already } else { Placed::Conflict });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("reading", dir.join("manifest.json"), e)),
+        }
+        match self.registry.commit_manifest(manifest, Some(&Expected::Nothing)) {
+            Ok(()) => Ok(Placed::New),
+            Err(Error::Conflict { .. }) => Ok(Placed::Conflict),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Places a repository's aliases and their whole history (an export into this
+    /// directory), when the repository has none yet.
+    pub fn place_aliases(
+        &self,
+        organization: &str,
+        repository: &str,
+        aliases: &[super::Alias],
+        history: &[super::AliasMove],
+    ) -> Result<Placed> {
+        let book = super::alias::AliasBook {
+            aliases: aliases.iter().map(|a| (a.name.clone(), a.number)).collect(),
+            history: history.to_vec(),
+        };
+        Ok(match self.registry.place_aliases(organization, repository, book)? {
+            Some(true) => Placed::New,
+            Some(false) => Placed::Already,
+            None => Placed::Conflict,
+        })
     }
 }
 
