@@ -197,6 +197,10 @@ struct Storage {
     /// S3 region (default: AWS_REGION).
     #[arg(long)]
     s3_region: Option<String>,
+    /// Seconds each request to the object store may take before it is failed (and the
+    /// client answered 503, which it retries) [default: 30].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    s3_timeout: Option<u64>,
     /// Answer downloads with a redirect to a presigned URL valid this many seconds, so
     /// that clients fetch straight from the store (shared registry only; the store must
     /// be reachable from the clients).
@@ -210,7 +214,9 @@ impl Storage {
     async fn open(&self, serving: bool) -> runner_core::Result<Backend> {
         match (&self.data, &self.database, &self.store) {
             (_, Some(database), Some(store)) => {
-                let s3 = runner_registry::s3_store(store, self.s3_endpoint.as_deref(), self.s3_region.as_deref())?;
+                let timeout = self.s3_timeout.map(std::time::Duration::from_secs);
+                let s3 =
+                    runner_registry::s3_store(store, self.s3_endpoint.as_deref(), self.s3_region.as_deref(), timeout)?;
                 let location = format!("{store} (metadata in PostgreSQL)");
                 let mut shared = SharedStore::connect(database, s3.clone(), location).await?;
                 if let Some(seconds) = self.presign_seconds {

@@ -127,7 +127,16 @@ impl<T: ObjectStore + MultipartStore> Objects for T {}
 /// environment variables, which `endpoint` and `region` override. An `http://`
 /// endpoint (a store on the local network, such as Garage or MinIO) is allowed; buckets
 /// are addressed by path, which every S3-compatible store understands.
-pub fn s3_store(url: &str, endpoint: Option<&str>, region: Option<&str>) -> Result<Arc<object_store::aws::AmazonS3>> {
+///
+/// `timeout` bounds each request to the store (object_store's default is 30 s): a store
+/// that hangs (Garage with a full disk does) is answered 503 after it, and retried by
+/// clients.
+pub fn s3_store(
+    url: &str,
+    endpoint: Option<&str>,
+    region: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<Arc<object_store::aws::AmazonS3>> {
     let Some(bucket) = url.strip_prefix("s3://").map(|b| b.trim_end_matches('/')) else {
         return Err(Error::invalid_input(format!("`{url}` is not an S3 bucket URL; write s3://BUCKET")));
     };
@@ -148,6 +157,11 @@ pub fn s3_store(url: &str, endpoint: Option<&str>, region: Option<&str>) -> Resu
         .with_bucket_name(bucket)
         .with_retry(retry)
         .with_unsigned_payload(true);
+    // Client options first: `with_client_options` replaces them whole, and the endpoint
+    // below adds `allow_http` to them.
+    if let Some(timeout) = timeout {
+        builder = builder.with_client_options(object_store::ClientOptions::new().with_timeout(timeout));
+    }
     let endpoint = endpoint.map(str::to_string).or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     if let Some(endpoint) = endpoint {
         builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
@@ -155,6 +169,7 @@ pub fn s3_store(url: &str, endpoint: Option<&str>, region: Option<&str>) -> Resu
     if let Some(region) = region {
         builder = builder.with_region(region);
     }
+
     let s3 = builder.build().map_err(|e| {
         Error::invalid_input(format!(
             "cannot use {url}: {e} (set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for a store other than AWS, AWS_ENDPOINT_URL or --s3-endpoint)"

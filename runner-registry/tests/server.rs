@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{sha256_hex, Scale, Scaler, Server, BIN};
+use common::{manifest, sha256_hex, Scale, Scaler, Server, BIN};
 use runner_core::{load_any, register_model, HttpRegistry, Loaded, ModelStatus, Registry};
 
 fn start(data: &Path, extra: &[&str]) -> Server {
@@ -1176,4 +1176,48 @@ fn verify_names_each_missing_truncated_and_corrupt_file_of_a_directory_registry(
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains(&models[0].id().to_string()) && text.contains("3 problems"), "{text}");
+}
+
+/// A directory registration slower than the collector's grace keeps its number and what
+/// it sent while it keeps the number alive (`keep_alive`, which `register` calls every
+/// second), and commits; one that does not is refused with `Error::Gone` naming its
+/// number, never made ready without its contents.
+#[test]
+fn a_directory_registration_kept_alive_outlives_a_short_grace() {
+    use runner_core::FileOrigin;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let registry = runner_core::LocalRegistry::open(&data).unwrap();
+    let store = runner_core::registry::store::DirectoryStore::open(&data).unwrap();
+    let grace = std::time::Duration::from_secs(1);
+    let file = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("the content of {name}")).unwrap();
+        path
+    };
+    let kept = registry.create_model("acme", "slow").unwrap();
+    let quiet = registry.create_model("acme", "slow").unwrap();
+    registry.create_model("acme", "slow").unwrap(); // the highest, never given back
+    let mut staging = registry.stage(&kept).unwrap();
+    let first = staging.put_file("a.bin", &file("a.bin"), FileOrigin::Artifact).unwrap();
+    let mut quiet_staging = registry.stage(&quiet).unwrap();
+    let lone = quiet_staging.put_file("c.bin", &file("c.bin"), FileOrigin::Artifact).unwrap();
+    let mut collected = runner_core::registry::store::Collected::default();
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        registry.keep_alive(&kept).unwrap();
+        let run = store.collect_garbage(grace, false).unwrap();
+        collected.blobs += run.blobs;
+        collected.abandoned.extend(run.abandoned);
+    }
+    assert_eq!(collected.abandoned, vec![quiet.to_string()], "{collected:?}");
+    let second = staging.put_file("b.bin", &file("b.bin"), FileOrigin::Artifact).unwrap();
+    staging.commit(&manifest(&kept, vec![first.clone(), second])).unwrap();
+    let ready = registry.manifest(&kept).unwrap();
+    let volume = registry.fetch(&ready).unwrap();
+    assert_eq!(std::fs::read_to_string(volume.join("a.bin")).unwrap(), "the content of a.bin");
+    match quiet_staging.commit(&manifest(&quiet, vec![lone])) {
+        Err(runner_core::Error::Gone { missing, .. }) => assert_eq!(missing.number, Some(quiet.number)),
+        other => panic!("a commit of a number given back: {other:?}"),
+    }
 }

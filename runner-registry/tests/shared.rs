@@ -3,163 +3,18 @@
 
 #![allow(missing_docs)]
 
+mod cluster;
 mod common;
 mod services;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
-use common::{sha256_hex, Scale, Scaler, Server as Replica, BIN};
+use cluster::{blob_key, client, runtime, Cluster};
+use common::{manifest, sha256_hex, Scale, Scaler, BIN};
 use object_store::ObjectStore;
 use runner_core::{register_model, Error, HttpRegistry, Loaded, ModelStatus, Registry};
-use runner_registry::SharedStore;
-use services::{Garage, Postgres};
-
-/// A database and a bucket, and the replicas serving them.
-struct Cluster {
-    postgres: Postgres,
-    garage: Garage,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        Cluster { postgres: Postgres::start(), garage: Garage::start() }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        // The shared registry from the environment, as a deployment would configure it.
-        command.args(args).env("RUNNER_REGISTRY_DATABASE", &self.postgres.url);
-        command.env("RUNNER_REGISTRY_STORE", &self.garage.bucket);
-        command.envs(self.garage.env()).env_remove("RUNNER_REGISTRY_DATA");
-        command
-    }
-
-    fn replica(&self, extra: &[&str]) -> Replica {
-        let mut command = self.command(&["serve", "--addr", "127.0.0.1:0"]);
-        command
-            .args(extra)
-            .env("RUST_LOG", std::env::var("REPLICA_LOG").unwrap_or("warn".into()))
-            .stderr(Stdio::inherit());
-        Replica::spawn(command)
-    }
-
-    fn token(&self, org: &str) -> String {
-        let output = self.command(&["token", "create", "--org", org, "--write"]).output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).unwrap().trim().to_string()
-    }
-
-    fn gc(&self, grace_hours: f64) -> serde_json::Value {
-        let output = self.command(&["gc", "--grace-hours", &grace_hours.to_string()]).output().unwrap();
-        assert!(output.status.success(), "gc failed: {}", String::from_utf8_lossy(&output.stderr));
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-
-    /// The bucket, as the registry sees it.
-    fn bucket(&self) -> Arc<dyn ObjectStore> {
-        Arc::new(self.s3())
-    }
-
-    fn s3(&self) -> object_store::aws::AmazonS3 {
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("models")
-            .with_endpoint(&self.garage.endpoint)
-            .with_allow_http(true)
-            .with_region("garage")
-            .with_access_key_id(&self.garage.key_id)
-            .with_secret_access_key(&self.garage.secret)
-            .build()
-            .unwrap()
-    }
-
-    /// The shared store in this process, as `runner-registry gc` opens it.
-    fn store(&self, rt: &tokio::runtime::Runtime) -> SharedStore {
-        rt.block_on(SharedStore::connect(&self.postgres.url, Arc::new(self.s3()), "the test's store".into())).unwrap()
-    }
-
-    /// Makes every commit sleep `seconds` inside its transaction, once its files' rows
-    /// are written (as a busy database, a lock wait or a long round trip would).
-    fn slow_commits(&self, seconds: f64) {
-        self.slow("model_files", seconds);
-    }
-
-    /// Makes every insert into `table` sleep `seconds` inside its transaction.
-    fn slow(&self, table: &str, seconds: f64) {
-        let sql = format!(
-            "CREATE OR REPLACE FUNCTION slow_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$;
-             CREATE OR REPLACE TRIGGER slow_{table} AFTER INSERT ON {table}
-             FOR EACH STATEMENT EXECUTE FUNCTION slow_{table}();"
-        );
-        runtime().block_on(async {
-            let pool = sqlx::PgPool::connect(&self.postgres.url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
-            pool.close().await;
-        })
-    }
-
-    /// Waits (at most 20 s) until a transaction sleeps in one of the triggers of
-    /// [`Cluster::slow`].
-    fn wait_for_a_sleeping_transaction(&self) {
-        let start = std::time::Instant::now();
-        while self.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == 0 {
-            assert!(start.elapsed() < std::time::Duration::from_secs(20), "no transaction ever slept");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-
-    /// `runner-registry verify --deep --json`: its report, and whether it passed.
-    fn verify(&self) -> (bool, serde_json::Value) {
-        let output = self.command(&["verify", "--deep", "--json"]).output().unwrap();
-        let report = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("verify printed no report ({e}): {}", String::from_utf8_lossy(&output.stderr)));
-        (output.status.success(), report)
-    }
-
-    /// Runs SQL statements on the database.
-    fn execute(&self, sql: &'static str) {
-        runtime().block_on(async {
-            let pool = sqlx::PgPool::connect(&self.postgres.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-            pool.close().await;
-        })
-    }
-
-    /// The organizations' names, from their table.
-    fn organizations(&self) -> Vec<String> {
-        runtime().block_on(async {
-            let pool = sqlx::PgPool::connect(&self.postgres.url).await.unwrap();
-            let names =
-                sqlx::query_scalar("SELECT name FROM organizations ORDER BY name").fetch_all(&pool).await.unwrap();
-            pool.close().await;
-            names
-        })
-    }
-
-    /// One number from the database.
-    fn count(&self, query: &'static str) -> i64 {
-        runtime().block_on(async {
-            let pool = sqlx::PgPool::connect(&self.postgres.url).await.unwrap();
-            let n: i64 = sqlx::query_scalar(query).fetch_one(&pool).await.unwrap();
-            pool.close().await;
-            n
-        })
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-fn client(replica: &Replica, token: &str, cache: &Path) -> HttpRegistry {
-    HttpRegistry::with_cache(&replica.url, Some(token.to_string()), cache).unwrap()
-}
-
-fn blob_key(sha256: &str) -> object_store::path::Path {
-    object_store::path::Path::from(format!("blobs/sha256/{}/{sha256}", &sha256[..2]))
-}
 
 #[test]
 fn the_http_client_conforms_against_a_replica_on_postgres_and_garage() {
@@ -252,7 +107,7 @@ fn one_number_committed_through_two_replicas_has_one_winner() {
                         std::fs::write(&file, format!("{name} {round}")).unwrap();
                         let mut staging = registry.stage(id).unwrap();
                         let entry = staging.put_file("model.bin", &file, runner_core::FileOrigin::Saved).unwrap();
-                        let manifest = manifest(id, entry);
+                        let manifest = manifest(id, vec![entry]);
                         barrier.wait();
                         staging.commit(&manifest)
                     })
@@ -271,27 +126,6 @@ fn one_number_committed_through_two_replicas_has_one_winner() {
 }
 
 /// A one-file manifest for `id`.
-fn manifest(id: &runner_core::ModelId, file: runner_core::FileEntry) -> runner_core::Manifest {
-    runner_core::Manifest {
-        manifest_version: runner_core::MANIFEST_VERSION,
-        model: id.clone(),
-        runner: runner_core::RunnerInfo {
-            name: "scaler".into(),
-            crate_name: "runner-registry".into(),
-            crate_version: "0".into(),
-            rust_type: "Scaler".into(),
-        },
-        save: runner_core::SaveInfo { save_type: runner_core::SaveType::None, path: None, props: None },
-        default_hooks: Vec::new(),
-        requirements: Vec::new(),
-        artifacts: Default::default(),
-        files: vec![file],
-        created_at: "2026-11-28T00:00:00Z".into(),
-        framework_version: "0".into(),
-        api: None,
-    }
-}
-
 #[test]
 fn a_replica_killed_mid_upload_leaves_nothing_visible_and_the_other_keeps_serving() {
     let cluster = Cluster::start();
@@ -383,7 +217,7 @@ fn gc_concurrent_with_registrations_on_both_replicas_loses_nothing() {
                     let id = registry.create_model("acme", "gc").unwrap();
                     let mut staging = registry.stage(&id).unwrap();
                     let entry = staging.put_file("weights.bin", &file, runner_core::FileOrigin::Saved).unwrap();
-                    staging.commit(&manifest(&id, entry)).map(|()| id)
+                    staging.commit(&manifest(&id, vec![entry])).map(|()| id)
                 })
             })
             .collect();
@@ -411,7 +245,7 @@ fn gc_concurrent_with_registrations_on_both_replicas_loses_nothing() {
 
 #[test]
 fn the_database_and_the_store_restart_under_idle_replicas() {
-    let mut cluster = Cluster::start();
+    let cluster = Cluster::start();
     let token = cluster.token("acme");
     let replica = cluster.replica(&[]);
     let dir = tempfile::tempdir().unwrap();
@@ -841,7 +675,7 @@ impl StreamedPut {
 
 #[test]
 fn uploads_in_flight_when_the_store_or_the_database_goes_down_get_a_clear_503_and_leave_nothing() {
-    let mut cluster = Cluster::start();
+    let cluster = Cluster::start();
     let token = cluster.token("acme");
     let replica = cluster.replica(&[]);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -998,219 +832,6 @@ fn content_posted_unnamed_is_copied_to_its_key_and_an_upload_left_behind_is_coll
     assert_eq!(collected["collected"]["uploads"], 1, "{collected}");
     assert_eq!(uploads(), Vec::<object_store::path::Path>::new());
     assert_eq!(loaded.run(1.0).unwrap(), 2.0);
-}
-
-/// The race the old collector lost: content a registration sent (named by no model yet)
-/// is named by a commit that is slow inside the database, and `gc` with no grace runs
-/// while that commit is in flight. The collector's candidates are read before the commit
-/// lands, so only its order of steps keeps the content: every round's model must load
-/// with its exact bytes, and `verify --deep` must pass.
-#[test]
-fn gc_during_a_commit_slowed_in_the_database_loses_nothing_in_50_rounds() {
-    let cluster = Cluster::start();
-    let token = cluster.token("acme");
-    let replica = cluster.replica(&[]);
-    cluster.slow_commits(0.3);
-    let rt = runtime();
-    let gc = cluster.store(&rt);
-    let dir = tempfile::tempdir().unwrap();
-    let started = std::time::Instant::now();
-    let mut collected = runner_core::registry::store::Collected::default();
-    for round in 0..50u64 {
-        let cache = dir.path().join(format!("c{round}"));
-        let registered = std::thread::scope(|s| {
-            let registration = s.spawn(|| {
-                let registry = client(&replica, &token, &cache);
-                register_model::<Scaler>("slow").organization("acme").model(Scale(round as f64)).register(&registry)
-            });
-            // Collect while the commit sleeps inside its transaction, every other round;
-            // in the others, a little before or after it begins.
-            match round % 2 {
-                0 => cluster.wait_for_a_sleeping_transaction(),
-                _ => std::thread::sleep(std::time::Duration::from_millis(round * 7 % 60)),
-            }
-            let run = rt.block_on(gc.collect_garbage(std::time::Duration::ZERO, false)).unwrap();
-            collected.blobs += run.blobs;
-            collected.abandoned.extend(run.abandoned);
-            registration.join().unwrap()
-        });
-        let model = registered.unwrap_or_else(|e| panic!("round {round}: the registration failed: {e}"));
-        let reader = client(&replica, &token, &dir.path().join(format!("read{round}")));
-        let loaded = Loaded::<Scaler>::load(&reader, &format!("acme/slow:{}", model.id().number).parse().unwrap())
-            .unwrap_or_else(|e| panic!("round {round}: {} is ready but cannot be loaded: {e}", model.id()));
-        assert_eq!(loaded.run(1.0).unwrap(), round as f64, "round {round}");
-    }
-    let (passed, report) = cluster.verify();
-    assert!(passed, "verify --deep: {report}");
-    assert_eq!(report["models"], 50, "{report}");
-    println!(
-        "slow commits against gc (grace 0), 50 rounds: 50 acknowledged, 0 lost; the collector gave back {} numbers and deleted {} contents; {:.1} s",
-        collected.abandoned.len(),
-        collected.blobs,
-        started.elapsed().as_secs_f64()
-    );
-}
-
-/// What one fault scenario counted.
-#[derive(Debug, Default)]
-struct Tally {
-    attempted: usize,
-    acknowledged: usize,
-    lost: usize,
-    downloads: usize,
-    gc_runs: usize,
-    collected_blobs: usize,
-    abandoned: usize,
-    /// The shortest time a registration took.
-    shortest: std::time::Duration,
-}
-
-/// Runs `registrations` at once through two replicas (each a model with `files` artifact
-/// files of its own), while a collector with `grace` loops; then loads every acknowledged
-/// model through both replicas with fresh caches, and runs `verify --deep`.
-fn registrations_against_a_looping_collector(
-    cluster: &Cluster,
-    registrations: usize,
-    files: usize,
-    grace: std::time::Duration,
-) -> Tally {
-    let token = cluster.token("acme");
-    let replicas = [cluster.replica(&[]), cluster.replica(&[])];
-    let rt = runtime();
-    let gc = cluster.store(&rt);
-    let dir = tempfile::tempdir().unwrap();
-    let repository = format!("faults{}", grace.as_millis());
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let mut tally = Tally { attempted: registrations, ..Tally::default() };
-    let results: Vec<(f64, std::time::Duration, runner_core::Result<runner_core::Registered>)> =
-        std::thread::scope(|s| {
-            let collector = s.spawn(|| {
-                let mut runs = Vec::new();
-                while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                    runs.push(rt.block_on(gc.collect_garbage(grace, false)).expect("gc fails only if a service does"));
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                runs
-            });
-            let handles: Vec<_> = (0..registrations)
-                .map(|i| {
-                    let (replica, token, work) = (&replicas[i % 2], &token, dir.path().join(format!("r{i}")));
-                    let repository = &repository;
-                    s.spawn(move || {
-                        let artifacts = work.join("artifacts");
-                        std::fs::create_dir_all(&artifacts).unwrap();
-                        for f in 0..files {
-                            std::fs::write(artifacts.join(format!("{f}.bin")), format!("{i}/{f} ").repeat(2000))
-                                .unwrap();
-                        }
-                        let registry = client(replica, token, &work.join("cache"));
-                        let scale = 1.0 + i as f64;
-                        let began = std::time::Instant::now();
-                        let registered = register_model::<Scaler>(repository)
-                            .organization("acme")
-                            .model(Scale(scale))
-                            .artifact(format!("{}/*", artifacts.display()), "artifacts/*")
-                            .register(&registry);
-                        (scale, began.elapsed(), registered)
-                    })
-                })
-                .collect();
-            let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
-            let runs = collector.join().unwrap();
-            tally.gc_runs = runs.len();
-            tally.collected_blobs = runs.iter().map(|r| r.blobs).sum();
-            tally.abandoned = runs.iter().map(|r| r.abandoned.len()).sum();
-            results
-        });
-    tally.shortest = results.iter().map(|(_, took, _)| *took).min().unwrap_or_default();
-    for (i, (scale, _, result)) in results.iter().enumerate() {
-        let Ok(registered) = result else {
-            // Allowed only with no grace, and only as a clear refusal: nothing visible.
-            let e = result.as_ref().err().unwrap();
-            assert!(grace.is_zero(), "registration {i} failed with a grace of {grace:?}: {e}");
-            assert!(matches!(e, Error::Gone { .. }), "registration {i} failed unclearly: {e:?}");
-            continue;
-        };
-        tally.acknowledged += 1;
-        for (r, replica) in replicas.iter().enumerate() {
-            let reader = client(replica, &token, &dir.path().join(format!("read{i}-{r}")));
-            let model = format!("acme/{repository}:{}", registered.id().number).parse().unwrap();
-            match Loaded::<Scaler>::load(&reader, &model) {
-                Ok(loaded) if loaded.run(1.0).unwrap() == *scale => tally.downloads += 1,
-                Ok(_) => tally.lost += 1,
-                Err(e) => {
-                    eprintln!("acknowledged {model} cannot be loaded: {e}");
-                    tally.lost += 1
-                }
-            }
-        }
-    }
-    let (passed, report) = cluster.verify();
-    assert!(passed, "verify --deep: {report}");
-    tally
-}
-
-/// gc looping with no grace, and with a short one, against 16 concurrent registrations
-/// whose commits sleep inside the database: nothing acknowledged is lost, and with a
-/// grace every registration succeeds (recovering by itself when the collector takes its
-/// number or contents).
-#[test]
-fn gc_looping_against_16_slow_registrations_loses_nothing_acknowledged() {
-    let cluster = Cluster::start();
-    // The schema, before the trigger.
-    drop(cluster.replica(&[]));
-    cluster.slow_commits(0.2);
-    for grace in [std::time::Duration::ZERO, std::time::Duration::from_millis(1500)] {
-        let started = std::time::Instant::now();
-        let tally = registrations_against_a_looping_collector(&cluster, 16, 3, grace);
-        println!(
-            "| gc looping, grace {:?}, commits slowed 0.2 s | {} | {} | {} | {} | {} runs, {} contents, {} numbers | {:.1} s |",
-            grace,
-            tally.attempted,
-            tally.acknowledged,
-            tally.lost,
-            tally.downloads,
-            tally.gc_runs,
-            tally.collected_blobs,
-            tally.abandoned,
-            started.elapsed().as_secs_f64()
-        );
-        assert_eq!(tally.lost, 0, "{tally:?}");
-        assert_eq!(tally.downloads, 2 * tally.acknowledged, "{tally:?}");
-        if !grace.is_zero() {
-            assert_eq!(tally.acknowledged, tally.attempted, "{tally:?}");
-        }
-    }
-}
-
-/// Registrations that take longer than the collector's 5-second grace (their uploads
-/// and commits slowed inside the database) succeed end to end: each keeps its number
-/// reserved while it works, and what it sent is spared meanwhile.
-#[test]
-fn registrations_longer_than_the_grace_recover_from_a_looping_gc() {
-    let cluster = Cluster::start();
-    drop(cluster.replica(&[]));
-    // Each content's row sleeps 2 s before it is written: a model of 9 files (the model's
-    // own and 8 artifacts, four at a time) uploads for about 6 s.
-    cluster.slow("blobs", 2.0);
-    cluster.slow_commits(1.0);
-    let started = std::time::Instant::now();
-    let tally = registrations_against_a_looping_collector(&cluster, 4, 8, std::time::Duration::from_secs(5));
-    println!(
-        "| gc looping, grace 5 s, registrations of {:.1} s or more | {} | {} | {} | {} | {} runs, {} contents, {} numbers | {:.1} s |",
-        tally.shortest.as_secs_f64(),
-        tally.attempted,
-        tally.acknowledged,
-        tally.lost,
-        tally.downloads,
-        tally.gc_runs,
-        tally.collected_blobs,
-        tally.abandoned,
-        started.elapsed().as_secs_f64()
-    );
-    assert_eq!((tally.acknowledged, tally.lost), (tally.attempted, 0), "{tally:?}");
-    assert!(tally.shortest > std::time::Duration::from_secs(5), "a registration was shorter than the grace: {tally:?}");
 }
 
 /// `export` then `import` into an empty PostgreSQL and Garage: the copy passes `verify

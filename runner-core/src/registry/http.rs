@@ -112,7 +112,11 @@ impl HttpRegistry {
             let outcome = build().send();
             let (transient, asked) = match &outcome {
                 Ok(response) => retry_hint(response.status(), response.headers()),
-                Err(e) => (e.is_connect() || e.is_timeout(), None),
+                // Every request sent here is idempotent (GET, HEAD, PUT, DELETE; a commit's
+                // precondition makes a repeat of one that landed a success, see
+                // `HttpStaging::commit`): one whose connection was cut (a server that
+                // answered early, as with a 429, or restarted) is sent again.
+                Err(e) => (e.is_connect() || e.is_timeout() || e.is_body() || e.is_request(), None),
             };
             if !transient || attempt == 5 {
                 return outcome.map_err(|e| Error::msg(format!("{what}: cannot reach {}: {e}", self.base)));
@@ -286,8 +290,21 @@ impl Registry for HttpRegistry {
         validate_name("repository", repository)?;
         let what = format!("creating a model in `{repository}`");
         let path = path::models(organization, repository);
-        // Not retried: a lost answer would take a second number.
-        let response = self.request(Method::POST, &path).send().map_err(|e| Error::msg(format!("{what}: {e}")))?;
+        // Retried only where no number was taken: no connection was made, or the server
+        // answered that it could not (503, 429). A lost answer would take a second number.
+        let mut delay = Duration::from_millis(200);
+        let response = loop {
+            let outcome = self.request(Method::POST, &path).send();
+            let again = match &outcome {
+                Ok(response) => matches!(response.status().as_u16(), 429 | 503),
+                Err(e) => e.is_connect(),
+            };
+            if !again || delay > Duration::from_secs(2) {
+                break outcome.map_err(|e| Error::msg(format!("{what}: {e}")))?;
+            }
+            std::thread::sleep(delay);
+            delay *= 2;
+        };
         let answer: Created = self.check(response, &what)?.json().map_err(|e| Error::msg(format!("{what}: {e}")))?;
         ModelId::new(organization, repository, answer.number)
     }
@@ -790,6 +807,12 @@ impl Staging for HttpStaging<'_> {
             &what,
         )?;
         if response.status() == StatusCode::PRECONDITION_FAILED {
+            // A retry of a commit whose first answer was lost (a replica or the database
+            // restarting) finds its own manifest there: it is committed.
+            let current = registry.view(&self.id)?.and_then(|view| view.manifest);
+            if current.is_some_and(|current| current.sha256() == manifest.sha256()) {
+                return Ok(());
+            }
             return Err(Error::Conflict {
                 message: format!(
                     "{} was registered by someone else during this registration; nothing was changed: register again",

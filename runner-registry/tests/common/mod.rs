@@ -54,3 +54,25 @@ impl Server {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A manifest of `id` listing `files`, for tests that commit through the staging API.
+pub fn manifest(id: &runner_core::ModelId, files: Vec<runner_core::FileEntry>) -> runner_core::Manifest {
+    runner_core::Manifest {
+        manifest_version: runner_core::MANIFEST_VERSION,
+        model: id.clone(),
+        runner: runner_core::RunnerInfo {
+            name: "scaler".into(),
+            crate_name: "runner-registry".into(),
+            crate_version: "0".into(),
+            rust_type: "Scaler".into(),
+        },
+        save: runner_core::SaveInfo { save_type: runner_core::SaveType::None, path: None, props: None },
+        default_hooks: Vec::new(),
+        requirements: Vec::new(),
+        artifacts: Default::default(),
+        files,
+        created_at: "2026-11-28T00:00:00Z".into(),
+        framework_version: "0".into(),
+        api: None,
+    }
+}

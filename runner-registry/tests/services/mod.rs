@@ -136,7 +136,7 @@ pub fn garage_bin() -> PathBuf {
 /// A single Garage node with one bucket and one key.
 pub struct Garage {
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
     bin: PathBuf,
     /// Its S3 endpoint, `http://127.0.0.1:PORT`.
     pub endpoint: String,
@@ -151,6 +151,12 @@ pub struct Garage {
 impl Garage {
     /// Starts a node with a single-node layout, bucket `models` and a key that may use it.
     pub fn start() -> Garage {
+        Garage::start_storing_in(None)
+    }
+
+    /// [`Garage::start`], keeping its data (not its metadata) in `data` when given: a
+    /// small file system of the test's, to fill.
+    pub fn start_storing_in(data: Option<&Path>) -> Garage {
         let bin = garage_bin();
         assert!(
             bin.exists(),
@@ -173,13 +179,13 @@ api_bind_addr = "127.0.0.1:{s3}"
 root_domain = ".s3.garage.localhost"
 "#,
             meta = dir.path().join("meta").display(),
-            data = dir.path().join("data").display(),
+            data = data.map_or(dir.path().join("data"), Path::to_path_buf).display(),
             secret = "1799bccfd7411eddcf9ebd316bc1f5287ad12a68094e1c6ac6abde7e6feae1ec",
         );
         std::fs::write(dir.path().join("garage.toml"), config).unwrap();
-        let mut garage = Garage {
+        let garage = Garage {
             dir,
-            child: None,
+            child: std::sync::Mutex::new(None),
             bin,
             endpoint: format!("http://127.0.0.1:{s3}"),
             bucket: "s3://models".into(),
@@ -191,7 +197,7 @@ root_domain = ".s3.garage.localhost"
     }
 
     /// Starts the node (again, after [`Garage::stop`]) with the same data.
-    pub fn start_again(&mut self) {
+    pub fn start_again(&self) {
         let log = std::fs::File::options().create(true).append(true).open(self.dir.path().join("log")).unwrap();
         let child = Command::new(&self.bin)
             .arg("-c")
@@ -205,14 +211,14 @@ root_domain = ".s3.garage.localhost"
             .stderr(log)
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        *self.child.lock().unwrap() = Some(child);
         let address = self.endpoint.trim_start_matches("http://").to_string();
         wait_for("Garage", Duration::from_secs(30), || std::net::TcpStream::connect(&address).is_ok());
     }
 
     /// Kills the node by PID.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
