@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use cluster::{blob_key, client, runtime, Cluster};
-use common::{manifest, sha256_hex, Scale, Scaler, BIN};
+use common::{assert_missing_truncated_corrupt, manifest, sha256_hex, Scale, Scaler, BIN};
 use object_store::ObjectStore;
 use runner_core::{register_model, Error, HttpRegistry, Loaded, ModelStatus, Registry};
 
@@ -931,11 +931,5 @@ fn verify_names_each_missing_truncated_and_corrupt_object_of_a_shared_registry()
     });
     let (passed, report) = cluster.verify();
     assert!(!passed, "{report}");
-    let problems = report["problems"].as_array().unwrap();
-    assert_eq!(problems.len(), 3, "{report}");
-    for (m, what) in models.iter().zip(["missing", "bytes, not the", "corrupt"]) {
-        let found = problems.iter().find(|p| p["model"] == m.id().to_string()).unwrap_or_else(|| panic!("{report}"));
-        assert_eq!(found["file"], m.manifest.files[0].path, "{report}");
-        assert!(found["problem"].as_str().unwrap().contains(what), "{what}: {report}");
-    }
+    assert_missing_truncated_corrupt(&report, &models);
 }

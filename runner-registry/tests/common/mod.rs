@@ -76,3 +76,15 @@ pub fn manifest(id: &runner_core::ModelId, files: Vec<runner_core::FileEntry>) -
         api: None,
     }
 }
+
+/// Checks that a `verify --json` report names exactly three problems, by model and file:
+/// the first model's content missing, the second's truncated, the third's corrupt.
+pub fn assert_missing_truncated_corrupt(report: &serde_json::Value, models: &[runner_core::Registered]) {
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 3, "{report}");
+    for (m, what) in models.iter().zip(["missing", "bytes, not the", "corrupt"]) {
+        let found = problems.iter().find(|p| p["model"] == m.id().to_string()).unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(found["file"], m.manifest.files[0].path, "{report}");
+        assert!(found["problem"].as_str().unwrap().contains(what), "{what}: {report}");
+    }
+}
