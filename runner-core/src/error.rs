@@ -439,35 +439,6 @@ impl ErrorBody {
     }
 }
 
-impl Error {
-    /// [`Error::Gone`] for a commit of `model` whose number no longer exists.
-    pub fn number_gone(model: &crate::names::ModelId) -> Error {
-        Error::Gone {
-            missing: Missing { number: Some(model.number), contents: Vec::new() },
-            message: format!(
-                "{model} does not exist (given back by garbage collection after its grace period, or removed during the upload); nothing was changed: register again for a new number"
-            ),
-        }
-    }
-
-    /// [`Error::Gone`] for a commit of `model` listing `files` (volume path, sha256)
-    /// whose contents its organization may not read.
-    pub fn contents_gone(model: &crate::names::ModelId, files: &[(&str, &str)]) -> Error {
-        let mut contents: Vec<String> = files.iter().map(|(_, sha256)| sha256.to_string()).collect();
-        contents.sort();
-        contents.dedup();
-        let listed: Vec<String> = files.iter().map(|(path, sha256)| format!("`{path}` (sha256 {sha256})")).collect();
-        Error::Gone {
-            missing: Missing { number: None, contents },
-            message: format!(
-                "the manifest of {model} lists {}, whose content organization `{}` has not uploaded or no longer holds (collected after its grace period); nothing was changed: upload it first",
-                listed.join(", "),
-                model.organization
-            ),
-        }
-    }
-}
-
 /// Whether `error` says the disk or a quota is full (`ENOSPC`, `EDQUOT`).
 fn is_storage_full(error: &std::io::Error) -> bool {
     matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)

@@ -17,6 +17,7 @@ use runner_core::registry::store::{BlobWriter, Collected, DirectoryStore};
 use runner_core::registry::{Alias, AliasMove, AliasOptions, Expect};
 use runner_core::{Error, ErrorKind, Expected, Manifest, ModelId, ModelSummary, Registry, Result};
 
+use crate::blocking::blocking;
 use crate::shared::SharedStore;
 use crate::tokens::{Right, Token, Tokens};
 
@@ -32,11 +33,6 @@ pub enum Backend {
     },
     /// PostgreSQL for metadata and tokens, an S3-compatible store for content.
     Shared(SharedStore),
-}
-
-/// Runs blocking directory calls off the async runtime.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::msg(format!("a storage task failed: {e}")))?
 }
 
 impl Backend {

@@ -15,7 +15,7 @@ use runner_core::registry::{Alias, AliasMove};
 use runner_core::{Error, Manifest, Result};
 use serde::Serialize;
 
-use crate::backend::blocking;
+use crate::blocking::blocking;
 use crate::tokens::Token;
 
 /// A registry to export: both backends.

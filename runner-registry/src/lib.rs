@@ -52,6 +52,7 @@ use runner_core::{validate_sha256, Error, Manifest, ModelId};
 use sha2::Digest;
 
 mod backend;
+mod blocking;
 pub mod export;
 mod openapi;
 mod pages;

@@ -98,8 +98,8 @@ use runner_core::registry::protocol::{parse_range, ByteRange, Stored};
 use runner_core::registry::sample::Sampler;
 use runner_core::registry::store::Collected;
 use runner_core::registry::{
-    aliased, check_expect, check_move, no_such_alias, no_such_repository, not_ready, Alias, AliasMove, AliasOptions,
-    Expect,
+    aliased, check_expect, check_move, contents_gone, no_such_alias, no_such_repository, not_ready, number_gone, Alias,
+    AliasMove, AliasOptions, Expect,
 };
 use runner_core::{validate_name, validate_sha256, Error, ErrorKind, Expected, Manifest, ModelId, ModelStatus};
 use runner_core::{ModelSummary, Result};
@@ -470,7 +470,7 @@ impl SharedStore {
         .map_err(db)?;
         match state {
             Some(_) => Ok(()),
-            None => Err(Error::number_gone(id)),
+            None => Err(number_gone(id)),
         }
     }
 
@@ -684,7 +684,7 @@ impl SharedStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        let Some(current) = current else { return Err(Error::number_gone(id)) };
+        let Some(current) = current else { return Err(number_gone(id)) };
         if let Some(expected) = expected {
             let current = match current {
                 None => Expected::Nothing,
@@ -739,7 +739,7 @@ impl SharedStore {
             }
         }
         if !missing.is_empty() {
-            return Err(Error::contents_gone(id, &missing));
+            return Err(contents_gone(id, &missing));
         }
         let paths: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
         let sql = "DELETE FROM model_files WHERE organization = $1 AND repository = $2 AND number = $3";

@@ -12,7 +12,7 @@ use std::future::Future;
 
 use futures::StreamExt;
 
-use crate::backend::blocking;
+use crate::blocking::blocking;
 use runner_core::{Manifest, Result};
 use serde::Serialize;
 

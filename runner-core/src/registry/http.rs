@@ -15,7 +15,7 @@ use super::protocol::{
     path, AliasHistory, Aliases, Created, ErrorBody, ModelView, Models, ModelsQuery, Precondition, Repositories,
     SetAlias, Stored, MAX_FILE_SIZE_HEADER, MAX_PAGE, MAX_UNNAMED_SIZE_HEADER, SAMPLE_KNOWN_HEADER, SAMPLE_QUERY,
 };
-use super::traits::{check_staged, Expected, ModelStatus, ModelSummary, Registry, Staging};
+use super::traits::{check_staged, number_gone, Expected, ModelStatus, ModelSummary, Registry, Staging};
 use crate::manifest::{FileEntry, FileOrigin, Manifest};
 use crate::names::{validate_name, validate_volume_path, ModelId};
 use crate::{Error, Result};
@@ -313,7 +313,7 @@ impl Registry for HttpRegistry {
         let what = format!("keeping {id} reserved");
         let response = self.send(|| self.request(Method::PUT, &path::reservation(id)), &what)?;
         match response.status() {
-            StatusCode::NOT_FOUND => Err(Error::number_gone(id)),
+            StatusCode::NOT_FOUND => Err(number_gone(id)),
             _ => self.check(response, &what).map(|_| ()),
         }
     }
@@ -385,7 +385,7 @@ impl Registry for HttpRegistry {
 
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {
         if self.status(id)?.is_none() {
-            return Err(Error::number_gone(id));
+            return Err(number_gone(id));
         }
         let expected = Expected::of(self.view(id)?.and_then(|v| v.manifest).as_ref());
         Ok(Box::new(HttpStaging { registry: self, id: id.clone(), files: BTreeMap::new(), expected }))

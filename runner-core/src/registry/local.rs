@@ -23,7 +23,8 @@ use super::digest::feed;
 use super::digest::BUFFER;
 use super::hashes::Seen;
 use super::traits::{
-    check_staged, no_such_repository, not_ready, Expected, ModelStatus, ModelSummary, Registry, Staging,
+    check_staged, contents_gone, no_such_repository, not_ready, number_gone, Expected, ModelStatus, ModelSummary,
+    Registry, Staging,
 };
 use super::volume::{build_volume, missing_content};
 use crate::error::IoContext;
@@ -264,18 +265,18 @@ impl LocalRegistry {
             }
         }
         if !missing.is_empty() {
-            return Err(Error::contents_gone(&manifest.model, &missing));
+            return Err(contents_gone(&manifest.model, &missing));
         }
         let dir = self.model_dir(&manifest.model)?;
         let lock = match File::options().create(true).truncate(false).write(true).open(dir.join(".lock")) {
             Ok(lock) => lock,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::number_gone(&manifest.model)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(number_gone(&manifest.model)),
             Err(e) => return Err(Error::io("opening", dir.join(".lock"), e)),
         };
         lock.lock().ctx("locking", dir.join(".lock"))?;
         // Given back (`discard` removes the folder under this lock) while this waited.
         if !dir.is_dir() {
-            return Err(Error::number_gone(&manifest.model));
+            return Err(number_gone(&manifest.model));
         }
         if let Some(expected) = expected {
             let current = match fs::read(dir.join("manifest.json")) {
@@ -541,7 +542,7 @@ impl Registry for LocalRegistry {
         let lock = self.model_dir(id)?.join(".lock");
         match File::options().create(true).truncate(false).write(true).open(&lock) {
             Ok(file) => file.set_modified(std::time::SystemTime::now()).ctx("touching", &lock),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::number_gone(id)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(number_gone(id)),
             Err(e) => Err(Error::io("opening", &lock, e)),
         }
     }
@@ -622,7 +623,7 @@ impl Registry for LocalRegistry {
 
     fn stage(&self, id: &ModelId) -> Result<Box<dyn Staging + '_>> {
         if self.status(id)?.is_none() {
-            return Err(Error::number_gone(id));
+            return Err(number_gone(id));
         }
         let expected = match self.manifest(id) {
             Ok(manifest) => Expected::of(Some(&manifest)),

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::alias::{aliased, local_user, Alias, AliasBook, AliasMove, AliasOptions, Expect};
 use super::traits::{
-    check_staged, no_such_repository, not_ready, Expected, ModelStatus, ModelSummary, Registry, Staging,
+    check_staged, contents_gone, no_such_repository, not_ready, number_gone, Expected, ModelStatus, ModelSummary,
+    Registry, Staging,
 };
 use super::volume::{build_volume, missing_content};
 use crate::error::{Error, IoContext, Result};
@@ -296,7 +297,7 @@ impl Registry for MemoryRegistry {
         check_id(id)?;
         let expected = match self.lock().model(id) {
             Some(manifest) => Expected::of(manifest.as_ref()),
-            None => return Err(Error::number_gone(id)),
+            None => return Err(number_gone(id)),
         };
         Ok(Box::new(MemoryStaging { registry: self, id: id.clone(), files: BTreeMap::new(), expected }))
     }
@@ -352,9 +353,9 @@ impl Staging for MemoryStaging<'_> {
             .map(|file| (file.path.as_str(), file.sha256.as_str()))
             .collect();
         if !missing.is_empty() {
-            return Err(Error::contents_gone(&self.id, &missing));
+            return Err(contents_gone(&self.id, &missing));
         }
-        let current = state.model_mut(&self.id).ok_or_else(|| Error::number_gone(&self.id))?;
+        let current = state.model_mut(&self.id).ok_or_else(|| number_gone(&self.id))?;
         if Expected::of(current.as_ref()) != self.expected {
             return Err(Error::Conflict {
                 message: format!(

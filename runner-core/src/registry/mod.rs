@@ -29,4 +29,6 @@ pub use http::HttpRegistry;
 pub use local::LocalRegistry;
 pub use memory::MemoryRegistry;
 pub use open::{open_registry, registry_location};
-pub use traits::{no_such_repository, not_ready, Expected, ModelStatus, ModelSummary, Registry, Staging};
+pub use traits::{
+    contents_gone, no_such_repository, not_ready, number_gone, Expected, ModelStatus, ModelSummary, Registry, Staging,
+};

@@ -201,6 +201,33 @@ pub fn no_such_repository(organization: &str, repository: &str, location: &str) 
     }
 }
 
+/// [`Error::Gone`] for a commit of `model` whose number no longer exists.
+pub fn number_gone(model: &ModelId) -> Error {
+    Error::Gone {
+        missing: crate::error::Missing { number: Some(model.number), contents: Vec::new() },
+        message: format!(
+            "{model} does not exist (given back by garbage collection after its grace period, or removed during the upload); nothing was changed: register again for a new number"
+        ),
+    }
+}
+
+/// [`Error::Gone`] for a commit of `model` listing `files` (volume path, sha256)
+/// whose contents its organization may not read.
+pub fn contents_gone(model: &ModelId, files: &[(&str, &str)]) -> Error {
+    let mut contents: Vec<String> = files.iter().map(|(_, sha256)| sha256.to_string()).collect();
+    contents.sort();
+    contents.dedup();
+    let listed: Vec<String> = files.iter().map(|(path, sha256)| format!("`{path}` (sha256 {sha256})")).collect();
+    Error::Gone {
+        missing: crate::error::Missing { number: None, contents },
+        message: format!(
+            "the manifest of {model} lists {}, whose content organization `{}` has not uploaded or no longer holds (collected after its grace period); nothing was changed: upload it first",
+            listed.join(", "),
+            model.organization
+        ),
+    }
+}
+
 /// The error for a model number that is not ready (uploading, or not there) in `location`.
 pub fn not_ready(id: &ModelId, location: &str) -> Error {
     Error::NotFound { what: "model", message: format!("{id} is not a ready model of {location}") }
