@@ -11,3 +11,7 @@ CREATE INDEX blobs_deleting ON blobs (sha256) WHERE deleting;
 -- When each number was taken: content its organization sent since then is spared by the
 -- collector while the number is kept reserved (a registration in flight touches it).
 ALTER TABLE models ADD COLUMN created_at TIMESTAMPTZ NOT NULL DEFAULT now();
+
+-- Who may read a content, by content: the collector asks it of every candidate, and
+-- deletes a content's grants with it.
+CREATE INDEX grants_by_content ON grants (sha256);

@@ -169,7 +169,6 @@ pub fn s3_store(
     if let Some(region) = region {
         builder = builder.with_region(region);
     }
-
     let s3 = builder.build().map_err(|e| {
         Error::invalid_input(format!(
             "cannot use {url}: {e} (set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for a store other than AWS, AWS_ENDPOINT_URL or --s3-endpoint)"
