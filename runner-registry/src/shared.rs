@@ -117,6 +117,41 @@ macro_rules! move_columns {
     };
 }
 
+/// Where model row `m` is a number garbage collection gives back: still uploading,
+/// untouched for the grace period (seconds in parameter `$grace`), and not its
+/// repository's highest (numbers are taken one above the highest, so one given back is
+/// never taken again). Read by `gc` to choose, and again in the `DELETE` that gives back.
+macro_rules! abandoned {
+    ($grace:literal) => {
+        concat!(
+            "m.state = 'uploading' AND m.touched_at < now() - make_interval(secs => ",
+            $grace,
+            ") AND m.number < (SELECT max(n.number) FROM models n
+                              WHERE n.organization = m.organization AND n.repository = m.repository)"
+        )
+    };
+}
+
+/// Where content row `b` is one garbage collection may delete: unmarked, untouched for
+/// the grace period (seconds in parameter `$grace`), named by no model, and not sent
+/// since a live reservation of an organization that may read it began (one still
+/// uploading and touched within the grace period). Read by `gc` to choose, and again in
+/// the `UPDATE` that marks.
+macro_rules! collectable {
+    ($grace:literal) => {
+        concat!(
+            "NOT b.deleting AND b.touched_at < now() - make_interval(secs => ",
+            $grace,
+            ") AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)
+              AND NOT EXISTS (SELECT 1 FROM models m JOIN grants g ON g.organization = m.organization
+                              WHERE g.sha256 = b.sha256 AND m.state = 'uploading' AND b.touched_at >= m.created_at
+                                AND m.touched_at >= now() - make_interval(secs => ",
+            $grace,
+            "))"
+        )
+    };
+}
+
 /// An object store that also takes multipart uploads part by part (S3, and the
 /// in-memory store of tests).
 pub trait Objects: ObjectStore + MultipartStore {}
@@ -1079,17 +1114,12 @@ impl SharedStore {
 
     /// The token whose sha256 is `hash`.
     pub async fn find_token(&self, hash: &str) -> Result<Option<Token>> {
-        let row = sqlx::query("SELECT id, organization, access FROM tokens WHERE sha256 = $1")
+        let row = sqlx::query("SELECT id, organization, access, sha256 FROM tokens WHERE sha256 = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        Ok(row.map(|row| Token {
-            id: row.get(0),
-            organization: row.get(1),
-            right: Right::from_access(row.get(2)),
-            sha256: hash.to_string(),
-        }))
+        Ok(row.as_ref().map(token))
     }
 
     /// Stores a new token (hashed) and returns it.
@@ -1111,16 +1141,12 @@ impl SharedStore {
     pub async fn collect_garbage(&self, grace: Duration, dry_run: bool) -> Result<Collected> {
         let seconds = grace.as_secs_f64();
         let mut collected = Collected::default();
-        let abandoned = sqlx::query(
-            "SELECT organization, repository, number FROM models m
-             WHERE state = 'uploading' AND touched_at < now() - make_interval(secs => $1)
-               AND number < (SELECT max(number) FROM models n
-                             WHERE n.organization = m.organization AND n.repository = m.repository)",
-        )
-        .bind(seconds)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let abandoned =
+            sqlx::query(concat!("SELECT organization, repository, number FROM models m WHERE ", abandoned!("$1")))
+                .bind(seconds)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         for row in abandoned {
             let id = ModelId::new(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<i64, _>(2) as u64)?;
             if dry_run || self.give_back_abandoned(&id, seconds).await? {
@@ -1129,18 +1155,11 @@ impl SharedStore {
         }
         // Content no model names, untouched for the grace period: marked, one at a time,
         // each in a transaction of its own that is committed before its object is touched.
-        let orphans = sqlx::query(
-            "SELECT sha256, size FROM blobs b
-             WHERE NOT deleting AND touched_at < now() - make_interval(secs => $1)
-               AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)
-               AND NOT EXISTS (SELECT 1 FROM models m JOIN grants g ON g.organization = m.organization
-                               WHERE g.sha256 = b.sha256 AND m.state = 'uploading' AND b.touched_at >= m.created_at
-                                 AND m.touched_at >= now() - make_interval(secs => $1))",
-        )
-        .bind(seconds)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let orphans = sqlx::query(concat!("SELECT sha256, size FROM blobs b WHERE ", collectable!("$1")))
+            .bind(seconds)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         for row in orphans {
             let (sha256, size): (String, i64) = (row.get(0), row.get(1));
             match dry_run {
@@ -1217,11 +1236,10 @@ impl SharedStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let given = sqlx::query(
-            "DELETE FROM models m WHERE organization = $1 AND repository = $2 AND number = $3
-               AND state = 'uploading' AND touched_at < now() - make_interval(secs => $4)
-               AND number < (SELECT max(number) FROM models n WHERE n.organization = $1 AND n.repository = $2)",
-        )
+        let given = sqlx::query(concat!(
+            "DELETE FROM models m WHERE m.organization = $1 AND m.repository = $2 AND m.number = $3 AND ",
+            abandoned!("$4")
+        ))
         .bind(&id.organization)
         .bind(&id.repository)
         .bind(number(id))
@@ -1246,19 +1264,12 @@ impl SharedStore {
     async fn mark_for_deletion(&self, sha256: &str, grace_seconds: f64) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_content(&mut tx, sha256).await?;
-        sqlx::query(
-            "UPDATE blobs b SET deleting = true
-             WHERE sha256 = $1 AND NOT deleting AND touched_at < now() - make_interval(secs => $2)
-               AND NOT EXISTS (SELECT 1 FROM model_files f WHERE f.sha256 = b.sha256)
-               AND NOT EXISTS (SELECT 1 FROM models m JOIN grants g ON g.organization = m.organization
-                               WHERE g.sha256 = b.sha256 AND m.state = 'uploading' AND b.touched_at >= m.created_at
-                                 AND m.touched_at >= now() - make_interval(secs => $2))",
-        )
-        .bind(sha256)
-        .bind(grace_seconds)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        sqlx::query(concat!("UPDATE blobs b SET deleting = true WHERE b.sha256 = $1 AND ", collectable!("$2")))
+            .bind(sha256)
+            .bind(grace_seconds)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
@@ -1614,6 +1625,11 @@ async fn forget_upload(pool: &PgPool, path: &str, upload_id: &str) -> Result<()>
     Ok(())
 }
 
+/// A token from a row of `SELECT id, organization, access, sha256 FROM tokens`.
+fn token(row: &sqlx::postgres::PgRow) -> Token {
+    Token { id: row.get(0), organization: row.get(1), right: Right::from_access(row.get(2)), sha256: row.get(3) }
+}
+
 fn summary(id: ModelId, manifest: Option<String>) -> Result<ModelSummary> {
     Ok(match manifest {
         None => ModelSummary { id, status: ModelStatus::Uploading, manifest: None },
@@ -1852,15 +1868,7 @@ impl crate::export::Source for SharedStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| Token {
-                id: row.get(0),
-                organization: row.get(1),
-                right: Right::from_access(row.get(2)),
-                sha256: row.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(token).collect())
     }
 
     async fn copy_content(&self, sha256: &str, to: &mut runner_core::registry::store::BlobWriter) -> Result<()> {

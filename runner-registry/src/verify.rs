@@ -159,7 +159,7 @@ impl Scrub for runner_core::registry::store::DirectoryStore {
                 return Ok(Found::Size(held));
             }
             if deep {
-                let actual = hash_reader(std::fs::File::open(&path), &path)?;
+                let (actual, _) = runner_core::registry::store::hash_file(&path)?;
                 if actual != sha256 {
                     return Ok(Found::Corrupt(actual));
                 }
@@ -180,13 +180,4 @@ impl Scrub for runner_core::registry::store::DirectoryStore {
         })
         .await
     }
-}
-
-/// The sha256 of what a file holds.
-fn hash_reader(file: std::io::Result<std::fs::File>, path: &std::path::Path) -> Result<String> {
-    use sha2::Digest;
-    let unreadable = |e: std::io::Error| runner_core::Error::msg(format!("reading {}: {e}", path.display()));
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file.map_err(unreadable)?, &mut hasher).map_err(unreadable)?;
-    Ok(hex::encode(hasher.finalize()))
 }

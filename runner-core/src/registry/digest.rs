@@ -12,7 +12,7 @@ use crate::error::{IoContext, Result};
 pub(crate) const BUFFER: usize = 1 << 20;
 
 /// sha256 (lowercase hex) and size of a file, read in 1 MiB blocks.
-pub(crate) fn hash_file(path: &Path) -> Result<(String, u64)> {
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
     copy_hashing(path, &mut std::io::sink())
 }
 

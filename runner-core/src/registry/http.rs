@@ -106,18 +106,31 @@ impl HttpRegistry {
 
     /// Sends with up to five attempts for transient failures (connection errors, 429,
     /// 502-504), waiting as `Retry-After` asks or backing off exponentially.
+    ///
+    /// Every request sent here is idempotent (GET, HEAD, PUT, DELETE; a commit's
+    /// precondition makes a repeat of one that landed a success, see
+    /// `HttpStaging::commit`): one whose connection was cut (a server that answered
+    /// early, as with a 429, or restarted) is sent again.
     fn send(&self, build: impl Fn() -> RequestBuilder, what: &str) -> Result<Response> {
+        self.send_while(build, what, |outcome| match outcome {
+            Ok(response) => retry_hint(response.status(), response.headers()).0,
+            Err(e) => e.is_connect() || e.is_timeout() || e.is_body() || e.is_request(),
+        })
+    }
+
+    /// [`HttpRegistry::send`], trying again (up to five attempts) while `again` says an
+    /// outcome is worth it.
+    fn send_while(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+        what: &str,
+        again: impl Fn(&reqwest::Result<Response>) -> bool,
+    ) -> Result<Response> {
         let mut delay = Duration::from_millis(200);
         for attempt in 1.. {
             let outcome = build().send();
-            let (transient, asked) = match &outcome {
-                Ok(response) => retry_hint(response.status(), response.headers()),
-                // Every request sent here is idempotent (GET, HEAD, PUT, DELETE; a commit's
-                // precondition makes a repeat of one that landed a success, see
-                // `HttpStaging::commit`): one whose connection was cut (a server that
-                // answered early, as with a 429, or restarted) is sent again.
-                Err(e) => (e.is_connect() || e.is_timeout() || e.is_body() || e.is_request(), None),
-            };
+            let transient = again(&outcome);
+            let asked = outcome.as_ref().ok().and_then(|response| retry_hint(response.status(), response.headers()).1);
             if !transient || attempt == 5 {
                 return outcome.map_err(|e| Error::msg(format!("{what}: cannot reach {}: {e}", self.base)));
             }
@@ -292,19 +305,14 @@ impl Registry for HttpRegistry {
         let path = path::models(organization, repository);
         // Retried only where no number was taken: no connection was made, or the server
         // answered that it could not (503, 429). A lost answer would take a second number.
-        let mut delay = Duration::from_millis(200);
-        let response = loop {
-            let outcome = self.request(Method::POST, &path).send();
-            let again = match &outcome {
+        let response = self.send_while(
+            || self.request(Method::POST, &path),
+            &what,
+            |outcome| match outcome {
                 Ok(response) => matches!(response.status().as_u16(), 429 | 503),
                 Err(e) => e.is_connect(),
-            };
-            if !again || delay > Duration::from_secs(2) {
-                break outcome.map_err(|e| Error::msg(format!("{what}: {e}")))?;
-            }
-            std::thread::sleep(delay);
-            delay *= 2;
-        };
+            },
+        )?;
         let answer: Created = self.check(response, &what)?.json().map_err(|e| Error::msg(format!("{what}: {e}")))?;
         ModelId::new(organization, repository, answer.number)
     }

@@ -128,7 +128,7 @@ impl LocalRegistry {
         Ok(self.root.join("orgs").join(organization).join(repository))
     }
 
-    fn model_dir(&self, id: &ModelId) -> Result<PathBuf> {
+    pub(crate) fn model_dir(&self, id: &ModelId) -> Result<PathBuf> {
         Ok(self.repo_dir(&id.organization, &id.repository)?.join(id.number.to_string()))
     }
 
@@ -268,11 +268,7 @@ impl LocalRegistry {
             return Err(contents_gone(&manifest.model, &missing));
         }
         let dir = self.model_dir(&manifest.model)?;
-        let lock = match File::options().create(true).truncate(false).write(true).open(dir.join(".lock")) {
-            Ok(lock) => lock,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(number_gone(&manifest.model)),
-            Err(e) => return Err(Error::io("opening", dir.join(".lock"), e)),
-        };
+        let lock = self.model_lock(&manifest.model)?.ok_or_else(|| number_gone(&manifest.model))?;
         lock.lock().ctx("locking", dir.join(".lock"))?;
         // Given back (`discard` removes the folder under this lock) while this waited.
         if !dir.is_dir() {
@@ -296,12 +292,23 @@ impl LocalRegistry {
         replace_file(&dir, "manifest.json", &manifest.to_json())
     }
 
+    /// The commit lock of model `id` (`.lock` in its folder, created when missing),
+    /// opened but not locked; `None` when the folder is gone (given back, deleted).
+    fn model_lock(&self, id: &ModelId) -> Result<Option<File>> {
+        let path = self.model_dir(id)?.join(".lock");
+        match open_lock(&path) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The garbage collector's lock (`ROOT/.gc.lock`), held until the file is dropped:
     /// shared by commits and by uploads storing content (any number at once), exclusive
     /// by the collector.
     pub(crate) fn gc_lock(&self, exclusive: bool) -> Result<File> {
         let path = self.root.join(".gc.lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&path).ctx("opening", &path)?;
+        let lock = open_lock(&path)?;
         match exclusive {
             true => lock.lock(),
             false => lock.lock_shared(),
@@ -437,9 +444,14 @@ pub(crate) fn names_in(dir: &Path) -> Result<Vec<String>> {
 
 /// Opens (creating it) and locks the lock file at `path`; unlocked when the file is dropped.
 fn lock_file(path: &Path) -> Result<File> {
-    let lock = File::options().create(true).truncate(false).write(true).open(path).ctx("opening", path)?;
+    let lock = open_lock(path)?;
     lock.lock().ctx("locking", path)?;
     Ok(lock)
+}
+
+/// Opens (creating it) the lock file at `path`, without locking it.
+fn open_lock(path: &Path) -> Result<File> {
+    File::options().create(true).truncate(false).write(true).open(path).ctx("opening", path)
 }
 
 /// Replaces `dir/name` whole with `bytes`, durably: a synced temporary file renamed over
@@ -539,12 +551,8 @@ impl Registry for LocalRegistry {
     }
 
     fn keep_alive(&self, id: &ModelId) -> Result<()> {
-        let lock = self.model_dir(id)?.join(".lock");
-        match File::options().create(true).truncate(false).write(true).open(&lock) {
-            Ok(file) => file.set_modified(std::time::SystemTime::now()).ctx("touching", &lock),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(number_gone(id)),
-            Err(e) => Err(Error::io("opening", &lock, e)),
-        }
+        let lock = self.model_lock(id)?.ok_or_else(|| number_gone(id))?;
+        lock.set_modified(std::time::SystemTime::now()).ctx("touching", self.model_dir(id)?.join(".lock"))
     }
 
     fn discard(&self, id: &ModelId) -> Result<()> {
@@ -553,14 +561,9 @@ impl Registry for LocalRegistry {
             return Ok(());
         }
         // Under the commit lock: a commit in flight finishes first, and wins.
-        let lock_path = dir.join(".lock");
-        let lock = match File::options().create(true).truncate(false).write(true).open(&lock_path) {
-            Ok(lock) => lock,
-            // Discarded or deleted meanwhile.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("opening", &lock_path, e)),
-        };
-        lock.lock().ctx("locking", &lock_path)?;
+        // Discarded or deleted meanwhile: nothing to do.
+        let Some(lock) = self.model_lock(id)? else { return Ok(()) };
+        lock.lock().ctx("locking", dir.join(".lock"))?;
         if dir.join("manifest.json").exists() {
             return Ok(());
         }

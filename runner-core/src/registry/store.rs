@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
+/// For tools that check what the store holds (`runner-registry verify`).
+pub use super::digest::hash_file;
 pub use super::local::BlobWriter;
 use super::local::{names_in, LocalRegistry};
 use super::traits::{Expected, ModelSummary, Registry};
@@ -245,8 +247,6 @@ impl DirectoryStore {
             let top = highest.entry((&model.id.organization, &model.id.repository)).or_insert(0);
             *top = model.id.number.max(*top);
         }
-        let highest: std::collections::HashSet<_> =
-            highest.into_iter().map(|((org, repo), number)| (org.clone(), repo.clone(), number)).collect();
         let mut named = std::collections::HashSet::new();
         let mut manifests = std::collections::HashSet::new();
         // When the oldest live reservation began (its folder's time: `create_model` makes
@@ -254,12 +254,12 @@ impl DirectoryStore {
         // the registration that keeps it alive (`keep_alive` touches its lock).
         let mut live_since: Option<std::time::SystemTime> = None;
         let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ctx("reading the time of", path);
-        for model in models {
-            let Some(manifest) = model.manifest else {
+        for model in &models {
+            let Some(manifest) = &model.manifest else {
                 let id = &model.id;
-                let dir = root.join("orgs").join(&id.organization).join(&id.repository).join(id.number.to_string());
+                let dir = self.registry.model_dir(id)?;
                 let lock = dir.join(".lock");
-                let top = highest.contains(&(id.organization.clone(), id.repository.clone(), id.number));
+                let top = highest[&(&id.organization, &id.repository)] == id.number;
                 if old(&dir)? && (!lock.exists() || old(&lock)?) {
                     if !top {
                         if !dry_run {
@@ -340,16 +340,11 @@ impl DirectoryStore {
             if name.starts_with("gc-") || !old(&path)? {
                 continue;
             }
-            let _unused = match path.is_dir() {
+            let _unheld = match path.is_dir() {
                 true => None,
-                false => match fs::File::open(&path) {
-                    Ok(file) => match file.try_lock() {
-                        Ok(()) => Some(file),
-                        Err(fs::TryLockError::WouldBlock) => continue,
-                        Err(fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io("opening", &path, e)),
+                false => match unheld(&path)? {
+                    Some(file) => Some(file),
+                    None => continue,
                 },
             };
             if !dry_run {
@@ -363,6 +358,22 @@ impl DirectoryStore {
             collected.uploads += 1;
         }
         Ok(collected)
+    }
+}
+
+/// A file of `tmp/` that no upload holds (`blob_writer` locks its file while it writes
+/// it), locked by this process until the guard is dropped; `None` when an upload holds
+/// it, or it is gone.
+fn unheld(path: &Path) -> Result<Option<fs::File>> {
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("opening", path, e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("locking", path, e)),
     }
 }
 
@@ -384,16 +395,11 @@ impl DirectoryStore {
     /// every file it lists must be stored already. A number that holds this manifest is
     /// [`Placed::Already`]; one holding another, [`Placed::Conflict`].
     pub fn place_model(&self, manifest: &Manifest) -> Result<Placed> {
-        let id = &manifest.model;
-        let dir =
-            self.registry.root().join("orgs").join(&id.organization).join(&id.repository).join(id.number.to_string());
-        validate_name("organization", &id.organization)?;
-        validate_name("repository", &id.repository)?;
+        let dir = self.registry.model_dir(&manifest.model)?;
         fs::create_dir_all(&dir).ctx("creating", &dir)?;
         match fs::read(dir.join("manifest.json")) {
             Ok(bytes) => {
-                let same =
-                    Expected::Manifest(hex::encode(sha2::Sha256::digest(&bytes))) == Expected::of(Some(manifest));
+                let same = hex::encode(sha2::Sha256::digest(&bytes)) == manifest.sha256();
                 return Ok(if same { Placed::Already } else { Placed::Conflict });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
