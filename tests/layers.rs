@@ -1,6 +1,8 @@
 //! The layering rules of ARCHITECTURE.md, checked on the sources: no module of any crate
-//! in the workspace imports a module that imports it back, and runner-core's modules
-//! only reach down the layers (floor < registry < model < engine < server < cli).
+//! in the workspace imports a module that imports it back; runner-core's modules only
+//! reach down its layers (floor < registry < model < engine < server < cli), and
+//! runner-registry's down its own (floor < storage < operations < api < pages < server
+//! < cli).
 //!
 //! A module is a source file (`a/mod.rs` is `a`). An edge is a `use` or an inline path
 //! (`crate::x::y`, `super::z`) in non-test code; `pub use` re-exports and `mod`
@@ -18,6 +20,17 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
     ("model", &["api", "runner", "backend", "load", "register", "catalog", "private"]),
     ("engine", &["engine"]),
     ("server", &["serve"]),
+    ("cli", &["cli"]),
+];
+
+/// runner-registry's top-level modules by layer, lowest first.
+const REGISTRY_LAYERS: &[(&str, &[&str])] = &[
+    ("floor", &["tokens", "blocking"]),
+    ("storage", &["storage"]),
+    ("operations", &["verify", "export"]),
+    ("api", &["api"]),
+    ("pages", &["pages"]),
+    ("server", &["server"]),
     ("cli", &["cli"]),
 ];
 
@@ -54,6 +67,10 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
                 files(&path, out);
             }
         } else if path.extension().is_some_and(|e| e == "rs") {
+            // A binary's main.rs beside a lib.rs is a crate of its own too.
+            if path.file_name().unwrap() == "main.rs" && dir.join("lib.rs").exists() {
+                continue;
+            }
             out.push(path);
         }
     }
@@ -154,7 +171,12 @@ fn is_facade(code: &str) -> bool {
             }
             s
         })
-        .all(|s| s.is_empty() || ["mod ", "pub mod ", "pub use ", "pub(crate) mod "].iter().any(|p| s.starts_with(p)))
+        .all(|s| {
+            s.is_empty()
+                || ["mod ", "pub mod ", "pub use ", "pub(crate) mod ", "pub(crate) use "]
+                    .iter()
+                    .any(|p| s.starts_with(p))
+        })
 }
 
 fn parse(module: &str, text: &str) -> Module {
@@ -174,7 +196,7 @@ fn parse(module: &str, text: &str) -> Module {
             || before.ends_with("pub(super) ");
         let end = rest[at..].find(';').map_or(rest.len(), |e| at + e);
         if statement_start {
-            let public = before.ends_with("pub ");
+            let public = before.ends_with("pub ") || before.ends_with("pub(crate) ");
             let mut paths = Vec::new();
             expand_tree(&rest[at + 4..end], &[], &mut paths);
             for path in paths {
@@ -199,7 +221,10 @@ fn parse(module: &str, text: &str) -> Module {
     // out to be a module under this one).
     let statements_removed: String = code
         .split(';')
-        .filter(|s| !s.trim_start().starts_with("use ") && !s.trim_start().starts_with("pub use "))
+        .filter(|s| {
+            let s = s.trim_start();
+            !s.starts_with("use ") && !s.starts_with("pub use ") && !s.starts_with("pub(crate) use ")
+        })
         .collect::<Vec<_>>()
         .join(";");
     for anchor in ["crate::", "super::"] {
@@ -347,36 +372,48 @@ fn no_module_imports_a_module_that_imports_it_back() {
     assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
 }
 
-#[test]
-fn runner_core_uses_only_its_own_layer_and_below() {
+/// Every edge of the crate at `src` that reaches up `layers`, or leaves them.
+fn layer_violations(src: &str, layers: &[(&str, &[&str])]) -> Vec<String> {
     let layer_of = |module: &str| {
         let top = module.split("::").next().unwrap();
-        CORE_LAYERS.iter().position(|(_, modules)| modules.contains(&top))
+        layers.iter().position(|(_, modules)| modules.contains(&top))
     };
-    let edges = graph(&root().join("runner-core/src"));
+    let edges = graph(&root().join(src));
     let mut wrong = Vec::new();
     for (from, targets) in &edges {
         if from.is_empty() {
             continue; // lib.rs: declarations and re-exports only
         }
         let Some(from_layer) = layer_of(from) else {
-            wrong.push(format!("`{from}` is in no layer: add it to CORE_LAYERS and ARCHITECTURE.md"));
+            wrong.push(format!("{src}: `{from}` is in no layer: add it to the layers here and in ARCHITECTURE.md"));
             continue;
         };
         for to in targets {
             match layer_of(to) {
                 Some(to_layer) if to_layer <= from_layer => {}
                 Some(to_layer) => wrong.push(format!(
-                    "`{from}` ({}) uses `{to}` ({}), a higher layer",
-                    CORE_LAYERS[from_layer].0, CORE_LAYERS[to_layer].0
+                    "{src}: `{from}` ({}) uses `{to}` ({}), a higher layer",
+                    layers[from_layer].0, layers[to_layer].0
                 )),
                 None if to.is_empty() => {
-                    wrong.push(format!("`{from}` uses an item defined in lib.rs: move it into a module"))
+                    wrong.push(format!("{src}: `{from}` uses an item defined in lib.rs: move it into a module"))
                 }
-                None => wrong.push(format!("`{to}` is in no layer")),
+                None => wrong.push(format!("{src}: `{to}` is in no layer")),
             }
         }
     }
+    wrong
+}
+
+#[test]
+fn runner_core_uses_only_its_own_layer_and_below() {
+    let wrong = layer_violations("runner-core/src", CORE_LAYERS);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn runner_registry_uses_only_its_own_layer_and_below() {
+    let wrong = layer_violations("runner-registry/src", REGISTRY_LAYERS);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
@@ -438,4 +475,7 @@ fn the_floor_compiles_no_server_client_progress_bars_or_cli() {
     // The features do bring them: the check above can fail.
     let served = dependencies("runner-core", &["--features", "cli"]);
     assert!(ABOVE_THE_FLOOR.iter().all(|d| served.contains(*d)), "{served:?}");
+    // The server alone brings no CLI parser: the connection flags (`args`) do.
+    assert!(!dependencies("runner-core", &["--features", "serve"]).contains("clap"));
+    assert!(dependencies("runner-core", &["--features", "args"]).contains("clap"));
 }

@@ -207,20 +207,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub follow_interval_ms: u64,
 
-    /// Seconds a client may take to send a request's headers, counted from when it
-    /// connects or was last answered (so also how long an idle keep-alive connection
-    /// stays open).
-    #[arg(long, default_value_t = 20, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub header_timeout: u64,
-
-    /// Seconds a request body may go without a byte arriving (408 past it).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub body_timeout: u64,
-
-    /// Connections open at once; past it new ones wait in the backlog [default: 10000, or
-    /// the open-file limit less 256].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: Option<u32>,
+    /// `--header-timeout`, `--body-timeout`, `--max-connections`.
+    #[command(flatten)]
+    pub connections: crate::serve::ConnectionArgs,
 
     /// Async runtime worker threads [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -243,11 +232,7 @@ impl ServeArgs {
             max_delay: self.max_delay_ms.map(std::time::Duration::from_millis),
             inline_threshold: std::time::Duration::from_micros(self.inline_threshold_us),
             follow_interval: std::time::Duration::from_millis(self.follow_interval_ms),
-            connections: crate::serve::ConnectionLimits {
-                header_timeout: std::time::Duration::from_secs(self.header_timeout),
-                body_timeout: std::time::Duration::from_secs(self.body_timeout),
-                max_connections: self.max_connections.map_or(defaults.connections.max_connections, |n| n as usize),
-            },
+            connections: self.connections.limits(),
         }
     }
 }

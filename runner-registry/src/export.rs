@@ -8,44 +8,13 @@
 //! only once all its contents are in, so an interrupted export leaves no half model;
 //! run again, it skips what is already there and finishes.
 
-use std::future::Future;
-
 use runner_core::registry::store::{DirectoryStore, Placed};
-use runner_core::registry::{Alias, AliasMove};
-use runner_core::{Error, Manifest, Result};
+use runner_core::{Error, Result};
 use serde::Serialize;
 
 use crate::blocking::blocking;
+use crate::storage::Source;
 use crate::tokens::Token;
-
-/// A registry to export: both backends.
-pub trait Source: Sync {
-    /// The organizations, sorted.
-    fn organizations(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
-
-    /// An organization's repositories, sorted.
-    fn repositories(&self, organization: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
-
-    /// The manifests of a repository's ready models, by number.
-    fn ready_models(&self, organization: &str, repository: &str) -> impl Future<Output = Result<Vec<Manifest>>> + Send;
-
-    /// A repository's aliases and the whole history of their moves.
-    fn alias_book(
-        &self,
-        organization: &str,
-        repository: &str,
-    ) -> impl Future<Output = Result<(Vec<Alias>, Vec<AliasMove>)>> + Send;
-
-    /// Every stored token (hashed).
-    fn tokens(&self) -> impl Future<Output = Result<Vec<Token>>> + Send;
-
-    /// Copies content `sha256` into `to`, which checks it when finished.
-    fn copy_content(
-        &self,
-        sha256: &str,
-        to: &mut runner_core::registry::store::BlobWriter,
-    ) -> impl Future<Output = Result<()>> + Send;
-}
 
 /// What [`export`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -78,7 +47,7 @@ pub struct Selection {
 }
 
 /// Copies what `selection` names from `source` into the directory registry `to`.
-pub async fn export<S: Source>(source: &S, to: &DirectoryStore, selection: &Selection) -> Result<Exported> {
+pub async fn export<S: Source + ?Sized>(source: &S, to: &DirectoryStore, selection: &Selection) -> Result<Exported> {
     let mut exported = Exported::default();
     let organizations = match &selection.organization {
         Some(organization) => vec![organization.clone()],
@@ -138,54 +107,4 @@ pub async fn export<S: Source>(source: &S, to: &DirectoryStore, selection: &Sele
     let root = to.registry().root().to_path_buf();
     exported.tokens = blocking(move || crate::tokens::merge(&root, tokens)).await?;
     Ok(exported)
-}
-
-impl Source for DirectoryStore {
-    async fn organizations(&self) -> Result<Vec<String>> {
-        let store = self.clone();
-        blocking(move || store.registry().organizations()).await
-    }
-
-    async fn repositories(&self, organization: &str) -> Result<Vec<String>> {
-        let (store, organization) = (self.clone(), organization.to_string());
-        blocking(move || runner_core::Registry::repositories(store.registry(), &organization)).await
-    }
-
-    async fn ready_models(&self, organization: &str, repository: &str) -> Result<Vec<Manifest>> {
-        let (store, organization, repository) = (self.clone(), organization.to_string(), repository.to_string());
-        blocking(move || {
-            let models = runner_core::Registry::models(store.registry(), &organization, &repository)?;
-            Ok(models.into_iter().filter_map(|m| m.manifest).collect())
-        })
-        .await
-    }
-
-    async fn alias_book(&self, organization: &str, repository: &str) -> Result<(Vec<Alias>, Vec<AliasMove>)> {
-        let (store, organization, repository) = (self.clone(), organization.to_string(), repository.to_string());
-        blocking(move || {
-            let registry = store.registry();
-            Ok((
-                runner_core::Registry::aliases(registry, &organization, &repository)?,
-                runner_core::Registry::alias_history(registry, &organization, &repository, None)?,
-            ))
-        })
-        .await
-    }
-
-    async fn tokens(&self) -> Result<Vec<Token>> {
-        let root = self.registry().root().to_path_buf();
-        blocking(move || crate::tokens::stored(&root)).await
-    }
-
-    async fn copy_content(&self, sha256: &str, to: &mut runner_core::registry::store::BlobWriter) -> Result<()> {
-        let path = self
-            .content(sha256, None)?
-            .ok_or_else(|| Error::msg(format!("content {sha256} is named by a ready model but missing from the directory (run `runner-registry verify`)")))?;
-        tokio::task::block_in_place(|| {
-            let mut file =
-                std::fs::File::open(&path).map_err(|e| Error::msg(format!("opening {}: {e}", path.display())))?;
-            std::io::copy(&mut file, to).map_err(|e| Error::storing("an exported content", e))?;
-            Ok(())
-        })
-    }
 }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use rand::RngCore;
 use runner_core::{Error, Result};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +59,16 @@ pub struct Tokens {
     loaded: RwLock<(Option<SystemTime>, HashMap<String, Token>)>,
 }
 
+/// Hex sha256 of a token: what the token file and the database store.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// The token file inside a data directory.
+pub fn tokens_path(data: &Path) -> PathBuf {
+    data.join("tokens.json")
+}
+
 fn read(path: &Path) -> Result<(Option<SystemTime>, HashMap<String, Token>)> {
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let list: Vec<Token> = match std::fs::read(path) {
@@ -78,26 +89,26 @@ pub(crate) fn new_secret(organization: &str, right: Right) -> (String, Token) {
         id: hex::encode(&secret[..4]),
         organization: organization.to_string(),
         right,
-        sha256: crate::token_hash(&token),
+        sha256: token_hash(&token),
     };
     (token, stored)
 }
 
 /// The tokens stored in a data directory's token file.
 pub(crate) fn stored(data: &Path) -> Result<Vec<Token>> {
-    Ok(read(&crate::tokens_path(data))?.1.into_values().collect())
+    Ok(read(&tokens_path(data))?.1.into_values().collect())
 }
 
 impl Tokens {
     /// The tokens of `data` (none yet is fine: create one with `runner-registry token create`).
     pub fn load(data: &Path) -> Result<Tokens> {
-        let path = crate::tokens_path(data);
+        let path = tokens_path(data);
         Ok(Tokens { loaded: RwLock::new(read(&path)?), path })
     }
 
     /// The stored token matching `presented`, if any.
     pub fn find(&self, presented: &str) -> Option<Token> {
-        let hash = crate::token_hash(presented);
+        let hash = token_hash(presented);
         if let Some(token) = self.loaded.read().expect("token lock").1.get(&hash) {
             return Some(token.clone());
         }
@@ -116,7 +127,7 @@ impl Tokens {
     pub fn create(data: &Path, organization: &str, right: Right) -> Result<String> {
         runner_core::validate_name("organization", organization)?;
         std::fs::create_dir_all(data).map_err(|e| Error::msg(format!("creating {}: {e}", data.display())))?;
-        let path = crate::tokens_path(data);
+        let path = tokens_path(data);
         let (_, existing) = read(&path)?;
         let (token, stored) = new_secret(organization, right);
         let mut list: Vec<Token> = existing.into_values().collect();
@@ -128,7 +139,7 @@ impl Tokens {
 
 /// Replaces a data directory's token file with `list`, whole.
 fn write(data: &Path, mut list: Vec<Token>) -> Result<()> {
-    let path = crate::tokens_path(data);
+    let path = tokens_path(data);
     list.sort_by(|a, b| a.id.cmp(&b.id));
     let json = serde_json::to_vec_pretty(&list).expect("tokens serialize");
     let tmp = data.join(".tokens.json.tmp");
@@ -141,7 +152,7 @@ fn write(data: &Path, mut list: Vec<Token>) -> Result<()> {
 /// (by id or hash); returns how many were added.
 pub(crate) fn merge(data: &Path, tokens: Vec<Token>) -> Result<usize> {
     std::fs::create_dir_all(data).map_err(|e| Error::msg(format!("creating {}: {e}", data.display())))?;
-    let (_, existing) = read(&crate::tokens_path(data))?;
+    let (_, existing) = read(&tokens_path(data))?;
     let mut list: Vec<Token> = existing.into_values().collect();
     let before = list.len();
     for token in tokens {

@@ -8,40 +8,12 @@
 //! `ready` for a model it can no longer serve is found here, not by a user's `serve`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 
 use futures::StreamExt;
-
-use crate::blocking::blocking;
-use runner_core::{Manifest, Result};
+use runner_core::Result;
 use serde::Serialize;
 
-/// What a backend holds of one content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
-    /// Stored, with the size asked for (and, when read, the sha256).
-    Sound,
-    /// Not stored at all.
-    Missing(String),
-    /// Stored with another size.
-    Size(u64),
-    /// Stored with the right size, but its bytes hash to another sha256.
-    Corrupt(String),
-}
-
-/// A store that can be scrubbed: both backends.
-pub trait Scrub: Sync {
-    /// The manifest of every ready model, of every organization.
-    fn manifests(&self) -> impl Future<Output = Result<Vec<Manifest>>> + Send;
-
-    /// What the store holds of content `sha256`, expected `size` bytes long; with
-    /// `deep`, its bytes are read and hashed.
-    fn check(&self, sha256: &str, size: u64, deep: bool) -> impl Future<Output = Result<Found>> + Send;
-
-    /// Whether `organization` may read content `sha256` (its downloads answer 404
-    /// otherwise).
-    fn granted(&self, organization: &str, sha256: &str) -> impl Future<Output = Result<bool>> + Send;
-}
+use crate::storage::{Found, Scrub};
 
 /// One file of one model that cannot be served as its manifest says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,7 +45,7 @@ pub struct Verified {
 
 /// Checks every file of every ready model in `store`, `concurrency` contents at a time;
 /// `progress` is advanced by one for each content checked (its length is set here).
-pub async fn verify<S: Scrub>(
+pub async fn verify<S: Scrub + ?Sized>(
     store: &S,
     deep: bool,
     concurrency: usize,
@@ -138,46 +110,4 @@ pub async fn verify<S: Scrub>(
         }
     }
     Ok(verified)
-}
-
-impl Scrub for runner_core::registry::store::DirectoryStore {
-    async fn manifests(&self) -> Result<Vec<Manifest>> {
-        let store = self.clone();
-        blocking(move || Ok(store.all_models()?.into_iter().filter_map(|model| model.manifest).collect())).await
-    }
-
-    async fn check(&self, sha256: &str, size: u64, deep: bool) -> Result<Found> {
-        let (store, sha256) = (self.clone(), sha256.to_string());
-        blocking(move || {
-            let Some(path) = store.content(&sha256, None)? else {
-                return Ok(Found::Missing(format!("blobs/sha256/{}/{sha256} is not in the directory", &sha256[..2])));
-            };
-            let held = std::fs::metadata(&path)
-                .map_err(|e| runner_core::Error::msg(format!("reading {}: {e}", path.display())))?
-                .len();
-            if held != size {
-                return Ok(Found::Size(held));
-            }
-            if deep {
-                let (actual, _) = runner_core::registry::store::hash_file(&path)?;
-                if actual != sha256 {
-                    return Ok(Found::Corrupt(actual));
-                }
-            }
-            Ok(Found::Sound)
-        })
-        .await
-    }
-
-    /// An organization with no grants at all wrote its models through the embedded
-    /// registry and was never served: `runner-registry serve` grants it what its models
-    /// name when it starts (`grant_existing`), so nothing is missing yet.
-    async fn granted(&self, organization: &str, sha256: &str) -> Result<bool> {
-        let (store, organization, sha256) = (self.clone(), organization.to_string(), sha256.to_string());
-        blocking(move || {
-            let never_served = !store.registry().root().join("grants").join(&organization).exists();
-            Ok(never_served || store.granted(&organization, &sha256)?)
-        })
-        .await
-    }
 }

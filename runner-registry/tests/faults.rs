@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use cluster::{client, runtime, Cluster};
 use common::{Scale, Scaler, Server as Replica};
 use runner_core::{register_model, HttpRegistry, Loaded};
+use runner_registry::storage::Collector;
 use services::free_port;
 
 /// The race the old collector lost: content a registration sent (named by no model yet)

@@ -59,6 +59,59 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// The [`ConnectionLimits`] as command-line flags (`--header-timeout`,
+/// `--body-timeout`, `--max-connections`), defined once for every server binary: `serve`
+/// and `runner-registry serve` flatten it into their arguments. Behind the `args`
+/// feature, so that clap stays out of a crate that only serves.
+///
+/// ```
+/// use clap::Parser;
+/// use runner_core::serve::ConnectionArgs;
+///
+/// #[derive(Parser)]
+/// struct Serve {
+///     #[command(flatten)]
+///     connections: ConnectionArgs,
+/// }
+///
+/// let serve = Serve::parse_from(["serve", "--header-timeout", "5"]);
+/// assert_eq!(serve.connections.limits().header_timeout.as_secs(), 5);
+/// assert_eq!(serve.connections.limits().body_timeout.as_secs(), 60);
+/// ```
+#[cfg(feature = "args")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Seconds a client may take to send a request's headers, counted from when it
+    /// connects or was last answered (so also how long an idle keep-alive connection
+    /// stays open).
+    #[arg(long, default_value_t = 20, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+
+    /// Seconds a request body may go without a byte arriving (408 past it; an upload cut
+    /// off so keeps nothing).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+
+    /// Connections open at once; past it new ones wait in the backlog [default: 10000, or
+    /// the open-file limit less 256].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+}
+
+#[cfg(feature = "args")]
+impl ConnectionArgs {
+    /// The limits these flags describe.
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            max_connections: self
+                .max_connections
+                .map_or_else(|| ConnectionLimits::default().max_connections, |n| n as usize),
+        }
+    }
+}
+
 /// The soft limit on open files (`RLIMIT_NOFILE`), or no limit where it cannot be read.
 fn open_files_allowed() -> usize {
     #[cfg(unix)]

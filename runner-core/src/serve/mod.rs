@@ -47,6 +47,8 @@ pub use axum::body::Body;
 /// HTTP types (requests, headers, status codes) for [`TestClient::request`].
 pub use axum::http;
 pub use error::{method_not_allowed, status_for, status_of, ApiError, PathParams};
+#[cfg(feature = "args")]
+pub use listen::ConnectionArgs;
 pub use listen::{serve_connections, ConnectionLimits};
 pub use options::ServeOptions;
 pub use routes::MODEL_HEADER;

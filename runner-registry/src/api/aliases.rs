@@ -1,0 +1,84 @@
+//! The alias routes: list, move (compare-and-set), delete, and history.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use runner_core::registry::protocol::{AliasHistory, AliasQuery, Aliases, SetAlias};
+use runner_core::registry::{AliasOptions, Expect};
+use runner_core::serve::PathParams;
+
+use super::auth::authorize;
+use super::error::{ApiError, ApiResult};
+use super::state::AppState;
+use crate::tokens::Right;
+
+/// The query of the alias routes, or a JSON 400 saying what is wrong with it.
+fn alias_query(query: Result<Query<AliasQuery>, QueryRejection>) -> ApiResult<AliasQuery> {
+    query.map(|Query(query)| query).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{}: `expect` is a model number, `alias` an alias name", e.body_text()),
+        )
+    })
+}
+
+pub(crate) async fn list_aliases(
+    State(s): State<Arc<AppState>>,
+    PathParams((org, repo)): PathParams<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    let aliases = s.backend.aliases(&org, &repo).await?;
+    Ok(Json(Aliases { aliases }).into_response())
+}
+
+pub(crate) async fn set_alias(
+    State(s): State<Arc<AppState>>,
+    PathParams((org, repo, alias)): PathParams<(String, String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    let by = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let bytes = axum::body::to_bytes(request.into_body(), 64 << 10)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {e}")))?;
+    let body: SetAlias = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("the body must be {{\"number\": N, \"expect\": ..., \"force\": false}}: {e}"),
+        )
+    })?;
+    let options = AliasOptions { expect: body.expect, force: body.force };
+    let change = s.backend.set_alias(&org, &repo, &alias, body.number, &options, &by).await?;
+    Ok(Json(change).into_response())
+}
+
+pub(crate) async fn delete_alias(
+    State(s): State<Arc<AppState>>,
+    PathParams((org, repo, alias)): PathParams<(String, String, String)>,
+    query: Result<Query<AliasQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult<Response> {
+    let by = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let query = alias_query(query)?;
+    let expect = query.expect.map_or(Expect::Any, Expect::Number);
+    let change = s.backend.delete_alias(&org, &repo, &alias, expect, &by).await?;
+    Ok(Json(change).into_response())
+}
+
+pub(crate) async fn alias_history(
+    State(s): State<Arc<AppState>>,
+    PathParams((org, repo)): PathParams<(String, String)>,
+    query: Result<Query<AliasQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult<Response> {
+    authorize(&s, request.headers(), &org, Right::Read).await?;
+    let query = alias_query(query)?;
+    let moves = s.backend.alias_history(&org, &repo, query.alias.as_deref()).await?;
+    Ok(Json(AliasHistory { moves }).into_response())
+}
