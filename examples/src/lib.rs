@@ -7,10 +7,14 @@
 //! | [`diabetes`] | custom `save_model`/`load_model` writing its own file, and a glob artifact (a folder) |
 //! | `digits` (feature `torch`) | a PyTorch MLP trained in Rust with tch, traced to TorchScript, served batched |
 //! | `minilm` (feature `torch`) | a pretrained sentence-embedding network (all-MiniLM-L6-v2) with a tokenizer artifact |
+//!
+//! This crate also hosts the [`guide`] (`docs/`), so that its examples are tested.
 
 pub mod diabetes;
 #[cfg(feature = "torch")]
 pub mod digits;
+#[cfg(any(doc, doctest))]
+pub mod guide;
 pub mod iris;
 #[cfg(feature = "torch")]
 pub mod minilm;
