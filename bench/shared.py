@@ -76,9 +76,10 @@ root_domain = ".s3.garage.localhost"
                         RUST_LOG="warn")
         time.sleep(1)
 
-    def replica(self):
+    def replica(self, binary=None):
+        """A replica of `binary` (this checkout's release build by default)."""
         port = free_port()
-        server = subprocess.Popen([RELEASE / "runner-registry", "serve", "--no-auth", "--addr", f"127.0.0.1:{port}"],
+        server = subprocess.Popen([binary or RELEASE / "runner-registry", "serve", "--no-auth", "--addr", f"127.0.0.1:{port}"],
                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         server.stdout.readline()
         return server, f"http://127.0.0.1:{port}"

@@ -22,8 +22,9 @@ pub struct RegisterArgs {
     #[arg(value_name = "RUNNER")]
     pub runners: Vec<String>,
 
-    /// Registry: a directory (created when missing).
-    #[arg(long, env = REGISTRY_ENV, default_value = DEFAULT_REGISTRY, value_name = "PATH")]
+    /// Registry: a directory (created when missing), or a registry server's URL (token
+    /// from RUNNER_REGISTRY_TOKEN).
+    #[arg(long, env = REGISTRY_ENV, default_value = DEFAULT_REGISTRY, value_name = "PATH|URL")]
     pub registry: String,
 
     /// Organization to register into.
@@ -155,8 +156,9 @@ pub struct ServeArgs {
     #[arg(required = true, value_name = "MODEL")]
     pub models: Vec<String>,
 
-    /// Registry: a directory.
-    #[arg(long, env = REGISTRY_ENV, default_value = DEFAULT_REGISTRY, value_name = "PATH")]
+    /// Registry: a directory, or a registry server's URL (token from
+    /// RUNNER_REGISTRY_TOKEN).
+    #[arg(long, env = REGISTRY_ENV, default_value = DEFAULT_REGISTRY, value_name = "PATH|URL")]
     pub registry: String,
 
     /// Address to listen on (port 0 picks a free port).
