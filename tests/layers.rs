@@ -25,7 +25,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
 
 /// runner-registry's top-level modules by layer, lowest first.
 const REGISTRY_LAYERS: &[(&str, &[&str])] = &[
-    ("floor", &["tokens", "blocking"]),
+    ("floor", &["tokens", "audit", "blocking"]),
     ("storage", &["storage"]),
     ("operations", &["verify", "export"]),
     ("api", &["api"]),

@@ -12,7 +12,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use runner_core::registry::{AliasOptions, Expect};
 use runner_core::{register_model, runner, LocalRegistry, ModelId, ModelStatus, RawBody, Registry};
 use runner_examples::sum::{SumModel, SumRunner};
-use runner_registry::{Backend, Config, Right};
+use runner_registry::{Backend, Config, NewToken, Right};
 use serde_json::json;
 
 mod serving;
@@ -207,9 +207,19 @@ async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
     let sums_2 = registry.manifest(&ModelId::new("default", "sums", 2).unwrap()).unwrap();
 
     let backend = Backend::directory(dir.path()).unwrap();
-    let write = backend.create_token("default", Right::Write).await.unwrap();
-    let read = backend.create_token("default", Right::Read).await.unwrap();
-    let other = backend.create_token("acme", Right::Write).await.unwrap();
+    let token = |organization: &str, right: Right| NewToken {
+        organization: organization.into(),
+        name: format!("{right}-pages"),
+        right,
+        repositories: vec![],
+        expires_in: None,
+    };
+    // The pages' deletes need the admin right.
+    let admin = backend.create_token(&token("default", Right::Admin)).await.unwrap().0;
+    let read = backend.create_token(&token("default", Right::Read)).await.unwrap().0;
+    let other = backend.create_token(&token("acme", Right::Write)).await.unwrap().0;
+    let leaked = NewToken { name: "leaked".into(), ..token("default", Right::Read) };
+    let leaked = backend.create_token(&leaked).await.unwrap().0;
     let addr = serve(runner_registry::router(backend, &Config::default())).await;
     let base = format!("http://{addr}");
 
@@ -220,14 +230,14 @@ async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
     browser.goto(&format!("{base}/")).await;
     browser.shoot("registry-sign-in").await;
     let field = browser.client().find(Locator::Css("input[name=token]")).await.unwrap();
-    field.send_keys(&write).await.unwrap();
+    field.send_keys(&admin).await.unwrap();
     browser.click("form.search button").await;
     browser.wait_for_text("h1", |t| t == "Repositories of default").await;
     assert_eq!(browser.path().await, "/orgs/default");
     // The token went into the cookie, which scripts cannot read, and not into a URL.
     let visible = browser.client().execute("return document.cookie", vec![]).await.unwrap();
     assert_eq!(visible, json!(""), "the session cookie is HttpOnly");
-    assert!(!browser.path().await.contains(&write));
+    assert!(!browser.path().await.contains(&admin));
 
     // Repositories with their counts and latest number; the search narrows them.
     let rows = browser.text("table tbody").await;
@@ -305,6 +315,38 @@ async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
     assert!(refused.contains("prod"), "{refused}");
     assert_eq!(registry.status(&ModelId::new("default", "sums", 1).unwrap()).unwrap(), Some(ModelStatus::Ready));
 
+    // An admin's pages: the organization's tokens (never a secret, never another
+    // organization's), revoked from the page, which ends the token's sessions at once.
+    let leaked_session = format!("runner_session={leaked}");
+    let as_leaked = || reqwest::Client::new().get(format!("{base}/orgs/default")).header("cookie", &leaked_session);
+    assert_eq!(as_leaked().send().await.unwrap().status(), 200);
+    browser.goto(&format!("{base}/orgs/default")).await;
+    browser.click("p.admin a").await;
+    browser.wait_for_text("h1", |t| t == "Tokens of default").await;
+    let listed = browser.text("table tbody").await;
+    assert!(listed.contains("admin-pages") && listed.contains("read-pages") && listed.contains("leaked"), "{listed}");
+    assert!(!listed.contains("write-pages"), "another organization's token is listed: {listed}");
+    for secret in [&admin, &read, &leaked, &other] {
+        assert!(!browser.client().source().await.unwrap().contains(secret.as_str()));
+    }
+    browser.shoot("registry-tokens").await;
+    let revoke = "//tr[td[2][normalize-space()='leaked']]//button";
+    browser.client().find(Locator::XPath(revoke)).await.unwrap().click().await.unwrap();
+    browser.wait_for_text("table tbody", |t| t.lines().any(|l| l.contains("leaked") && l.contains("revoked"))).await;
+    let refused = as_leaked().send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.text().await.unwrap().contains("revoked"));
+    // ... and its audit log: the delete above and the revocation, by this token.
+    browser.goto(&format!("{base}/orgs/default/-/audit")).await;
+    let log = browser.text("table tbody").await;
+    let first = log.lines().next().unwrap_or_default();
+    assert!(first.contains("revoke_token") && first.contains("leaked") && first.contains("admin-pages"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("delete_model") && l.contains("sums:2") && l.contains("admin-pages")),
+        "{log}"
+    );
+    browser.shoot("registry-audit").await;
+
     // Signing out clears the cookie.
     browser.goto(&format!("{base}/orgs/default")).await;
     browser.click("header form button").await;
@@ -331,6 +373,10 @@ async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
         .await
         .unwrap();
     assert_eq!(forged, json!(403));
+    browser.goto(&format!("{base}/orgs/default/-/audit")).await;
+    assert!(browser.text("p.error").await.contains("admin right"));
+    browser.goto(&format!("{base}/orgs/default")).await;
+    assert_eq!(browser.count("p.admin a").await, 0, "no admin links for a read token");
     assert_eq!(registry.status(&ModelId::new("default", "sums", 1).unwrap()).unwrap(), Some(ModelStatus::Ready));
 
     // Names from the URL are shown as text: a repository named with a script.
@@ -348,11 +394,11 @@ async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
     // Outside a browser: a form without the CSRF token, or from another site, is refused;
     // another organization's token is told the organization does not exist.
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let cookie = format!("runner_session={write}");
+    let cookie = format!("runner_session={admin}");
     let post = |path: &str| http.post(format!("{base}{path}")).header("cookie", &cookie);
     let no_csrf = post("/orgs/default/many/1/delete").form(&[("csrf", "nope")]).send().await.unwrap();
     assert_eq!(no_csrf.status(), 403);
-    let csrf = runner_core::serve::page::csrf_token(&write);
+    let csrf = runner_core::serve::page::csrf_token(&admin);
     let cross_site = post("/orgs/default/many/1/delete")
         .header("origin", "https://evil.example")
         .form(&[("csrf", &csrf)])

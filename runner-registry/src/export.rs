@@ -98,12 +98,7 @@ pub async fn export<S: Source + ?Sized>(source: &S, to: &DirectoryStore, selecti
             }
         }
     }
-    let tokens: Vec<Token> = source
-        .tokens()
-        .await?
-        .into_iter()
-        .filter(|t| selection.organization.as_ref().is_none_or(|o| &t.organization == o))
-        .collect();
+    let tokens: Vec<Token> = source.list_tokens(selection.organization.as_deref()).await?;
     let root = to.registry().root().to_path_buf();
     exported.tokens = blocking(move || crate::tokens::merge(&root, tokens)).await?;
     Ok(exported)

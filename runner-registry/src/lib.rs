@@ -7,7 +7,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | floor | `tokens`, `blocking` | tokens and their file; blocking calls off the runtime |
+//! | floor | `tokens`, [`audit`], `blocking` | tokens and their file; the audit log's entries; blocking calls off the runtime |
 //! | storage | [`storage`] | the storage contract ([`Storage`]) and its backends: a directory, or PostgreSQL and S3 ([`SharedStore`]) |
 //! | operations | [`verify`], [`export`] | scrub and export, over the contract |
 //! | api | `api` | the HTTP API: routes, handlers, auth, errors ([`Config`]) |
@@ -19,6 +19,7 @@
 //! module's notes and in `GET /openapi.json` (OpenAPI 3.1).
 
 mod api;
+pub mod audit;
 mod blocking;
 pub mod cli;
 pub mod export;
@@ -31,4 +32,4 @@ pub mod verify;
 pub use api::Config;
 pub use server::router;
 pub use storage::{s3_store, Backend, Imported, Objects, SharedStore, Storage};
-pub use tokens::{token_hash, tokens_path, Right, Token, Tokens};
+pub use tokens::{token_hash, tokens_path, NewToken, Right, Token, TokenState, Tokens, LAST_USED_PRECISION};

@@ -26,8 +26,25 @@ pub fn router(backend: Backend, config: &Config) -> Router {
         .merge(pages::routes())
         .fallback(|| async { not_found("route") })
         .method_not_allowed_fallback(runner_core::serve::method_not_allowed)
-        .with_state(AppState::new(backend, config));
+        .with_state(AppState::new(backend, config))
+        .layer(axum::middleware::from_fn(refuse_tokens_in_urls));
     catch_panics(router)
+}
+
+/// Query parameters that carry a token in other systems' URLs.
+const TOKEN_PARAMETERS: &[&str] = &["token", "access_token", "api_key", "apikey"];
+
+/// Refuses a request that carries a token in its URL (`?token=...`): URLs end up in logs,
+/// browser history and proxies. Tokens go in the `Authorization` header only.
+async fn refuse_tokens_in_urls(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let in_url = request.uri().query().is_some_and(|query| {
+        query.split('&').any(|pair| TOKEN_PARAMETERS.contains(&pair.split('=').next().unwrap_or_default()))
+    });
+    if in_url {
+        let message = "a token in a URL is refused (URLs are logged and kept): send `Authorization: Bearer TOKEN`, and revoke this token (runner-registry token revoke ID), since it has been exposed";
+        return ApiError::new(StatusCode::BAD_REQUEST, "token_in_url", message.into()).into_response();
+    }
+    next.run(request).await
 }
 
 /// `router` with its handlers' panics answered 500 in the API's error envelope (and
@@ -53,6 +70,21 @@ mod tests {
     use axum::extract::Request;
     use axum::routing::get;
     use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_token_in_a_url_is_refused_before_any_handler() {
+        let app = Router::new()
+            .route("/fine", get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn(refuse_tokens_in_urls));
+        let request = |path: &str| Request::get(path).body(axum::body::Body::empty()).unwrap();
+        for path in ["/fine?token=rrt_x", "/fine?a=1&access_token=rrt_x", "/fine?api_key"] {
+            let response = app.clone().oneshot(request(path)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        }
+        for path in ["/fine", "/fine?tokens=2&q=token"] {
+            assert_eq!(app.clone().oneshot(request(path)).await.unwrap().status(), StatusCode::OK, "{path}");
+        }
+    }
 
     #[tokio::test]
     async fn a_handler_that_panics_is_answered_500_and_the_router_keeps_answering() {

@@ -28,6 +28,14 @@ fn token(data: &Path, org: &str, write: bool) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
+/// A token with the admin right: the tests that delete need it (a write token may not).
+fn admin_token(data: &Path, org: &str) -> String {
+    let output =
+        Command::new(BIN).args(["token", "create", "--org", org, "--admin", "--data"]).arg(data).output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
 fn client(server: &Server, token: Option<&str>, cache: &Path) -> HttpRegistry {
     HttpRegistry::with_cache(&server.url, token.map(str::to_string), cache).unwrap()
 }
@@ -272,9 +280,10 @@ fn cli(registry: &str, token: Option<&str>, args: &[&str]) -> (bool, String, Str
 fn inspect_a_registry_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let write = token(&data, "default", true);
+    // It deletes: the admin right.
+    let admin = admin_token(&data, "default");
     let server = start(&data, &[]);
-    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    let registry = client(&server, Some(&admin), &dir.path().join("cache"));
     let artifact = dir.path().join("notes.txt");
     std::fs::write(&artifact, "hello").unwrap();
     for scale in [1.0, 2.0] {
@@ -285,7 +294,7 @@ fn inspect_a_registry_from_the_command_line() {
             .unwrap();
     }
     // The same commands work on the server URL and on its data directory.
-    for (at, token) in [(server.url.as_str(), Some(write.as_str())), (data.to_str().unwrap(), None)] {
+    for (at, token) in [(server.url.as_str(), Some(admin.as_str())), (data.to_str().unwrap(), None)] {
         let (ok, out, err) = cli(at, token, &["repos"]);
         assert!(ok, "{err}");
         assert_eq!(out.trim(), "scaler");
@@ -300,22 +309,22 @@ fn inspect_a_registry_from_the_command_line() {
         assert!(out.lines().any(|l| l.ends_with("docs/notes.txt") && l.trim_start().starts_with('5')), "{out}");
     }
     let out_dir = dir.path().join("downloaded");
-    let (ok, _, err) = cli(&server.url, Some(&write), &["download", "scaler:2", "--out", out_dir.to_str().unwrap()]);
+    let (ok, _, err) = cli(&server.url, Some(&admin), &["download", "scaler:2", "--out", out_dir.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert_eq!(std::fs::read_to_string(out_dir.join("docs/notes.txt")).unwrap(), "hello");
 
-    let (ok, _, err) = cli(&server.url, Some(&write), &["delete", "scaler:1"]);
+    let (ok, _, err) = cli(&server.url, Some(&admin), &["delete", "scaler:1"]);
     assert!(ok, "{err}");
-    let (_, out, _) = cli(&server.url, Some(&write), &["models", "scaler"]);
+    let (_, out, _) = cli(&server.url, Some(&admin), &["models", "scaler"]);
     assert_eq!(out.lines().skip(1).count(), 1, "{out}");
     Loaded::<Scaler>::load(&registry, &"scaler:2".parse().unwrap()).unwrap();
-    let (ok, _, err) = cli(&server.url, Some(&write), &["delete", "scaler:latest"]);
+    let (ok, _, err) = cli(&server.url, Some(&admin), &["delete", "scaler:latest"]);
     assert!(!ok && err.contains("not `latest`"), "{err}");
     let (ok, _, err) = cli(&server.url, None, &["repos"]);
     assert!(!ok && err.contains("refused the token"), "{err}");
-    let (ok, _, err) = cli(&server.url, Some(&write), &["delete-repo", "scaler"]);
+    let (ok, _, err) = cli(&server.url, Some(&admin), &["delete-repo", "scaler"]);
     assert!(ok, "{err}");
-    let (_, out, _) = cli(&server.url, Some(&write), &["repos"]);
+    let (_, out, _) = cli(&server.url, Some(&admin), &["repos"]);
     assert!(out.trim().is_empty(), "{out}");
 }
 
@@ -479,10 +488,10 @@ fn the_http_client_conforms_against_a_real_server() {
     use runner_core::registry::conformance::{self, Internals};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // An organization-scoped write token, as in production.
-    let write = token(&data, "acme", true);
+    // An organization-scoped token, as in production, with the admin right (the suite deletes).
+    let admin = admin_token(&data, "acme");
     let server = start(&data, &[]);
-    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    let registry = client(&server, Some(&admin), &dir.path().join("cache"));
     let blobs = data.join("blobs");
     // The server's directory, read as the registry it is.
     let stored = runner_core::LocalRegistry::open(&data).unwrap();
@@ -603,7 +612,7 @@ fn gc(data: &Path, extra: &[&str]) -> serde_json::Value {
 fn gc_removes_what_no_model_needs_and_spares_what_is_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let acme = token(&data, "acme", true);
+    let acme = admin_token(&data, "acme"); // it deletes a model
     let server = start(&data, &[]);
     let registry = client(&server, Some(&acme), &dir.path().join("cache"));
     let kept = register_model::<Scaler>("keep").organization("acme").model(Scale(1.0)).register(&registry).unwrap();
@@ -679,25 +688,26 @@ fn a_large_upload_over_the_servers_limit_is_refused_clearly() {
 fn aliases_from_the_command_line_over_http_record_the_token_and_guard_their_models() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let write = token(&data, "default", true);
+    // It deletes a model: the admin right.
+    let admin = admin_token(&data, "default");
     let read = token(&data, "default", false);
     let server = start(&data, &[]);
-    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    let registry = client(&server, Some(&admin), &dir.path().join("cache"));
     for scale in [1.0, 2.0, 3.0] {
         register_model::<Scaler>("scaler").model(Scale(scale)).register(&registry).unwrap();
     }
     let url = server.url.as_str();
     let run = |token: &str, args: &[&str]| cli(url, Some(token), args);
-    let (ok, out, err) = run(&write, &["alias", "set", "scaler", "prod", "1", "--expect", "none"]);
+    let (ok, out, err) = run(&admin, &["alias", "set", "scaler", "prod", "1", "--expect", "none"]);
     assert!(ok, "{err}");
     assert!(out.contains("prod") && out.contains("- -> scaler:1"), "{out}");
-    let (ok, _, err) = run(&write, &["alias", "set", "scaler", "prod", "2", "--expect", "3"]);
+    let (ok, _, err) = run(&admin, &["alias", "set", "scaler", "prod", "2", "--expect", "3"]);
     assert!(!ok && err.contains("points at scaler:1, not scaler:3"), "{err}");
-    let (ok, _, err) = run(&write, &["alias", "set", "scaler", "prod", "2", "--expect", "1"]);
+    let (ok, _, err) = run(&admin, &["alias", "set", "scaler", "prod", "2", "--expect", "1"]);
     assert!(ok, "{err}");
     let (ok, _, err) = run(&read, &["alias", "set", "scaler", "prod", "3"]);
     assert!(!ok && err.contains("may only read"), "{err}");
-    let (ok, _, err) = run(&write, &["alias", "set", "scaler", "latest", "3"]);
+    let (ok, _, err) = run(&admin, &["alias", "set", "scaler", "latest", "3"]);
     assert!(!ok && err.contains("`latest` always means"), "{err}");
 
     // The alias resolves everywhere a model reference goes, over HTTP and on disk.
@@ -709,16 +719,16 @@ fn aliases_from_the_command_line_over_http_record_the_token_and_guard_their_mode
     assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ["prod             2"], "{out}");
 
     // A model an alias points at is not deleted; the refusal names the alias.
-    let (ok, _, err) = run(&write, &["delete", "scaler:2"]);
+    let (ok, _, err) = run(&admin, &["delete", "scaler:2"]);
     assert!(!ok && err.contains("alias `prod`"), "{err}");
     assert_eq!(
         registry.status(&runner_core::ModelId::new("default", "scaler", 2).unwrap()).unwrap(),
         Some(ModelStatus::Ready)
     );
 
-    let (ok, _, err) = run(&write, &["alias", "rm", "scaler", "prod", "--expect", "1"]);
+    let (ok, _, err) = run(&admin, &["alias", "rm", "scaler", "prod", "--expect", "1"]);
     assert!(!ok && err.contains("not scaler:1"), "{err}");
-    let (ok, _, err) = run(&write, &["alias", "rm", "scaler", "prod"]);
+    let (ok, _, err) = run(&admin, &["alias", "rm", "scaler", "prod"]);
     assert!(ok, "{err}");
     let (ok, _, err) = run(&read, &["show", "scaler:prod"]);
     assert!(!ok && err.contains("alias `prod` of `scaler` does not exist"), "{err}");
@@ -726,7 +736,7 @@ fn aliases_from_the_command_line_over_http_record_the_token_and_guard_their_mode
     // Every move, with the token that made it, oldest first; on the server and on disk.
     let token_id = std::fs::read_to_string(data.join("tokens.json")).unwrap();
     let tokens: Vec<serde_json::Value> = serde_json::from_str(&token_id).unwrap();
-    let writer = tokens.iter().find(|t| t["right"] == "write").unwrap()["id"].as_str().unwrap().to_string();
+    let writer = tokens.iter().find(|t| t["right"] == "admin").unwrap()["id"].as_str().unwrap().to_string();
     let (_, out, _) = run(&read, &["alias", "history", "scaler", "prod"]);
     let moves: Vec<&str> = out.lines().collect();
     assert_eq!(moves.len(), 3, "{out}");

@@ -20,10 +20,11 @@ use runner_core::{register_model, Error, HttpRegistry, Loaded, ModelStatus, Regi
 fn the_http_client_conforms_against_a_replica_on_postgres_and_garage() {
     use runner_core::registry::conformance::{self, Internals};
     let cluster = Cluster::start();
-    let write = cluster.token("acme");
+    // The suite deletes: the admin right.
+    let admin = cluster.token_with(&["--org", "acme", "--admin"]);
     let replica = cluster.replica(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let registry = client(&replica, &write, dir.path());
+    let registry = client(&replica, &admin, dir.path());
     let bucket = cluster.bucket();
     let rt = runtime();
     conformance::all(
@@ -520,7 +521,8 @@ fn serve_follows_an_alias_moved_through_another_replica() {
 #[test]
 fn the_browser_pages_read_and_delete_through_the_shared_backend() {
     let cluster = Cluster::start();
-    let token = cluster.token("acme");
+    // The pages delete: the admin right.
+    let token = cluster.token_with(&["--org", "acme", "--admin"]);
     let replica = cluster.replica(&[]);
     let dir = tempfile::tempdir().unwrap();
     let writer = client(&replica, &token, &dir.path().join("cache"));
@@ -840,7 +842,8 @@ fn content_posted_unnamed_is_copied_to_its_key_and_an_upload_left_behind_is_coll
 #[test]
 fn a_shared_registry_exports_to_a_directory_that_imports_into_an_equal_one() {
     let original = Cluster::start();
-    let token = original.token("acme");
+    // It deletes a model: the admin right.
+    let token = original.token_with(&["--org", "acme", "--admin"]);
     let replica = original.replica(&[]);
     let dir = tempfile::tempdir().unwrap();
     let registry = client(&replica, &token, &dir.path().join("cache"));
@@ -932,4 +935,81 @@ fn verify_names_each_missing_truncated_and_corrupt_object_of_a_shared_registry()
     let (passed, report) = cluster.verify();
     assert!(!passed, "{report}");
     assert_missing_truncated_corrupt(&report, &models);
+}
+
+/// `runner-registry ARGS` on the cluster's database and bucket: its stdout (it must succeed).
+fn admin(cluster: &Cluster, args: &[&str]) -> String {
+    let output = cluster.command(args).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn a_token_revoked_through_one_replica_is_refused_by_the_other_at_once_and_changes_are_audited() {
+    let cluster = Cluster::start();
+    let ci = cluster.token_with(&["--org", "acme", "--name", "ci", "--write"]);
+    let ops = cluster.token_with(&["--org", "acme", "--name", "ops", "--admin"]);
+    let iris_only = cluster.token_with(&["--org", "acme", "--name", "iris-ci", "--write", "--repos", "iris"]);
+    let brief = cluster.token_with(&["--org", "acme", "--name", "brief", "--expires", "1s"]);
+    let (a, b) = (cluster.replica(&[]), cluster.replica(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::blocking::Client::new();
+    let get = |url: &str, token: &str| {
+        let response = http.get(format!("{url}/v1/orgs/acme/repos")).bearer_auth(token).send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let register = |url: &common::Server, token: &str, repository: &str| {
+        register_model::<Scaler>(repository)
+            .organization("acme")
+            .model(Scale(1.0))
+            .register(&client(url, token, &dir.path().join("cache")))
+            .map(|loaded| loaded.id().number)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(register(&a, &ci, "digits"), Ok(1));
+    assert_eq!(get(&b.url, &ci).0, 200);
+
+    // Rights and repositories hold on every replica.
+    assert_eq!(register(&b, &iris_only, "iris"), Ok(1));
+    assert!(register(&b, &iris_only, "digits").unwrap_err().contains("may only reach the repositories iris"));
+    let delete = |url: &str, token: &str| {
+        http.delete(format!("{url}/v1/orgs/acme/repos/digits/models/1")).bearer_auth(token).send().unwrap().status()
+    };
+    assert_eq!(delete(&b.url, &ci).as_u16(), 403);
+    assert_eq!(delete(&b.url, &ops).as_u16(), 204);
+
+    // Revoked through the database (`token revoke`, as any replica's operator would):
+    // both replicas refuse it from the next request on.
+    let listed = admin(&cluster, &["token", "list", "--json"]);
+    let tokens: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ci_row = tokens.iter().find(|t| t["name"] == "ci").unwrap();
+    assert!(ci_row["last_used_at"].is_string(), "{ci_row}");
+    assert!(!listed.contains(&ci) && !listed.contains("sha256"), "{listed}");
+    admin(&cluster, &["token", "revoke", ci_row["id"].as_str().unwrap()]);
+    for replica in [&a, &b] {
+        let (status, body) = get(&replica.url, &ci);
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("revoked"), "{body}");
+    }
+    assert_eq!(get(&a.url, &ops).0, 200, "other tokens are untouched");
+
+    // Expired: refused by every replica once its time is up.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (status, body) = get(&b.url, &brief);
+    assert_eq!((status, body.contains("expired")), (401, true), "{body}");
+
+    // The audit log, in PostgreSQL: every change, by token, with its address.
+    let entries: Vec<serde_json::Value> =
+        admin(&cluster, &["audit", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by =
+        |action: &str, name: &str| entries.iter().filter(|e| e["action"] == action && e["token_name"] == name).count();
+    assert_eq!(by("commit", "ci"), 1);
+    assert_eq!(by("commit", "iris-ci"), 1);
+    assert_eq!(by("delete_model", "ops"), 1);
+    let operator =
+        |action: &str| entries.iter().filter(|e| e["action"] == action && e["token_id"] == "operator").count();
+    assert_eq!((operator("create_token"), operator("revoke_token")), (4, 1));
+    assert!(entries.iter().filter(|e| e["action"] == "commit").all(|e| e["address"] == "127.0.0.1"));
+    let digits = admin(&cluster, &["audit", "--json", "--repo", "digits"]);
+    assert!(digits.lines().all(|l| l.contains(r#""repository":"digits""#)) && digits.lines().count() >= 3, "{digits}");
 }

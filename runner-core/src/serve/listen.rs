@@ -175,9 +175,9 @@ where
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -186,7 +186,7 @@ where
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = PerRequest { service: service.clone(), body_timeout };
+        let service = PerRequest { service: service.clone(), body_timeout, peer };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -211,10 +211,12 @@ where
 /// request body was not read to the end (a 413 for a declared length over the limit, a
 /// 401 before the body). Hyper closes such a connection; without the header a client
 /// would put it back in its pool, and its next request would fail on the closed socket.
+/// Each request also carries the client's address, as axum's `ConnectInfo<SocketAddr>`.
 #[derive(Clone)]
 struct PerRequest<S> {
     service: S,
     body_timeout: Duration,
+    peer: std::net::SocketAddr,
 }
 
 impl<S, B> tower::Service<Request<Incoming>> for PerRequest<S>
@@ -236,9 +238,10 @@ where
         let read = Arc::new(AtomicBool::new(request.body().is_end_stream()));
         let tracked = read.clone();
         let body_timeout = self.body_timeout;
-        let request = request.map(|body| {
+        let mut request = request.map(|body| {
             Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, ReadToEnd { body, read: tracked }))
         });
+        request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
         let answer = self.service.call(request);
         Box::pin(async move {
             let mut response = answer.await?;

@@ -8,12 +8,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use runner_core::registry::protocol::{AliasHistory, AliasQuery, Aliases, SetAlias};
-use runner_core::registry::{AliasOptions, Expect};
+use runner_core::registry::{AliasMove, AliasOptions, Expect};
 use runner_core::serve::PathParams;
 
-use super::auth::authorize;
+use super::auth::{authorize, Asking};
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
+use crate::audit::Action;
 use crate::tokens::Right;
 
 /// The query of the alias routes, or a JSON 400 saying what is wrong with it.
@@ -32,7 +33,7 @@ pub(crate) async fn list_aliases(
     PathParams((org, repo)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read).await?;
+    authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Read).await?;
     let aliases = s.backend.aliases(&org, &repo).await?;
     Ok(Json(Aliases { aliases }).into_response())
 }
@@ -42,7 +43,7 @@ pub(crate) async fn set_alias(
     PathParams((org, repo, alias)): PathParams<(String, String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    let by = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Write).await?;
     let bytes = axum::body::to_bytes(request.into_body(), 64 << 10)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {e}")))?;
@@ -54,7 +55,8 @@ pub(crate) async fn set_alias(
         )
     })?;
     let options = AliasOptions { expect: body.expect, force: body.force };
-    let change = s.backend.set_alias(&org, &repo, &alias, body.number, &options, &by).await?;
+    let change = s.backend.set_alias(&org, &repo, &alias, body.number, &options, &caller.who.by()).await?;
+    caller.record(&s, &org, Action::SetAlias, Some(&repo), moved(&change)).await;
     Ok(Json(change).into_response())
 }
 
@@ -64,10 +66,11 @@ pub(crate) async fn delete_alias(
     query: Result<Query<AliasQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
-    let by = authorize(&s, request.headers(), &org, Right::Write).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Write).await?;
     let query = alias_query(query)?;
     let expect = query.expect.map_or(Expect::Any, Expect::Number);
-    let change = s.backend.delete_alias(&org, &repo, &alias, expect, &by).await?;
+    let change = s.backend.delete_alias(&org, &repo, &alias, expect, &caller.who.by()).await?;
+    caller.record(&s, &org, Action::DeleteAlias, Some(&repo), moved(&change)).await;
     Ok(Json(change).into_response())
 }
 
@@ -77,8 +80,15 @@ pub(crate) async fn alias_history(
     query: Result<Query<AliasQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read).await?;
+    authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Read).await?;
     let query = alias_query(query)?;
     let moves = s.backend.alias_history(&org, &repo, query.alias.as_deref()).await?;
     Ok(Json(AliasHistory { moves }).into_response())
+}
+
+/// An alias move as the audit log names it: `prod: 3 -> 4`.
+fn moved(change: &AliasMove) -> String {
+    let side = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
+    let forced = if change.forced { " (forced)" } else { "" };
+    format!("{}: {} -> {}{forced}", change.alias, side(change.from), side(change.to))
 }

@@ -8,13 +8,14 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::Json;
-use runner_core::registry::protocol::{MAX_FILE_SIZE_HEADER, MAX_UNNAMED_SIZE_HEADER, SAMPLE_KNOWN_HEADER};
+use runner_core::registry::protocol::{Stored, MAX_FILE_SIZE_HEADER, MAX_UNNAMED_SIZE_HEADER, SAMPLE_KNOWN_HEADER};
 use runner_core::serve::PathParams;
 use runner_core::validate_sha256;
 
-use super::auth::authorize;
+use super::auth::{authorize, Asking};
 use super::error::{not_found, ApiError, ApiResult};
 use super::state::AppState;
+use crate::audit::Action;
 use crate::tokens::Right;
 
 pub(crate) async fn head_blob(
@@ -22,7 +23,7 @@ pub(crate) async fn head_blob(
     PathParams((org, sha256)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read).await?;
+    authorize(&s, Asking::of(&request), &org, None, Right::Read).await?;
     // The client asks before sending: a yes means it will name the content instead, so
     // it is touched to survive garbage collection until the commit.
     let limit = (MAX_FILE_SIZE_HEADER, s.max_file_size.to_string());
@@ -43,14 +44,13 @@ pub(crate) async fn put_blob(
     PathParams((org, sha256)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    let who = authorize(&s, request.headers(), &org, Right::Write).await?;
-    let _slot = if s.auth { s.uploads.start(&who)? } else { None };
+    let caller = authorize(&s, Asking::of(&request), &org, None, Right::Write).await?;
+    let _slot = if s.auth { s.uploads.start(&caller.who.by())? } else { None };
     refuse_too_large(&s, request.headers())?;
     let declared = declared_length(request.headers());
-    match s.backend.receive(&org, Some(&sha256), request.into_body(), s.max_file_size, declared).await? {
-        (_, true) => Ok(StatusCode::CREATED.into_response()),
-        (_, false) => Ok(StatusCode::OK.into_response()),
-    }
+    let (stored, new) = s.backend.receive(&org, Some(&sha256), request.into_body(), s.max_file_size, declared).await?;
+    caller.record(&s, &org, Action::Upload, None, uploaded(&stored, new)).await;
+    Ok(if new { StatusCode::CREATED } else { StatusCode::OK }.into_response())
 }
 
 /// Streams a body not named beforehand into the store, and answers the sha256 and size
@@ -60,8 +60,8 @@ pub(crate) async fn post_blob(
     PathParams(org): PathParams<String>,
     request: Request,
 ) -> ApiResult<Response> {
-    let who = authorize(&s, request.headers(), &org, Right::Write).await?;
-    let _slot = if s.auth { s.uploads.start(&who)? } else { None };
+    let caller = authorize(&s, Asking::of(&request), &org, None, Right::Write).await?;
+    let _slot = if s.auth { s.uploads.start(&caller.who.by())? } else { None };
     refuse_too_large(&s, request.headers())?;
     let declared = declared_length(request.headers());
     let limit = s.backend.max_unnamed_size();
@@ -75,6 +75,7 @@ pub(crate) async fn post_blob(
         ));
     }
     let (stored, new) = s.backend.receive(&org, None, request.into_body(), s.max_file_size, declared).await?;
+    caller.record(&s, &org, Action::Upload, None, uploaded(&stored, new)).await;
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(stored)).into_response())
 }
@@ -93,7 +94,7 @@ pub(crate) async fn head_blobs(
     query: Result<Query<BlobsQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read).await?;
+    authorize(&s, Asking::of(&request), &org, None, Right::Read).await?;
     let sample = query.map(|Query(q)| q.sample).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("{}: `sample` is one value", e.body_text()))
     })?;
@@ -136,6 +137,12 @@ pub(crate) async fn get_blob(
     PathParams((org, sha256)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read).await?;
+    authorize(&s, Asking::of(&request), &org, None, Right::Read).await?;
     s.backend.download(&org, &sha256, request).await?.ok_or_else(|| not_found("content"))
+}
+
+/// An upload as the audit log names it.
+fn uploaded(stored: &Stored, new: bool) -> String {
+    let known = if new { "" } else { ", held already" };
+    format!("content {} ({} bytes{known})", stored.sha256, stored.size)
 }

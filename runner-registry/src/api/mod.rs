@@ -39,6 +39,7 @@ pub(crate) mod openapi;
 mod routes;
 mod state;
 
+pub(crate) use auth::usable;
 pub(crate) use error::{not_found, ApiError};
 pub(crate) use models::{model_view, views};
 pub(crate) use routes::routes;

@@ -11,9 +11,10 @@ use runner_core::registry::protocol::{Created, ModelView, Models, ModelsQuery, P
 use runner_core::serve::PathParams;
 use runner_core::{Error, Manifest, ModelId, Result};
 
-use super::auth::authorize;
+use super::auth::{authorize, Asking};
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
+use crate::audit::Action;
 use crate::storage::Storage;
 use crate::tokens::Right;
 
@@ -49,8 +50,9 @@ pub(crate) async fn list_repos(
     PathParams(org): PathParams<String>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read).await?;
-    let repositories = s.backend.repositories(&org).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, None, Right::Read).await?;
+    let mut repositories = s.backend.repositories(&org).await?;
+    repositories.retain(|repository| caller.covers(repository));
     Ok(Json(Repositories { repositories }).into_response())
 }
 
@@ -60,7 +62,7 @@ pub(crate) async fn list_models(
     query: Result<Query<ModelsQuery>, QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read).await?;
+    authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Read).await?;
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let Some(limit) = query.limit else {
         let models = s.backend.models(&org, &repo).await?;
@@ -85,8 +87,9 @@ pub(crate) async fn create_model(
     PathParams((org, repo)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Write).await?;
     let id = s.backend.create_model(&org, &repo).await?;
+    caller.record(&s, &org, Action::Reserve, Some(&repo), format!("{repo}:{}", id.number)).await;
     Ok((StatusCode::CREATED, Json(Created { number: id.number })).into_response())
 }
 
@@ -95,7 +98,7 @@ pub(crate) async fn get_model(
     PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Read).await?;
+    authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Read).await?;
     let view = model_view(&*s.backend, model_id(&org, &repo, number)?).await?;
     Ok(Json(view).into_response())
 }
@@ -105,8 +108,9 @@ pub(crate) async fn delete_model(
     PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Admin).await?;
     s.backend.delete_model(&model_id(&org, &repo, number)?).await?;
+    caller.record(&s, &org, Action::DeleteModel, Some(&repo), format!("{repo}:{number}")).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -115,8 +119,9 @@ pub(crate) async fn delete_repository(
     PathParams((org, repo)): PathParams<(String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Admin).await?;
     s.backend.delete_repository(&org, &repo).await?;
+    caller.record(&s, &org, Action::DeleteRepository, Some(&repo), repo.clone()).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -125,8 +130,9 @@ pub(crate) async fn discard(
     PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Write).await?;
     s.backend.discard(&model_id(&org, &repo, number)?).await?;
+    caller.record(&s, &org, Action::Discard, Some(&repo), format!("{repo}:{number}")).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -135,8 +141,9 @@ pub(crate) async fn keep_alive(
     PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Write).await?;
     s.backend.keep_alive(&model_id(&org, &repo, number)?).await?;
+    caller.record(&s, &org, Action::KeepAlive, Some(&repo), format!("{repo}:{number}")).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -145,7 +152,7 @@ pub(crate) async fn commit(
     PathParams((org, repo, number)): PathParams<(String, String, u64)>,
     request: Request,
 ) -> ApiResult<Response> {
-    authorize(&s, request.headers(), &org, Right::Write).await?;
+    let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Write).await?;
     let id = model_id(&org, &repo, number)?;
     // If-None-Match: * -> the model must have no manifest; If-Match: "sha" -> it must be that one.
     let expected = {
@@ -162,6 +169,11 @@ pub(crate) async fn commit(
         Err(ApiError { status: StatusCode::CONFLICT, message, .. }) => {
             Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", message))
         }
-        other => other.map(|()| StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(e),
+        Ok(()) => {
+            let target = format!("{repo}:{number} ({} files, {} bytes)", manifest.files.len(), manifest.total_bytes());
+            caller.record(&s, &org, Action::Commit, Some(&repo), target).await;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
     }
 }

@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 fn op(summary: &str, right: &str, responses: Value) -> Value {
     json!({
         "summary": summary,
-        "description": format!("Needs a token with the `{right}` right for the organization (unless the server runs with --no-auth)."),
+        "description": format!("Needs a token with the `{right}` right for the organization (unless the server runs with --no-auth); a token limited to some repositories reaches only those. Rights: read < write < admin."),
+        "x-runner-right": right,
         "security": [{ "bearer": [] }],
         "responses": responses,
     })
@@ -28,7 +29,8 @@ fn errors(extra: &[(&str, &str)]) -> Value {
     let mut responses = serde_json::Map::new();
     for (status, why) in [
         ("400", "malformed name, sha256 or request"),
-        ("401", "missing or unknown token"),
+        ("401", "missing, unknown, revoked or expired token"),
+        ("403", "the token lacks the right, or does not reach the repository"),
         ("404", "not found, or another organization's"),
         ("429", "over the token's rate limit, or (uploads) its cap on uploads in flight (see Retry-After)"),
         (
@@ -65,7 +67,7 @@ pub(crate) fn document() -> Value {
     let change = json!({ "$ref": "#/components/schemas/AliasMove" });
     let stored = json!({ "type": "object", "required": ["sha256", "size"], "properties": {
         "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "size": { "type": "integer", "minimum": 0 } } });
-    let refused = [("403", "read-only token"), ("409", "the alias does not point where `expect` says (someone moved it), or the API fingerprint changed without `force`")];
+    let refused = [("403", "the token may only read, or does not reach the repository"), ("409", "the alias does not point where `expect` says (someone moved it), or the API fingerprint changed without `force`")];
     json!({
         "openapi": "3.1.0",
         "info": { "title": "runner-registry", "version": env!("CARGO_PKG_VERSION"),
@@ -73,25 +75,26 @@ pub(crate) fn document() -> Value {
         "paths": {
             (route::REPOSITORIES): { "parameters": [org], "get": op("List repositories", "read",
                 with(errors(&[]), "200", "repositories", Some(json!({ "type": "object", "properties": { "repositories": { "type": "array", "items": { "type": "string" } } } })))) },
-            (route::REPOSITORY): { "parameters": [org, repo], "delete": op("Delete a repository and its models", "write",
-                with(errors(&[("403", "read-only token")]), "204", "deleted", None)) },
+            (route::REPOSITORY): { "parameters": [org, repo], "delete": op("Delete a repository and its models", "admin",
+                with(errors(&[("403", "the token may only read, or does not reach the repository")]), "204", "deleted", None)) },
             (route::MODELS): { "parameters": [org, repo],
                 "get": paged(op("List models with status and manifest", "read",
                     with(errors(&[]), "200", "models", Some(json!({ "type": "object", "properties": {
                         "models": { "type": "array", "items": model },
                         "next": { "type": "integer", "description": "with limit, when older models remain: the `before` of the next page" } } }))))),
                 "post": op("Take the next model number (atomic; the repository is created when needed)", "write",
-                    with(errors(&[("403", "read-only token")]), "201", "the number taken", Some(json!({ "type": "object", "properties": { "number": { "type": "integer" } } })))) },
+                    with(errors(&[("403", "the token may only read, or does not reach the repository")]), "201", "the number taken", Some(json!({ "type": "object", "properties": { "number": { "type": "integer" } } })))) },
             (route::MODEL): { "parameters": [org, repo, number],
                 "get": op("A model's status and manifest", "read", with(errors(&[]), "200", "the model", Some(model))),
-                "delete": op("Delete a model (its manifest first)", "write", with(errors(&[("403", "read-only token"), ("409", "an alias points at the model: move or delete the alias first")]), "204", "deleted", None)) },
+                "delete": op("Delete a model (its manifest first)", "admin", with(errors(&[("409", "an alias points at the model: move or delete the alias first")]), "204", "deleted", None)) },
             (route::MANIFEST): { "parameters": [org, repo, number],
                 "put": {
                     "summary": "Commit a model: every file it lists must be uploaded; the model becomes ready",
                     "description": "`If-None-Match: *` (a fresh number) or `If-Match: \"SHA256 of the current manifest\"` make a commit fail with 412 if someone else registered the number meanwhile.",
                     "security": [{ "bearer": [] }],
+                    "x-runner-right": "write",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Manifest" } } } },
-                    "responses": with(errors(&[("403", "read-only token"), ("412", "someone else committed this number meanwhile"), ("422", "invalid manifest, or files not uploaded")]), "204", "committed", None)
+                    "responses": with(errors(&[("403", "the token may only read, or does not reach the repository"), ("412", "someone else committed this number meanwhile"), ("422", "invalid manifest, or files not uploaded")]), "204", "committed", None)
                 } },
             (route::RESERVATION): { "parameters": [org, repo, number],
                 "delete": op("Give back a number whose upload failed (no effect on a ready model)", "write", with(errors(&[]), "204", "given back", None)),
@@ -105,6 +108,7 @@ pub(crate) fn document() -> Value {
                     "summary": "Point an alias at a ready model (created when needed), atomically, and record the move",
                     "description": "`expect` makes it a compare-and-set: `\"any\"` (default), `\"unset\"` (the alias must not exist) or `{\"number\": N}`. A model whose API fingerprint differs from the current target's is refused (409, naming what changed) unless `force`.",
                     "security": [{ "bearer": [] }],
+                    "x-runner-right": "write",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["number"], "properties": {
                         "number": model_number(),
                         "expect": { "oneOf": [{ "enum": ["any", "unset"] }, { "type": "object", "required": ["number"], "properties": { "number": model_number() } }] },
@@ -114,6 +118,7 @@ pub(crate) fn document() -> Value {
                 "delete": {
                     "summary": "Delete an alias (the models stay), and record it",
                     "security": [{ "bearer": [] }],
+                    "x-runner-right": "write",
                     "parameters": [{ "name": "expect", "in": "query", "required": false, "schema": model_number(), "description": "delete only while the alias points at this number" }],
                     "responses": with(errors(&refused), "200", "the move", Some(change.clone()))
                 } },
@@ -121,6 +126,7 @@ pub(crate) fn document() -> Value {
                 "get": {
                     "summary": "Every alias move of the repository, oldest first: from, to, when, by which token",
                     "security": [{ "bearer": [] }],
+                    "x-runner-right": "read",
                     "parameters": [{ "name": "alias", "in": "query", "required": false, "schema": { "type": "string" }, "description": "the moves of this alias only" }],
                     "responses": with(errors(&[]), "200", "the moves", Some(json!({ "type": "object", "properties": { "moves": { "type": "array", "items": change } } })))
                 } },
@@ -130,21 +136,24 @@ pub(crate) fn document() -> Value {
                 "put": {
                     "summary": "Upload content, streamed; kept only if its sha256 is the one in the path",
                     "security": [{ "bearer": [] }],
+                    "x-runner-right": "write",
                     "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
-                    "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit"), ("422", "checksum mismatch: nothing kept"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", None), "200", "already stored", None)
+                    "responses": with(with(errors(&[("403", "the token may only read, or does not reach the repository"), ("413", "larger than the server's limit"), ("422", "checksum mismatch: nothing kept"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", None), "200", "already stored", None)
                 } },
             (route::BLOBS): { "parameters": [org],
                 "head": {
                     "summary": "How large a content the server takes unnamed: the x-runner-max-unnamed-size header, in bytes (asked before a POST). With ?sample=, the x-runner-sample-known header says whether the organization holds content with that sample (runner_core::registry::sample): if not, the file is new and is sent unnamed",
                     "security": [{ "bearer": [] }],
+                    "x-runner-right": "read",
                     "parameters": [{ "name": "sample", "in": "query", "required": false, "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "description": "the sample of a large file: sha256 of its size and of 16 windows of 64 KiB" }],
                     "responses": with(errors(&[]), "200", "the limit (and the answer about the sample), in headers", None)
                 },
                 "post": {
                     "summary": "Upload content not named yet, streamed: answers the sha256 and size of what arrived (the client hashes as it sends and compares)",
                     "security": [{ "bearer": [] }],
+                    "x-runner-right": "write",
                     "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
-                    "responses": with(with(errors(&[("403", "read-only token"), ("413", "larger than the server's limit, or than it takes unnamed (see HEAD)"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", Some(stored.clone())), "200", "the organization had this content already", Some(stored))
+                    "responses": with(with(errors(&[("403", "the token may only read, or does not reach the repository"), ("413", "larger than the server's limit, or than it takes unnamed (see HEAD)"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", Some(stored.clone())), "200", "the organization had this content already", Some(stored))
                 } }
         },
         "components": {

@@ -1,11 +1,12 @@
 //! The commands that open the server's own storage: `serve`, `gc`, `verify`, `export`,
-//! `import` and `token`.
+//! `import`, and (through `access`) `token` and `audit`.
 
 use runner_core::serve::serve_connections;
 
-use super::args::{Command, TokenCommand};
+use super::access::{self, record};
+use super::args::Command;
+use crate::audit::{Action, AuditQuery};
 use crate::export::{export, Selection};
-use crate::tokens::Right;
 use crate::verify::verify;
 use crate::{router, Config};
 
@@ -17,7 +18,11 @@ pub(crate) async fn serve_or_administer(command: Command) -> Result<(), String> 
             let grace = std::time::Duration::from_secs_f64(grace_hours.max(0.0) * 3600.0);
             loop {
                 let collected = backend.collect_garbage(grace, dry_run).await.map_err(|e| e.to_string())?;
-                println!("{}", serde_json::json!({ "dry_run": dry_run, "collected": collected }));
+                let report = serde_json::json!({ "dry_run": dry_run, "collected": collected });
+                if !dry_run {
+                    record(&*backend, "*", Action::Gc, None, report["collected"].to_string()).await;
+                }
+                println!("{report}");
                 match every_hours {
                     Some(hours) => {
                         tokio::time::sleep(std::time::Duration::from_secs_f64(hours.max(0.001) * 3600.0)).await
@@ -64,23 +69,24 @@ pub(crate) async fn serve_or_administer(command: Command) -> Result<(), String> 
             let target = runner_core::registry::store::DirectoryStore::open(&to).map_err(|e| e.to_string())?;
             let selection = Selection { organization: org, repository: repo };
             let exported = export(&*backend, &target, &selection).await.map_err(|e| e.to_string())?;
-            println!("{}", serde_json::to_string(&exported).expect("serializes"));
+            let report = serde_json::to_string(&exported).expect("serializes");
+            let organization = selection.organization.as_deref().unwrap_or("*");
+            let target = format!("to {}: {report}", to.display());
+            record(&*backend, organization, Action::Export, selection.repository.as_deref(), target).await;
+            println!("{report}");
             Ok(())
         }
         Command::Import { from, storage } => {
             let shared = storage.open_shared().await.map_err(|e| e.to_string())?;
             let imported = shared.import(&from).await.map_err(|e| e.to_string())?;
-            println!("{}", serde_json::to_string(&imported).expect("serializes"));
+            let report = serde_json::to_string(&imported).expect("serializes");
+            record(&shared, "*", Action::Import, None, format!("from {}: {report}", from.display())).await;
+            println!("{report}");
             Ok(())
         }
-        Command::Token { command: TokenCommand::Create { storage, org, write } } => {
-            let backend = storage.open(false).await.map_err(|e| e.to_string())?;
-            let token = backend
-                .create_token(&org, if write { Right::Write } else { Right::Read })
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("{token}");
-            Ok(())
+        Command::Token { command } => access::token(command).await,
+        Command::Audit { storage, org, repo, since, limit, json } => {
+            access::audit(&storage, AuditQuery { organization: org, repository: repo, since, limit }, json).await
         }
         Command::Serve { storage, addr, no_auth, max_file_size, rate_limit, max_uploads_per_token, connections } => {
             let backend = storage.open(true).await.map_err(|e| e.to_string())?;

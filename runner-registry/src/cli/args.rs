@@ -101,7 +101,28 @@ pub enum Command {
         #[command(flatten)]
         storage: StorageArgs,
     },
-    /// Manage tokens.
+    /// Read the audit log: every change, who made it (token id and name), when, and
+    /// from which address, oldest first.
+    Audit {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only this organization's changes.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this repository's changes.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Only changes since this time (RFC 3339) or this long ago (`24h`, `7d`).
+        #[arg(long, value_parser = parse_since, value_name = "TIME|DURATION")]
+        since: Option<time::OffsetDateTime>,
+        /// The newest this many entries at most.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print one JSON object a line, for machines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage tokens: create, list, revoke.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -298,8 +319,64 @@ pub enum TokenCommand {
         /// The organization the token is for.
         #[arg(long)]
         org: String,
-        /// Allow registering (default: read only).
-        #[arg(long)]
+        /// What it is for (`ci`, `alice-laptop`): shown by `token list` and in the audit log.
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+        /// How long it works (`90d`, `12h`, `30m`); without it, until revoked.
+        #[arg(long, value_parser = parse_lifetime, value_name = "DURATION")]
+        expires: Option<std::time::Duration>,
+        /// Only these repositories, comma-separated names or globs (`iris,vision-*`);
+        /// without it, every repository of the organization.
+        #[arg(long, value_delimiter = ',', value_name = "GLOBS")]
+        repos: Vec<String>,
+        /// Read only: list and download (the default).
+        #[arg(long, conflicts_with_all = ["write", "admin"])]
+        read: bool,
+        /// Read, and register and move aliases.
+        #[arg(long, conflicts_with = "admin")]
         write: bool,
+        /// Write, and delete models and repositories, and read the audit log.
+        #[arg(long)]
+        admin: bool,
     },
+    /// List the tokens (of one organization): id, name, right, repositories, created,
+    /// expires, last used, and whether revoked or expired. Never prints a token.
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only this organization's.
+        #[arg(long)]
+        org: Option<String>,
+        /// Print JSON, for machines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token for good (by the id `token list` shows): refused from the next
+    /// request on, on every replica.
+    Revoke {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The token's id.
+        id: String,
+    },
+}
+
+/// `--expires`: a duration such as `90d`, `12h` or `30m`.
+fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write `90d`, `12h` or `30m`"))
+        .and_then(|d| match d.is_zero() {
+            true => Err("a token that expires at once is of no use: give a duration over zero".into()),
+            false => Ok(d),
+        })
+}
+
+/// `audit --since`: an RFC 3339 time, or a duration back from now (`24h`).
+fn parse_since(text: &str) -> Result<time::OffsetDateTime, String> {
+    if let Ok(at) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok(at);
+    }
+    humantime::parse_duration(text).map(|ago| time::OffsetDateTime::now_utc() - ago).map_err(|_| {
+        format!("`{text}` is neither a time (2026-12-01T00:00:00Z) nor a duration back from now (24h, 7d)")
+    })
 }

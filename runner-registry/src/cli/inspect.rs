@@ -104,7 +104,8 @@ pub(crate) fn inspect(command: Command) -> runner_core::Result<()> {
         | Command::Gc { .. }
         | Command::Import { .. }
         | Command::Verify { .. }
-        | Command::Export { .. } => {
+        | Command::Export { .. }
+        | Command::Audit { .. } => {
             unreachable!("handled by main")
         }
     };

@@ -2,6 +2,7 @@
 //! S3), administer it (`gc`, `verify`, `export`, `import`, `token create`), and inspect
 //! any registry by path or URL. `src/main.rs` only calls [`run`].
 
+mod access;
 mod admin;
 mod args;
 mod inspect;

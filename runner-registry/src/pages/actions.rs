@@ -12,9 +12,14 @@ use runner_core::ModelId;
 
 use super::browse::{encode, parse_number};
 use super::session::{
-    csrf_of, failed, not_found, respond, session_for, session_to_write, writer, CsrfForm, PageResult, Session,
+    csrf_of, failed, not_found, respond, session_for, session_to_delete, writer, CsrfForm, PageResult, Session,
 };
+use std::net::SocketAddr;
+
 use crate::api::{model_view, AppState};
+use crate::audit::{Action, AuditEntry};
+use axum::extract::ConnectInfo;
+use axum::Extension;
 
 /// `GET /orgs/{org}/{repo}/{number}/files/{path}`: one file, as an attachment.
 pub(super) async fn download(
@@ -22,7 +27,7 @@ pub(super) async fn download(
     PathParams((org, repo, number, path)): PathParams<(String, String, String, String)>,
     request: Request,
 ) -> PageResult<Response> {
-    session_for(&state, request.headers(), &org).await?;
+    session_for(&state, request.headers(), &org, Some(&repo)).await?;
     let number = parse_number(&number)?;
     let id = ModelId::new(&org, &repo, number).map_err(failed)?;
     let view = model_view(&*state.backend, id).await.map_err(failed)?;
@@ -70,7 +75,7 @@ pub(super) async fn confirm_delete_model(
     PathParams((org, repo, number)): PathParams<(String, String, String)>,
     headers: HeaderMap,
 ) -> PageResult<Response> {
-    let session = session_to_write(&state, &headers, &org).await?;
+    let session = session_to_delete(&state, &headers, &org, &repo).await?;
     let number = parse_number(&number)?;
     let base = format!("/orgs/{org}/{repo}/{number}");
     let crumbs = [
@@ -94,12 +99,14 @@ pub(super) async fn delete_model(
     PathParams((org, repo, number)): PathParams<(String, String, String)>,
     method: Method,
     headers: HeaderMap,
+    address: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> PageResult<Response> {
-    writer(&state, &method, &headers, &org, &csrf_of(form)).await?;
+    let session = writer(&state, &method, &headers, &org, &repo, &csrf_of(form)).await?;
     let number = parse_number(&number)?;
     let id = ModelId::new(&org, &repo, number).map_err(failed)?;
     state.backend.delete_model(&id).await.map_err(failed)?;
+    record(&state, &session, &org, Action::DeleteModel, &repo, format!("{repo}:{number}"), address).await;
     Ok(page::see_other(&format!("/orgs/{org}/{repo}?deleted={number}"), None))
 }
 
@@ -109,7 +116,7 @@ pub(super) async fn confirm_delete_repository(
     PathParams((org, repo)): PathParams<(String, String)>,
     headers: HeaderMap,
 ) -> PageResult<Response> {
-    let session = session_to_write(&state, &headers, &org).await?;
+    let session = session_to_delete(&state, &headers, &org, &repo).await?;
     let base = format!("/orgs/{org}/{repo}");
     let crumbs = [(format!("/orgs/{org}"), org.clone()), (base.clone(), repo.clone())];
     Ok(confirm_page(
@@ -128,9 +135,28 @@ pub(super) async fn delete_repository(
     PathParams((org, repo)): PathParams<(String, String)>,
     method: Method,
     headers: HeaderMap,
+    address: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> PageResult<Response> {
-    writer(&state, &method, &headers, &org, &csrf_of(form)).await?;
+    let session = writer(&state, &method, &headers, &org, &repo, &csrf_of(form)).await?;
     state.backend.delete_repository(&org, &repo).await.map_err(failed)?;
+    record(&state, &session, &org, Action::DeleteRepository, &repo, repo.clone(), address).await;
     Ok(page::see_other(&format!("/orgs/{org}?deleted={}", encode(&repo)), None))
+}
+
+/// Records a delete made from the pages in the audit log, as the API does.
+async fn record(
+    state: &AppState,
+    session: &Session,
+    org: &str,
+    action: Action,
+    repo: &str,
+    target: String,
+    address: Option<Extension<ConnectInfo<SocketAddr>>>,
+) {
+    let address = address.map(|Extension(ConnectInfo(address))| address);
+    let entry = AuditEntry::now(&session.who(), org, action, Some(repo), target).from_address(address);
+    if let Err(e) = state.backend.record(&entry).await {
+        tracing::error!(error = %e, action = %action, org, "the audit log cannot record a change");
+    }
 }

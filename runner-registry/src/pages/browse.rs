@@ -12,6 +12,7 @@ use runner_core::serve::PathParams;
 use runner_core::{Manifest, ModelId, ModelStatus};
 use serde::Deserialize;
 
+use super::admin;
 use super::session::{failed, not_found, respond, session_for, PageResult};
 use crate::api::{model_view, views, AppState};
 
@@ -85,12 +86,13 @@ pub(super) async fn organization(
     query: Result<Query<ListQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> PageResult<Response> {
-    let session = session_for(&state, &headers, &org).await?;
+    let session = session_for(&state, &headers, &org, None).await?;
     let query = list_query(query);
     let q = query.q.clone().unwrap_or_default();
     let repositories = state.backend.repositories(&org).await.map_err(failed)?;
     let needle = q.to_lowercase();
-    let matching: Vec<String> = repositories.into_iter().filter(|name| name.to_lowercase().contains(&needle)).collect();
+    let matching: Vec<String> =
+        repositories.into_iter().filter(|name| session.covers(name) && name.to_lowercase().contains(&needle)).collect();
     let (shown, page_number, pages) = paginate(&matching, query.page.unwrap_or(1));
     // Each shown repository: its numbers, and its newest model.
     let rows = futures::future::join_all(shown.iter().map(|repo| {
@@ -111,6 +113,7 @@ pub(super) async fn organization(
     let base = format!("/orgs/{org}");
     let main = html! {
         h1 { "Repositories of " (org) }
+        (admin::links(&session, &org))
         @if let Some(deleted) = &query.deleted { p.added { "Repository " code { (deleted) } " was deleted." } }
         form.search method="get" action=(base) role="search" {
             input type="search" name="q" value=(q) placeholder="Search repositories by name" aria-label="Search repositories";
@@ -142,7 +145,7 @@ pub(super) async fn repository(
     query: Result<Query<ListQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> PageResult<Response> {
-    let session = session_for(&state, &headers, &org).await?;
+    let session = session_for(&state, &headers, &org, Some(&repo)).await?;
     let query = list_query(query);
     let base = format!("/orgs/{org}/{repo}");
     if let Some(number) = query.number {
@@ -216,7 +219,7 @@ pub(super) async fn repository(
                 } }
             }
         }
-        @if session.can_write() {
+        @if session.can_delete(&repo) {
             div.actions { a.button.danger href=(format!("{base}/delete")) { "Delete repository…" } }
         }
     };
@@ -234,7 +237,7 @@ pub(super) async fn model(
     PathParams((org, repo, number)): PathParams<(String, String, String)>,
     headers: HeaderMap,
 ) -> PageResult<Response> {
-    let session = session_for(&state, &headers, &org).await?;
+    let session = session_for(&state, &headers, &org, Some(&repo)).await?;
     let number = parse_number(&number)?;
     let id = ModelId::new(&org, &repo, number).map_err(failed)?;
     let (view, numbers, aliases) = tokio::try_join!(
@@ -262,7 +265,7 @@ pub(super) async fn model(
             Some(manifest) => { (manifest_sections(&base, manifest, previous.as_ref())) }
             None => { p.card { "This model is being uploaded: it has a number, and becomes visible to loads once its manifest is committed." } }
         }
-        @if session.can_write() {
+        @if session.can_delete(&repo) {
             div.actions { a.button.danger href=(format!("{base}/delete")) { "Delete model…" } }
         }
     };

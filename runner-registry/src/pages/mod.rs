@@ -7,7 +7,9 @@
 //! | `GET /orgs/{org}/{repo}` | models, newest first: status, size, runner, created, aliases; paginated |
 //! | `GET /orgs/{org}/{repo}/{n}` | one model: its manifest laid out, its files, what changed since the previous number |
 //! | `GET /orgs/{org}/{repo}/{n}/files/{path}` | download one file (HTTP Range works) |
-//! | `GET`/`POST /orgs/{org}/{repo}/{n}/delete`, `/orgs/{org}/{repo}/delete` | confirm, then delete (write tokens) |
+//! | `GET`/`POST /orgs/{org}/{repo}/{n}/delete`, `/orgs/{org}/{repo}/delete` | confirm, then delete (admin tokens) |
+//! | `GET /orgs/{org}/-/tokens`, `POST .../{id}/revoke` | the organization's tokens, never their secrets; revoke one (admin tokens) |
+//! | `GET /orgs/{org}/-/audit` | the organization's newest changes, by whom, from where (admin tokens) |
 //!
 //! The token is kept in an `HttpOnly`, `SameSite=Strict` cookie, never in a URL. Forms
 //! that change anything carry the session's CSRF token and must come from this server's
@@ -17,12 +19,15 @@
 
 //!
 //! One file per concern: the session and sign-in (`session`), the pages that read
-//! (`browse`), the pages that act (`actions`), and the route table (`routes`).
+//! (`browse`), the pages that act (`actions`), the admins' pages (`admin`: tokens and
+//! the audit log), and the route table (`routes`).
 
 // A page step fails with the page to answer with: a `Response` is large for an `Err`,
 // but it is answered at once, never passed along.
 #[allow(clippy::result_large_err)]
 mod actions;
+#[allow(clippy::result_large_err)]
+mod admin;
 #[allow(clippy::result_large_err)]
 mod browse;
 mod routes;

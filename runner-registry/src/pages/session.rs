@@ -11,7 +11,8 @@ use runner_core::serve::page::{self, html, Markup};
 use runner_core::Error;
 use serde::Deserialize;
 
-use crate::api::{ApiError, AppState};
+use crate::api::{usable, ApiError, AppState};
+use crate::audit::Who;
 use crate::tokens::{Right, Token};
 
 /// The cookie a browser keeps its session in: the token (or, without auth, a random
@@ -32,8 +33,30 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn can_write(&self) -> bool {
-        self.token.as_ref().is_none_or(|token| token.right == Right::Write)
+    /// Whether the session may delete in `repository` (the admin right, on that
+    /// repository), so the page offers it.
+    pub(super) fn can_delete(&self, repository: &str) -> bool {
+        self.token.as_ref().is_none_or(|token| token.right.allows(Right::Admin) && token.covers(repository))
+    }
+
+    /// Whether the session may see `repository` (a token's globs).
+    pub(super) fn covers(&self, repository: &str) -> bool {
+        self.token.as_ref().is_none_or(|token| token.covers(repository))
+    }
+
+    /// Who the session is, for the audit log.
+    pub(super) fn who(&self) -> Who {
+        self.token.as_ref().map_or_else(Who::anonymous, Who::token)
+    }
+
+    /// The token (auth on).
+    pub(super) fn token(&self) -> Option<&Token> {
+        self.token.as_ref()
+    }
+
+    /// The secret the CSRF token derives from.
+    pub(super) fn secret(&self) -> &str {
+        &self.secret
     }
 
     pub(super) fn csrf(&self) -> String {
@@ -82,43 +105,64 @@ pub(super) async fn session(state: &AppState, headers: &HeaderMap) -> PageResult
         });
     }
     let Some(presented) = cookie else { return Err(sign_in_page(StatusCode::UNAUTHORIZED, None)) };
-    match state.backend.find_token(presented).await {
-        Ok(Some(token)) => {
+    // The cookie holds the token itself: a session ends when its token is revoked or
+    // expires, from the next page on.
+    let found = state.backend.find_token(presented).await.map_err(failed)?;
+    match found.map(usable) {
+        Some(Ok(token)) => {
             state.throttle(&token.id).map_err(api_error)?;
             Ok(Session { secret: presented.to_string(), token: Some(token), set_cookie: None })
         }
-        Ok(None) => {
-            let mut response =
-                sign_in_page(StatusCode::UNAUTHORIZED, Some("that token is no longer valid; sign in again"));
+        refused => {
+            let why = match refused {
+                Some(Err(why)) => why,
+                _ => "that token is no longer valid; sign in again".to_string(),
+            };
+            let mut response = sign_in_page(StatusCode::UNAUTHORIZED, Some(&why));
             if let Ok(value) = HeaderValue::from_str(&page::session_cookie(SESSION, None)) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
             Err(response)
         }
-        Err(e) => Err(failed(e)),
     }
 }
 
 /// The session, allowed into `org` (a token of another organization is told the
-/// organization does not exist, as the API does).
-pub(super) async fn session_for(state: &AppState, headers: &HeaderMap, org: &str) -> PageResult<Session> {
+/// organization does not exist, as the API does) and, when one is named, `repository`
+/// (a token limited to other repositories is refused it).
+pub(super) async fn session_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    org: &str,
+    repository: Option<&str>,
+) -> PageResult<Session> {
     if runner_core::validate_name("organization", org).is_err() {
         return Err(not_found("organization"));
     }
     let session = session(state, headers).await?;
     match &session.token {
         Some(token) if token.organization != org => Err(not_found(&format!("organization `{org}`"))),
+        Some(token) if repository.is_some_and(|r| !token.covers(r)) => Err(page::error_page(
+            StatusCode::FORBIDDEN,
+            &format!("token {} may only reach the repositories {}", token.id, token.repositories.join(", ")),
+            Some(("/", "Home")),
+        )),
         _ => Ok(session),
     }
 }
 
-/// The session, allowed into `org` and to change things there (a read token is refused).
-pub(super) async fn session_to_write(state: &AppState, headers: &HeaderMap, org: &str) -> PageResult<Session> {
-    let session = session_for(state, headers, org).await?;
-    if !session.can_write() {
+/// The session, allowed to delete in `repository` of `org` (the admin right).
+pub(super) async fn session_to_delete(
+    state: &AppState,
+    headers: &HeaderMap,
+    org: &str,
+    repository: &str,
+) -> PageResult<Session> {
+    let session = session_for(state, headers, org, Some(repository)).await?;
+    if !session.can_delete(repository) {
         return Err(page::error_page(
             StatusCode::FORBIDDEN,
-            &format!("this token may only read `{org}`"),
+            &format!("deleting needs a token with the admin right on `{org}`"),
             Some(("/", "Home")),
         ));
     }
@@ -126,16 +170,17 @@ pub(super) async fn session_to_write(state: &AppState, headers: &HeaderMap, org:
 }
 
 /// A form that changes something: from this server's pages, with the session's CSRF
-/// token, by a session that may write.
+/// token, by a session that may delete in `repository`.
 pub(super) async fn writer(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
     org: &str,
+    repository: &str,
     csrf: &str,
 ) -> PageResult<Session> {
     page::from_this_site(method, headers)?;
-    let session = session_to_write(state, headers, org).await?;
+    let session = session_to_delete(state, headers, org, repository).await?;
     if !page::csrf_matches(&session.secret, csrf) {
         return Err(page::error_page(
             StatusCode::FORBIDDEN,
@@ -158,7 +203,7 @@ pub(super) fn top(session: Option<&Session>, crumbs: &[(String, String)]) -> Mar
         @if let Some(session) = session {
             div.who {
                 @if let Some(token) = &session.token {
-                    span { "token " code { (token.id) } " · " (match token.right { Right::Write => "read & write", Right::Read => "read only" }) }
+                    span { "token " code { (token.id) } " · " (match token.right { Right::Admin => "admin", Right::Write => "read & write", Right::Read => "read only" }) }
                     form.inline method="post" action="/sign-out" {
                         input type="hidden" name="csrf" value=(session.csrf());
                         button type="submit" { "Sign out" }

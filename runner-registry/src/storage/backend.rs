@@ -15,11 +15,18 @@ use super::traits::Storage;
 ///
 /// ```no_run
 /// # async fn run() -> runner_core::Result<()> {
-/// use runner_registry::{Backend, Right};
+/// use runner_registry::{Backend, NewToken, Right};
 ///
 /// let backend = Backend::directory(std::path::Path::new("/var/lib/registry"))?;
-/// let token = backend.create_token("acme", Right::Write).await?;
-/// println!("{token}");
+/// let ci = NewToken {
+///     organization: "acme".into(),
+///     name: "ci".into(),
+///     right: Right::Write,
+///     repositories: vec!["iris".into(), "vision-*".into()],
+///     expires_in: Some(std::time::Duration::from_secs(90 * 86_400)),
+/// };
+/// let (secret, token) = backend.create_token(&ci).await?;
+/// println!("{secret} (id {})", token.id);
 /// # Ok(())
 /// # }
 /// ```

@@ -11,4 +11,4 @@ mod traits;
 pub use backend::Backend;
 pub use directory::Directory;
 pub use shared::{s3_store, Imported, Objects, SharedStore};
-pub use traits::{Access, Aliases, Collector, Contents, Found, Models, Scrub, Source, Storage};
+pub use traits::{Access, Aliases, Audit, Collector, Contents, Found, Models, Scrub, Source, Storage};

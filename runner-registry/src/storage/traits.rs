@@ -34,7 +34,8 @@ use runner_core::registry::store::{BlobWriter, Collected};
 use runner_core::registry::{Alias, AliasMove, AliasOptions, Expect};
 use runner_core::{Expected, Manifest, ModelId, ModelSummary, Result};
 
-use crate::tokens::{Right, Token};
+use crate::audit::{AuditEntry, AuditQuery};
+use crate::tokens::{NewToken, Token};
 
 /// Repositories and their numbered models.
 #[async_trait]
@@ -157,14 +158,39 @@ pub trait Contents: Send + Sync {
     async fn download(&self, organization: &str, sha256: &str, request: Request) -> Result<Option<Response>>;
 }
 
-/// Bearer tokens, stored hashed.
+/// Bearer tokens, stored hashed, with their life cycle.
+///
+/// A revoked or expired token is refused from the first request after the change, on
+/// every replica: each lookup reads the stored token (one indexed query; in a directory,
+/// one `stat` of the token file, and a read when it changed), with no cache to outlive a
+/// revocation.
 #[async_trait]
 pub trait Access: Send + Sync {
-    /// The stored token matching the token a client `presented`.
+    /// The stored token matching the token a client `presented`, revoked and expired ones
+    /// included (the caller says why it refuses them); its use is recorded, to the
+    /// minute ([`LAST_USED_PRECISION`](crate::LAST_USED_PRECISION)).
     async fn find_token(&self, presented: &str) -> Result<Option<Token>>;
 
-    /// Creates a token for one organization and returns it; only its hash is stored.
-    async fn create_token(&self, organization: &str, right: Right) -> Result<String>;
+    /// Creates a token and returns it with its stored form; only its hash is stored.
+    async fn create_token(&self, new: &NewToken) -> Result<(String, Token)>;
+
+    /// The stored tokens (of one organization), revoked and expired ones included, by
+    /// organization and id.
+    async fn list_tokens(&self, organization: Option<&str>) -> Result<Vec<Token>>;
+
+    /// Revokes a token for good and returns it;
+    /// [`Error::NotFound`](runner_core::Error::NotFound) for an id that names none.
+    async fn revoke_token(&self, id: &str) -> Result<Token>;
+}
+
+/// The audit log: appended to, never rewritten.
+#[async_trait]
+pub trait Audit: Send + Sync {
+    /// Appends one entry, durably (committed, or written and fsynced) before it returns.
+    async fn record(&self, entry: &AuditEntry) -> Result<()>;
+
+    /// The entries `query` asks for, oldest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
 
 /// Garbage collection.
@@ -207,23 +233,20 @@ pub trait Scrub: Send + Sync {
 }
 
 /// What [`export`](crate::export::export) reads, besides the organizations and
-/// repositories of [`Models`].
+/// repositories of [`Models`] and the tokens of [`Access`].
 #[async_trait]
-pub trait Source: Models {
+pub trait Source: Models + Access {
     /// The manifests of a repository's ready models, by number.
     async fn ready_models(&self, organization: &str, repository: &str) -> Result<Vec<Manifest>>;
 
     /// A repository's aliases and the whole history of their moves.
     async fn alias_book(&self, organization: &str, repository: &str) -> Result<(Vec<Alias>, Vec<AliasMove>)>;
 
-    /// Every stored token (hashed).
-    async fn tokens(&self) -> Result<Vec<Token>>;
-
     /// Copies content `sha256` into `to`, which checks it when finished.
     async fn copy_content(&self, sha256: &str, to: &mut BlobWriter) -> Result<()>;
 }
 
 /// A registry server's whole storage contract: each backend implements every part.
-pub trait Storage: Models + Aliases + Contents + Access + Collector + Scrub + Source + std::fmt::Debug {}
+pub trait Storage: Models + Aliases + Contents + Access + Audit + Collector + Scrub + Source + std::fmt::Debug {}
 
-impl<T: Models + Aliases + Contents + Access + Collector + Scrub + Source + std::fmt::Debug> Storage for T {}
+impl<T: Models + Aliases + Contents + Access + Audit + Collector + Scrub + Source + std::fmt::Debug> Storage for T {}

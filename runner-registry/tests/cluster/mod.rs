@@ -59,8 +59,14 @@ impl Cluster {
         Replica::spawn(command)
     }
 
+    /// A write token of `org`.
     pub fn token(&self, org: &str) -> String {
-        let output = self.command(&["token", "create", "--org", org, "--write"]).output().unwrap();
+        self.token_with(&["--org", org, "--write"])
+    }
+
+    /// A token made by `token create` with `args`.
+    pub fn token_with(&self, args: &[&str]) -> String {
+        let output = self.command(&[&["token", "create"], args].concat()).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap().trim().to_string()
     }

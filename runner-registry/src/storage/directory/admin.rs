@@ -8,7 +8,6 @@ use runner_core::{Error, Manifest, Result};
 use super::Directory;
 use crate::blocking::blocking;
 use crate::storage::{Found, Scrub, Source};
-use crate::tokens::Token;
 
 #[async_trait]
 impl Scrub for Directory {
@@ -74,11 +73,6 @@ impl Source for Directory {
             ))
         })
         .await
-    }
-
-    async fn tokens(&self) -> Result<Vec<Token>> {
-        let root = self.store.registry().root().to_path_buf();
-        blocking(move || crate::tokens::stored(&root)).await
     }
 
     async fn copy_content(&self, sha256: &str, to: &mut BlobWriter) -> Result<()> {

@@ -11,13 +11,16 @@ use async_trait::async_trait;
 use runner_core::registry::store::{Collected, DirectoryStore};
 use runner_core::registry::{Alias, AliasMove, AliasOptions, Expect};
 use runner_core::{Expected, Manifest, ModelId, ModelStatus, ModelSummary, Registry, Result};
+use time::OffsetDateTime;
 
 use crate::blocking::blocking;
 use crate::storage::{Access, Aliases, Collector, Models};
-use crate::tokens::{Right, Token, Tokens};
+use crate::tokens::{NewToken, Token, TokenState, Tokens};
 
 mod admin;
+mod audit;
 mod content;
+mod log;
 
 /// A registry in one directory (blobs, manifests, grants and the token file), owned by
 /// one server.
@@ -25,6 +28,7 @@ mod content;
 pub struct Directory {
     store: DirectoryStore,
     tokens: Arc<Tokens>,
+    audit: Arc<log::AuditLog>,
 }
 
 impl Directory {
@@ -43,13 +47,18 @@ impl Directory {
         if granted > 0 {
             tracing::info!(granted, "granted organizations the content their models name");
         }
-        Ok(Directory { store, tokens: Arc::new(Tokens::load(data)?) })
+        Directory::over(store, data)
     }
 
     /// A directory registry opened beside a server and registrations that may be running
     /// (`gc`, `verify`, `token`): what they are writing in `tmp/` is left alone.
     pub fn beside_others(data: &Path) -> Result<Directory> {
-        Ok(Directory { store: DirectoryStore::open(data)?, tokens: Arc::new(Tokens::load(data)?) })
+        Directory::over(DirectoryStore::open(data)?, data)
+    }
+
+    /// The backend over `store`, opened at `data`, with its tokens and audit log.
+    fn over(store: DirectoryStore, data: &Path) -> Result<Directory> {
+        Ok(Directory { store, tokens: Arc::new(Tokens::load(data)?), audit: Arc::new(log::AuditLog::at(data)) })
     }
 
     /// Runs `f` on the directory registry, on the blocking pool.
@@ -172,11 +181,34 @@ impl Aliases for Directory {
 #[async_trait]
 impl Access for Directory {
     async fn find_token(&self, presented: &str) -> Result<Option<Token>> {
-        Ok(self.tokens.find(presented))
+        let token = self.tokens.find(presented);
+        if let Some(token) = token.as_ref().filter(|t| t.state(OffsetDateTime::now_utc()) == TokenState::Valid) {
+            if self.tokens.used(token) {
+                let tokens = Arc::clone(&self.tokens);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = tokens.write_uses() {
+                        tracing::warn!(error = %e, "cannot record when tokens were last used");
+                    }
+                });
+            }
+        }
+        Ok(token)
     }
 
-    async fn create_token(&self, organization: &str, right: Right) -> Result<String> {
-        Tokens::create(self.store.registry().root(), organization, right)
+    async fn create_token(&self, new: &NewToken) -> Result<(String, Token)> {
+        let (root, new) = (self.store.registry().root().to_path_buf(), new.clone());
+        blocking(move || Tokens::create(&root, &new)).await
+    }
+
+    async fn list_tokens(&self, organization: Option<&str>) -> Result<Vec<Token>> {
+        let (root, organization) = (self.store.registry().root().to_path_buf(), organization.map(str::to_string));
+        let tokens = blocking(move || crate::tokens::stored(&root)).await?;
+        Ok(tokens.into_iter().filter(|t| organization.as_ref().is_none_or(|o| *o == t.organization)).collect())
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<Token> {
+        let (root, id) = (self.store.registry().root().to_path_buf(), id.to_string());
+        blocking(move || Tokens::revoke(&root, &id)).await
     }
 }
 

@@ -9,9 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::store::{blob_path, db, missing, store, SharedStore};
-use super::tokens::token;
 use crate::storage::{Aliases, Found, Models, Scrub, Source};
-use crate::tokens::Token;
 
 #[async_trait]
 impl Scrub for SharedStore {
@@ -81,14 +79,6 @@ impl Source for SharedStore {
 
     async fn alias_book(&self, organization: &str, repository: &str) -> Result<(Vec<Alias>, Vec<AliasMove>)> {
         Ok((self.aliases(organization, repository).await?, self.alias_history(organization, repository, None).await?))
-    }
-
-    async fn tokens(&self) -> Result<Vec<Token>> {
-        let rows = sqlx::query("SELECT id, organization, access, sha256 FROM tokens ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(rows.iter().map(token).collect())
     }
 
     async fn copy_content(&self, sha256: &str, to: &mut runner_core::registry::store::BlobWriter) -> Result<()> {

@@ -51,6 +51,15 @@ impl SharedStore {
         let mut imported = Imported::default();
         for token in crate::tokens::stored(from)? {
             imported.tokens += insert_token(&self.pool, &token).await? as usize;
+            // Imported again after a revocation: the revocation holds here too.
+            if let Some(at) = token.revoked_at {
+                sqlx::query("UPDATE tokens SET revoked_at = to_timestamp($2) WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(&token.id)
+                    .bind(at.unix_timestamp_nanos() as f64 / 1e9)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+            }
         }
         let models = {
             let directory = directory.clone();

@@ -109,6 +109,7 @@ fn migrator() -> Migrator {
         migration(3, "organizations", include_str!("../../../migrations/0003_organizations.sql")),
         migration(4, "samples", include_str!("../../../migrations/0004_samples.sql")),
         migration(5, "deleting", include_str!("../../../migrations/0005_deleting.sql")),
+        migration(6, "access", include_str!("../../../migrations/0006_access.sql")),
     ])
 }
 

@@ -1,0 +1,199 @@
+//! The pages for an organization's admins: its tokens (revoke one), and its audit log.
+//! A token without the admin right is refused them (403), as the API refuses it deletes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use runner_core::serve::page::{self, html, Markup};
+use runner_core::serve::PathParams;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::session::{csrf_of, failed, respond, session_for, CsrfForm, PageResult, Session};
+use crate::api::AppState;
+use crate::audit::{Action, AuditEntry, AuditQuery};
+use crate::tokens::{Right, Token, TokenState};
+
+/// Entries the audit page shows, newest first.
+const AUDIT_PAGE: usize = 200;
+
+/// The session, allowed into `org`'s admin pages.
+async fn admin_session(state: &AppState, headers: &HeaderMap, org: &str) -> PageResult<Session> {
+    let session = session_for(state, headers, org, None).await?;
+    match session.is_admin() {
+        true => Ok(session),
+        false => Err(page::error_page(
+            StatusCode::FORBIDDEN,
+            &format!("the tokens and the audit log of `{org}` are for tokens with the admin right"),
+            Some(("/", "Home")),
+        )),
+    }
+}
+
+fn crumbs(org: &str, last: &str, href: &str) -> [(String, String); 2] {
+    [(format!("/orgs/{org}"), org.to_string()), (href.to_string(), last.to_string())]
+}
+
+/// A time to the second, or `none`.
+fn at(time: Option<OffsetDateTime>, none: &str) -> Markup {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    match time.and_then(|t| t.format(&format).ok()) {
+        Some(text) => html! { (text) },
+        None => html! { span.muted { (none) } },
+    }
+}
+
+/// `GET /orgs/{org}/-/tokens`: the organization's tokens, never their secrets.
+pub(super) async fn tokens(
+    State(state): State<Arc<AppState>>,
+    PathParams(org): PathParams<String>,
+    headers: HeaderMap,
+) -> PageResult<Response> {
+    let session = admin_session(&state, &headers, &org).await?;
+    let tokens = state.backend.list_tokens(Some(&org)).await.map_err(failed)?;
+    let now = OffsetDateTime::now_utc();
+    let base = format!("/orgs/{org}/-/tokens");
+    let row = |token: &Token| {
+        let (state, revocable) = match token.state(now) {
+            TokenState::Valid => ("valid", true),
+            TokenState::Revoked(_) => ("revoked", false),
+            TokenState::Expired(_) => ("expired", true),
+        };
+        let repos = if token.repositories.is_empty() { "all".to_string() } else { token.repositories.join(", ") };
+        html! {
+            tr {
+                td { code { (token.id) } }
+                td { (token.label()) }
+                td { (token.right) }
+                td { (repos) }
+                td { (at(token.created_at, "-")) }
+                td { (at(token.expires_at, "never")) }
+                td { (at(token.last_used_at, "never")) }
+                td { span class=(format!("badge {state}")) { (state) } }
+                td {
+                    @if revocable {
+                        form.inline method="post" action=(format!("{base}/{}/revoke", token.id)) {
+                            input type="hidden" name="csrf" value=(session.csrf());
+                            button.danger type="submit" { "Revoke" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let main = html! {
+        h1 { "Tokens of " (org) }
+        p.muted { "Create tokens with " code { "runner-registry token create --org " (org) " --name NAME --expires 90d [--repos GLOBS] --read|--write|--admin" } "; a revoked token is refused from the next request on." }
+        div.scroll { table {
+            thead { tr { th { "id" } th { "name" } th { "right" } th { "repositories" } th { "created" } th { "expires" } th { "last used" } th { "state" } th {} } }
+            tbody { @for token in &tokens { (row(token)) } }
+        } }
+        @if tokens.is_empty() { p.muted { "No token yet." } }
+    };
+    Ok(respond(&session, &format!("Tokens of {org}"), &crumbs(&org, "tokens", &base), main))
+}
+
+/// `POST /orgs/{org}/-/tokens/{id}/revoke`.
+pub(super) async fn revoke(
+    State(state): State<Arc<AppState>>,
+    PathParams((org, id)): PathParams<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    address: Option<Extension<ConnectInfo<SocketAddr>>>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> PageResult<Response> {
+    page::from_this_site(&method, &headers)?;
+    let session = admin_session(&state, &headers, &org).await?;
+    if !page::csrf_matches(session.secret(), &csrf_of(form)) {
+        return Err(page::error_page(
+            StatusCode::FORBIDDEN,
+            "this form has expired; reload the page",
+            Some(("/", "Home")),
+        ));
+    }
+    // Only the organization's own tokens: another's id is answered as unknown.
+    let held = state.backend.list_tokens(Some(&org)).await.map_err(failed)?;
+    if !held.iter().any(|t| t.id == id) {
+        return Err(page::error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no token of `{org}` has id `{id}`"),
+            Some(("/", "Home")),
+        ));
+    }
+    let token = state.backend.revoke_token(&id).await.map_err(failed)?;
+    let target = format!("token {} ({}, {})", token.id, token.label(), token.right);
+    let address = address.map(|Extension(ConnectInfo(address))| address);
+    let entry = AuditEntry::now(&session.who(), &org, Action::RevokeToken, None, target).from_address(address);
+    if let Err(e) = state.backend.record(&entry).await {
+        tracing::error!(error = %e, "the audit log cannot record a revocation");
+    }
+    Ok(page::see_other(&format!("/orgs/{org}/-/tokens"), None))
+}
+
+/// `?repo=` of the audit page.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AuditPageQuery {
+    repo: Option<String>,
+}
+
+/// `GET /orgs/{org}/-/audit`: the newest changes of the organization.
+pub(super) async fn audit(
+    State(state): State<Arc<AppState>>,
+    PathParams(org): PathParams<String>,
+    query: Result<Query<AuditPageQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> PageResult<Response> {
+    let session = admin_session(&state, &headers, &org).await?;
+    let repo = query.map(|Query(q)| q.repo).unwrap_or_default().filter(|r| !r.is_empty());
+    let query =
+        AuditQuery { organization: Some(org.clone()), repository: repo.clone(), since: None, limit: Some(AUDIT_PAGE) };
+    let mut entries = state.backend.audit(&query).await.map_err(failed)?;
+    entries.reverse();
+    let base = format!("/orgs/{org}/-/audit");
+    let main = html! {
+        h1 { "Audit log of " (org) }
+        form.search method="get" action=(base) role="search" {
+            input type="search" name="repo" value=(repo.as_deref().unwrap_or_default()) placeholder="repository" aria-label="Repository";
+            button type="submit" { "Filter" }
+        }
+        p.muted { "The newest " (AUDIT_PAGE) " changes at most, newest first; " code { "runner-registry audit --org " (org) } " reads them all." }
+        div.scroll { table {
+            thead { tr { th { "when" } th { "what" } th { "repository" } th { "target" } th { "by" } th { "from" } } }
+            tbody {
+                @for entry in &entries {
+                    tr {
+                        td { (at(Some(entry.at), "-")) }
+                        td { (entry.action.as_str()) }
+                        td { (entry.repository.as_deref().unwrap_or("-")) }
+                        td { (entry.target) }
+                        td { (entry.who.token_name) " " span.muted { "(" (entry.who.token_id) ")" } }
+                        td { (entry.address.as_deref().unwrap_or("-")) }
+                    }
+                }
+            }
+        } }
+        @if entries.is_empty() { p.muted { "No change recorded yet." } }
+    };
+    Ok(respond(&session, &format!("Audit log of {org}"), &crumbs(&org, "audit log", &base), main))
+}
+
+/// The links to the admin pages, for the organization page of an admin.
+pub(super) fn links(session: &Session, org: &str) -> Markup {
+    html! {
+        @if session.is_admin() {
+            p.admin { a href=(format!("/orgs/{org}/-/tokens")) { "Tokens" } " · " a href=(format!("/orgs/{org}/-/audit")) { "Audit log" } }
+        }
+    }
+}
+
+impl Session {
+    /// Whether the session may see the admin pages: an admin token (or no auth).
+    pub(super) fn is_admin(&self) -> bool {
+        self.token().is_none_or(|token| token.right.allows(Right::Admin))
+    }
+}
