@@ -76,10 +76,12 @@ root_domain = ".s3.garage.localhost"
                         RUST_LOG="warn")
         time.sleep(1)
 
-    def replica(self, binary=None):
-        """A replica of `binary` (this checkout's release build by default)."""
+    def replica(self, binary=None, auth=False):
+        """A replica of `binary` (this checkout's release build by default), without auth
+        unless `auth`."""
         port = free_port()
-        server = subprocess.Popen([binary or RELEASE / "runner-registry", "serve", "--no-auth", "--addr", f"127.0.0.1:{port}"],
+        server = subprocess.Popen([binary or RELEASE / "runner-registry", "serve", *([] if auth else ["--no-auth"]),
+                                   "--addr", f"127.0.0.1:{port}"],
                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         server.stdout.readline()
         return server, f"http://127.0.0.1:{port}"
@@ -139,6 +141,28 @@ def main():
             for server, _ in servers:
                 server.terminate()
                 server.wait()
+        # The same warm downloads through a replica with auth on: a valid token against a
+        # revoked one (answered 401), alternating, three rounds each.
+        def token(*args):
+            out = subprocess.run([RELEASE / "runner-registry", "token", "create", "--org", "default", *args],
+                                 env=services.env, check=True, capture_output=True, text=True)
+            return out.stdout.strip()
+        valid, revoked = token("--name", "bench-valid"), token("--name", "bench-revoked")
+        listed = subprocess.run([RELEASE / "runner-registry", "token", "list", "--json"], env=services.env, check=True,
+                                capture_output=True, text=True).stdout
+        revoked_id = next(json.loads(line)["id"] for line in listed.splitlines() if "bench-revoked" in line)
+        subprocess.run([RELEASE / "runner-registry", "token", "revoke", revoked_id], env=services.env, check=True,
+                       stdout=subprocess.DEVNULL)
+        server, url = services.replica(auth=True)
+        by_token = {"valid": [], "revoked": []}
+        for _ in range(3):
+            for kind, secret, status in (("valid", valid, None), ("revoked", revoked, "401")):
+                env = dict(services.env, RUNNER_REGISTRY_TOKEN=secret)
+                if status:
+                    env["BENCH_EXPECT_STATUS"] = status
+                by_token[kind].append(transfer("download", DOWNLOADS, 8, f"/v1/orgs/default/blobs/{sha}", url, env=env))
+        server.terminate()
+        server.wait()
     finally:
         services.stop()
     shutil.rmtree(work, ignore_errors=True)
@@ -183,6 +207,19 @@ def main():
     for replicas, small, downloads in rows:
         lines.append(f"| {replicas} | {small['per_second']:.1f} | {small['p50_ms']:.1f} | {small['p99_ms']:.1f} | "
                      f"{downloads['per_second']:.0f} | {downloads['p99_ms']:.1f} |")
+    valid = sorted(by_token["valid"], key=lambda r: r["per_second"])[1]
+    revoked = sorted(by_token["revoked"], key=lambda r: r["per_second"])[1]
+    lines += [
+        "",
+        f"The same {DOWNLOADS} warm downloads through one replica with auth on, alternating a valid token and a revoked "
+        "one (answered 401: every request reads the token's row, so a revocation holds from the next request on every "
+        "replica); medians of 3.",
+        "",
+        "| token | requests/s | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        f"| valid (download answered) | {valid['per_second']:.0f} | {valid['p50_ms']:.2f} | {valid['p99_ms']:.1f} |",
+        f"| revoked (401) | {revoked['per_second']:.0f} | {revoked['p50_ms']:.2f} | {revoked['p99_ms']:.1f} |",
+    ]
     replace_block("shared", "\n".join(lines))
 
 

@@ -64,9 +64,20 @@ fn main() {
             let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
             let (count, threads) = (count.parse().expect("count"), threads.parse().expect("threads"));
             let client = reqwest::blocking::Client::new();
+            // With RUNNER_REGISTRY_TOKEN, sent as a bearer token; BENCH_EXPECT_STATUS: the
+            // status every answer must have (401 for a revoked token), else a success.
+            let token = std::env::var(runner_core::TOKEN_ENV).ok();
+            let expect: Option<u16> = std::env::var("BENCH_EXPECT_STATUS").ok().map(|s| s.parse().expect("a status"));
             return load(count, threads, &urls, |url, _| {
-                let response = client.get(format!("{url}{path}")).send().expect("GET");
-                assert!(response.status().is_success(), "{}", response.status());
+                let mut request = client.get(format!("{url}{path}"));
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().expect("GET");
+                match expect {
+                    Some(status) => assert_eq!(response.status().as_u16(), status),
+                    None => assert!(response.status().is_success(), "{}", response.status()),
+                }
                 response.bytes().expect("body");
             });
         }

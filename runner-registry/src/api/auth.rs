@@ -40,9 +40,7 @@ impl Caller {
         self.token.as_ref().is_none_or(|token| token.covers(repository))
     }
 
-    /// Records a change the caller made. The change is done and acknowledged either way:
-    /// a log that cannot be written is logged as an error, not turned into a failed
-    /// request that did succeed.
+    /// Records a change the caller made ([`Audit::record_done`](crate::storage::Audit::record_done)).
     pub(crate) async fn record(
         &self,
         state: &AppState,
@@ -52,9 +50,7 @@ impl Caller {
         target: String,
     ) {
         let entry = AuditEntry::now(&self.who, organization, action, repository, target).from_address(self.address);
-        if let Err(e) = state.backend.record(&entry).await {
-            tracing::error!(error = %e, action = %action, organization, "the audit log cannot record a change");
-        }
+        state.backend.record_done(&entry).await;
     }
 }
 

@@ -8,8 +8,7 @@ use crate::audit::{Action, AuditEntry, AuditQuery, Who};
 use crate::storage::Storage;
 use crate::tokens::{NewToken, Right, Token, TokenState};
 
-/// Records a change an admin command made; the change is done, so a failure to record
-/// it is reported, not undone.
+/// Records a change an admin command made, as the operator.
 pub(crate) async fn record(
     storage: &dyn Storage,
     organization: &str,
@@ -17,10 +16,7 @@ pub(crate) async fn record(
     repository: Option<&str>,
     target: String,
 ) {
-    let entry = AuditEntry::now(&Who::operator(), organization, action, repository, target);
-    if let Err(e) = storage.record(&entry).await {
-        eprintln!("warning: the change is done, but the audit log could not record it: {e}");
-    }
+    storage.record_done(&AuditEntry::now(&Who::operator(), organization, action, repository, target)).await;
 }
 
 /// `token create`, `token list`, `token revoke`.

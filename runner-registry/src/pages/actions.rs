@@ -155,8 +155,8 @@ async fn record(
     address: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) {
     let address = address.map(|Extension(ConnectInfo(address))| address);
-    let entry = AuditEntry::now(&session.who(), org, action, Some(repo), target).from_address(address);
-    if let Err(e) = state.backend.record(&entry).await {
-        tracing::error!(error = %e, action = %action, org, "the audit log cannot record a change");
-    }
+    state
+        .backend
+        .record_done(&AuditEntry::now(&session.who(), org, action, Some(repo), target).from_address(address))
+        .await;
 }

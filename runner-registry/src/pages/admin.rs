@@ -128,10 +128,10 @@ pub(super) async fn revoke(
     let token = state.backend.revoke_token(&id).await.map_err(failed)?;
     let target = format!("token {} ({}, {})", token.id, token.label(), token.right);
     let address = address.map(|Extension(ConnectInfo(address))| address);
-    let entry = AuditEntry::now(&session.who(), &org, Action::RevokeToken, None, target).from_address(address);
-    if let Err(e) = state.backend.record(&entry).await {
-        tracing::error!(error = %e, "the audit log cannot record a revocation");
-    }
+    state
+        .backend
+        .record_done(&AuditEntry::now(&session.who(), &org, Action::RevokeToken, None, target).from_address(address))
+        .await;
     Ok(page::see_other(&format!("/orgs/{org}/-/tokens"), None))
 }
 

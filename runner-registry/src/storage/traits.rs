@@ -191,6 +191,15 @@ pub trait Audit: Send + Sync {
 
     /// The entries `query` asks for, oldest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+
+    /// Records a change that is done: it stands whether or not its entry can be written,
+    /// so a failure is logged as an error rather than answered as a failed request.
+    async fn record_done(&self, entry: &AuditEntry) {
+        if let Err(e) = self.record(entry).await {
+            tracing::error!(error = %e, action = %entry.action, organization = %entry.organization, target = %entry.target,
+                "the change is done, but the audit log cannot record it");
+        }
+    }
 }
 
 /// Garbage collection.
