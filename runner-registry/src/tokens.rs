@@ -256,9 +256,12 @@ fn read_uses(data: &Path) -> HashMap<String, OffsetDateTime> {
 pub struct Tokens {
     data: PathBuf,
     loaded: RwLock<(Stamp, HashMap<String, Token>)>,
-    /// Uses since the server started, by token id; written to `token-uses.json` at most
-    /// once per [`LAST_USED_PRECISION`](crate::LAST_USED_PRECISION).
-    uses: Mutex<(HashMap<String, OffsetDateTime>, Option<OffsetDateTime>)>,
+    /// When each token was last used, by id; written to `token-uses.json` at most once
+    /// per [`LAST_USED_PRECISION`](crate::LAST_USED_PRECISION) per token.
+    uses: Mutex<HashMap<String, OffsetDateTime>>,
+    /// Held while `token-uses.json` is written: two writes at once would share its
+    /// temporary file.
+    writing: Mutex<()>,
 }
 
 impl Tokens {
@@ -267,7 +270,8 @@ impl Tokens {
         Ok(Tokens {
             loaded: RwLock::new(read(&tokens_path(data))?),
             data: data.to_path_buf(),
-            uses: Mutex::new((read_uses(data), None)),
+            uses: Mutex::new(read_uses(data)),
+            writing: Mutex::new(()),
         })
     }
 
@@ -284,28 +288,29 @@ impl Tokens {
         }
         let mut token = self.loaded.read().unwrap_or_else(|p| p.into_inner()).1.get(&hash).cloned()?;
         let uses = self.uses.lock().unwrap_or_else(|p| p.into_inner());
-        token.last_used_at = token.last_used_at.max(uses.0.get(&token.id).copied());
+        token.last_used_at = token.last_used_at.max(uses.get(&token.id).copied());
         Some(token)
     }
 
     /// Records that `token` was used now; returns whether the uses should be written
-    /// ([`Tokens::write_uses`]): at most once per [`LAST_USED_PRECISION`](crate::LAST_USED_PRECISION).
+    /// ([`Tokens::write_uses`]): when this token's last use is older than
+    /// [`LAST_USED_PRECISION`](crate::LAST_USED_PRECISION), so the file is written at most
+    /// once a minute per token in use.
     pub fn used(&self, token: &Token) -> bool {
         let now = OffsetDateTime::now_utc();
         let mut uses = self.uses.lock().unwrap_or_else(|p| p.into_inner());
-        let stale = uses.0.get(&token.id).is_none_or(|at| now - *at >= LAST_USED_PRECISION);
+        let stale = uses.get(&token.id).is_none_or(|at| now - *at >= LAST_USED_PRECISION);
         if stale {
-            uses.0.insert(token.id.clone(), now);
+            uses.insert(token.id.clone(), now);
         }
-        let due = stale && uses.1.is_none_or(|at| now - at >= LAST_USED_PRECISION);
-        if due {
-            uses.1 = Some(now);
-        }
-        due
+        stale
     }
 
     /// Writes the times of last use to `token-uses.json` (renamed into place).
     pub fn write_uses(&self) -> Result<()> {
+        // Held from the snapshot to the rename, so a later snapshot is never overwritten by
+        // an earlier one.
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         #[derive(Serialize)]
         struct Use {
             #[serde(with = "time::serde::rfc3339")]
@@ -313,7 +318,7 @@ impl Tokens {
         }
         let uses: HashMap<String, Use> = {
             let uses = self.uses.lock().unwrap_or_else(|p| p.into_inner());
-            uses.0.iter().map(|(id, at)| (id.clone(), Use { at: *at })).collect()
+            uses.iter().map(|(id, at)| (id.clone(), Use { at: *at })).collect()
         };
         let json = serde_json::to_vec_pretty(&uses).expect("uses serialize");
         let (tmp, path) = (self.data.join(".token-uses.json.tmp"), uses_path(&self.data));
@@ -465,6 +470,21 @@ mod tests {
         assert_eq!(tokens.len(), 1);
         assert_eq!((tokens[0].right, tokens[0].label(), tokens[0].expires_at), (Right::Write, "ab12cd34", None));
         assert_eq!(tokens[0].state(OffsetDateTime::now_utc()), TokenState::Valid);
+    }
+
+    #[test]
+    fn each_token_in_use_is_written_down_at_most_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, ci) = Tokens::create(dir.path(), &new(Right::Write, &[])).unwrap();
+        let (_, other) = Tokens::create(dir.path(), &new(Right::Read, &[])).unwrap();
+        let server = Tokens::load(dir.path()).unwrap();
+        assert!(server.used(&ci), "a first use is written");
+        assert!(!server.used(&ci), "again within the minute: not");
+        assert!(server.used(&other), "another token's first use is written too");
+        server.write_uses().unwrap();
+        let listed = stored(dir.path()).unwrap();
+        assert!(listed.iter().all(|t| t.last_used_at.is_some()), "{listed:?}");
+        assert!(server.find(&secret).unwrap().last_used_at.is_some());
     }
 
     #[test]
