@@ -4,7 +4,8 @@
 # and one Garage node: small registrations/s and warm downloads/s (as bench/shared.sh)
 # and a 1 GiB upload through a directory server (as bench/transfer.sh). Rewrites the
 # registry-ab block of bench/RESULTS.md. ROUNDS (default 5), SIZE_MIB (1024), SMALL
-# (400) and DOWNLOADS (4000) set the sizes.
+# (400) and DOWNLOADS (4000) set the sizes; AB_BLOCK names the block (to keep several
+# comparisons) and AB_TITLE is added to its heading.
 #   bench/registry-ab.sh 409b521
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -39,15 +39,17 @@ def upload_seconds(binary, artifact, work, env):
         shutil.rmtree(data, ignore_errors=True)
 
 
-def shared_rates(binary, services):
-    """Small registrations/s and warm downloads/s through one replica of `binary`."""
-    server, url = services.replica(binary)
+def shared_rates(binary, services, database):
+    """Small registrations/s and warm downloads/s through one replica of `binary` on
+    `database` (each side has its own: a binary refuses a schema newer than it knows)."""
+    env = dict(services.env, RUNNER_REGISTRY_DATABASE=database)
+    server, url = services.replica(binary, env=env)
     try:
-        small = transfer("small", SMALL, 8, url, env=services.env)
-        sha = subprocess.run(["psql", services.database, "-tAc",
+        small = transfer("small", SMALL, 8, url, env=env)
+        sha = subprocess.run(["psql", database, "-tAc",
                               "SELECT sha256 FROM model_files WHERE repository = 'small' LIMIT 1"],
                              check=True, capture_output=True, text=True).stdout.strip()
-        downloads = transfer("download", DOWNLOADS, 8, f"/v1/orgs/default/blobs/{sha}", url, env=services.env)
+        downloads = transfer("download", DOWNLOADS, 8, f"/v1/orgs/default/blobs/{sha}", url, env=env)
         return small["per_second"], downloads["per_second"]
     finally:
         server.terminate()
@@ -60,11 +62,16 @@ def main():
     artifact = fresh_artifact(work)
     services = Services(work / "services")
     results = {"A": {"small": [], "downloads": [], "upload": []}, "B": {"small": [], "downloads": [], "upload": []}}
+    databases = {}
+    for side in ("A", "B"):
+        name = f"ab_{side.lower()}"
+        subprocess.run(["psql", services.database, "-qc", f"CREATE DATABASE {name}"], check=True)
+        databases[side] = services.database.rsplit("/", 1)[0] + f"/{name}"
     try:
         for round_ in range(ROUNDS):
             for side in ("A", "B") if round_ % 2 == 0 else ("B", "A"):
                 binary = a if side == "A" else b
-                small, downloads = shared_rates(binary, services)
+                small, downloads = shared_rates(binary, services, databases[side])
                 results[side]["small"].append(small)
                 results[side]["downloads"].append(downloads)
                 results[side]["upload"].append(upload_seconds(binary, artifact, work, services.env))
@@ -83,10 +90,11 @@ def main():
         rows.append(f"| {label} | {ma:.4g}{unit} ({spread(results['A'][key])}) | {mb:.4g}{unit} "
                     f"({spread(results['B'][key])}) | {mb / ma:.2f} |")
     lines = [
-        "## runner-registry A/B (`bench/registry-ab.sh`)",
+        f"## runner-registry A/B (`bench/registry-ab.sh`){os.environ.get('AB_TITLE', '')}",
         "",
         f"Two builds of `runner-registry` served in turn (A, B, then B, A, ...), {ROUNDS} rounds, against one "
-        f"PostgreSQL 15 (fsync off), one Garage 2.5.0 node and the same client, on this 2-core machine. "
+        f"PostgreSQL 15 (fsync off; a database per side), one Garage 2.5.0 node and the same client, on this 2-core "
+        f"machine. "
         f"A: `{os.environ.get('AB_A', a)}`; B: `{os.environ.get('AB_B', b)}`. Date: {time.strftime('%Y-%m-%d')}. "
         f"Medians (range); {SMALL} small registrations and {DOWNLOADS} downloads from 8 client threads per round.",
         "",
@@ -95,7 +103,7 @@ def main():
         *rows,
     ]
     print("\n".join(lines))
-    replace_block("registry-ab", "\n".join(lines))
+    replace_block(os.environ.get("AB_BLOCK", "registry-ab"), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -76,13 +76,13 @@ root_domain = ".s3.garage.localhost"
                         RUST_LOG="warn")
         time.sleep(1)
 
-    def replica(self, binary=None, auth=False):
+    def replica(self, binary=None, auth=False, env=None):
         """A replica of `binary` (this checkout's release build by default), without auth
-        unless `auth`."""
+        unless `auth`, with `env` (the services' by default)."""
         port = free_port()
         server = subprocess.Popen([binary or RELEASE / "runner-registry", "serve", *([] if auth else ["--no-auth"]),
                                    "--addr", f"127.0.0.1:{port}"],
-                                  env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                  env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         server.stdout.readline()
         return server, f"http://127.0.0.1:{port}"
 
