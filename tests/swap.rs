@@ -108,8 +108,13 @@ struct Server(Serving);
 
 impl Server {
     async fn start(registry: LocalRegistry, model: &str) -> Server {
-        let options = ServeOptions { follow_interval: Duration::from_millis(20), ..ServeOptions::default() };
-        Server(Serving::start(Arc::new(registry), &[model], options).await)
+        Server::start_with(registry, &[model], ServeOptions::default()).await
+    }
+
+    /// With `options`, following every 20 ms.
+    async fn start_with(registry: LocalRegistry, models: &[&str], options: ServeOptions) -> Server {
+        let options = ServeOptions { follow_interval: Duration::from_millis(20), ..options };
+        Server(Serving::start(Arc::new(registry), models, options).await)
     }
 
     fn url(&self) -> &str {
@@ -328,5 +333,61 @@ async fn registering_the_aliased_number_again_swaps_the_new_files_in() {
     wait_for("the new files to answer", async || ask(&http, server.url()).await.1 == Some(11)).await;
     let swaps = &server.info("retrained").await["follows"]["swaps"];
     assert_eq!((swaps[0]["from"].as_u64(), swaps[0]["to"].as_u64()), (Some(one), Some(one)), "{swaps}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_follow_latest_each_newer_number_is_swapped_in_unless_its_api_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "newest", "newest 1");
+    let pinned = register(&registry, dir.path(), "pinned", "pinned 1");
+    let options = ServeOptions { follow_latest: true, ..ServeOptions::default() };
+    let server = Server::start_with(registry.clone(), &["newest:latest", "pinned:1"], options).await;
+    let http = reqwest::Client::new();
+    let ask_model = |name: &'static str| {
+        let (http, url) = (http.clone(), server.url().to_string());
+        async move {
+            let response = http.post(format!("{url}/models/{name}/predict")).json(&json!({ "question": "?" })).send();
+            let body: serde_json::Value = response.await.unwrap().json().await.unwrap();
+            body["number"].as_u64()
+        }
+    };
+    assert_eq!(ask_model("newest").await, Some(1));
+
+    // A newer number is loaded and swapped in; a model served by number stays.
+    let two = register(&registry, dir.path(), "newest", "newest 2");
+    register(&registry, dir.path(), "pinned", "pinned 2");
+    wait_for("latest to be followed", async || ask_model("newest").await == Some(2)).await;
+    let info = server.info("newest").await;
+    assert_eq!(info["follows"]["alias"], "newest:latest", "{info}");
+    let swaps = &info["follows"]["swaps"];
+    assert_eq!((swaps[0]["from"].as_u64(), swaps[0]["to"].as_u64()), (Some(one), Some(two)), "{swaps}");
+    assert_eq!(ask_model("pinned").await, Some(pinned));
+    assert!(server.info("pinned").await["follows"].is_null());
+
+    // A newer number with another API is not: callers of `latest` keep the API they use.
+    let reworded = register_model::<Reworded>("newest").model(0).register(&registry).unwrap().id().number;
+    wait_for("the refusal to be reported", async || !server.info("newest").await["follows"]["failed"].is_null()).await;
+    let failed = &server.info("newest").await["follows"]["failed"];
+    assert_eq!(failed["number"].as_u64(), Some(reworded), "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("different API"), "{failed}");
+    assert_eq!(ask_model("newest").await, Some(2), "the model with the served API keeps serving");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_follow_latest_latest_is_resolved_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    register(&registry, dir.path(), "fixed", "fixed 1");
+    let server = Server::start(registry.clone(), "fixed:latest").await;
+    let http = reqwest::Client::new();
+    assert_eq!(ask(&http, server.url()).await.1, Some(1));
+    register(&registry, dir.path(), "fixed", "fixed 2");
+    // Ten follow intervals and more: nothing moves.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ask(&http, server.url()).await.1, Some(1));
+    assert!(server.info("fixed").await["follows"].is_null());
     server.stop().await;
 }

@@ -209,6 +209,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub follow_interval_ms: u64,
 
+    /// Follow `repository:latest` as aliases are followed: a newer number is loaded and
+    /// swapped in without a failed request, unless its API differs from the one served.
+    #[arg(long)]
+    pub follow_latest: bool,
+
     /// `--header-timeout`, `--body-timeout`, `--max-connections`.
     #[command(flatten)]
     pub connections: crate::serve::ConnectionArgs,
@@ -234,6 +239,7 @@ impl ServeArgs {
             max_delay: self.max_delay_ms.map(std::time::Duration::from_millis),
             inline_threshold: std::time::Duration::from_micros(self.inline_threshold_us),
             follow_interval: std::time::Duration::from_millis(self.follow_interval_ms),
+            follow_latest: self.follow_latest,
             connections: self.connections.limits(),
         }
     }

@@ -92,7 +92,7 @@ impl Metrics {
         self.serving.get_or_create(&NameLabel { model: model.to_string() }).set(number as i64);
     }
 
-    /// Counts one swap of `model`: `outcome` is `swapped` or `failed`.
+    /// Counts one swap of `model`: `outcome` is `swapped`, `failed` or `refused`.
     pub(crate) fn swap(&self, model: &str, outcome: &'static str) {
         self.swaps.get_or_create(&SwapLabels { model: model.to_string(), outcome }).inc();
     }

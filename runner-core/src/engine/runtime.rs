@@ -63,7 +63,7 @@ impl Engine {
         endpoint
     }
 
-    /// Counts a swap of the model served as `name` (`outcome`: `swapped` or `failed`) and,
+    /// Counts a swap of the model served as `name` (`outcome`: `swapped`, `failed`, or `refused` for an API change) and,
     /// when swapped, the number it answers with now.
     pub fn record_swap(&self, name: &str, outcome: &'static str, number: Option<u64>) {
         self.metrics.swap(name, outcome);

@@ -186,11 +186,14 @@ fn release(old: Arc<Endpoint>) {
     }
 }
 
-/// Watches where `reference` (an alias) points, every `interval`; when it moves, loads
-/// the new model in the background and swaps it in. A model that fails to load is not
-/// swapped in: the old one keeps serving, and `/models/{name}` and the
+/// Watches where `reference` (an alias, or `latest` with
+/// [`ServeOptions::follow_latest`]) points, every `interval`; when it moves, loads the new
+/// model in the background and swaps it in. A model that fails to load is not swapped in:
+/// the old one keeps serving, and `/models/{name}` and the
 /// `runner_model_swaps_total{outcome="failed"}` metric say why, until the alias moves
-/// again.
+/// again. Nor is a newer `latest` whose API differs from the one served
+/// (`outcome="refused"`): an alias cannot move across an API change unless forced, and
+/// `latest` has no way to force.
 async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, interval: Duration) {
     let name = reference.repository.clone();
     let Some(slot) = app.state.models.get().and_then(|models| models.by_name.get(&name)) else { return };
@@ -206,9 +209,10 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
         let (lookup, wanted) = (registry.clone(), reference.clone());
         let resolved = tokio::task::spawn_blocking(move || -> Result<_> {
             let target = lookup.resolve(&wanted)?;
-            Ok((lookup.manifest(&target)?.sha256(), target))
+            let manifest = lookup.manifest(&target)?;
+            Ok((manifest.sha256(), target, manifest.api))
         });
-        let (manifest, target) = match resolved.await {
+        let (manifest, target, api) = match resolved.await {
             Ok(Ok(found)) => found,
             outcome => {
                 let error = match outcome {
@@ -230,6 +234,29 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
         let failed_before =
             follow.log.lock().unwrap_or_else(|p| p.into_inner()).failed.as_ref().and_then(|f| f.manifest.clone());
         if manifest == serving.manifest().sha256() || failed_before.as_ref() == Some(&manifest) {
+            continue;
+        }
+        // An alias never moves across an API change unless forced (the registry checks);
+        // `latest` has no such check, so it is made here: callers keep the API they use.
+        let changes = match (&serving.manifest().api, &api) {
+            (Some(old), Some(new)) if matches!(reference.version, Version::Latest) => old.changes(new),
+            _ => Vec::new(),
+        };
+        if !changes.is_empty() {
+            let error = format!(
+                "{target} answers a different API than {} that is served, so callers of {reference} could break: {}; not swapped in (serve it under another name, or point an alias at it with --force)",
+                serving.manifest().model,
+                changes.join("; ")
+            );
+            // Once per manifest: the next ticks find it failed and skip it, until another
+            // number is registered.
+            tracing::error!(model = %target, %error, "not following latest across an API change");
+            app.state.engine.record_swap(&name, "refused", None);
+            let at = now_rfc3339();
+            log(&|l| {
+                let (number, manifest) = (Some(target.number), Some(manifest.clone()));
+                l.failed = Some(FailedLoad { number, manifest, at: at.clone(), error: error.clone() });
+            });
             continue;
         }
         drop(serving);
@@ -296,6 +323,7 @@ pub async fn serve_on(
     on_listening: impl FnOnce(),
 ) -> Result<()> {
     let interval = options.follow_interval;
+    let options_follow_latest = options.follow_latest;
     let grpc_addr = options.grpc_addr;
     let limits = options.connections.clone();
     let app = App::new(options);
@@ -313,7 +341,13 @@ pub async fn serve_on(
     };
     let loader_app = app.clone();
     let loader_registry = registry.clone();
-    let followed: Vec<ModelRef> = models.iter().filter(|m| matches!(m.version, Version::Alias(_))).cloned().collect();
+    let follow_latest = options_follow_latest;
+    let follows = move |model: &ModelRef| match model.version {
+        Version::Alias(_) => true,
+        Version::Latest => follow_latest,
+        Version::Number(_) => false,
+    };
+    let followed: Vec<ModelRef> = models.iter().filter(|m| follows(m)).cloned().collect();
     let loading = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut loaded = Vec::new();
         for model in &models {
@@ -321,8 +355,7 @@ pub async fn serve_on(
             let dyn_model = load_any(loader_registry.as_ref(), model)
                 .map_err(|e| Error::Other(format!("cannot serve {model}: {e}")))?;
             tracing::info!(model = %dyn_model.manifest().model, runner = %dyn_model.manifest().runner.name, ms = started.elapsed().as_millis() as u64, "loaded");
-            let follows = matches!(model.version, Version::Alias(_)).then(|| model.to_string());
-            loaded.push((dyn_model, follows));
+            loaded.push((dyn_model, follows(model).then(|| model.to_string())));
         }
         loader_app.install(loaded)
     });

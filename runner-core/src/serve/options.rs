@@ -43,6 +43,11 @@ pub struct ServeOptions {
     /// where the alias points; when it moved, the new model is loaded in the background
     /// and swapped in (default 5 s).
     pub follow_interval: Duration,
+    /// Follow `repository:latest` as an alias is followed: a newer number registered is
+    /// loaded in the background and swapped in, unless its API differs from the one served
+    /// (`latest` has no `--force`: move an alias for that). Off by default: `latest` is
+    /// resolved once, at start.
+    pub follow_latest: bool,
     /// Timeouts for slow clients and the cap on open connections, for HTTP and gRPC alike.
     pub connections: super::ConnectionLimits,
 }
@@ -74,6 +79,7 @@ impl Default for ServeOptions {
             max_delay: None,
             inline_threshold: Duration::from_micros(100),
             follow_interval: Duration::from_secs(5),
+            follow_latest: false,
             connections: super::ConnectionLimits::default(),
         }
     }
