@@ -197,6 +197,9 @@ fn every_write_route_leaves_exactly_one_audit_entry_naming_its_token() {
     manifest["model"]["number"] = json!(2);
     let content = b"audited content".to_vec();
     let sha = sha256_hex(&content);
+    token(&data, &["--org", "acme", "--name", "victim"]);
+    let victim = id_of(&data, "victim");
+    let new_token = json!({ "name": "made-over-http", "right": "read" }).to_string().into_bytes();
 
     // Every route the OpenAPI document marks write or admin, with a request that succeeds,
     // in an order where each one can.
@@ -248,6 +251,8 @@ fn every_write_route_leaves_exactly_one_audit_entry_naming_its_token() {
             "discard",
         ),
         ("delete", "/v1/orgs/{org}/repos/{repo}", "/v1/orgs/acme/repos/iris".into(), None, "delete_repository"),
+        ("post", "/v1/orgs/{org}/tokens", "/v1/orgs/acme/tokens".into(), Some(new_token), "create_token"),
+        ("delete", "/v1/orgs/{org}/tokens/{id}", format!("/v1/orgs/acme/tokens/{victim}"), None, "revoke_token"),
     ];
     let (_, document) = send(&http, &server.url, &secret, Method::GET, "/openapi.json", None);
     let document: Value = serde_json::from_str(&document).unwrap();
@@ -259,12 +264,14 @@ fn every_write_route_leaves_exactly_one_audit_entry_naming_its_token() {
             }
             let right = operation["x-runner-right"].as_str();
             assert!(matches!(right, Some("read" | "write" | "admin")), "{method} {path} states its right");
-            if matches!(right, Some("write" | "admin")) {
+            // A change: a route that needs more than reading, and is not a read itself
+            // (listing the tokens needs the admin right, and changes nothing).
+            if matches!(right, Some("write" | "admin")) && !matches!(method.as_str(), "get" | "head") {
                 writes.push((method.clone(), path.clone()));
             }
         }
     }
-    assert_eq!(writes.len(), 10, "{writes:?}");
+    assert_eq!(writes.len(), 12, "{writes:?}");
     for (method, path) in &writes {
         assert!(steps.iter().any(|(m, p, ..)| m == method && p == path), "no step exercises {method} {path}");
     }
@@ -305,4 +312,71 @@ fn every_write_route_leaves_exactly_one_audit_entry_naming_its_token() {
     assert!(out.trim().is_empty(), "{out}");
     let (ok, _, err) = admin(&data, &["audit", "--since", "yesterday"]);
     assert!(!ok && err.contains("neither a time"), "{err}");
+}
+
+#[test]
+fn an_organization_admin_manages_tokens_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ops = token(&data, &["--org", "acme", "--name", "ops", "--admin"]);
+    let iris_admin = token(&data, &["--org", "acme", "--name", "iris-admin", "--admin", "--repos", "iris"]);
+    let ci = token(&data, &["--org", "acme", "--name", "ci", "--write"]);
+    let other = token(&data, &["--org", "other", "--name", "elsewhere", "--admin"]);
+    let other_id = id_of(&data, "elsewhere");
+    let server = start(&data);
+    let http = Client::new();
+    let tokens = "/v1/orgs/acme/tokens";
+
+    // Only an admin of the whole organization.
+    for (secret, why) in [(&ci, "admin right"), (&iris_admin, "whole organization")] {
+        let (status, body) = send(&http, &server.url, secret, Method::GET, tokens, None);
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains(why), "{body}");
+    }
+    assert_eq!(send(&http, &server.url, &other, Method::GET, tokens, None).0, 404);
+
+    // Listed without secrets or hashes.
+    let (status, listed) = send(&http, &server.url, &ops, Method::GET, tokens, None);
+    assert_eq!(status, 200, "{listed}");
+    let names: Vec<String> = serde_json::from_str::<Value>(&listed).unwrap()["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 3, "{listed}");
+    assert!(names.contains(&"ci".to_string()) && !names.contains(&"elsewhere".to_string()), "{listed}");
+    for secret in [&ops, &iris_admin, &ci] {
+        assert!(!listed.contains(secret.as_str()));
+    }
+    assert!(!listed.contains("sha256"), "{listed}");
+
+    // Created: the secret is answered once, and works at once.
+    let body = json!({ "name": "deploy", "right": "write", "repositories": ["iris"], "expires_in_seconds": 3600 });
+    let (status, made) = send(&http, &server.url, &ops, Method::POST, tokens, Some(body.to_string().into_bytes()));
+    assert_eq!(status, 201, "{made}");
+    let made: Value = serde_json::from_str(&made).unwrap();
+    let secret = made["token"].as_str().unwrap().to_string();
+    assert_eq!((made["right"].as_str(), made["state"].as_str()), (Some("write"), Some("valid")), "{made}");
+    assert!(made["expires_at"].is_string(), "{made}");
+    assert_eq!(register(&server.url, &secret, "iris", &dir.path().join("cache")), Ok(1));
+    let bad = json!({ "name": "has space", "right": "write" }).to_string().into_bytes();
+    let (status, answer) = send(&http, &server.url, &ops, Method::POST, tokens, Some(bad));
+    assert!(status == 400 || status == 422, "{status} {answer}");
+    assert!(answer.contains("token name"), "{answer}");
+    let (status, _) = send(&http, &server.url, &ops, Method::POST, tokens, Some(b"{\"name\": \"x\"}".to_vec()));
+    assert_eq!(status, 422);
+
+    // Revoked over HTTP: refused from the next request on.
+    let id = made["id"].as_str().unwrap();
+    let (status, revoked) = send(&http, &server.url, &ops, Method::DELETE, &format!("{tokens}/{id}"), None);
+    assert_eq!(status, 200, "{revoked}");
+    assert!(revoked.contains("\"state\":\"revoked\""), "{revoked}");
+    let (status, body) = send(&http, &server.url, &secret, Method::GET, "/v1/orgs/acme/repos", None);
+    assert_eq!(status, 401, "{body}");
+    // Another organization's token, or none, is unknown here.
+    for id in [other_id.as_str(), "nope"] {
+        assert_eq!(send(&http, &server.url, &ops, Method::DELETE, &format!("{tokens}/{id}"), None).0, 404);
+    }
+    assert_eq!(send(&http, &server.url, &other, Method::GET, "/v1/orgs/other/repos", None).0, 200);
 }

@@ -21,6 +21,9 @@
 //! | `PUT /v1/orgs/{org}/blobs/{sha256}` | write | upload content, streamed and checked against the sha256 |
 //! | `POST /v1/orgs/{org}/blobs` | write | upload content not named yet: answers its sha256 and size |
 //! | `GET /v1/orgs/{org}/blobs/{sha256}` | read | download, with HTTP Range |
+//! | `GET /v1/orgs/{org}/tokens` | admin | the organization's tokens (never a secret) |
+//! | `POST /v1/orgs/{org}/tokens` | admin | create a token: `{"name", "right", "repositories", "expires_in_seconds"}`; its secret is answered once |
+//! | `DELETE /v1/orgs/{org}/tokens/{id}` | admin | revoke a token |
 //!
 //! `GET /openapi.json` describes the API (OpenAPI 3.1). Errors are JSON `{"error": {"status", "code", "message"}}`. A token of one organization
 //! gets 404 for another's routes, so names do not leak.
@@ -38,6 +41,7 @@ mod models;
 pub(crate) mod openapi;
 mod routes;
 mod state;
+mod tokens;
 
 pub(crate) use auth::usable;
 pub(crate) use error::{not_found, ApiError};

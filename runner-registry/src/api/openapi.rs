@@ -154,11 +154,35 @@ pub(crate) fn document() -> Value {
                     "x-runner-right": "write",
                     "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
                     "responses": with(with(errors(&[("403", "the token may only read, or does not reach the repository"), ("413", "larger than the server's limit, or than it takes unnamed (see HEAD)"), ("507", "the registry's disk is full: nothing kept")]), "201", "stored", Some(stored.clone())), "200", "the organization had this content already", Some(stored))
-                } }
+                } },
+            (super::tokens::TOKENS): { "parameters": [org],
+                "get": op("The organization's tokens: id, name, right, repositories, created, expires, last used, state (never a secret)", "admin",
+                    with(errors(&[("403", "the token is not an admin of the whole organization")]), "200", "the tokens", Some(json!({ "type": "object", "properties": { "tokens": { "type": "array", "items": { "$ref": "#/components/schemas/Token" } } } })))),
+                "post": {
+                    "summary": "Create a token; its secret is in the answer, once (only its hash is stored)",
+                    "security": [{ "bearer": [] }],
+                    "x-runner-right": "admin",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["name", "right"], "additionalProperties": false, "properties": {
+                        "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
+                        "right": { "enum": ["read", "write", "admin"] },
+                        "repositories": { "type": "array", "items": { "type": "string", "minLength": 1 }, "description": "names or globs (`vision-*`); absent or empty: every repository" },
+                        "expires_in_seconds": { "type": ["integer", "null"], "minimum": 0, "description": "absent, null or 0: until revoked" } } } } } },
+                    "responses": with(errors(&[("403", "the token is not an admin of the whole organization"), ("422", "malformed body, name or glob")]), "201", "the token, with its secret in `token`", Some(json!({ "$ref": "#/components/schemas/Token" })))
+                } },
+            (super::tokens::TOKEN): { "parameters": [org, { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "delete": op("Revoke a token for good: refused from the next request on, on every replica", "admin",
+                    with(errors(&[("403", "the token is not an admin of the whole organization"), ("404", "no token of the organization has this id")]), "200", "the token, revoked", Some(json!({ "$ref": "#/components/schemas/Token" })))) }
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
+                "Token": { "type": "object", "required": ["id", "name", "right", "repositories", "state"], "properties": {
+                    "id": { "type": "string" }, "name": { "type": "string" }, "right": { "enum": ["read", "write", "admin"] },
+                    "repositories": { "type": "array", "items": { "type": "string" } },
+                    "created_at": { "type": ["string", "null"] }, "expires_at": { "type": ["string", "null"] },
+                    "revoked_at": { "type": ["string", "null"] }, "last_used_at": { "type": ["string", "null"] },
+                    "state": { "enum": ["valid", "revoked", "expired"] },
+                    "token": { "type": "string", "description": "the secret: in the answer of POST only" } } },
                 "Model": { "type": "object", "required": ["number", "status"], "properties": {
                     "number": { "type": "integer" }, "status": { "enum": ["uploading", "ready"] },
                     "manifest": { "oneOf": [{ "$ref": "#/components/schemas/Manifest" }, { "type": "null" }] } } },

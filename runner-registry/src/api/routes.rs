@@ -13,6 +13,7 @@ use super::models::{
 };
 use super::openapi;
 use super::state::AppState;
+use super::tokens;
 
 /// Every route of the API (the table in [`crate::api`]), `/livez` and `/openapi.json`.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -28,6 +29,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(route::ALIASES, get(list_aliases))
         .route(route::ALIAS, put(set_alias).delete(delete_alias))
         .route(route::HISTORY, get(alias_history))
+        .route(tokens::TOKENS, get(tokens::list_tokens).post(tokens::create_token))
+        .route(tokens::TOKEN, delete(tokens::revoke_token))
         .route("/livez", get(|| async { "live" }))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
 }
