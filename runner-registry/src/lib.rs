@@ -32,4 +32,6 @@ pub mod verify;
 pub use api::Config;
 pub use server::router;
 pub use storage::{s3_store, Backend, Imported, Objects, SharedStore, Storage};
-pub use tokens::{token_hash, tokens_path, NewToken, Right, Token, TokenState, Tokens, LAST_USED_PRECISION};
+pub use tokens::{
+    token_hash, tokens_path, NewToken, Right, Token, TokenState, Tokens, LAST_USED_PRECISION, MAX_LIFETIME,
+};

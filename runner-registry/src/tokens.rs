@@ -130,6 +130,10 @@ impl Token {
     }
 }
 
+/// The longest lifetime a token may be given (100 years); without one it lives until
+/// revoked.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// What `token create` makes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewToken {
@@ -165,10 +169,26 @@ impl NewToken {
                 ))
             })?;
         }
+        let now = OffsetDateTime::now_utc();
+        let expires_at = match self.expires_in {
+            None => None,
+            Some(lifetime) => Some(
+                time::Duration::try_from(lifetime)
+                    .ok()
+                    .filter(|_| lifetime <= MAX_LIFETIME)
+                    .and_then(|lifetime| now.checked_add(lifetime))
+                    .ok_or_else(|| {
+                        Error::invalid_input(format!(
+                            "a token may live {} days at most, not {} seconds: give a shorter lifetime, or none (until revoked)",
+                            MAX_LIFETIME.as_secs() / 86_400,
+                            lifetime.as_secs()
+                        ))
+                    })?,
+            ),
+        };
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let token = format!("rrt_{}", hex::encode(secret));
-        let now = OffsetDateTime::now_utc();
         let stored = Token {
             id: hex::encode(&secret[..4]),
             name: self.name.clone(),
@@ -177,7 +197,7 @@ impl NewToken {
             repositories: self.repositories.clone(),
             sha256: token_hash(&token),
             created_at: Some(now),
-            expires_at: self.expires_in.map(|d| now + d),
+            expires_at,
             revoked_at: None,
             last_used_at: None,
         };
@@ -459,6 +479,13 @@ mod tests {
         bad.name = "has space".into();
         assert!(bad.mint().unwrap_err().to_string().contains("token name"));
         assert!(new(Right::Read, &["[oops"]).mint().unwrap_err().to_string().contains("repository glob"));
+        // Found by schemathesis: a lifetime past the calendar was a panic (500).
+        for seconds in [698_506_232_965_399, u64::MAX, MAX_LIFETIME.as_secs() + 1] {
+            let far = NewToken { expires_in: Some(Duration::from_secs(seconds)), ..new(Right::Read, &[]) };
+            assert!(far.mint().unwrap_err().to_string().contains("days at most"), "{seconds}");
+        }
+        let longest = NewToken { expires_in: Some(MAX_LIFETIME), ..new(Right::Read, &[]) };
+        assert!(longest.mint().unwrap().1.expires_at.is_some());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use runner_core::registry::{AliasMove, AliasOptions, Expect};
 use runner_core::serve::PathParams;
 
 use super::auth::{authorize, Asking};
-use super::error::{ApiError, ApiResult};
+use super::error::{json_body, ApiError, ApiResult};
 use super::state::AppState;
 use crate::audit::Action;
 use crate::tokens::Right;
@@ -44,16 +44,7 @@ pub(crate) async fn set_alias(
     request: Request,
 ) -> ApiResult<Response> {
     let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Write).await?;
-    let bytes = axum::body::to_bytes(request.into_body(), 64 << 10)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {e}")))?;
-    let body: SetAlias = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
-            format!("the body must be {{\"number\": N, \"expect\": ..., \"force\": false}}: {e}"),
-        )
-    })?;
+    let body: SetAlias = json_body(request, r#"{"number": N, "expect": ..., "force": false}"#).await?;
     let options = AliasOptions { expect: body.expect, force: body.force };
     let change = s.backend.set_alias(&org, &repo, &alias, body.number, &options, &caller.who.by()).await?;
     caller.record(&s, &org, Action::SetAlias, Some(&repo), moved(&change)).await;

@@ -71,3 +71,17 @@ pub(crate) fn not_found(what: &str) -> ApiError {
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// A small JSON body (64 KiB at most) as `T`; a body that does not parse is a 422 showing
+/// the `shape` expected.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    request: axum::extract::Request,
+    shape: &str,
+) -> ApiResult<T> {
+    let bytes = axum::body::to_bytes(request.into_body(), 64 << 10)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", format!("the body must be {shape}: {e}"))
+    })
+}

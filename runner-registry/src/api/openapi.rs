@@ -166,7 +166,7 @@ pub(crate) fn document() -> Value {
                         "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
                         "right": { "enum": ["read", "write", "admin"] },
                         "repositories": { "type": "array", "items": { "type": "string", "minLength": 1 }, "description": "names or globs (`vision-*`); absent or empty: every repository" },
-                        "expires_in_seconds": { "type": ["integer", "null"], "minimum": 0, "description": "absent, null or 0: until revoked" } } } } } },
+                        "expires_in_seconds": { "type": ["integer", "null"], "minimum": 0, "maximum": crate::tokens::MAX_LIFETIME.as_secs(), "description": "absent, null or 0: until revoked; 100 years at most" } } } } } },
                     "responses": with(errors(&[("403", "the token is not an admin of the whole organization"), ("422", "malformed body, name or glob")]), "201", "the token, with its secret in `token`", Some(json!({ "$ref": "#/components/schemas/Token" })))
                 } },
             (super::tokens::TOKEN): { "parameters": [org, { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::auth::{authorize, Asking, Caller};
-use super::error::{ApiError, ApiResult};
+use super::error::{json_body, ApiError, ApiResult};
 use super::state::AppState;
 use crate::audit::Action;
 use crate::tokens::{no_such_token, NewToken, Right, Token, TokenState};
@@ -103,16 +103,9 @@ pub(crate) async fn create_token(
     request: Request,
 ) -> ApiResult<Response> {
     let caller = token_admin(&s, Asking::of(&request), &org).await?;
-    let bytes = axum::body::to_bytes(request.into_body(), 64 << 10)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {e}")))?;
-    let body: CreateToken = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
-            format!("the body must be {{\"name\": \"ci\", \"right\": \"read|write|admin\", \"repositories\": [\"iris\"], \"expires_in_seconds\": 7776000}}: {e}"),
-        )
-    })?;
+    let shape =
+        r#"{"name": "ci", "right": "read|write|admin", "repositories": ["iris"], "expires_in_seconds": 7776000}"#;
+    let body: CreateToken = json_body(request, shape).await?;
     let new = NewToken {
         organization: org.clone(),
         name: body.name,
