@@ -104,7 +104,34 @@ pub enum TokenState {
     Expired(OffsetDateTime),
 }
 
+impl TokenState {
+    /// `valid`, `revoked` or `expired`, as listings and the API say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenState::Valid => "valid",
+            TokenState::Revoked(_) => "revoked",
+            TokenState::Expired(_) => "expired",
+        }
+    }
+}
+
+/// A time to the second, UTC, as token listings and refusals write it:
+/// `2026-12-06T01:12:29Z`.
+pub fn to_the_second(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    at.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_default()
+}
+
 impl Token {
+    /// How the audit log names it: `token ID (NAME, RIGHT[ on GLOBS])`.
+    pub fn describe(&self) -> String {
+        let repos = match self.repositories.is_empty() {
+            true => String::new(),
+            false => format!(" on {}", self.repositories.join(",")),
+        };
+        format!("token {} ({}, {}{repos})", self.id, self.label(), self.right)
+    }
+
     /// Whether it may be used at `now`.
     pub fn state(&self, now: OffsetDateTime) -> TokenState {
         match (self.revoked_at, self.expires_at) {
@@ -357,12 +384,15 @@ impl Tokens {
         Ok((secret, stored))
     }
 
-    /// Revokes the token with id `id`, for good; returns it. Revoking a revoked token
-    /// changes nothing.
-    pub fn revoke(data: &Path, id: &str) -> Result<Token> {
+    /// Revokes the token with id `id` (of `organization`, when given), for good; returns
+    /// it. Revoking a revoked token changes nothing.
+    pub fn revoke(data: &Path, organization: Option<&str>, id: &str) -> Result<Token> {
         let mut revoked = None;
         change(data, |list| {
-            let token = list.iter_mut().find(|t| t.id == id).ok_or_else(|| no_such_token(id))?;
+            let token = list
+                .iter_mut()
+                .find(|t| t.id == id && organization.is_none_or(|o| t.organization == o))
+                .ok_or_else(|| no_such_token(id))?;
             token.revoked_at = token.revoked_at.or(Some(OffsetDateTime::now_utc()));
             revoked = Some(token.clone());
             Ok(())
@@ -520,8 +550,9 @@ mod tests {
         let (secret, token) = Tokens::create(dir.path(), &new(Right::Write, &[])).unwrap();
         let server = Tokens::load(dir.path()).unwrap();
         assert_eq!(server.find(&secret).unwrap().state(OffsetDateTime::now_utc()), TokenState::Valid);
-        Tokens::revoke(dir.path(), &token.id).unwrap();
+        Tokens::revoke(dir.path(), None, &token.id).unwrap();
         assert!(matches!(server.find(&secret).unwrap().state(OffsetDateTime::now_utc()), TokenState::Revoked(_)));
-        assert!(Tokens::revoke(dir.path(), "nope").unwrap_err().to_string().contains("token list"));
+        assert!(Tokens::revoke(dir.path(), Some("other"), &token.id).is_err(), "another organization's id is unknown");
+        assert!(Tokens::revoke(dir.path(), None, "nope").unwrap_err().to_string().contains("token list"));
     }
 }

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use super::error::{not_found, ApiError, ApiResult};
 use super::state::AppState;
 use crate::audit::{Action, AuditEntry, Who};
-use crate::tokens::{Right, Token, TokenState};
+use crate::tokens::{to_the_second, Right, Token, TokenState};
 
 /// Who is asking, once authorized.
 pub(crate) struct Caller {
@@ -119,8 +119,7 @@ pub(crate) async fn authorize(
 /// The token when it may be used now, or why not (revoked, expired), for a 401. Said to
 /// the one who presented it only, and naming nothing but the token itself.
 pub(crate) fn usable(token: Token) -> Result<Token, String> {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    let at = |t: OffsetDateTime| t.format(&format).unwrap_or_default();
+    let at = to_the_second;
     match token.state(OffsetDateTime::now_utc()) {
         TokenState::Valid => Ok(token),
         TokenState::Revoked(when) => Err(format!(

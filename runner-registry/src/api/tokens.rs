@@ -17,7 +17,7 @@ use super::auth::{authorize, Asking, Caller};
 use super::error::{json_body, ApiError, ApiResult};
 use super::state::AppState;
 use crate::audit::Action;
-use crate::tokens::{no_such_token, NewToken, Right, Token, TokenState};
+use crate::tokens::{NewToken, Right, Token};
 
 /// `GET`, `POST`: an organization's tokens.
 pub(crate) const TOKENS: &str = "/v1/orgs/{org}/tokens";
@@ -45,11 +45,6 @@ pub(crate) struct TokenView {
 
 impl TokenView {
     fn of(token: &Token) -> TokenView {
-        let state = match token.state(OffsetDateTime::now_utc()) {
-            TokenState::Valid => "valid",
-            TokenState::Revoked(_) => "revoked",
-            TokenState::Expired(_) => "expired",
-        };
         TokenView {
             id: token.id.clone(),
             name: token.label().to_string(),
@@ -59,7 +54,7 @@ impl TokenView {
             expires_at: token.expires_at,
             revoked_at: token.revoked_at,
             last_used_at: token.last_used_at,
-            state,
+            state: token.state(OffsetDateTime::now_utc()).name(),
         }
     }
 }
@@ -114,9 +109,7 @@ pub(crate) async fn create_token(
         expires_in: body.expires_in_seconds.filter(|s| *s > 0).map(Duration::from_secs),
     };
     let (secret, token) = s.backend.create_token(&new).await?;
-    caller
-        .record(&s, &org, Action::CreateToken, None, format!("token {} ({}, {})", token.id, token.label(), token.right))
-        .await;
+    caller.record(&s, &org, Action::CreateToken, None, token.describe()).await;
     let mut view = serde_json::to_value(TokenView::of(&token)).expect("a token view serializes");
     view["token"] = secret.into();
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -129,12 +122,7 @@ pub(crate) async fn revoke_token(
 ) -> ApiResult<Response> {
     let caller = token_admin(&s, Asking::of(&request), &org).await?;
     // Only the organization's own tokens: another's id is answered as unknown.
-    if !s.backend.list_tokens(Some(&org)).await?.iter().any(|t| t.id == id) {
-        return Err(no_such_token(&id).into());
-    }
-    let token = s.backend.revoke_token(&id).await?;
-    caller
-        .record(&s, &org, Action::RevokeToken, None, format!("token {} ({}, {})", token.id, token.label(), token.right))
-        .await;
+    let token = s.backend.revoke_token(Some(&org), &id).await?;
+    caller.record(&s, &org, Action::RevokeToken, None, token.describe()).await;
     Ok(Json(TokenView::of(&token)).into_response())
 }

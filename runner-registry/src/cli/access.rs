@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use super::args::{StorageArgs, TokenCommand};
 use crate::audit::{Action, AuditEntry, AuditQuery, Who};
 use crate::storage::Storage;
-use crate::tokens::{NewToken, Right, Token, TokenState};
+use crate::tokens::{to_the_second, NewToken, Right};
 
 /// Records a change an admin command made, as the operator.
 pub(crate) async fn record(
@@ -31,7 +31,7 @@ pub(crate) async fn token(command: TokenCommand) -> Result<(), String> {
             };
             let new = NewToken { organization: org, name, right, repositories: repos, expires_in: expires };
             let (secret, token) = backend.create_token(&new).await.map_err(|e| e.to_string())?;
-            record(&*backend, &token.organization, Action::CreateToken, None, describe(&token)).await;
+            record(&*backend, &token.organization, Action::CreateToken, None, token.describe()).await;
             println!("{secret}");
             Ok(())
         }
@@ -44,7 +44,7 @@ pub(crate) async fn token(command: TokenCommand) -> Result<(), String> {
                     // The stored hash stays out of it too: a listing is for people and scripts.
                     let mut value = serde_json::to_value(token).expect("a token serializes");
                     value.as_object_mut().expect("an object").remove("sha256");
-                    value["state"] = state(token, now).into();
+                    value["state"] = token.state(now).name().into();
                     println!("{value}");
                 }
                 return Ok(());
@@ -65,15 +65,15 @@ pub(crate) async fn token(command: TokenCommand) -> Result<(), String> {
                     when(token.created_at, "-"),
                     when(token.expires_at, "never"),
                     when(token.last_used_at, "never"),
-                    state(token, now)
+                    token.state(now).name()
                 );
             }
             Ok(())
         }
         TokenCommand::Revoke { storage, id } => {
             let backend = open(&storage).await?;
-            let token = backend.revoke_token(&id).await.map_err(|e| e.to_string())?;
-            record(&*backend, &token.organization, Action::RevokeToken, None, describe(&token)).await;
+            let token = backend.revoke_token(None, &id).await.map_err(|e| e.to_string())?;
+            record(&*backend, &token.organization, Action::RevokeToken, None, token.describe()).await;
             println!("revoked token {} ({}) of {}", token.id, token.label(), token.organization);
             Ok(())
         }
@@ -108,23 +108,7 @@ async fn open(storage: &StorageArgs) -> Result<crate::storage::Backend, String> 
     storage.open(false).await.map_err(|e| e.to_string())
 }
 
-/// A token as the audit log names it: id, name, right and repositories.
-fn describe(token: &Token) -> String {
-    let repos =
-        if token.repositories.is_empty() { String::new() } else { format!(" on {}", token.repositories.join(",")) };
-    format!("token {} ({}, {}{repos})", token.id, token.label(), token.right)
-}
-
-fn state(token: &Token, now: OffsetDateTime) -> &'static str {
-    match token.state(now) {
-        TokenState::Valid => "valid",
-        TokenState::Revoked(_) => "revoked",
-        TokenState::Expired(_) => "expired",
-    }
-}
-
-/// A time to the second, UTC, or `none`.
+/// A time to the second, or `none`.
 fn when(at: Option<OffsetDateTime>, none: &str) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    at.map_or_else(|| none.to_string(), |at| at.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_default())
+    at.map_or_else(|| none.to_string(), to_the_second)
 }

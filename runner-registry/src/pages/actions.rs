@@ -12,14 +12,10 @@ use runner_core::ModelId;
 
 use super::browse::{encode, parse_number};
 use super::session::{
-    csrf_of, failed, not_found, respond, session_for, session_to_delete, writer, CsrfForm, PageResult, Session,
+    csrf_of, failed, not_found, respond, session_for, session_to_delete, writer, Address, CsrfForm, PageResult, Session,
 };
-use std::net::SocketAddr;
-
 use crate::api::{model_view, AppState};
-use crate::audit::{Action, AuditEntry};
-use axum::extract::ConnectInfo;
-use axum::Extension;
+use crate::audit::Action;
 
 /// `GET /orgs/{org}/{repo}/{number}/files/{path}`: one file, as an attachment.
 pub(super) async fn download(
@@ -99,14 +95,14 @@ pub(super) async fn delete_model(
     PathParams((org, repo, number)): PathParams<(String, String, String)>,
     method: Method,
     headers: HeaderMap,
-    address: Option<Extension<ConnectInfo<SocketAddr>>>,
+    address: Address,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> PageResult<Response> {
     let session = writer(&state, &method, &headers, &org, &repo, &csrf_of(form)).await?;
     let number = parse_number(&number)?;
     let id = ModelId::new(&org, &repo, number).map_err(failed)?;
     state.backend.delete_model(&id).await.map_err(failed)?;
-    record(&state, &session, &org, Action::DeleteModel, &repo, format!("{repo}:{number}"), address).await;
+    session.record(&state, &org, Action::DeleteModel, Some(&repo), format!("{repo}:{number}"), address).await;
     Ok(page::see_other(&format!("/orgs/{org}/{repo}?deleted={number}"), None))
 }
 
@@ -135,28 +131,11 @@ pub(super) async fn delete_repository(
     PathParams((org, repo)): PathParams<(String, String)>,
     method: Method,
     headers: HeaderMap,
-    address: Option<Extension<ConnectInfo<SocketAddr>>>,
+    address: Address,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> PageResult<Response> {
     let session = writer(&state, &method, &headers, &org, &repo, &csrf_of(form)).await?;
     state.backend.delete_repository(&org, &repo).await.map_err(failed)?;
-    record(&state, &session, &org, Action::DeleteRepository, &repo, repo.clone(), address).await;
+    session.record(&state, &org, Action::DeleteRepository, Some(&repo), repo.clone(), address).await;
     Ok(page::see_other(&format!("/orgs/{org}?deleted={}", encode(&repo)), None))
-}
-
-/// Records a delete made from the pages in the audit log, as the API does.
-async fn record(
-    state: &AppState,
-    session: &Session,
-    org: &str,
-    action: Action,
-    repo: &str,
-    target: String,
-    address: Option<Extension<ConnectInfo<SocketAddr>>>,
-) {
-    let address = address.map(|Extension(ConnectInfo(address))| address);
-    state
-        .backend
-        .record_done(&AuditEntry::now(&session.who(), org, action, Some(repo), target).from_address(address))
-        .await;
 }

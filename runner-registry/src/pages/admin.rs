@@ -1,23 +1,21 @@
 //! The pages for an organization's admins: its tokens (revoke one), and its audit log.
 //! A token without the admin right is refused them (403), as the API refuses it deletes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use axum::Extension;
 use runner_core::serve::page::{self, html, Markup};
 use runner_core::serve::PathParams;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::session::{csrf_of, failed, respond, session_for, CsrfForm, PageResult, Session};
+use super::session::{csrf_of, failed, respond, session_for, Address, CsrfForm, PageResult, Session};
 use crate::api::AppState;
-use crate::audit::{Action, AuditEntry, AuditQuery};
-use crate::tokens::{Right, Token, TokenState};
+use crate::audit::{Action, AuditQuery};
+use crate::tokens::{to_the_second, Right, Token, TokenState};
 
 /// Entries the audit page shows, newest first.
 const AUDIT_PAGE: usize = 200;
@@ -39,11 +37,10 @@ fn crumbs(org: &str, last: &str, href: &str) -> [(String, String); 2] {
     [(format!("/orgs/{org}"), org.to_string()), (href.to_string(), last.to_string())]
 }
 
-/// A time to the second, or `none`.
+/// A time as every page shows one (`page::when`), or `none`.
 fn at(time: Option<OffsetDateTime>, none: &str) -> Markup {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    match time.and_then(|t| t.format(&format).ok()) {
-        Some(text) => html! { (text) },
+    match time {
+        Some(time) => page::when(&to_the_second(time)),
         None => html! { span.muted { (none) } },
     }
 }
@@ -59,11 +56,9 @@ pub(super) async fn tokens(
     let now = OffsetDateTime::now_utc();
     let base = format!("/orgs/{org}/-/tokens");
     let row = |token: &Token| {
-        let (state, revocable) = match token.state(now) {
-            TokenState::Valid => ("valid", true),
-            TokenState::Revoked(_) => ("revoked", false),
-            TokenState::Expired(_) => ("expired", true),
-        };
+        let state = token.state(now);
+        let revocable = !matches!(state, TokenState::Revoked(_));
+        let state = state.name();
         let repos = if token.repositories.is_empty() { "all".to_string() } else { token.repositories.join(", ") };
         html! {
             tr {
@@ -104,34 +99,15 @@ pub(super) async fn revoke(
     PathParams((org, id)): PathParams<(String, String)>,
     method: Method,
     headers: HeaderMap,
-    address: Option<Extension<ConnectInfo<SocketAddr>>>,
+    address: Address,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> PageResult<Response> {
     page::from_this_site(&method, &headers)?;
     let session = admin_session(&state, &headers, &org).await?;
-    if !page::csrf_matches(session.secret(), &csrf_of(form)) {
-        return Err(page::error_page(
-            StatusCode::FORBIDDEN,
-            "this form has expired; reload the page",
-            Some(("/", "Home")),
-        ));
-    }
+    session.sent(&csrf_of(form))?;
     // Only the organization's own tokens: another's id is answered as unknown.
-    let held = state.backend.list_tokens(Some(&org)).await.map_err(failed)?;
-    if !held.iter().any(|t| t.id == id) {
-        return Err(page::error_page(
-            StatusCode::NOT_FOUND,
-            &format!("no token of `{org}` has id `{id}`"),
-            Some(("/", "Home")),
-        ));
-    }
-    let token = state.backend.revoke_token(&id).await.map_err(failed)?;
-    let target = format!("token {} ({}, {})", token.id, token.label(), token.right);
-    let address = address.map(|Extension(ConnectInfo(address))| address);
-    state
-        .backend
-        .record_done(&AuditEntry::now(&session.who(), &org, Action::RevokeToken, None, target).from_address(address))
-        .await;
+    let token = state.backend.revoke_token(Some(&org), &id).await.map_err(failed)?;
+    session.record(&state, &org, Action::RevokeToken, None, token.describe(), address).await;
     Ok(page::see_other(&format!("/orgs/{org}/-/tokens"), None))
 }
 

@@ -12,7 +12,7 @@ use runner_core::Error;
 use serde::Deserialize;
 
 use crate::api::{usable, ApiError, AppState};
-use crate::audit::Who;
+use crate::audit::{Action, AuditEntry, Who};
 use crate::tokens::{Right, Token};
 
 /// The cookie a browser keeps its session in: the token (or, without auth, a random
@@ -52,11 +52,6 @@ impl Session {
     /// The token (auth on).
     pub(super) fn token(&self) -> Option<&Token> {
         self.token.as_ref()
-    }
-
-    /// The secret the CSRF token derives from.
-    pub(super) fn secret(&self) -> &str {
-        &self.secret
     }
 
     pub(super) fn csrf(&self) -> String {
@@ -181,14 +176,41 @@ pub(super) async fn writer(
 ) -> PageResult<Session> {
     page::from_this_site(method, headers)?;
     let session = session_to_delete(state, headers, org, repository).await?;
-    if !page::csrf_matches(&session.secret, csrf) {
-        return Err(page::error_page(
-            StatusCode::FORBIDDEN,
-            "this form has expired or did not come from this page; reload the page and send it again",
-            Some(("/", "Home")),
-        ));
-    }
+    session.sent(csrf)?;
     Ok(session)
+}
+
+/// The client's address, when the server knows it.
+pub(super) type Address = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+impl Session {
+    /// Records a change made from the pages in the audit log, as the API does.
+    pub(super) async fn record(
+        &self,
+        state: &AppState,
+        org: &str,
+        action: Action,
+        repository: Option<&str>,
+        target: String,
+        address: Address,
+    ) {
+        let address = address.map(|axum::Extension(axum::extract::ConnectInfo(address))| address);
+        let entry = AuditEntry::now(&self.who(), org, action, repository, target).from_address(address);
+        state.backend.record_done(&entry).await;
+    }
+
+    /// Whether a form's `csrf` is this session's: a form another page (or site) made is
+    /// refused.
+    pub(super) fn sent(&self, csrf: &str) -> PageResult<()> {
+        match page::csrf_matches(&self.secret, csrf) {
+            true => Ok(()),
+            false => Err(page::error_page(
+                StatusCode::FORBIDDEN,
+                "this form has expired or did not come from this page; reload the page and send it again",
+                Some(("/", "Home")),
+            )),
+        }
+    }
 }
 
 pub(super) fn top(session: Option<&Session>, crumbs: &[(String, String)]) -> Markup {

@@ -178,9 +178,10 @@ pub trait Access: Send + Sync {
     /// organization and id.
     async fn list_tokens(&self, organization: Option<&str>) -> Result<Vec<Token>>;
 
-    /// Revokes a token for good and returns it;
+    /// Revokes a token for good and returns it; with `organization`, only a token of
+    /// that organization (another's is unknown there).
     /// [`Error::NotFound`](runner_core::Error::NotFound) for an id that names none.
-    async fn revoke_token(&self, id: &str) -> Result<Token>;
+    async fn revoke_token(&self, organization: Option<&str>, id: &str) -> Result<Token>;
 }
 
 /// The audit log: appended to, never rewritten.

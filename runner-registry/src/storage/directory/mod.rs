@@ -206,9 +206,10 @@ impl Access for Directory {
         Ok(tokens.into_iter().filter(|t| organization.as_ref().is_none_or(|o| *o == t.organization)).collect())
     }
 
-    async fn revoke_token(&self, id: &str) -> Result<Token> {
+    async fn revoke_token(&self, organization: Option<&str>, id: &str) -> Result<Token> {
         let (root, id) = (self.store.registry().root().to_path_buf(), id.to_string());
-        blocking(move || Tokens::revoke(&root, &id)).await
+        let organization = organization.map(str::to_string);
+        blocking(move || Tokens::revoke(&root, organization.as_deref(), &id)).await
     }
 }
 

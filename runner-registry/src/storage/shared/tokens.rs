@@ -66,12 +66,14 @@ impl Access for SharedStore {
         Ok(rows.iter().map(token).collect())
     }
 
-    async fn revoke_token(&self, id: &str) -> Result<Token> {
+    async fn revoke_token(&self, organization: Option<&str>, id: &str) -> Result<Token> {
         let row = sqlx::query(concat!(
-            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING ",
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now())
+             WHERE id = $1 AND ($2::TEXT IS NULL OR organization = $2) RETURNING ",
             token_columns!()
         ))
         .bind(id)
+        .bind(organization)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
