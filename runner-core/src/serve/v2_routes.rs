@@ -17,7 +17,9 @@ use super::state::{endpoint, models, read_body, AppState};
 use crate::engine::Endpoint;
 use crate::v2;
 
-/// V2 errors are `{"error": "message"}`, with the status of the error.
+/// V2 errors are `{"error": "message"}`, with the status of the error, except that a
+/// request the model cannot take (422 on `/predict`) is a 400, as KServe's protocol and
+/// Triton answer it (V2 clients treat 400 as "fix the request").
 pub(super) struct V2Error(pub(super) ApiError);
 
 impl From<ApiError> for V2Error {
@@ -29,6 +31,9 @@ impl From<ApiError> for V2Error {
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         let mut response = self.0.clone().into_response();
+        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+        }
         *response.body_mut() = axum::body::Body::from(
             serde_json::to_vec(&serde_json::json!({ "error": self.0.message })).expect("JSON of a string"),
         );
