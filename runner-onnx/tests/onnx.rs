@@ -59,7 +59,10 @@ fn signatures_come_from_the_graphs() {
     );
     assert!(inputs.iter().all(|s| s.datatype == DataType::I64 && s.shape == [-1, -1]));
     assert_eq!(inputs[0].describe_shape(), "[batch, sequence]");
-    assert_eq!(specs(&minilm.signature().outputs), [spec("token_embeddings", DataType::F32, &[-1, -1, 384])]);
+    assert_eq!(
+        specs(&minilm.signature().outputs),
+        [spec("token_embeddings", DataType::F32, &[-1, -1, 384]), spec("mask", DataType::I64, &[-1, -1])]
+    );
     let v2 = model("cnn.onnx").signature().v2();
     assert_eq!(v2.platform, "onnxruntime_onnx");
     assert_eq!((v2.inputs[0].datatype.as_str(), v2.inputs[0].shape.as_slice()), ("FP32", &[-1, 3, 224, 224][..]));
