@@ -20,19 +20,20 @@ pub mod registry_and_servers {}
 #[doc = include_str!("../../docs/serving-and-rollouts.md")]
 pub mod serving_and_rollouts {}
 
-// Its examples need runner-torch (libtorch): the whole chapter with the `torch` feature
-// (as CI documents and scripts/test.sh tests), a pointer to it without.
+// Its examples need runner-torch (libtorch) and runner-onnx: the whole chapter with the
+// `torch` and `onnx` features (as CI documents and scripts/test.sh tests), a pointer to it
+// without.
 #[cfg_attr(
-    feature = "torch",
+    all(feature = "torch", feature = "onnx"),
     doc = include_str!("guide/links.md"),
     doc = include_str!("guide/torch-links.md"),
     doc = include_str!("../../docs/pytorch-and-other-backends.md")
 )]
 #[cfg_attr(
-    not(feature = "torch"),
-    doc = "# PyTorch and other backends\n\nThis chapter is built with the `torch` feature, since its examples need libtorch: \
-           `scripts/with-torch cargo doc -p runner-examples --features torch --open`, or read \
-           `docs/pytorch-and-other-backends.md`."
+    not(all(feature = "torch", feature = "onnx")),
+    doc = "# PyTorch, ONNX and other backends\n\nThis chapter is built with the `torch` and `onnx` features, since its examples \
+           need libtorch and runner-onnx: `scripts/with-torch cargo doc -p runner-examples --features torch,onnx --open`, \
+           or read `docs/pytorch-and-other-backends.md`."
 )]
 pub mod pytorch_and_other_backends {}
 

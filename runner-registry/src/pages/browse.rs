@@ -277,6 +277,49 @@ pub(super) async fn model(
     Ok(respond(&session, &id.to_string(), &crumbs, main))
 }
 
+/// The tensors a model takes and returns, when its save props hold a signature (runner-torch
+/// and runner-onnx write one under `signature`: `{"inputs": [{"name", "datatype" or
+/// "dtype", "shape", "dims"?}], "outputs": [...]}`); nothing otherwise.
+fn tensor_signature(manifest: &Manifest) -> Markup {
+    let signature = manifest.save.props.as_ref().and_then(|props| props.get("signature"));
+    let Some(signature) = signature.and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok()) else {
+        return html! {};
+    };
+    let mut rows = Vec::new();
+    for (direction, key) in [("input", "inputs"), ("output", "outputs")] {
+        for spec in signature[key].as_array().into_iter().flatten() {
+            let dims: Vec<String> = spec["shape"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, d)| match (d.as_i64(), spec["dims"][i].as_str().filter(|s| !s.is_empty())) {
+                    (Some(n), _) if n >= 0 => n.to_string(),
+                    (_, Some(symbol)) => symbol.to_string(),
+                    _ => "any".to_string(),
+                })
+                .collect();
+            let text = |field: &str| spec[field].as_str().unwrap_or_default().to_string();
+            let datatype = if spec["datatype"].is_string() { text("datatype") } else { text("dtype") };
+            rows.push((direction, text("name"), datatype, format!("[{}]", dims.join(", "))));
+        }
+    }
+    if rows.is_empty() {
+        return html! {};
+    }
+    html! {
+        section.card #signature {
+            h2 { "Tensors" }
+            div.scroll { table {
+                thead { tr { th { "" } th { "name" } th { "datatype" } th { "shape" } } }
+                tbody { @for (direction, name, datatype, shape) in &rows {
+                    tr { td { (direction) } td { code { (name) } } td { code { (datatype) } } td { code { (shape) } } }
+                } }
+            } }
+        }
+    }
+}
+
 pub(super) fn json_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
@@ -311,6 +354,7 @@ pub(super) fn manifest_sections(base: &str, manifest: &Manifest, previous: Optio
                 details { summary { "Response schema" } pre { (json_text(&api.output)) } }
             }
         }
+        (tensor_signature(manifest))
         @if !manifest.artifacts.is_empty() {
             section.card {
                 h2 { "Artifact mapping" }
@@ -386,5 +430,42 @@ pub(super) fn changes(before: &Manifest, after: &Manifest) -> Markup {
             @for requirement in &req_removed { li.removed { "requirement removed " code { (requirement) } } }
             @for change in &api_changes { li.changed { "API " code { (change) } } }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_in_the_props_is_shown_as_a_table() {
+        let manifest_json = serde_json::json!({
+            "manifest_version": 1,
+            "model": {"organization": "default", "repository": "cnn", "number": 1},
+            "runner": {"name": "onnx", "rust_type": "runner_onnx::OnnxRunner", "crate_name": "runner-onnx", "crate_version": "0.1.0"},
+            "save": {"type": "custom", "path": null, "props": {
+                "format": "onnx",
+                "signature": r#"{"inputs":[{"name":"image","datatype":"FP32","shape":[-1,3,224,224],"dims":["batch","","",""]}],"outputs":[{"name":"logits","datatype":"FP32","shape":[-1,10]}]}"#
+            }},
+            "default_hooks": [], "requirements": [], "artifacts": {}, "files": [],
+            "created_at": "2026-12-06T00:00:00.000000Z", "framework_version": "0.1.0"
+        });
+        let mut manifest: Manifest = serde_json::from_value(manifest_json).unwrap();
+        let page = tensor_signature(&manifest).into_string();
+        assert!(page.contains("<code>image</code>") && page.contains("<code>[batch, 3, 224, 224]</code>"), "{page}");
+        assert!(
+            page.contains(
+                "<td>output</td><td><code>logits</code></td><td><code>FP32</code></td><td><code>[any, 10]</code>"
+            ),
+            "{page}"
+        );
+        // runner-torch's form (`dtype`), and no signature at all.
+        manifest.save.props.as_mut().unwrap().insert(
+            "signature".into(),
+            r#"{"inputs":[{"name":"x","dtype":"float32","shape":[-1,64]}],"outputs":[]}"#.into(),
+        );
+        assert!(tensor_signature(&manifest).into_string().contains("<code>float32</code>"));
+        manifest.save.props = None;
+        assert_eq!(tensor_signature(&manifest).into_string(), "");
     }
 }
