@@ -149,3 +149,98 @@ fn an_onnx_file_is_registered_and_served_in_two_commands() {
     assert_eq!(answer["label"], json!([0]), "{answer}");
     assert_eq!(metadata["platform"], "onnxruntime_onnx");
 }
+
+/// A model whose graph is corrupt in the volume is a clear load error naming the file, and
+/// the server keeps answering with what it serves: the other model, and the version the
+/// alias pointed at before.
+#[test]
+fn a_corrupt_graph_in_the_volume_is_a_clear_load_error_and_serving_goes_on() {
+    use runner_core::registry::AliasOptions;
+    use runner_core::Registry;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    let register = |file: &str, repository: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_register-onnx"))
+            .args([onnx::model_dir().join(file).to_str().unwrap(), repository, "--registry", root.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    register("iris.onnx", "flowers");
+    register("cnn.onnx", "images");
+    let registry = LocalRegistry::open(&root).unwrap();
+    registry.set_alias("default", "images", "prod", 1, &AliasOptions::default()).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(["flowers:1", "images:prod", "--follow-interval-ms", "50", "--registry", root.to_str().unwrap()])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("serve to be ready", &|| client.get(format!("{url}/readyz")).send().is_ok_and(|r| r.status() == 200));
+
+    // images:2 is registered, its graph corrupted in the volume, and only then pointed at.
+    register("minilm.onnx", "images");
+    let manifest = registry.manifest(&runner_core::ModelId::new("default", "images", 2).unwrap()).unwrap();
+    let sha = &manifest.files.iter().find(|f| f.path == "model.onnx").unwrap().sha256;
+    let blob = root.join("blobs/sha256").join(&sha[..2]).join(sha);
+    let mut permissions = std::fs::metadata(&blob).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&blob, permissions).unwrap();
+    std::fs::write(&blob, b"not a graph any more").unwrap();
+    registry.set_alias("default", "images", "prod", 2, &AliasOptions::default()).unwrap();
+
+    let info = || client.get(format!("{url}/models/images")).send().unwrap().json::<Value>().unwrap();
+    wait("the failed load to be reported", &|| !info()["follows"]["failed"].is_null());
+    let info = info();
+    let error = info["follows"]["failed"]["error"].as_str().unwrap().to_string();
+    let image = json!({"image": {"shape": [1, 3, 224, 224], "data": vec![0.1; 3 * 224 * 224]}});
+    let still = client.post(format!("{url}/models/images/predict")).json(&image).send().unwrap();
+    let (still_status, still_version) =
+        (still.status(), still.headers()["x-runner-model"].to_str().unwrap().to_string());
+    let flowers =
+        client.post(format!("{url}/models/flowers/predict")).json(&json!([[5.1, 3.5, 1.4, 0.2]])).send().unwrap();
+    let flowers_status = flowers.status();
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert_eq!(info["number"], 1, "{info}");
+    assert!(error.contains("model.onnx") && error.contains("corrupt"), "{error}");
+    assert_eq!((still_status.as_u16(), still_version.as_str()), (200, "images:1"));
+    assert_eq!(flowers_status, 200);
+}
+
+/// ONNX Runtime's library missing, or a file that is not it: an error naming the file and
+/// the fix, never a crash.
+#[test]
+fn a_missing_or_wrong_onnx_runtime_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_ort = dir.path().join("libonnxruntime.so");
+    std::fs::write(&not_ort, b"\x7fELF but not really").unwrap();
+    for (library, says) in [
+        (dir.path().join("missing.so"), "missing.so, which is not a file"),
+        (not_ort.clone(), "cannot load ONNX Runtime from"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_register-onnx"))
+            .args([onnx::model_dir().join("iris.onnx").to_str().unwrap(), "iris", "--registry"])
+            .arg(dir.path().join("registry"))
+            .env("ORT_DYLIB_PATH", &library)
+            .output()
+            .unwrap();
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{error}");
+        assert!(error.contains(says) && error.contains("ORT_DYLIB_PATH"), "{error}");
+        assert!(!error.contains("panicked"), "{error}");
+    }
+}

@@ -45,6 +45,9 @@ fn load() -> std::result::Result<Environment, String> {
         )
     })?;
     let environment = builder.with_name("runner").build().map_err(|e| format!("ONNX Runtime: {e}"))?;
+    // ONNX Runtime's own log (every allocation, at its info level) says what tracing's
+    // warnings and errors need; the rest is noise in a server's log.
+    environment.set_log_level(ort::logging::LogLevel::Warning);
     tracing::info!(library = %path.display(), "ONNX Runtime loaded");
     Ok(environment)
 }
