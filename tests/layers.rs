@@ -467,7 +467,7 @@ const ABOVE_THE_FLOOR: &[&str] =
 
 #[test]
 fn the_floor_compiles_no_server_client_progress_bars_or_cli() {
-    for (package, args) in [("runner-core", &[][..]), ("runner-torch", &[][..])] {
+    for (package, args) in [("runner-core", &[][..]), ("runner-torch", &[][..]), ("runner-onnx", &[][..])] {
         let deps = dependencies(package, args);
         let above: Vec<&&str> = ABOVE_THE_FLOOR.iter().filter(|d| deps.contains(**d)).collect();
         assert!(above.is_empty(), "{package} depends on {above:?}");

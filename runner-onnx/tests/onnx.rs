@@ -159,6 +159,56 @@ fn iris_is_registered_served_and_checked() {
     });
 }
 
+/// A graph of text: strings are V2 `BYTES`, in and out, as JSON and as binary data.
+#[test]
+fn strings_are_bytes_in_json_and_binary() {
+    let (_dir, registry) = registry();
+    let strings = model("strings.onnx");
+    assert_eq!(specs(&strings.signature().inputs), [spec("text", DataType::Bytes, &[-1])]);
+    register_onnx_model("strings", strings).register(registry.as_ref()).unwrap();
+    let client = client(registry.as_ref(), "strings:1");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ok = client.post_json("/predict", &json!({"text": ["abc", "Déjà vu 🚀", ""]})).await;
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        assert_eq!(ok.json(), json!({"echo": ["abc (seen)", "Déjà vu 🚀 (seen)", " (seen)"]}));
+        let numbers = client.post_json("/predict", &json!({"text": [1, 2]})).await;
+        assert_eq!(numbers.status, 422, "{}", numbers.text());
+        assert!(numbers.text().contains("`text`"), "{}", numbers.text());
+
+        // V2 with the binary extension both ways: each element a 4-byte length and its bytes.
+        let mut data = Vec::new();
+        for text in ["xy", "é"] {
+            data.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            data.extend_from_slice(text.as_bytes());
+        }
+        let header = json!({
+            "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": data.len()}}],
+            "outputs": [{"name": "echo", "parameters": {"binary_data": true}}]
+        })
+        .to_string();
+        let mut body = header.clone().into_bytes();
+        body.extend_from_slice(&data);
+        let request = axum::http::Request::post("/v2/models/strings/infer")
+            .header("content-type", "application/octet-stream")
+            .header("inference-header-content-length", header.len())
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let answer = client.request(request).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let length: usize = answer.headers["inference-header-content-length"].to_str().unwrap().parse().unwrap();
+        let (json_part, raw) = answer.body.split_at(length);
+        let json_part: serde_json::Value = serde_json::from_slice(json_part).unwrap();
+        assert_eq!(json_part["outputs"][0]["datatype"], "BYTES");
+        let mut want = Vec::new();
+        for text in ["xy (seen)", "é (seen)"] {
+            want.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            want.extend_from_slice(text.as_bytes());
+        }
+        assert_eq!(raw, &want[..]);
+    });
+}
+
 /// Iris rows, one request each, and the same rows batched: the same answers.
 #[test]
 fn batched_runs_match_one_at_a_time() {
