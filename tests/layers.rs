@@ -34,8 +34,14 @@ const REGISTRY_LAYERS: &[(&str, &[&str])] = &[
     ("cli", &["cli"]),
 ];
 
-const CRATES: &[&str] =
-    &["runner-core/src", "runner-registry/src", "runner-torch/src", "runner-macros/src", "examples/src"];
+const CRATES: &[&str] = &[
+    "runner-core/src",
+    "runner-registry/src",
+    "runner-torch/src",
+    "runner-onnx/src",
+    "runner-macros/src",
+    "examples/src",
+];
 
 struct Module {
     /// Declarations and re-exports only (`mod a; pub use a::B;`): a facade's re-exports

@@ -209,9 +209,10 @@ async fn predictions_and_their_error_statuses() {
         serde_json::from_str::<serde_json::Value>(output["data"][0].as_str().unwrap()).unwrap(),
         json!({"done": "ok"})
     );
-    // The runner's own errors come through with their status.
+    // The runner's own errors come through with its message; refusing the input is V2's
+    // 400 (422 on /predict), as Triton answers it.
     let refused = client.post_json("/v2/models/obedient/infer", &body(json!({"action": "invalid"}))).await;
-    assert_eq!(refused.status, 422);
+    assert_eq!(refused.status, 400);
     assert!(refused.json()["error"].as_str().unwrap().contains("may not be"), "{}", refused.text());
     let not_one = client.post_json("/v2/models/obedient/infer", &json!({ "inputs": [] })).await;
     assert_eq!(not_one.status, 400);

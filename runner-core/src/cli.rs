@@ -153,7 +153,7 @@ pub struct ServeArgs {
     /// Models to serve: `repository:number`, `repository:latest`, `repository:alias` (followed:
     /// when the alias moves, the new model is loaded and swapped in without dropping a
     /// request) or `organization/repository:number`.
-    #[arg(required = true, value_name = "MODEL")]
+    #[arg(required_unless_present = "repository_mode", value_name = "MODEL")]
     pub models: Vec<String>,
 
     /// Registry: a directory, or a registry server's URL (token from
@@ -218,6 +218,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub connections: crate::serve::ConnectionArgs,
 
+    /// Which models the server loads, and when: `startup`, the models named, for the
+    /// server's life; `explicit`, those named (none is fine) and others loaded and unloaded
+    /// through the repository API (`POST /v2/repository/models/{name}/load`, `.../unload`,
+    /// `POST /v2/repository/index`; gRPC too); `all`, every repository of the organization
+    /// and new ones as they appear, loaded and unloaded through the API as well.
+    #[arg(long, value_enum, default_value_t = crate::serve::RepositoryMode::Startup)]
+    pub repository_mode: crate::serve::RepositoryMode,
+
+    /// The organization the repository API lists and loads from.
+    #[arg(long, env = "RUNNER_ORGANIZATION", default_value = crate::names::DEFAULT_ORGANIZATION, value_name = "ORG")]
+    pub organization: String,
+
     /// Async runtime worker threads [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
@@ -241,6 +253,8 @@ impl ServeArgs {
             follow_interval: std::time::Duration::from_millis(self.follow_interval_ms),
             follow_latest: self.follow_latest,
             connections: self.connections.limits(),
+            repository_mode: self.repository_mode,
+            organization: self.organization.clone(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -12,11 +12,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
+use super::options::RepositoryMode;
 use super::options::ServeOptions;
-use super::state::{sha256, AppState, FailedLoad, Follow, FollowLog, Models, Slot, SwapRecord};
-use super::{observe, openapi, page, pages, routes, v2_routes};
+use super::state::{endpoints, release, sha256, AppState, FailedLoad, Follow, FollowLog, Models, Slot, SwapRecord};
+use super::{observe, openapi, page, pages, repository, routes, v2_routes};
 use crate::catalog::load_any;
-use crate::engine::{Endpoint, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::load::DynModel;
 use crate::manifest::now_rfc3339;
@@ -47,6 +48,8 @@ impl App {
             models: OnceLock::new(),
             ready: AtomicBool::new(false),
             request_id_prefix: format!("{:08x}", (nanos as u64 ^ u64::from(std::process::id())) as u32),
+            registry: OnceLock::new(),
+            changes: Mutex::new(BTreeMap::new()),
         };
         App { state: Arc::new(state) }
     }
@@ -58,9 +61,11 @@ impl App {
     }
 
     /// [`App::set_models`], each model with the alias it follows (`iris:prod`), if any.
+    /// None at all is refused unless the server loads models at run time
+    /// ([`RepositoryMode::loads_at_run_time`]).
     fn install(&self, models: Vec<(Box<dyn DynModel>, Option<String>)>) -> Result<()> {
         let state = &self.state;
-        let mut by_name: BTreeMap<String, Slot> = BTreeMap::new();
+        let mut by_name: BTreeMap<String, Arc<Slot>> = BTreeMap::new();
         for (model, follows) in models {
             let name = model.manifest().model.repository.clone();
             if let Some(other) = by_name.get(&name) {
@@ -72,13 +77,15 @@ impl App {
             }
             let endpoint = state.engine.serve(model, &name);
             let follow = follows.map(|reference| Follow { reference, log: Mutex::new(FollowLog::default()) });
-            by_name.insert(name, Slot::new(endpoint, follow));
+            by_name.insert(name, Arc::new(Slot::new(endpoint, follow)));
         }
-        if by_name.is_empty() {
-            return Err(Error::msg("no model to serve: name at least one, e.g. `serve iris:latest`"));
+        if by_name.is_empty() && !state.options.repository_mode.loads_at_run_time() {
+            return Err(Error::msg(
+                "no model to serve: name at least one, e.g. `serve iris:latest` (or load them at run time: --repository-mode explicit)",
+            ));
         }
-        let openapi = RwLock::new(openapi::document(&endpoints(&by_name)));
-        state.models.set(Models { by_name, openapi }).map_err(|_| Error::msg("the models are already set"))?;
+        let openapi = openapi::document(&endpoints(&by_name));
+        state.models.set(Models::new(by_name, openapi)).map_err(|_| Error::msg("the models are already set"))?;
         state.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -91,14 +98,13 @@ impl App {
     pub fn swap_model(&self, model: Box<dyn DynModel>) -> Result<u64> {
         let models = self.state.models.get().ok_or_else(|| Error::msg("no models are served yet"))?;
         let name = model.manifest().model.repository.clone();
-        let slot = models.by_name.get(&name).ok_or_else(|| {
+        let slot = models.get(&name).ok_or_else(|| {
             Error::msg(format!("no model is served as `{name}`; a swap replaces a served model of the same repository"))
         })?;
         let endpoint = self.state.engine.serve(model, &name);
         endpoint.continue_from(&slot.endpoint());
         let old = slot.swap(endpoint);
-        let document = openapi::document(&endpoints(&models.by_name));
-        *models.openapi.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = document;
+        models.refresh_openapi();
         let from = old.manifest().model.number;
         release(old);
         Ok(from)
@@ -141,7 +147,10 @@ impl App {
             .route("/v2/models/{name}/ready", get(v2_routes::model_ready))
             .route("/v2/models/{name}/infer", post(v2_routes::infer))
             .route("/v2/models/{name}/versions/{version}", get(v2_routes::version_metadata))
-            .route("/v2/models/{name}/versions/{version}/infer", post(v2_routes::version_infer));
+            .route("/v2/models/{name}/versions/{version}/infer", post(v2_routes::version_infer))
+            .route("/v2/repository/index", post(repository::index_route))
+            .route("/v2/repository/models/{name}/load", post(repository::load_route))
+            .route("/v2/repository/models/{name}/unload", post(repository::unload_route));
         if self.state.api_key_hash.is_some() {
             protected = protected.route_layer(middleware::from_fn_with_state(self.state.clone(), routes::authorize));
         }
@@ -164,28 +173,6 @@ impl App {
     }
 }
 
-/// The endpoints answering now, by name (for the OpenAPI document).
-fn endpoints(by_name: &BTreeMap<String, Slot>) -> BTreeMap<String, Arc<Endpoint>> {
-    by_name.iter().map(|(name, slot)| (name.clone(), slot.endpoint())).collect()
-}
-
-/// Drops a swapped-out endpoint once the requests still holding it have finished, on a
-/// thread of its own: freeing a large model must not stall the async runtime.
-fn release(old: Arc<Endpoint>) {
-    let started = Instant::now();
-    let spawned = std::thread::Builder::new().name("release-model".into()).spawn(move || {
-        while Arc::strong_count(&old) > 1 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let model = old.manifest().model.to_string();
-        drop(old);
-        tracing::info!(%model, drained_ms = started.elapsed().as_millis() as u64, "released the swapped-out model");
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start a thread to release the swapped-out model; its last request drops it");
-    }
-}
-
 /// Watches where `reference` (an alias, or `latest` with
 /// [`ServeOptions::follow_latest`]) points, every `interval`; when it moves, loads the new
 /// model in the background and swaps it in. A model that fails to load is not swapped in:
@@ -196,7 +183,8 @@ fn release(old: Arc<Endpoint>) {
 /// `latest` has no way to force.
 async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, interval: Duration) {
     let name = reference.repository.clone();
-    let Some(slot) = app.state.models.get().and_then(|models| models.by_name.get(&name)) else { return };
+    let Some(models) = app.state.models.get() else { return };
+    let Some(slot) = models.get(&name) else { return };
     let Some(follow) = &slot.follow else { return };
     let log = |change: &dyn Fn(&mut FollowLog)| change(&mut follow.log.lock().unwrap_or_else(|p| p.into_inner()));
     let mut ticker = tokio::time::interval(interval);
@@ -204,6 +192,10 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
     ticker.tick().await;
     loop {
         ticker.tick().await;
+        // Unloaded (the repository API), or replaced by a load: this follower is done.
+        if !models.get(&name).is_some_and(|now| Arc::ptr_eq(&now, &slot)) {
+            return;
+        }
         let serving = slot.endpoint();
         let current = serving.manifest().model.number;
         let (lookup, wanted) = (registry.clone(), reference.clone());
@@ -291,6 +283,38 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
     }
 }
 
+/// `--repository-mode all`: every `interval`, loads the organization's repositories that
+/// appeared since (at their latest number), as the repository API's load does. A name
+/// unloaded on request, being changed, or whose load failed is left alone (a load through
+/// the API tries it again).
+async fn discover(app: App, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Ok(index) = repository::index(&app.state, false).await else { continue };
+        let Some(registry) = app.state.registry.get() else { return };
+        let left_alone = app.state.changes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for entry in index {
+            if entry.state == "UNAVAILABLE" && !left_alone.contains_key(&entry.name) {
+                // A repository appears before its first model is committed: wait for one
+                // (a load now would fail, and a failed name is left alone).
+                let (lookup, organization, name) =
+                    (registry.clone(), app.state.options.organization.clone(), entry.name.clone());
+                let latest = ModelRef { organization, repository: name, version: Version::Latest };
+                let committed = tokio::task::spawn_blocking(move || lookup.resolve(&latest).is_ok()).await;
+                if !matches!(committed, Ok(true)) {
+                    continue;
+                }
+                if let Err(e) = repository::load(&app.state, &entry.name, None).await {
+                    tracing::warn!(model = %entry.name, error = %e.message, "a new repository could not be loaded");
+                }
+            }
+        }
+    }
+}
+
 /// Serves `models` from `registry` until `shutdown` completes: binds first (so `/livez`
 /// answers at once), loads the models off the async runtime, then turns ready. A model
 /// that cannot be loaded ends the server with that error. On shutdown the server stops
@@ -326,7 +350,9 @@ pub async fn serve_on(
     let options_follow_latest = options.follow_latest;
     let grpc_addr = options.grpc_addr;
     let limits = options.connections.clone();
+    let (mode, organization) = (options.repository_mode, options.organization.clone());
     let app = App::new(options);
+    let _ = app.state.registry.set(registry.clone());
     // One shutdown for every listener.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -347,8 +373,19 @@ pub async fn serve_on(
         Version::Latest => follow_latest,
         Version::Number(_) => false,
     };
-    let followed: Vec<ModelRef> = models.iter().filter(|m| follows(m)).cloned().collect();
-    let loading = tokio::task::spawn_blocking(move || -> Result<()> {
+    let loading = tokio::task::spawn_blocking(move || -> Result<Vec<ModelRef>> {
+        let mut models = models;
+        if mode == RepositoryMode::All {
+            // Every repository of the organization, at its latest number, besides those named.
+            let repositories = loader_registry
+                .repositories(&organization)
+                .map_err(|e| Error::msg(format!("cannot list the repositories of {organization}: {e}")))?;
+            for repository in repositories {
+                if !models.iter().any(|m| m.repository == repository) {
+                    models.push(ModelRef { organization: organization.clone(), repository, version: Version::Latest });
+                }
+            }
+        }
         let mut loaded = Vec::new();
         for model in &models {
             let started = Instant::now();
@@ -357,7 +394,8 @@ pub async fn serve_on(
             tracing::info!(model = %dyn_model.manifest().model, runner = %dyn_model.manifest().runner.name, ms = started.elapsed().as_millis() as u64, "loaded");
             loaded.push((dyn_model, follows(model).then(|| model.to_string())));
         }
-        loader_app.install(loaded)
+        loader_app.install(loaded)?;
+        Ok(models.into_iter().filter(|m| follows(m)).collect())
     });
     let server = super::serve_connections(listener, app.service(), limits.clone(), when_stopped());
     on_listening();
@@ -378,9 +416,10 @@ pub async fn serve_on(
             grpc.abort();
         }
     };
-    match loading.await {
-        Ok(Ok(())) => {
+    let followed = match loading.await {
+        Ok(Ok(followed)) => {
             tracing::info!("ready");
+            followed
         }
         Ok(Err(e)) => {
             abort();
@@ -390,11 +429,14 @@ pub async fn serve_on(
             abort();
             return Err(Error::msg(format!("loading the models panicked: {e}")));
         }
-    }
-    let followers: Vec<_> = followed
+    };
+    let mut followers: Vec<_> = followed
         .into_iter()
         .map(|reference| tokio::spawn(follow(app.clone(), registry.clone(), reference, interval)))
         .collect();
+    if mode == RepositoryMode::All {
+        followers.push(tokio::spawn(discover(app.clone(), interval)));
+    }
     let outcome = server.await;
     let grpc_outcome = match grpc {
         Some(grpc) => grpc.await,

@@ -42,6 +42,7 @@ use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
 use super::error::ApiError;
+use super::repository;
 use super::routes::measured;
 use super::state::AppState;
 use super::v2_routes::{infer_tensors, model_metadata_of, tensor_endpoint, versioned_endpoint, SERVER_NAME};
@@ -161,8 +162,15 @@ impl GrpcInferenceService for V2Grpc {
         if !self.state.ready.load(Ordering::Acquire) {
             return Ok(Response::new(proto::ModelReadyResponse { ready: false }));
         }
-        tensor_endpoint(&self.state, &request.name, version(&request.version)).map_err(|e| status(e.0))?;
-        Ok(Response::new(proto::ModelReadyResponse { ready: true }))
+        // A model not served (never loaded, or unloaded) is not ready, as Triton answers it;
+        // HTTP's `/v2/models/{name}/ready` says so with its 404.
+        match tensor_endpoint(&self.state, &request.name, version(&request.version)) {
+            Ok(_) => Ok(Response::new(proto::ModelReadyResponse { ready: true })),
+            Err(e) if e.0.status == StatusCode::NOT_FOUND => {
+                Ok(Response::new(proto::ModelReadyResponse { ready: false }))
+            }
+            Err(e) => Err(status(e.0)),
+        }
     }
 
     async fn server_metadata(
@@ -220,6 +228,64 @@ impl GrpcInferenceService for V2Grpc {
         }
         Ok(response)
     }
+
+    async fn repository_index(
+        &self,
+        request: Request<proto::RepositoryIndexRequest>,
+    ) -> Result<Response<proto::RepositoryIndexResponse>, Status> {
+        let entries = repository::index(&self.state, request.into_inner().ready).await.map_err(status)?;
+        let models = entries
+            .into_iter()
+            .map(|e| proto::repository_index_response::ModelIndex {
+                name: e.name,
+                version: e.version,
+                state: e.state.to_string(),
+                reason: e.reason,
+            })
+            .collect();
+        Ok(Response::new(proto::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<proto::RepositoryModelLoadRequest>,
+    ) -> Result<Response<proto::RepositoryModelLoadResponse>, Status> {
+        let request = request.into_inner();
+        let version = repository::version(&repository_parameters(request.parameters)).map_err(status)?;
+        repository::load(&self.state, &request.model_name, version.as_deref()).await.map_err(status)?;
+        Ok(Response::new(proto::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<proto::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<proto::RepositoryModelUnloadResponse>, Status> {
+        let request = request.into_inner();
+        repository::unload(&self.state, &request.model_name).await.map_err(status)?;
+        Ok(Response::new(proto::RepositoryModelUnloadResponse {}))
+    }
+}
+
+/// Typed repository parameters as the HTTP route reads them (JSON values).
+fn repository_parameters(
+    parameters: std::collections::HashMap<String, proto::ModelRepositoryParameter>,
+) -> repository::Parameters {
+    use proto::model_repository_parameter::ParameterChoice;
+    parameters
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value.parameter_choice {
+                Some(ParameterChoice::BoolParam(b)) => serde_json::Value::from(b),
+                Some(ParameterChoice::Int64Param(i)) => serde_json::Value::from(i),
+                Some(ParameterChoice::StringParam(s)) => serde_json::Value::from(s),
+                Some(ParameterChoice::BytesParam(b)) => {
+                    serde_json::Value::from(String::from_utf8_lossy(&b).into_owned())
+                }
+                None => serde_json::Value::Null,
+            };
+            (name, value)
+        })
+        .collect()
 }
 
 /// One `ModelInfer` on `endpoint`: the request's tensors in, the outputs asked for out,

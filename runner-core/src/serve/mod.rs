@@ -36,6 +36,7 @@ mod openapi;
 mod options;
 pub mod page;
 mod pages;
+mod repository;
 mod routes;
 mod state;
 mod test_client;
@@ -50,6 +51,6 @@ pub use error::{method_not_allowed, status_for, status_of, ApiError, PathParams}
 #[cfg(feature = "args")]
 pub use listen::ConnectionArgs;
 pub use listen::{serve_connections, ConnectionLimits};
-pub use options::ServeOptions;
+pub use options::{RepositoryMode, ServeOptions};
 pub use routes::MODEL_HEADER;
 pub use test_client::{TestClient, TestResponse};

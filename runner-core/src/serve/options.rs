@@ -50,6 +50,39 @@ pub struct ServeOptions {
     pub follow_latest: bool,
     /// Timeouts for slow clients and the cap on open connections, for HTTP and gRPC alike.
     pub connections: super::ConnectionLimits,
+    /// Which models the server may load, and when: only those named at start (the
+    /// default), or others on request through the repository API, or every repository of
+    /// the organization.
+    pub repository_mode: RepositoryMode,
+    /// The organization whose repositories the repository API lists and loads (default
+    /// `default`).
+    pub organization: String,
+}
+
+/// Which models a server loads, and when: `serve --repository-mode`, in the spirit of
+/// Triton's `--model-control-mode`. The repository API (`POST /v2/repository/index`,
+/// `.../models/{name}/load`, `.../unload`, and gRPC `RepositoryIndex`,
+/// `RepositoryModelLoad`, `RepositoryModelUnload`) lists the organization's repositories
+/// in every mode, and loads and unloads in `explicit` and `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "args", derive(clap::ValueEnum))]
+pub enum RepositoryMode {
+    /// The models named at start, for the server's life.
+    #[default]
+    Startup,
+    /// The models named at start (none is fine); others are loaded and unloaded on request.
+    Explicit,
+    /// Every repository of the organization at its latest number, and new repositories as
+    /// they appear (looked for every `follow_interval`); loaded and unloaded on request
+    /// too. A name unloaded on request is not loaded again until asked.
+    All,
+}
+
+impl RepositoryMode {
+    /// Whether models are loaded and unloaded while the server runs.
+    pub fn loads_at_run_time(self) -> bool {
+        self != RepositoryMode::Startup
+    }
 }
 
 impl ServeOptions {
@@ -81,6 +114,8 @@ impl Default for ServeOptions {
             follow_interval: Duration::from_secs(5),
             follow_latest: false,
             connections: super::ConnectionLimits::default(),
+            repository_mode: RepositoryMode::Startup,
+            organization: crate::names::DEFAULT_ORGANIZATION.to_string(),
         }
     }
 }

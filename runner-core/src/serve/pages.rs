@@ -138,9 +138,10 @@ pub(crate) async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap)
     let main = match state.models.get() {
         Some(models) if state.ready.load(Ordering::Acquire) => {
             let openapi = models.openapi.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            let table = models.snapshot();
             html! {
                 h1 { "Served models" }
-                @for (name, slot) in &models.by_name { (model_card(name, slot, &openapi)) }
+                @for (name, slot) in table.iter() { (model_card(name, slot, &openapi)) }
             }
         }
         _ => html! {

@@ -56,10 +56,14 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let endpoint = match models(&state) {
-        Ok(models) if models.by_name.len() == 1 => models.by_name.values().next().expect("one model").endpoint(),
-        Ok(models) => {
-            let names: Vec<&str> = models.by_name.keys().map(String::as_str).collect();
+    let table = match models(&state) {
+        Ok(models) => models.snapshot(),
+        Err(e) => return e.into_response(),
+    };
+    let endpoint = match table.len() {
+        1 => table.values().next().expect("one model").endpoint(),
+        _ => {
+            let names: Vec<&str> = table.keys().map(String::as_str).collect();
             return ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -70,7 +74,6 @@ pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: 
             )
             .into_response();
         }
-        Err(e) => return e.into_response(),
     };
     predict(&state, endpoint, request).await
 }
@@ -188,7 +191,7 @@ fn summary(slot: &Slot) -> serde_json::Value {
 pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let models = models(&state)?;
     Ok(Json(serde_json::json!({
-        "models": models.by_name.values().map(summary).collect::<Vec<_>>()
+        "models": models.snapshot().values().map(|slot| summary(slot)).collect::<Vec<_>>()
     })))
 }
 
@@ -197,7 +200,7 @@ pub(crate) async fn model_info(
     PathParams(name): PathParams<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let slot = slot(&state, &name)?;
-    let mut info = summary(slot);
+    let mut info = summary(&slot);
     info["manifest"] = serde_json::to_value(slot.endpoint().manifest()).expect("manifests serialize");
     Ok(Json(info))
 }

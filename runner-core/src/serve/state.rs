@@ -13,10 +13,76 @@ use super::error::ApiError;
 use super::options::ServeOptions;
 use crate::engine::{Endpoint, Engine};
 
+/// The served names and their slots.
+///
+/// Shared state: `table` is read by every request (one `ArcSwap` load, then a lookup) and
+/// replaced whole, copy on write, when a model is loaded or unloaded (the repository API,
+/// `serve --repository-mode`). Writers serialise on `write`, so two changes never race to
+/// replace the table and lose one another; a reader sees the table before or after a
+/// change, never half of one. A request takes its slot's endpoint once and finishes on it,
+/// so unloading a name (removing its slot) never fails a request already past the lookup.
 pub(crate) struct Models {
-    pub(crate) by_name: BTreeMap<String, Slot>,
-    /// Rebuilt when a model is swapped.
+    table: arc_swap::ArcSwap<BTreeMap<String, Arc<Slot>>>,
+    write: Mutex<()>,
+    /// Rebuilt when a model is swapped, loaded or unloaded.
     pub(crate) openapi: RwLock<serde_json::Value>,
+}
+
+impl Models {
+    pub(crate) fn new(table: BTreeMap<String, Arc<Slot>>, openapi: serde_json::Value) -> Models {
+        Models { table: arc_swap::ArcSwap::from_pointee(table), write: Mutex::new(()), openapi: RwLock::new(openapi) }
+    }
+
+    /// The slot served as `name` now.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Slot>> {
+        self.table.load().get(name).cloned()
+    }
+
+    /// Every served name now, with its slot.
+    pub(crate) fn snapshot(&self) -> Arc<BTreeMap<String, Arc<Slot>>> {
+        self.table.load_full()
+    }
+
+    /// Changes the table under the write lock: `change` gets a copy to edit, which
+    /// replaces the table whole; returns what `change` returns. The OpenAPI document is
+    /// rebuilt after.
+    pub(crate) fn change<T>(&self, change: impl FnOnce(&mut BTreeMap<String, Arc<Slot>>) -> T) -> T {
+        let _writing = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = BTreeMap::clone(&self.table.load());
+        let outcome = change(&mut table);
+        self.table.store(Arc::new(table));
+        self.refresh_openapi();
+        outcome
+    }
+
+    /// Rebuilds the OpenAPI document from the endpoints answering now.
+    pub(crate) fn refresh_openapi(&self) {
+        let document = super::openapi::document(&endpoints(&self.snapshot()));
+        *self.openapi.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = document;
+    }
+}
+
+/// The endpoints answering now, by name (for the OpenAPI document).
+pub(crate) fn endpoints(table: &BTreeMap<String, Arc<Slot>>) -> BTreeMap<String, Arc<Endpoint>> {
+    table.iter().map(|(name, slot)| (name.clone(), slot.endpoint())).collect()
+}
+
+/// Drops a swapped-out or unloaded endpoint once the requests still holding it have
+/// finished, on a thread of its own: freeing a large model must not stall the async
+/// runtime.
+pub(crate) fn release(old: Arc<Endpoint>) {
+    let started = std::time::Instant::now();
+    let spawned = std::thread::Builder::new().name("release-model".into()).spawn(move || {
+        while Arc::strong_count(&old) > 1 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let model = old.manifest().model.to_string();
+        drop(old);
+        tracing::info!(%model, drained_ms = started.elapsed().as_millis() as u64, "released the model");
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to release the model; its last request drops it");
+    }
 }
 
 /// One served name: the endpoint answering now, swapped whole when the alias it follows
@@ -91,6 +157,24 @@ pub(crate) struct AppState {
     pub(crate) models: OnceLock<Models>,
     pub(crate) ready: AtomicBool,
     pub(crate) request_id_prefix: String,
+    /// The registry models are loaded from at run time (set when serving from one).
+    pub(crate) registry: OnceLock<Arc<dyn crate::registry::Registry>>,
+    /// Names being loaded or unloaded through the repository API, and those that failed
+    /// or were unloaded on request (the repository index's LOADING and UNAVAILABLE).
+    pub(crate) changes: Mutex<BTreeMap<String, Change>>,
+}
+
+/// What the repository API did last to a name that is not READY.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// Being loaded now.
+    Loading,
+    /// Being unloaded now.
+    Unloading,
+    /// The last load failed, and why.
+    Failed(String),
+    /// Unloaded on request (`--repository-mode all` does not load it again by itself).
+    Unloaded,
 }
 
 impl AppState {
@@ -113,17 +197,24 @@ pub(crate) fn models(state: &AppState) -> Result<&Models, ApiError> {
 
 /// The endpoint answering for `name` now.
 pub(crate) fn endpoint(state: &AppState, name: &str) -> Result<Arc<Endpoint>, ApiError> {
-    slot(state, name).map(Slot::endpoint)
+    slot(state, name).map(|slot| slot.endpoint())
 }
 
-pub(crate) fn slot<'a>(state: &'a AppState, name: &str) -> Result<&'a Slot, ApiError> {
+pub(crate) fn slot(state: &AppState, name: &str) -> Result<Arc<Slot>, ApiError> {
     let models = models(state)?;
-    models.by_name.get(name).ok_or_else(|| {
-        let names: Vec<&str> = models.by_name.keys().map(String::as_str).collect();
+    models.get(name).ok_or_else(|| {
+        let table = models.snapshot();
+        let names: Vec<&str> = table.keys().map(String::as_str).collect();
+        let served = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        let how = if state.options.repository_mode.loads_at_run_time() {
+            format!("; load it with POST /v2/repository/models/{name}/load")
+        } else {
+            String::new()
+        };
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no model `{name}` is served here (served: {})", names.join(", ")),
+            format!("no model `{name}` is served here (served: {served}){how}"),
         )
     })
 }
