@@ -447,6 +447,8 @@ async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
     let sum = "section.model[data-model=sum]";
     let facts = browser.text(&format!("{sum} dl.facts")).await;
     assert!(facts.contains("sum:1") && facts.contains("runner-examples"), "{facts}");
+    // Models named at start were not measured while loading; when each was last used is shown.
+    assert!(facts.contains("not measured (loaded at start)") && facts.contains("ago"), "{facts}");
     // The form is prefilled with an example the runner accepts; sending it shows the
     // answer, which is what the API answers.
     let example = browser

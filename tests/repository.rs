@@ -292,6 +292,154 @@ async fn all_mode_serves_every_repository_and_picks_up_new_ones() {
     server.stop().await.unwrap();
 }
 
+/// A model of `mib` MiB of touched memory that answers with its number: `size.txt` holds
+/// `mib number`.
+pub struct Heavy;
+
+#[runner(name = "heavy")]
+impl Heavy {
+    fn load_model(
+        _props: Option<runner_core::Props>,
+        artifacts: &runner_core::Artifacts,
+    ) -> runner_core::Result<(Vec<u8>, u64)> {
+        let text = artifacts.read_to_string("size.txt")?;
+        let mut words = text.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+        let (mib, number) = (words.next().unwrap(), words.next().unwrap());
+        Ok((vec![number as u8 | 1; (mib as usize) << 20], number))
+    }
+
+    fn predict(model: &(Vec<u8>, u64), data: Ask) -> Reply {
+        std::thread::sleep(Duration::from_millis(data.sleep_ms));
+        // The memory is the model's: the number is answered only when it holds it.
+        let intact = model.0[model.0.len() / 2] == model.1 as u8 | 1;
+        Reply { number: if intact { model.1 } else { 0 } }
+    }
+}
+
+/// A tiny pseudo-random sequence (the test's mix must not depend on a crate or the clock).
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+/// 50 small models, at most 10 loaded, every request of a random mix from 16 connections
+/// answered by the right model: the least recently used idle model makes room, and a
+/// request for an unloaded one loads it and waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_models_with_ten_loaded_answer_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    for i in 0..50 {
+        register(&registry, &format!("m{i:02}"), 1);
+    }
+    let options = ServeOptions { max_loaded_models: Some(10), load_on_demand: true, ..mode(RepositoryMode::Explicit) };
+    let server = start(registry, &[], options).await;
+    let url = server.url.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicUsize::new(0));
+    let watcher = tokio::spawn({
+        let (url, stop, most) = (url.clone(), stop.clone(), most.clone());
+        async move {
+            let http = reqwest::Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                let models: Value = http.get(format!("{url}/models")).send().await.unwrap().json().await.unwrap();
+                most.fetch_max(models["models"].as_array().unwrap().len(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let clients: Vec<_> = (0..16u64)
+        .map(|client| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut seed = client + 1;
+                let mut wrong = Vec::new();
+                for _ in 0..40 {
+                    // Mostly a hot set of 8, sometimes any of the 50.
+                    let pick = lcg(&mut seed);
+                    let i = if pick.is_multiple_of(4) { lcg(&mut seed) % 50 } else { lcg(&mut seed) % 8 };
+                    let (status, number, said) = ask(&http, &url, &format!("m{i:02}"), 0).await;
+                    if (status, number) != (200, Some(1)) {
+                        wrong.push((i, status, said));
+                    }
+                }
+                wrong
+            })
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for client in clients {
+        wrong.extend(client.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.await.unwrap();
+    assert!(wrong.is_empty(), "{} of 640 failed: {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    let most = most.load(Ordering::Relaxed);
+    assert!((1..=10).contains(&most), "{most} models were loaded at once");
+    let http = reqwest::Client::new();
+    let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("runner_load_on_demand_seconds_count{model=\"m"), "{metrics}");
+    assert!(metrics.contains("outcome=\"evicted\""), "{metrics}");
+    server.stop().await.unwrap();
+}
+
+/// `--memory-budget`: models of 8 MiB under a 40 MiB budget; after every load the
+/// resident sizes the server measured stay within it (an idle model is unloaded first),
+/// and each size measured is the model's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_unloads_the_least_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    for i in 0..12u64 {
+        let file = dir.path().join(format!("size-{i}.txt"));
+        std::fs::write(&file, format!("8 {}", i + 1)).unwrap();
+        register_model::<Heavy>(&format!("h{i:02}"))
+            .model((Vec::new(), 0))
+            .artifact(file.to_str().unwrap(), "size.txt")
+            .register(&registry)
+            .unwrap();
+    }
+    let budget = 40u64 << 20;
+    let options = ServeOptions { memory_budget: Some(budget), load_on_demand: true, ..mode(RepositoryMode::Explicit) };
+    let server = start(registry, &[], options).await;
+    let (http, url) = (reqwest::Client::new(), server.url.clone());
+    for round in 0..2 {
+        for i in 0..12u64 {
+            assert_eq!(ask(&http, &url, &format!("h{i:02}"), 0).await.1, Some(i + 1), "round {round}");
+            let models: Value = http.get(format!("{url}/models")).send().await.unwrap().json().await.unwrap();
+            let sizes: Vec<u64> =
+                models["models"].as_array().unwrap().iter().map(|m| m["resident_bytes"].as_u64().unwrap()).collect();
+            let used: u64 = sizes.iter().sum();
+            assert!(used <= budget, "{used} bytes resident over the {budget} budget: {sizes:?}");
+        }
+    }
+    // The last one asked for is loaded, and the first (least recently used) is not.
+    let models: Value = http.get(format!("{url}/models")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = models["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"h11") && !names.contains(&"h00"), "{names:?}");
+    assert!(names.len() >= 3, "8 MiB models under 40 MiB: {names:?}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limits_need_a_mode_that_loads_at_run_time() {
+    let (_dir, registry) = registry();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = runner_core::serve::serve_on(
+        listener,
+        Arc::new(registry),
+        vec!["alpha:1".parse().unwrap()],
+        ServeOptions { max_loaded_models: Some(2), ..ServeOptions::default() },
+        std::future::pending(),
+        || {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("--repository-mode explicit"), "{refused}");
+}
+
 fn python() -> std::path::PathBuf {
     let venv = std::env::var_os("VIRTUAL_ENV")
         .map(std::path::PathBuf::from)

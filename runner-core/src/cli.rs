@@ -230,6 +230,21 @@ pub struct ServeArgs {
     #[arg(long, env = "RUNNER_ORGANIZATION", default_value = crate::names::DEFAULT_ORGANIZATION, value_name = "ORG")]
     pub organization: String,
 
+    /// At most this many models loaded at once; one more unloads the least recently used
+    /// idle one first (with --repository-mode explicit or all).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_loaded_models: Option<u64>,
+
+    /// At most this many bytes of models resident (each measured while it loads); past it
+    /// the least recently used idle models are unloaded (with --repository-mode explicit or all).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_budget: Option<u64>,
+
+    /// A request for a registered model that is not loaded loads it and waits, rather than
+    /// answering 404 (with --repository-mode explicit or all).
+    #[arg(long)]
+    pub load_on_demand: bool,
+
     /// Async runtime worker threads [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
@@ -255,6 +270,9 @@ impl ServeArgs {
             connections: self.connections.limits(),
             repository_mode: self.repository_mode,
             organization: self.organization.clone(),
+            max_loaded_models: self.max_loaded_models.map(|n| n as usize),
+            memory_budget: self.memory_budget,
+            load_on_demand: self.load_on_demand,
         }
     }
 }

@@ -61,6 +61,7 @@ pub struct Metrics {
     batch_size: Family<ModelLabel, Histogram, fn() -> Histogram>,
     serving: Family<NameLabel, Gauge>,
     swaps: Family<SwapLabels, Counter>,
+    load_waits: Family<NameLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -81,15 +82,26 @@ impl Metrics {
         registry.register("model_number", "The model number each served name answers with", serving.clone());
         registry.register(
             "model_swaps",
-            "Models loaded because an alias moved: swapped in, or failed to load (the old one kept serving)",
+            "Models loaded or unloaded while serving: an alias moved (swapped, failed: the old one kept serving, refused: its API differs), or the repository API or the memory budget (loaded, unloaded, evicted)",
             swaps.clone(),
         );
-        Arc::new(Metrics { registry, requests, latency, hooks, in_flight, batch_size, serving, swaps })
+        let load_waits = Family::<NameLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "load_on_demand_seconds",
+            "How long requests waited for their model to load (serve --load-on-demand)",
+            load_waits.clone(),
+        );
+        Arc::new(Metrics { registry, requests, latency, hooks, in_flight, batch_size, serving, swaps, load_waits })
     }
 
     /// Records that `model` now answers with model number `number`.
     pub(crate) fn serving(&self, model: &str, number: u64) {
         self.serving.get_or_create(&NameLabel { model: model.to_string() }).set(number as i64);
+    }
+
+    /// Records that a request waited `seconds` for `model` to load.
+    pub(crate) fn load_wait(&self, model: &str, seconds: f64) {
+        self.load_waits.get_or_create(&NameLabel { model: model.to_string() }).observe(seconds);
     }
 
     /// Counts one swap of `model`: `outcome` is `swapped`, `failed` or `refused`.

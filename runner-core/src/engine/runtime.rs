@@ -72,6 +72,11 @@ impl Engine {
         }
     }
 
+    /// Records that a request waited `wait` for the model served as `name` to load.
+    pub fn record_load_wait(&self, name: &str, wait: std::time::Duration) {
+        self.metrics.load_wait(name, wait.as_secs_f64());
+    }
+
     /// Every metric, in the OpenMetrics text format.
     pub fn encode_metrics(&self) -> String {
         self.metrics.encode()

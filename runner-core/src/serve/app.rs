@@ -50,6 +50,8 @@ impl App {
             request_id_prefix: format!("{:08x}", (nanos as u64 ^ u64::from(std::process::id())) as u32),
             registry: OnceLock::new(),
             changes: Mutex::new(BTreeMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
         };
         App { state: Arc::new(state) }
     }
@@ -287,7 +289,10 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
 /// appeared since (at their latest number), as the repository API's load does. A name
 /// unloaded on request, being changed, or whose load failed is left alone (a load through
 /// the API tries it again).
-async fn discover(app: App, interval: Duration) {
+async fn discover(app: App, interval: Duration, known: Vec<String>) {
+    // The repositories seen so far: only those that appear later are loaded here (one
+    // unloaded by the memory budget is not loaded back, which would unload another).
+    let mut known: std::collections::BTreeSet<String> = known.into_iter().collect();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -297,7 +302,7 @@ async fn discover(app: App, interval: Duration) {
         let Some(registry) = app.state.registry.get() else { return };
         let left_alone = app.state.changes.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for entry in index {
-            if entry.state == "UNAVAILABLE" && !left_alone.contains_key(&entry.name) {
+            if entry.state == "UNAVAILABLE" && !left_alone.contains_key(&entry.name) && !known.contains(&entry.name) {
                 // A repository appears before its first model is committed: wait for one
                 // (a load now would fail, and a failed name is left alone).
                 let (lookup, organization, name) =
@@ -307,6 +312,7 @@ async fn discover(app: App, interval: Duration) {
                 if !matches!(committed, Ok(true)) {
                     continue;
                 }
+                known.insert(entry.name.clone());
                 if let Err(e) = repository::load(&app.state, &entry.name, None).await {
                     tracing::warn!(model = %entry.name, error = %e.message, "a new repository could not be loaded");
                 }
@@ -351,6 +357,7 @@ pub async fn serve_on(
     let grpc_addr = options.grpc_addr;
     let limits = options.connections.clone();
     let (mode, organization) = (options.repository_mode, options.organization.clone());
+    let (max_loaded, budget, on_demand) = (options.max_loaded_models, options.memory_budget, options.load_on_demand);
     let app = App::new(options);
     let _ = app.state.registry.set(registry.clone());
     // One shutdown for every listener.
@@ -373,15 +380,35 @@ pub async fn serve_on(
         Version::Latest => follow_latest,
         Version::Number(_) => false,
     };
-    let loading = tokio::task::spawn_blocking(move || -> Result<Vec<ModelRef>> {
+    if max_loaded.is_some() || budget.is_some() || on_demand {
+        if !mode.loads_at_run_time() {
+            return Err(Error::msg(
+                "--max-loaded-models, --memory-budget and --load-on-demand load and unload models while serving: add --repository-mode explicit (or all)",
+            ));
+        }
+        if max_loaded.is_some_and(|max| models.len() > max) {
+            return Err(Error::msg(format!(
+                "{} models are named, more than --max-loaded-models {}",
+                models.len(),
+                max_loaded.unwrap_or_default()
+            )));
+        }
+    }
+    let loading = tokio::task::spawn_blocking(move || -> Result<(Vec<ModelRef>, Vec<String>)> {
         let mut models = models;
+        let mut known = Vec::new();
         if mode == RepositoryMode::All {
-            // Every repository of the organization, at its latest number, besides those named.
-            let repositories = loader_registry
+            // Every repository of the organization, at its latest number, besides those
+            // named, up to --max-loaded-models (the others load on request).
+            known = loader_registry
                 .repositories(&organization)
                 .map_err(|e| Error::msg(format!("cannot list the repositories of {organization}: {e}")))?;
-            for repository in repositories {
-                if !models.iter().any(|m| m.repository == repository) {
+            for repository in &known {
+                if max_loaded.is_some_and(|max| models.len() >= max) {
+                    break;
+                }
+                if !models.iter().any(|m| &m.repository == repository) {
+                    let repository = repository.clone();
                     models.push(ModelRef { organization: organization.clone(), repository, version: Version::Latest });
                 }
             }
@@ -395,7 +422,7 @@ pub async fn serve_on(
             loaded.push((dyn_model, follows(model).then(|| model.to_string())));
         }
         loader_app.install(loaded)?;
-        Ok(models.into_iter().filter(|m| follows(m)).collect())
+        Ok((models.into_iter().filter(|m| follows(m)).collect(), known))
     });
     let server = super::serve_connections(listener, app.service(), limits.clone(), when_stopped());
     on_listening();
@@ -416,10 +443,10 @@ pub async fn serve_on(
             grpc.abort();
         }
     };
-    let followed = match loading.await {
-        Ok(Ok(followed)) => {
+    let (followed, known) = match loading.await {
+        Ok(Ok(loaded)) => {
             tracing::info!("ready");
-            followed
+            loaded
         }
         Ok(Err(e)) => {
             abort();
@@ -435,7 +462,7 @@ pub async fn serve_on(
         .map(|reference| tokio::spawn(follow(app.clone(), registry.clone(), reference, interval)))
         .collect();
     if mode == RepositoryMode::All {
-        followers.push(tokio::spawn(discover(app.clone(), interval)));
+        followers.push(tokio::spawn(discover(app.clone(), interval, known)));
     }
     let outcome = server.await;
     let grpc_outcome = match grpc {

@@ -217,6 +217,9 @@ impl GrpcInferenceService for V2Grpc {
         let limit = self.state.options.timeout.min(client_timeout(&request).map_or(Duration::MAX, answer_within));
         let deadline = tokio::time::Instant::now() + limit;
         let request = request.into_inner();
+        if self.state.options.load_on_demand {
+            repository::endpoint(&self.state, &request.model_name).await.map_err(status)?;
+        }
         let endpoint = versioned_endpoint(&self.state, &request.model_name, version(&request.model_version))
             .map_err(|e| status(e.0))?;
         let name = request.model_name.clone();

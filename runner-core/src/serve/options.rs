@@ -57,6 +57,16 @@ pub struct ServeOptions {
     /// The organization whose repositories the repository API lists and loads (default
     /// `default`).
     pub organization: String,
+    /// At most this many models loaded at once: loading one more first unloads the least
+    /// recently used idle one (needs a [`RepositoryMode`] that loads at run time).
+    pub max_loaded_models: Option<usize>,
+    /// At most this many bytes of models resident (each measured as the growth of the
+    /// process's resident memory while it loaded): past it, the least recently used idle
+    /// models are unloaded (needs a [`RepositoryMode`] that loads at run time).
+    pub memory_budget: Option<u64>,
+    /// A request for a model of the registry that is not loaded loads it and waits, instead
+    /// of a 404 (the wait is in `runner_load_on_demand_seconds`).
+    pub load_on_demand: bool,
 }
 
 /// Which models a server loads, and when: `serve --repository-mode`, in the spirit of
@@ -116,6 +126,9 @@ impl Default for ServeOptions {
             connections: super::ConnectionLimits::default(),
             repository_mode: RepositoryMode::Startup,
             organization: crate::names::DEFAULT_ORGANIZATION.to_string(),
+            max_loaded_models: None,
+            memory_budget: None,
+            load_on_demand: false,
         }
     }
 }

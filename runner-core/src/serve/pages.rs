@@ -141,7 +141,7 @@ pub(crate) async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap)
             let table = models.snapshot();
             html! {
                 h1 { "Served models" }
-                @for (name, slot) in table.iter() { (model_card(name, slot, &openapi)) }
+                @for (name, slot) in table.iter() { (model_card(name, slot, &openapi, state.now_ms())) }
             }
         }
         _ => html! {
@@ -159,7 +159,7 @@ pub(crate) async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap)
     page::respond(StatusCode::OK, page::document("runner serve", top(csrf.is_some()), main, &["serve.js"]))
 }
 
-fn model_card(name: &str, slot: &Slot, openapi: &Value) -> Markup {
+fn model_card(name: &str, slot: &Slot, openapi: &Value, now_ms: u64) -> Markup {
     let endpoint = slot.endpoint();
     let manifest = endpoint.manifest();
     let follow = slot.follow.as_ref().map(|follow| {
@@ -195,6 +195,13 @@ fn model_card(name: &str, slot: &Slot, openapi: &Value) -> Markup {
                 dt { "Model" } dd { code { (manifest.model) } }
                 dt { "Runner" } dd { code { (endpoint.runner()) } " from " (manifest.runner.crate_name) " " (manifest.runner.crate_version) }
                 dt { "Files" } dd { (manifest.files.len()) " (" (page::bytes(manifest.total_bytes())) "), registered " (page::when(&manifest.created_at)) }
+                dt { "Memory" } dd data-resident=(slot.resident.load(std::sync::atomic::Ordering::Relaxed)) {
+                    @match slot.resident.load(std::sync::atomic::Ordering::Relaxed) {
+                        0 => { span.muted { "not measured (loaded at start)" } }
+                        bytes => { (page::bytes(bytes)) " resident, measured while it loaded" }
+                    }
+                    " · last used " (idle(now_ms.saturating_sub(slot.last_used()))) " ago"
+                }
                 dt { "Runs" } dd data-runs="1" {
                     code { (placement["mode"].as_str().unwrap_or("-")) }
                     @match placement["measured_calls"].as_u64().unwrap_or(0) {
@@ -370,5 +377,15 @@ fn docs_operation(path: &str, method: &str, operation: &Value) -> Markup {
                 } }
             }
         }
+    }
+}
+
+/// A duration in milliseconds as people read it: `850 ms`, `12 s`, `5 min`, `3 h`.
+fn idle(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..120_000 => format!("{} s", ms / 1_000),
+        120_000..7_200_000 => format!("{} min", ms / 60_000),
+        _ => format!("{} h", ms / 3_600_000),
     }
 }

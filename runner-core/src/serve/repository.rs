@@ -22,8 +22,19 @@
 //!   the first runs is refused (409), never queued behind it. Loading runs on the blocking
 //!   pool, outside every lock; the table is changed only once the model is loaded, so a
 //!   failed load leaves what was served (and says why in the index).
+//! - Loads at run time take turns ([`AppState::loading`], held from making room to serving
+//!   the model): the resident memory a load adds is its own, and two loads cannot both see
+//!   room for one more under `--max-loaded-models`.
+//! - Eviction picks the least recently used idle slot (no request holds its endpoint). A
+//!   request may take that endpoint between the check and the removal: it finishes on it,
+//!   as with any unload, and only the memory is freed a little later. A request that finds
+//!   the name gone meanwhile loads it again with `--load-on-demand`, or gets the 404.
+//! - `--load-on-demand`: the first request for a missing name loads it; others for that
+//!   name meanwhile are refused by its mark (409 inside) and wait until it is served, so
+//!   one load serves them all.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -37,6 +48,7 @@ use super::options::RepositoryMode;
 use super::state::{models, release, AppState, Change, Slot};
 use super::v2_routes::V2Error;
 use crate::catalog::load_any;
+use crate::engine::Endpoint;
 use crate::error::Error;
 use crate::names::{ModelRef, Version};
 
@@ -126,12 +138,22 @@ pub(crate) async fn load(state: &Arc<AppState>, name: &str, version: Option<&str
         ModelRef { organization: state.options.organization.clone(), repository: name.to_string(), version };
     let changing = Changing::start(state, name, Change::Loading)?;
     let started = std::time::Instant::now();
+    let _one_at_a_time = state.loading.lock().await;
+    // Room first, when loading one more would pass --max-loaded-models.
+    if state.models.get().is_some_and(|m| m.get(name).is_none()) {
+        evict(state, name, 1);
+    }
     let wanted = reference.clone();
-    let loaded = tokio::task::spawn_blocking(move || load_any(registry.as_ref(), &wanted))
-        .await
-        .unwrap_or_else(|e| Err(Error::msg(format!("loading panicked: {e}"))));
-    let model = match loaded {
-        Ok(model) => model,
+    let loaded = tokio::task::spawn_blocking(move || {
+        let before = resident_bytes();
+        let model = load_any(registry.as_ref(), &wanted)?;
+        let grown = resident_bytes().zip(before).map_or(0, |(after, before)| after.saturating_sub(before));
+        Ok::<_, Error>((model, grown))
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::msg(format!("loading panicked: {e}"))));
+    let (model, grown) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             let why = e.to_string();
             tracing::error!(model = %reference, error = %why, "the repository API could not load the model");
@@ -154,13 +176,19 @@ pub(crate) async fn load(state: &Arc<AppState>, name: &str, version: Option<&str
     }
     let endpoint = state.engine.serve(model, name);
     let models = models(state)?;
+    let now = state.now_ms();
     let replaced = models.change(|table| match table.get(name) {
         Some(slot) => {
             endpoint.continue_from(&slot.endpoint());
+            slot.resident.store(grown, Ordering::Relaxed);
+            slot.touch(now);
             Some(slot.swap(endpoint.clone()))
         }
         None => {
-            table.insert(name.to_string(), Arc::new(Slot::new(endpoint.clone(), None)));
+            let slot = Slot::new(endpoint.clone(), None);
+            slot.resident.store(grown, Ordering::Relaxed);
+            slot.touch(now);
+            table.insert(name.to_string(), Arc::new(slot));
             None
         }
     });
@@ -169,9 +197,92 @@ pub(crate) async fn load(state: &Arc<AppState>, name: &str, version: Option<&str
     if let Some(old) = replaced {
         release(old);
     }
-    tracing::info!(model = %reference, number, replaced = ?replaced_number, ms = started.elapsed().as_millis() as u64, "loaded through the repository API");
+    tracing::info!(model = %reference, number, replaced = ?replaced_number, resident_bytes = grown, ms = started.elapsed().as_millis() as u64, "loaded through the repository API");
     changing.finish_ready();
+    // Within --memory-budget (and --max-loaded-models) again.
+    evict(state, name, 0);
     Ok(())
+}
+
+/// Unloads the least recently used idle models (never `keep`, never one a request holds)
+/// until `room` more fit under `--max-loaded-models` and the measured sizes fit
+/// `--memory-budget`. When every candidate is busy, the limit is passed for now, said in
+/// the log, and the next load tries again.
+pub(crate) fn evict(state: &AppState, keep: &str, room: usize) {
+    let (max, budget) = (state.options.max_loaded_models, state.options.memory_budget);
+    if max.is_none() && budget.is_none() {
+        return;
+    }
+    let Some(models) = state.models.get() else { return };
+    loop {
+        let table = models.snapshot();
+        let over_count = max.is_some_and(|max| table.len() + room > max);
+        let used: u64 = table.values().map(|slot| slot.resident.load(Ordering::Relaxed)).sum();
+        let over_memory = budget.is_some_and(|budget| used > budget);
+        if !over_count && !over_memory {
+            return;
+        }
+        let victim = table
+            .iter()
+            .filter(|(name, slot)| name.as_str() != keep && !slot.busy())
+            .min_by_key(|(_, slot)| slot.last_used())
+            .map(|(name, _)| name.clone());
+        let Some(victim) = victim else {
+            tracing::warn!(
+                loaded = table.len(),
+                resident_bytes = used,
+                "over the model limits, but every other model is in use; unloading later"
+            );
+            return;
+        };
+        let Ok(changing) = Changing::start(state, &victim, Change::Unloading) else { continue };
+        let removed = models.change(|table| table.remove(&victim));
+        if let Some(slot) = removed {
+            let endpoint = slot.endpoint();
+            tracing::info!(model = %victim, number = endpoint.manifest().model.number, idle_ms = state.now_ms().saturating_sub(slot.last_used()), "unloaded the least recently used model to stay within the limits");
+            state.engine.record_swap(&victim, "evicted", None);
+            drop(slot);
+            release(endpoint);
+        }
+        // Evicted, not unloaded on request: `all` mode and --load-on-demand may load it again.
+        changing.finish_ready();
+    }
+}
+
+/// The endpoint answering for `name`; with `--load-on-demand`, a model of the registry
+/// that is not loaded is loaded first (concurrent requests for it wait for the one load),
+/// and the wait is recorded.
+pub(crate) async fn endpoint(state: &Arc<AppState>, name: &str) -> Result<Arc<Endpoint>, ApiError> {
+    let missing = match super::state::endpoint(state, name) {
+        Ok(endpoint) => return Ok(endpoint),
+        Err(e) if e.status == StatusCode::NOT_FOUND && state.options.load_on_demand => e,
+        Err(e) => return Err(e),
+    };
+    let started = std::time::Instant::now();
+    let give_up = started + state.options.timeout;
+    loop {
+        match load(state, name, None).await {
+            Ok(()) => {}
+            // Another request is loading it (or the budget is unloading it): wait for that.
+            Err(e) if e.status == StatusCode::CONFLICT => {
+                if std::time::Instant::now() > give_up {
+                    return Err(ApiError::timed_out(state.options.timeout));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("{}; loading it on demand failed: {}", missing.message, e.message),
+                ))
+            }
+        }
+        if let Ok(endpoint) = super::state::endpoint(state, name) {
+            state.engine.record_load_wait(name, started.elapsed());
+            return Ok(endpoint);
+        }
+    }
 }
 
 /// Stops serving `name`; requests in flight finish on it. Unloading a name not served is
@@ -190,6 +301,13 @@ pub(crate) async fn unload(state: &Arc<AppState>, name: &str) -> Result<(), ApiE
     }
     changing.finish(Change::Unloaded);
     Ok(())
+}
+
+/// The process's resident memory in bytes (Linux: `/proc/self/statm`); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 fn refuse_in_startup_mode(state: &AppState, what: &str) -> Result<(), ApiError> {

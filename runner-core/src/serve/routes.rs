@@ -83,7 +83,12 @@ pub(crate) async fn predict_named(
     PathParams(name): PathParams<String>,
     request: Request,
 ) -> Response {
-    match endpoint(&state, &name) {
+    let found = if state.options.load_on_demand {
+        super::repository::endpoint(&state, &name).await
+    } else {
+        endpoint(&state, &name)
+    };
+    match found {
         Ok(endpoint) => predict(&state, endpoint, request).await,
         Err(e) => e.into_response(),
     }
@@ -158,7 +163,7 @@ pub(crate) fn name_model(response: &mut Response, endpoint: &Endpoint) {
     }
 }
 
-fn summary(slot: &Slot) -> serde_json::Value {
+fn summary(slot: &Slot, now: u64) -> serde_json::Value {
     let endpoint = slot.endpoint();
     let manifest = endpoint.manifest();
     let follows = slot.follow.as_ref().map(|follow| {
@@ -174,6 +179,9 @@ fn summary(slot: &Slot) -> serde_json::Value {
         "name": manifest.model.repository,
         "model": manifest.model.to_string(),
         "number": manifest.model.number,
+        "state": "READY",
+        "resident_bytes": slot.resident.load(std::sync::atomic::Ordering::Relaxed),
+        "idle_ms": now.saturating_sub(slot.last_used()),
         "follows": follows,
         "runner": endpoint.runner(),
         "runner_crate": format!("{} {}", manifest.runner.crate_name, manifest.runner.crate_version),
@@ -191,7 +199,7 @@ fn summary(slot: &Slot) -> serde_json::Value {
 pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let models = models(&state)?;
     Ok(Json(serde_json::json!({
-        "models": models.snapshot().values().map(|slot| summary(slot)).collect::<Vec<_>>()
+        "models": models.snapshot().values().map(|slot| summary(slot, state.now_ms())).collect::<Vec<_>>()
     })))
 }
 
@@ -200,7 +208,7 @@ pub(crate) async fn model_info(
     PathParams(name): PathParams<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let slot = slot(&state, &name)?;
-    let mut info = summary(&slot);
+    let mut info = summary(&slot, state.now_ms());
     info["manifest"] = serde_json::to_value(slot.endpoint().manifest()).expect("manifests serialize");
     Ok(Json(info))
 }

@@ -92,11 +92,42 @@ pub(crate) struct Slot {
     current: arc_swap::ArcSwap<Endpoint>,
     /// What the slot follows, and what happened (for `/models`).
     pub(crate) follow: Option<Follow>,
+    /// When a request last took the endpoint, in milliseconds since the server started
+    /// (the memory budget unloads the least recently used first).
+    last_used: std::sync::atomic::AtomicU64,
+    /// The growth of the process's resident memory while the model loaded, in bytes (0:
+    /// not measured, as for the models named at start).
+    pub(crate) resident: std::sync::atomic::AtomicU64,
 }
 
 impl Slot {
     pub(crate) fn new(endpoint: Arc<Endpoint>, follow: Option<Follow>) -> Slot {
-        Slot { current: arc_swap::ArcSwap::new(endpoint), follow }
+        Slot {
+            current: arc_swap::ArcSwap::new(endpoint),
+            follow,
+            last_used: std::sync::atomic::AtomicU64::new(0),
+            resident: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Marks the slot used at `at` (milliseconds since the server started).
+    pub(crate) fn touch(&self, at: u64) {
+        // A relaxed store, and none when the value is current: no cache line bounces
+        // between cores for requests within the same millisecond.
+        if self.last_used.load(std::sync::atomic::Ordering::Relaxed) != at {
+            self.last_used.store(at, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// When a request last took the endpoint (milliseconds since the server started).
+    pub(crate) fn last_used(&self) -> u64 {
+        self.last_used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a request holds the endpoint now (the slot holds one reference, `Arc`s
+    /// taken by requests the others).
+    pub(crate) fn busy(&self) -> bool {
+        Arc::strong_count(&self.current.load()) > 1
     }
 
     /// The endpoint answering now.
@@ -162,6 +193,19 @@ pub(crate) struct AppState {
     /// Names being loaded or unloaded through the repository API, and those that failed
     /// or were unloaded on request (the repository index's LOADING and UNAVAILABLE).
     pub(crate) changes: Mutex<BTreeMap<String, Change>>,
+    /// Held while a model is loaded at run time, from making room for it to serving it:
+    /// one load at a time, so that the growth of resident memory it causes is its own and
+    /// concurrent loads cannot pass `--max-loaded-models` together.
+    pub(crate) loading: tokio::sync::Mutex<()>,
+    /// When the server started ([`Slot::touch`] counts from it).
+    pub(crate) started: std::time::Instant,
+}
+
+impl AppState {
+    /// Milliseconds since the server started.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
 }
 
 /// What the repository API did last to a name that is not READY.
@@ -197,7 +241,10 @@ pub(crate) fn models(state: &AppState) -> Result<&Models, ApiError> {
 
 /// The endpoint answering for `name` now.
 pub(crate) fn endpoint(state: &AppState, name: &str) -> Result<Arc<Endpoint>, ApiError> {
-    slot(state, name).map(|slot| slot.endpoint())
+    slot(state, name).map(|slot| {
+        slot.touch(state.now_ms());
+        slot.endpoint()
+    })
 }
 
 pub(crate) fn slot(state: &AppState, name: &str) -> Result<Arc<Slot>, ApiError> {

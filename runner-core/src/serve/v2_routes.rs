@@ -179,7 +179,12 @@ pub(super) async fn version_infer(
     }
 }
 
-async fn run_infer(state: &AppState, name: &str, version: Option<&str>, request: Request) -> Response {
+async fn run_infer(state: &Arc<AppState>, name: &str, version: Option<&str>, request: Request) -> Response {
+    if state.options.load_on_demand {
+        if let Err(e) = super::repository::endpoint(state, name).await {
+            return V2Error(e).into_response();
+        }
+    }
     let endpoint = match versioned_endpoint(state, name, version) {
         Ok(found) => found,
         Err(e) => return e.into_response(),
