@@ -14,21 +14,13 @@ use runner_examples::onnx::{self, MiniLmOnnx};
 use runner_examples::sentences::EmbedRequest;
 use serde_json::{json, Value};
 
-/// sentence-transformers' embeddings of the reference sentences (scripts/minilm_reference.py).
-fn reference() -> (Vec<String>, Vec<Vec<f32>>) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/minilm/reference.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    (serde_json::from_value(v["sentences"].clone()).unwrap(), serde_json::from_value(v["embeddings"].clone()).unwrap())
-}
-
-fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
-}
+mod reference;
+use reference::{max_difference, reference};
 
 #[test]
 fn minilm_on_onnx_runtime_matches_sentence_transformers_alone_and_batched() {
-    let (sentences, want) = reference();
+    let reference = reference();
+    let (sentences, want) = (reference.sentences, reference.embeddings);
     let dir = tempfile::tempdir().unwrap();
     let registry = LocalRegistry::open(dir.path()).unwrap();
     let registered = find_runner("onnx-minilm").unwrap().register(&registry, &RegisterOptions::default()).unwrap();
@@ -127,20 +119,8 @@ fn an_onnx_file_is_registered_and_served_in_two_commands() {
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && error.contains("cannot load the ONNX model"), "{error}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_serve"))
-        .args(["my-model:latest", "--registry", registry.to_str().unwrap(), "--addr", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut serve, url) = serve(&["my-model:latest", "--registry", registry.to_str().unwrap()]);
     let client = reqwest::blocking::Client::new();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while client.get(format!("{url}/readyz")).send().map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(std::time::Instant::now() < deadline, "serve did not get ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let answer: Value =
         client.post(format!("{url}/predict")).json(&json!([[5.1, 3.5, 1.4, 0.2]])).send().unwrap().json().unwrap();
     let metadata: Value = client.get(format!("{url}/v2/models/my-model")).send().unwrap().json().unwrap();
@@ -171,16 +151,9 @@ fn a_corrupt_graph_in_the_volume_is_a_clear_load_error_and_serving_goes_on() {
     let registry = LocalRegistry::open(&root).unwrap();
     registry.set_alias("default", "images", "prod", 1, &AliasOptions::default()).unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_serve"))
-        .args(["flowers:1", "images:prod", "--follow-interval-ms", "50", "--registry", root.to_str().unwrap()])
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut serve, url) =
+        serve(&["flowers:1", "images:prod", "--follow-interval-ms", "50", "--registry", root.to_str().unwrap()]);
     let client = reqwest::blocking::Client::new();
-    let url = format!("http://127.0.0.1:{port}");
     let wait = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !done() {
@@ -188,7 +161,6 @@ fn a_corrupt_graph_in_the_volume_is_a_clear_load_error_and_serving_goes_on() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    wait("serve to be ready", &|| client.get(format!("{url}/readyz")).send().is_ok_and(|r| r.status() == 200));
 
     // images:2 is registered, its graph corrupted in the volume, and only then pointed at.
     register("minilm.onnx", "images");
@@ -243,4 +215,23 @@ fn a_missing_or_wrong_onnx_runtime_is_a_clear_error() {
         assert!(error.contains(says) && error.contains("ORT_DYLIB_PATH"), "{error}");
         assert!(!error.contains("panicked"), "{error}");
     }
+}
+
+/// This crate's `serve` with `args` on a free port, once ready: the process and its URL.
+fn serve(args: &[&str]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let process = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(args)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (client, url) = (reqwest::blocking::Client::new(), format!("http://127.0.0.1:{port}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while client.get(format!("{url}/readyz")).send().map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(std::time::Instant::now() < deadline, "serve did not get ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (process, url)
 }

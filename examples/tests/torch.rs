@@ -9,7 +9,10 @@ use runner_core::{find_runner, Loaded, LocalRegistry, RegisterOptions};
 use runner_examples::digits::{self, Digits, DigitsRequest};
 use runner_examples::minilm::{self, EmbedRequest, MiniLm};
 use runner_torch::register_torch_model;
-use serde_json::{json, Value};
+use serde_json::json;
+
+mod reference;
+use reference::{dot, max_difference, reference};
 
 #[test]
 fn digits_mlp_trained_in_rust_is_accurate_through_register_torch_model() {
@@ -29,36 +32,6 @@ fn digits_mlp_trained_in_rust_is_accurate_through_register_torch_model() {
     for p in &response.probabilities {
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     }
-}
-
-struct Reference {
-    sentences: Vec<String>,
-    embeddings: Vec<Vec<f32>>,
-    input_ids: Vec<Vec<i64>>,
-    similar: Vec<(usize, usize)>,
-    unrelated: Vec<(usize, usize)>,
-}
-
-fn reference() -> Reference {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/minilm/reference.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    let pairs = |key: &str| serde_json::from_value::<Vec<(usize, usize)>>(v[key].clone()).unwrap();
-    Reference {
-        sentences: serde_json::from_value(v["sentences"].clone()).unwrap(),
-        embeddings: serde_json::from_value(v["embeddings"].clone()).unwrap(),
-        input_ids: serde_json::from_value(v["input_ids"].clone()).unwrap(),
-        similar: pairs("similar_pairs"),
-        unrelated: pairs("unrelated_pairs"),
-    }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
 }
 
 fn exported_or_fail() {

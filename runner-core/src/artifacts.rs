@@ -139,6 +139,61 @@ fn check_remote(path: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// A loaded model's volume, when it came from a registry, and state built once from it: a
+/// tokenizer or label names uploaded as artifacts. Backends keep one in their model type
+/// (runner-torch's `TorchModule`, runner-onnx's `OnnxModel`) so that hooks taking the model
+/// reach it.
+///
+/// ```
+/// use runner_core::VolumeState;
+/// let state = VolumeState::default(); // not loaded from a registry
+/// assert!(state.artifacts().is_none());
+/// assert!(state.cached(|_| Ok(1u32)).unwrap_err().to_string().contains("no volume"));
+/// ```
+#[derive(Default)]
+pub struct VolumeState {
+    artifacts: Option<Artifacts>,
+    /// Built by [`VolumeState::cached`], one value per type.
+    cache: std::sync::Mutex<Vec<(std::any::TypeId, std::sync::Arc<dyn std::any::Any + Send + Sync>)>>,
+}
+
+impl std::fmt::Debug for VolumeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeState").field("artifacts", &self.artifacts.as_ref().map(Artifacts::root)).finish()
+    }
+}
+
+impl VolumeState {
+    /// State over the volume of a model loaded from a registry.
+    pub fn new(artifacts: Artifacts) -> VolumeState {
+        VolumeState { artifacts: Some(artifacts), cache: Default::default() }
+    }
+
+    /// The volume's files, when the model was loaded from a registry.
+    pub fn artifacts(&self) -> Option<&Artifacts> {
+        self.artifacts.as_ref()
+    }
+
+    /// The value of type `T` built from the volume: `init` runs on first use, later calls
+    /// return the same value.
+    pub fn cached<T: Send + Sync + 'static>(
+        &self,
+        init: impl FnOnce(&Artifacts) -> Result<T>,
+    ) -> Result<std::sync::Arc<T>> {
+        use std::any::TypeId;
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, value)) = cache.iter().find(|(id, _)| *id == TypeId::of::<T>()) {
+            return Ok(value.clone().downcast::<T>().expect("cached by its type id"));
+        }
+        let artifacts = self.artifacts.as_ref().ok_or_else(|| {
+            Error::msg("this model was not loaded from a registry, so it has no volume to build state from")
+        })?;
+        let value = std::sync::Arc::new(init(artifacts)?);
+        cache.push((TypeId::of::<T>(), value.clone()));
+        Ok(value)
+    }
+}
+
 /// The model volume as `load_model` sees it: every artifact and saved file, opened by its
 /// volume path, plus the artifact mapping given at registration.
 ///

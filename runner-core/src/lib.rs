@@ -84,7 +84,7 @@ pub mod v2;
 pub mod __private;
 
 pub use api::{ApiInput, ApiOutput, BatchConfig, RawBody, RawResponse, Schemas, JSON};
-pub use artifacts::{expand_artifact, Artifacts, PlannedFile, SaveDir};
+pub use artifacts::{expand_artifact, Artifacts, PlannedFile, SaveDir, VolumeState};
 pub use backend::Backend;
 pub use catalog::{find_runner, load_any, runners, RegisterOptions, RunnerEntry};
 pub use error::{BoxError, Error, ErrorBody, ErrorDetail, ErrorKind, Hook, Missing, Result};

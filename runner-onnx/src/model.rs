@@ -1,12 +1,11 @@
 //! An ONNX graph with its sessions, and the signature read from the graph itself.
 
-use std::any::{Any, TypeId};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use ort::session::Session;
 use ort::value::ValueType;
-use runner_core::{v2, Artifacts, Error, Props, Result, SaveDir};
+use runner_core::{v2, Artifacts, Error, Props, Result, SaveDir, VolumeState};
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::{Provider, SessionOptions};
@@ -194,10 +193,8 @@ pub struct OnnxModel {
     signature: Signature,
     provider: Provider,
     pool: Pool,
-    /// The model volume, when loaded from a registry.
-    artifacts: Option<Artifacts>,
-    /// State built from the volume by [`OnnxModel::cached`], by type.
-    cache: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
+    /// The model volume, when loaded from a registry, and state built from it.
+    volume: VolumeState,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -234,7 +231,7 @@ impl OnnxModel {
         let (session, provider) = options.session(path)?;
         let signature = Signature::of(&session)?;
         let pool = Pool::new(session, options.sessions);
-        Ok(OnnxModel { files, options, signature, provider, pool, artifacts: None, cache: Mutex::new(Vec::new()) })
+        Ok(OnnxModel { files, options, signature, provider, pool, volume: VolumeState::default() })
     }
 
     /// Keeps another file beside the graph (external data the graph names by its file
@@ -266,7 +263,7 @@ impl OnnxModel {
 
     /// The model volume's files, when the model was loaded from a registry.
     pub fn artifacts(&self) -> Option<&Artifacts> {
-        self.artifacts.as_ref()
+        self.volume.artifacts()
     }
 
     /// State built once per model from its volume and kept with it: a tokenizer or label
@@ -279,16 +276,7 @@ impl OnnxModel {
     /// # Ok(()) }
     /// ```
     pub fn cached<T: Send + Sync + 'static>(&self, init: impl FnOnce(&Artifacts) -> Result<T>) -> Result<Arc<T>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((_, value)) = cache.iter().find(|(id, _)| *id == TypeId::of::<T>()) {
-            return Ok(value.clone().downcast::<T>().expect("cached by its type id"));
-        }
-        let artifacts = self.artifacts.as_ref().ok_or_else(|| {
-            Error::msg("this model was not loaded from a registry, so it has no volume to build state from")
-        })?;
-        let value = Arc::new(init(artifacts)?);
-        cache.push((TypeId::of::<T>(), value.clone()));
-        Ok(value)
+        self.volume.cached(init)
     }
 
     /// Runs the graph on `inputs` (by name; every input of the signature must be there)
@@ -334,7 +322,7 @@ impl OnnxModel {
         }
         let file = props.get("file").map_or(MODEL_FILE, String::as_str);
         let mut model = OnnxModel::load(artifacts.path(file)?)?;
-        model.artifacts = Some(artifacts.clone());
+        model.volume = VolumeState::new(artifacts.clone());
         model.warm_up();
         Ok(model)
     }

@@ -1,10 +1,9 @@
 //! A TorchScript module with its device and (optional) tensor signature.
 
-use std::any::{Any, TypeId};
 use std::path::Path;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once};
 
-use runner_core::{Artifacts, Error, Props, Result, SaveDir};
+use runner_core::{Artifacts, Error, Props, Result, SaveDir, VolumeState};
 use serde::{Deserialize, Serialize};
 use tch::{CModule, Device, IValue, Tensor};
 
@@ -85,10 +84,8 @@ pub struct TorchModule {
     module: CModule,
     device: Device,
     signature: Signature,
-    /// The model volume, when loaded from a registry.
-    artifacts: Option<Artifacts>,
-    /// State built from the volume by [`TorchModule::cached`], by type.
-    cache: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
+    /// The model volume, when loaded from a registry, and state built from it.
+    volume: VolumeState,
 }
 
 impl std::fmt::Debug for TorchModule {
@@ -100,7 +97,7 @@ impl std::fmt::Debug for TorchModule {
 impl TorchModule {
     /// Wraps a module that lives on `device`.
     pub fn new(module: CModule, device: Device) -> TorchModule {
-        TorchModule { module, device, signature: Signature::default(), artifacts: None, cache: Mutex::new(Vec::new()) }
+        TorchModule { module, device, signature: Signature::default(), volume: VolumeState::default() }
     }
 
     /// Loads a TorchScript file on `device`.
@@ -141,7 +138,7 @@ impl TorchModule {
 
     /// The model volume's files, when the module was loaded from a registry.
     pub fn artifacts(&self) -> Option<&Artifacts> {
-        self.artifacts.as_ref()
+        self.volume.artifacts()
     }
 
     /// State built once per model from its volume and kept with it: a tokenizer or label
@@ -154,16 +151,7 @@ impl TorchModule {
     /// # Ok(()) }
     /// ```
     pub fn cached<T: Send + Sync + 'static>(&self, init: impl FnOnce(&Artifacts) -> Result<T>) -> Result<Arc<T>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((_, value)) = cache.iter().find(|(id, _)| *id == TypeId::of::<T>()) {
-            return Ok(value.clone().downcast::<T>().expect("cached by its type id"));
-        }
-        let artifacts = self.artifacts.as_ref().ok_or_else(|| {
-            Error::msg("this module was not loaded from a registry, so it has no volume to build state from")
-        })?;
-        let value = Arc::new(init(artifacts)?);
-        cache.push((TypeId::of::<T>(), value.clone()));
-        Ok(value)
+        self.volume.cached(init)
     }
 
     /// The device to serve on: [`DEVICE_ENV`] when set, else CUDA when available, else
@@ -233,7 +221,7 @@ impl TorchModule {
         let device = TorchModule::default_device()?;
         let mut module = TorchModule::load(artifacts.path(file)?, device)?;
         module.signature = signature;
-        module.artifacts = Some(artifacts.clone());
+        module.volume = VolumeState::new(artifacts.clone());
         module.warm_up();
         Ok(module)
     }
