@@ -222,12 +222,14 @@ pub(crate) fn evict(state: &AppState, keep: &str, room: usize) {
         if !over_count && !over_memory {
             return;
         }
-        let victim = table
-            .iter()
-            .filter(|(name, slot)| name.as_str() != keep && !slot.busy())
-            .min_by_key(|(_, slot)| slot.last_used())
-            .map(|(name, _)| name.clone());
-        let Some(victim) = victim else {
+        let mut idle: Vec<(&String, &Arc<Slot>)> =
+            table.iter().filter(|(name, slot)| name.as_str() != keep && !slot.busy()).collect();
+        idle.sort_by_key(|(_, slot)| slot.last_used());
+        // The least recently used idle one that no load or unload is changing now.
+        let Some((victim, changing)) = idle
+            .into_iter()
+            .find_map(|(name, _)| Changing::start(state, name, Change::Unloading).ok().map(|c| (name.clone(), c)))
+        else {
             tracing::warn!(
                 loaded = table.len(),
                 resident_bytes = used,
@@ -235,7 +237,6 @@ pub(crate) fn evict(state: &AppState, keep: &str, room: usize) {
             );
             return;
         };
-        let Ok(changing) = Changing::start(state, &victim, Change::Unloading) else { continue };
         let removed = models.change(|table| table.remove(&victim));
         if let Some(slot) = removed {
             let endpoint = slot.endpoint();
