@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::options::RepositoryMode;
 use super::options::ServeOptions;
 use super::state::{endpoints, release, sha256, AppState, FailedLoad, Follow, FollowLog, Models, Slot, SwapRecord};
-use super::{observe, openapi, page, pages, repository, routes, v2_routes};
+use super::{observe, openapi, page, pages, repository, repository_routes, routes, v2_routes};
 use crate::catalog::load_any;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -150,9 +150,9 @@ impl App {
             .route("/v2/models/{name}/infer", post(v2_routes::infer))
             .route("/v2/models/{name}/versions/{version}", get(v2_routes::version_metadata))
             .route("/v2/models/{name}/versions/{version}/infer", post(v2_routes::version_infer))
-            .route("/v2/repository/index", post(repository::index_route))
-            .route("/v2/repository/models/{name}/load", post(repository::load_route))
-            .route("/v2/repository/models/{name}/unload", post(repository::unload_route));
+            .route("/v2/repository/index", post(repository_routes::index_route))
+            .route("/v2/repository/models/{name}/load", post(repository_routes::load_route))
+            .route("/v2/repository/models/{name}/unload", post(repository_routes::unload_route));
         if self.state.api_key_hash.is_some() {
             protected = protected.route_layer(middleware::from_fn_with_state(self.state.clone(), routes::authorize));
         }

@@ -37,6 +37,7 @@ mod options;
 pub mod page;
 mod pages;
 mod repository;
+mod repository_routes;
 mod routes;
 mod state;
 mod test_client;

@@ -9,6 +9,8 @@
 //! | `POST /v2/repository/models/{name}/load` | loads `name` (its latest number, or `{"parameters": {"version": "3"}}`, a number or an alias); a model served under that name is replaced as an alias move replaces it, without a failed request |
 //! | `POST /v2/repository/models/{name}/unload` | stops serving `name`: new requests get 404 saying how to load it, requests in flight finish on it |
 //!
+//! The routes themselves are in `repository_routes`, with the V2 errors.
+//!
 //! gRPC has the same as `RepositoryIndex`, `RepositoryModelLoad` and
 //! `RepositoryModelUnload`. The routes are behind `--api-key` as every model route is.
 //!
@@ -37,16 +39,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, PathParams};
+use super::error::ApiError;
 use super::options::RepositoryMode;
 use super::state::{models, release, AppState, Change, Slot};
-use super::v2_routes::V2Error;
 use crate::catalog::load_any;
 use crate::engine::Endpoint;
 use crate::error::Error;
@@ -366,46 +364,7 @@ impl Drop for Changing<'_> {
     }
 }
 
-/// `POST /v2/repository/index`, body `{"ready": bool}` or empty.
-pub(crate) async fn index_route(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Json<Vec<IndexEntry>>, V2Error> {
-    #[derive(Deserialize, Default)]
-    struct IndexRequest {
-        #[serde(default)]
-        ready: bool,
-    }
-    let request: IndexRequest = json_or_empty(&body)?;
-    Ok(Json(index(&state, request.ready).await?))
-}
-
-/// `POST /v2/repository/models/{name}/load`, body `{"parameters": {"version": "3"}}` or empty.
-pub(crate) async fn load_route(
-    State(state): State<Arc<AppState>>,
-    name: Result<PathParams<String>, ApiError>,
-    body: Bytes,
-) -> Result<StatusCode, V2Error> {
-    let PathParams(name) = name?;
-    let parameters = parameters(&body)?;
-    let version = version(&parameters)?;
-    load(&state, &name, version.as_deref()).await?;
-    Ok(StatusCode::OK)
-}
-
-/// `POST /v2/repository/models/{name}/unload`, body `{"parameters": {...}}` or empty.
-pub(crate) async fn unload_route(
-    State(state): State<Arc<AppState>>,
-    name: Result<PathParams<String>, ApiError>,
-    body: Bytes,
-) -> Result<StatusCode, V2Error> {
-    let PathParams(name) = name?;
-    parameters(&body)?;
-    unload(&state, &name).await?;
-    Ok(StatusCode::OK)
-}
-
-fn json_or_empty<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_or_empty<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -418,7 +377,7 @@ fn json_or_empty<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
 /// numbers or booleans).
 pub(crate) type Parameters = BTreeMap<String, serde_json::Value>;
 
-fn parameters(body: &[u8]) -> Result<Parameters, ApiError> {
+pub(crate) fn parameters(body: &[u8]) -> Result<Parameters, ApiError> {
     #[derive(Deserialize, Default)]
     struct Request {
         #[serde(default)]
