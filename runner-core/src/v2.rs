@@ -188,6 +188,18 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
+/// Whether a tensor of `shape` fits the `declared` shape of a signature, where `-1` stands
+/// for any size (a batch, a sequence length).
+///
+/// ```
+/// use runner_core::v2::shape_fits;
+/// assert!(shape_fits(&[-1, 4], &[3, 4]));
+/// assert!(!shape_fits(&[-1, 4], &[3, 5]) && !shape_fits(&[-1, 4], &[4]));
+/// ```
+pub fn shape_fits(declared: &[i64], shape: &[i64]) -> bool {
+    declared.len() == shape.len() && declared.iter().zip(shape).all(|(want, got)| *want < 0 || want == got)
+}
+
 /// The size of one element of `datatype` (`None` for `BYTES`); an unknown datatype is an
 /// error that lists the known ones.
 pub fn element_size(datatype: &str) -> Result<Option<usize>> {

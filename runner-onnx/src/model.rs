@@ -31,7 +31,7 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// Whether `shape` fits this spec.
     pub fn fits(&self, shape: &[i64]) -> bool {
-        shape.len() == self.shape.len() && self.shape.iter().zip(shape).all(|(want, got)| *want < 0 || want == got)
+        runner_core::v2::shape_fits(&self.shape, shape)
     }
 
     /// The shape as people write it: `[batch, 4]`.
