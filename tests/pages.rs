@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use runner_core::registry::{AliasOptions, Expect};
+use runner_core::registry::AliasOptions;
 use runner_core::{register_model, runner, LocalRegistry, ModelId, ModelStatus, RawBody, Registry};
 use runner_examples::sum::{SumModel, SumRunner};
 use runner_registry::{Backend, Config, NewToken, Right};
@@ -203,7 +203,7 @@ async fn the_registry_browser_signs_in_browses_downloads_and_deletes() {
     for scale in 0..60 {
         register_model::<SumRunner>("many").model(SumModel { scale: scale as f64 }).register(&registry).unwrap();
     }
-    registry.set_alias("default", "sums", "prod", 1, &AliasOptions { expect: Expect::Any, force: false }).unwrap();
+    registry.set_alias("default", "sums", "prod", 1, &AliasOptions::default()).unwrap();
     let sums_2 = registry.manifest(&ModelId::new("default", "sums", 2).unwrap()).unwrap();
 
     let backend = Backend::directory(dir.path()).unwrap();

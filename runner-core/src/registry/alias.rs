@@ -15,6 +15,30 @@ pub struct Alias {
     pub name: String,
     /// The model number it resolves to.
     pub number: u64,
+    /// A second model that answers a share of the alias's requests when it is served
+    /// (`serve iris:prod`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+/// A traffic split: the second model of an alias and the share of requests it answers.
+///
+/// Which requests go to it is decided by `serve` (see the serving guide's "Traffic
+/// splits"): a pure function of a sticky key and the split where the operator names one,
+/// so every replica answers one user with one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Canary {
+    /// The canary's model number, a ready model of the same repository.
+    #[serde(deserialize_with = "whole_number")]
+    pub number: u64,
+    /// The share of requests it answers, in whole percents from 0 to 100.
+    pub percent: u8,
+}
+
+impl std::fmt::Display for Canary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}%", self.number, self.percent)
+    }
 }
 
 /// One move of an alias, as its history records it.
@@ -33,6 +57,15 @@ pub struct AliasMove {
     /// Whether the move was forced past an API fingerprint change.
     #[serde(default)]
     pub forced: bool,
+    /// The split before the move, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_canary: Option<Canary>,
+    /// The split after the move, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_canary: Option<Canary>,
+    /// Why it moved, when the mover said (a rollout's step, or why it rolled back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What a move expects the alias to point at now: a compare-and-set, so that of two
@@ -78,14 +111,22 @@ pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) ->
 }
 
 /// How [`Registry::set_alias`](super::Registry::set_alias) moves an alias.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AliasOptions {
     /// The compare-and-set condition.
     #[serde(default)]
     pub expect: Expect,
-    /// Move it even when the new model's API fingerprint differs from the current one's.
+    /// Move it even when the new model's API fingerprint differs from the current one's
+    /// (or the canary's from the model's).
     #[serde(default)]
     pub force: bool,
+    /// The split the alias has after the move: `None` sends every request to the model
+    /// it points at (a move always sets the whole alias, so it also ends a split).
+    #[serde(default)]
+    pub canary: Option<Canary>,
+    /// Why, recorded in the history.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Checks that `expect` holds for an alias pointing at `current`; otherwise the
@@ -114,37 +155,79 @@ pub fn check_expect(repository: &str, alias: &str, current: Option<u64>, expect:
     })
 }
 
+/// The longest reason a move may record, in bytes.
+pub const MAX_REASON: usize = 2048;
+
 /// The rules of moving alias `alias` from the model `current` (its number and manifest)
-/// to `target`: the alias name is valid, the compare-and-set condition holds, and the API
-/// fingerprint is unchanged unless `options.force`. Every backend calls it under the lock
-/// (or in the transaction) that makes the move atomic.
+/// to `target`, with `canary` the manifest of `options.canary`'s model: the alias name is
+/// valid, the compare-and-set condition holds, the split is one (another model, at most
+/// 100 %), and neither the target's API fingerprint (against the current model's) nor the
+/// canary's (against the target's) changed unless `options.force`. Every backend calls it
+/// under the lock (or in the transaction) that makes the move atomic.
 pub fn check_move(
     alias: &str,
     current: Option<(u64, &Manifest)>,
     target: &Manifest,
+    canary: Option<&Manifest>,
     options: &AliasOptions,
 ) -> Result<()> {
     validate_alias(alias)?;
+    if options.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+        return Err(Error::invalid_input(format!(
+            "the reason for moving alias `{alias}` is longer than {MAX_REASON} bytes: say it shorter"
+        )));
+    }
     let repository = &target.model.repository;
     check_expect(repository, alias, current.map(|(n, _)| n), options.expect)?;
+    if let Some(split) = options.canary {
+        check_split(alias, target, split)?;
+        let canary = canary.expect("the backend read the canary's manifest");
+        if !options.force {
+            check_api(alias, target, canary, true)?;
+        }
+    }
     let Some((number, manifest)) = current else { return Ok(()) };
     if options.force || number == target.model.number {
         return Ok(());
     }
-    if let (Some(old), Some(new)) = (&manifest.api, &target.api) {
-        let changes = old.changes(new);
-        if !changes.is_empty() {
-            return Err(Error::Conflict {
-                message: format!(
-                    "{} answers a different API than {} that alias `{alias}` points at, so its callers could break: {}; nothing was changed (move it anyway with --force, or `force: true`)",
-                    target.model,
-                    manifest.model,
-                    changes.join("; ")
-                ),
-            });
-        }
+    check_api(alias, manifest, target, false)
+}
+
+/// A split names another model of the repository, with a share from 0 to 100 %.
+pub fn check_split(alias: &str, target: &Manifest, split: Canary) -> Result<()> {
+    if split.number == target.model.number {
+        return Err(Error::invalid_input(format!(
+            "alias `{alias}` cannot split traffic between {} and itself: name another number as the canary",
+            target.model
+        )));
+    }
+    if split.percent > 100 {
+        return Err(Error::invalid_input(format!(
+            "a canary's share is a percentage from 0 to 100, not {}",
+            split.percent
+        )));
     }
     Ok(())
+}
+
+/// Refuses `new` where its API differs from `old`'s: the model an alias moves to against
+/// the one it pointed at, or (`split`) a canary against the model the alias points at.
+fn check_api(alias: &str, old: &Manifest, new: &Manifest, split: bool) -> Result<()> {
+    let (Some(before), Some(after)) = (&old.api, &new.api) else { return Ok(()) };
+    let changes = before.changes(after);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let (new_model, old_model, changes) = (&new.model, &old.model, changes.join("; "));
+    let message = match split {
+        false => format!(
+            "{new_model} answers a different API than {old_model} that alias `{alias}` points at, so its callers could break: {changes}; nothing was changed (move it anyway with --force, or `force: true`)"
+        ),
+        true => format!(
+            "{new_model} would answer a share of alias `{alias}`'s requests with a different API than {old_model}, so its callers could break: {changes}; nothing was changed (split anyway with --force, or `force: true`)"
+        ),
+    };
+    Err(Error::Conflict { message })
 }
 
 /// The error for deleting a model that aliases point at.
@@ -167,26 +250,43 @@ pub fn aliased(model: &crate::names::ModelId, aliases: &[String]) -> Error {
 pub(crate) struct AliasBook {
     /// Alias name -> model number.
     pub(crate) aliases: std::collections::BTreeMap<String, u64>,
+    /// Alias name -> its split, for the aliases that have one. A map beside `aliases`
+    /// (rather than a richer value in it) so that a file written before splits existed
+    /// reads unchanged, and one without splits is written as before.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) canaries: std::collections::BTreeMap<String, Canary>,
     /// Every move, oldest first.
     pub(crate) history: Vec<AliasMove>,
 }
 
 impl AliasBook {
     pub(crate) fn list(&self) -> Vec<Alias> {
-        self.aliases.iter().map(|(name, number)| Alias { name: name.clone(), number: *number }).collect()
+        self.aliases
+            .iter()
+            .map(|(name, number)| Alias {
+                name: name.clone(),
+                number: *number,
+                canary: self.canaries.get(name).copied(),
+            })
+            .collect()
     }
 
     pub(crate) fn history(&self, alias: Option<&str>) -> Vec<AliasMove> {
         self.history.iter().filter(|m| alias.is_none_or(|a| m.alias == a)).cloned().collect()
     }
 
-    /// The aliases pointing at `number`.
+    /// The aliases pointing at `number`, or sending it a share of their requests.
     pub(crate) fn pointing_at(&self, number: u64) -> Vec<String> {
-        self.aliases.iter().filter(|(_, n)| **n == number).map(|(a, _)| a.clone()).collect()
+        self.list()
+            .into_iter()
+            .filter(|a| a.number == number || a.canary.is_some_and(|c| c.number == number))
+            .map(|a| a.name)
+            .collect()
     }
 
-    /// Moves `alias` to ready model `number` under the rules of [`check_move`];
-    /// `manifest_of` reads a ready model's manifest (an error when it is not ready).
+    /// Moves `alias` to ready model `number` (with `options.canary`'s split, or none)
+    /// under the rules of [`check_move`]; `manifest_of` reads a ready model's manifest (an
+    /// error when it is not ready).
     pub(crate) fn set(
         &mut self,
         alias: &str,
@@ -197,10 +297,12 @@ impl AliasBook {
     ) -> Result<AliasMove> {
         validate_alias(alias)?;
         let target = manifest_of(number)?;
+        let canary = options.canary.map(|c| manifest_of(c.number)).transpose()?;
         let current = self.aliases.get(alias).copied();
         let current_manifest = current.map(&manifest_of).transpose()?;
-        check_move(alias, current.zip(current_manifest.as_ref()), &target, options)?;
-        Ok(self.record(alias, current, Some(number), by, options.force))
+        check_move(alias, current.zip(current_manifest.as_ref()), &target, canary.as_ref(), options)?;
+        let to = Some((number, options.canary));
+        Ok(self.record(alias, to, by, options.force, options.reason.clone()))
     }
 
     /// Deletes `alias` when `expect` holds.
@@ -210,21 +312,43 @@ impl AliasBook {
             return Err(no_such_alias(repository, alias));
         };
         check_expect(repository, alias, Some(current), expect)?;
-        Ok(self.record(alias, Some(current), None, by, false))
+        Ok(self.record(alias, None, by, false, None))
     }
 
-    fn record(&mut self, alias: &str, from: Option<u64>, to: Option<u64>, by: &str, forced: bool) -> AliasMove {
+    /// Points `alias` at `to` (a number and its split; `None` deletes it) and records the
+    /// move.
+    fn record(
+        &mut self,
+        alias: &str,
+        to: Option<(u64, Option<Canary>)>,
+        by: &str,
+        forced: bool,
+        reason: Option<String>,
+    ) -> AliasMove {
+        let from = self.aliases.get(alias).copied();
+        let from_canary = self.canaries.get(alias).copied();
+        self.canaries.remove(alias);
         match to {
-            Some(n) => self.aliases.insert(alias.to_string(), n),
-            None => self.aliases.remove(alias),
-        };
+            Some((n, canary)) => {
+                self.aliases.insert(alias.to_string(), n);
+                if let Some(canary) = canary {
+                    self.canaries.insert(alias.to_string(), canary);
+                }
+            }
+            None => {
+                self.aliases.remove(alias);
+            }
+        }
         let change = AliasMove {
             alias: alias.to_string(),
             from,
-            to,
+            to: to.map(|(n, _)| n),
             at: crate::manifest::now_rfc3339(),
             by: by.to_string(),
             forced,
+            from_canary,
+            to_canary: to.and_then(|(_, c)| c),
+            reason,
         };
         self.history.push(change.clone());
         change

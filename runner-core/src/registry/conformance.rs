@@ -36,7 +36,7 @@ use std::sync::Barrier;
 
 use sha2::{Digest, Sha256};
 
-use super::alias::{AliasOptions, Expect};
+use super::alias::{AliasMove, AliasOptions, Canary, Expect};
 use super::traits::{ModelStatus, Registry, Staging};
 use crate::error::{Error, Result};
 use crate::manifest::{
@@ -72,6 +72,7 @@ pub fn all(registry: &dyn Registry, organization: &str, internals: &Internals<'_
     alias_compare_and_set_races_have_one_winner(registry, organization);
     models_an_alias_points_at_are_not_deleted(registry, organization);
     api_changes_need_force_to_move_an_alias(registry, organization);
+    aliases_split_traffic_under_the_same_rules(registry, organization);
 }
 
 /// Panics with the backend and the broken guarantee.
@@ -880,7 +881,7 @@ pub fn aliases_resolve_move_and_are_recorded(registry: &dyn Registry, organizati
     let (one, two) = (numbers[0], numbers[1]);
     let uploading = create(registry, guarantee, organization, repository);
     let prod = || reference(organization, repository, Version::Alias("prod".into()));
-    let options = |expect| AliasOptions { expect, force: false };
+    let options = |expect| AliasOptions { expect, ..Default::default() };
 
     let listed = ok(registry, guarantee, "aliases() before any", registry.aliases(organization, repository));
     ensure(registry, guarantee, listed.is_empty(), format_args!("a fresh repository lists aliases {listed:?}"));
@@ -1007,7 +1008,7 @@ pub fn alias_compare_and_set_races_have_one_winner(registry: &dyn Registry, orga
                 let barrier = &barrier;
                 scope.spawn(move || {
                     barrier.wait();
-                    let options = AliasOptions { expect: Expect::Number(first), force: false };
+                    let options = AliasOptions { expect: Expect::Number(first), ..Default::default() };
                     (target, registry.set_alias(organization, repository, "prod", target, &options))
                 })
             })
@@ -1090,7 +1091,7 @@ pub fn api_changes_need_force_to_move_an_alias(registry: &dyn Registry, organiza
     let apis = [api("number"), api("number"), api("string")];
     let numbers = register_several(registry, guarantee, organization, repository, &apis, &scratch);
     let set = |number, force| {
-        registry.set_alias(organization, repository, "prod", number, &AliasOptions { expect: Expect::Any, force })
+        registry.set_alias(organization, repository, "prod", number, &AliasOptions { force, ..Default::default() })
     };
     ok(registry, guarantee, "set_alias(prod, 1)", set(numbers[0], false));
     ok(registry, guarantee, "set_alias(prod, 2) with the same API", set(numbers[1], false));
@@ -1107,4 +1108,102 @@ pub fn api_changes_need_force_to_move_an_alias(registry: &dyn Registry, organiza
     ensure(registry, guarantee, now == Some(numbers[1]), format_args!("a refused move left prod at {now:?}"));
     let forced = ok(registry, guarantee, "set_alias(prod, 3, force)", set(numbers[2], true));
     ensure(registry, guarantee, forced.forced, format_args!("a forced move is not recorded as forced: {forced:?}"));
+}
+
+/// An alias may send a share of its requests to a second ready model (a canary): the split
+/// is listed with the alias, recorded in its history with the reason given, checked like a
+/// move (another model, ready, the same API unless forced), keeps its canary from being
+/// deleted, and ends with the next move that names none.
+pub fn aliases_split_traffic_under_the_same_rules(registry: &dyn Registry, organization: &str) {
+    let guarantee = "aliases split traffic under the rules of a move";
+    let repository = "conformance-alias-split";
+    fresh(registry, organization, repository);
+    let scratch = Scratch::new();
+    let schema = |width: &str| serde_json::json!({"type": "object", "properties": {"petal_width": {"type": width}}});
+    let api =
+        |width: &str| Some(ApiSignature::new(schema(width), serde_json::json!({"type": "string"}), BTreeMap::new()));
+    let apis = [api("number"), api("number"), api("string")];
+    let numbers = register_several(registry, guarantee, organization, repository, &apis, &scratch);
+    let (one, two, other_api) = (numbers[0], numbers[1], numbers[2]);
+    let uploading = create(registry, guarantee, organization, repository);
+    let split = |number, canary: Option<(u64, u8)>, force| {
+        let options = AliasOptions {
+            canary: canary.map(|(number, percent)| Canary { number, percent }),
+            force,
+            reason: Some(format!("step to {canary:?}")),
+            ..Default::default()
+        };
+        registry.set_alias(organization, repository, "prod", number, &options)
+    };
+    let moved = ok(registry, guarantee, "set_alias(prod, 1, canary 2 at 10%)", split(one, Some((two, 10)), false));
+    ensure(
+        registry,
+        guarantee,
+        moved.to == Some(one)
+            && moved.to_canary == Some(Canary { number: two, percent: 10 })
+            && moved.from_canary.is_none()
+            && moved.reason.as_deref() == Some(&*format!("step to {:?}", Some((two, 10u8)))),
+        format_args!("the split's move reported {moved:?}"),
+    );
+    let listed = ok(registry, guarantee, "aliases()", registry.aliases(organization, repository));
+    ensure(
+        registry,
+        guarantee,
+        listed.len() == 1 && listed[0].number == one && listed[0].canary == Some(Canary { number: two, percent: 10 }),
+        format_args!("the split alias is listed as {listed:?}"),
+    );
+    let resolved = ok(
+        registry,
+        guarantee,
+        "resolve(prod)",
+        registry.resolve(&reference(organization, repository, Version::Alias("prod".into()))),
+    );
+    ensure(registry, guarantee, resolved.number == one, format_args!("a split prod resolved to {resolved}, not {one}"));
+    match registry.delete_model(&id(organization, repository, two)) {
+        Err(Error::Conflict { message }) => ensure(
+            registry,
+            guarantee,
+            message.contains("prod"),
+            format_args!("the refusal to delete a canary does not name the alias: {message}"),
+        ),
+        other => violated(registry, guarantee, format_args!("deleting the canary of prod gave {other:?}")),
+    }
+    let refusals: [(&str, Result<AliasMove>); 4] = [
+        ("a canary that is the model itself", split(one, Some((one, 10)), false)),
+        ("a canary that is not ready", split(one, Some((uploading.number, 10)), false)),
+        ("a share over 100%", split(one, Some((two, 101)), false)),
+        ("a canary with another API", split(one, Some((other_api, 10)), false)),
+    ];
+    for (what, refused) in refusals {
+        ensure(registry, guarantee, refused.is_err(), format_args!("{what} was not refused: {refused:?}"));
+    }
+    let after = ok(registry, guarantee, "aliases() after refusals", registry.aliases(organization, repository));
+    ensure(
+        registry,
+        guarantee,
+        after == listed,
+        format_args!("refused splits changed the alias: {after:?}, was {listed:?}"),
+    );
+    ok(registry, guarantee, "set_alias(prod, 1, canary 3, force)", split(one, Some((other_api, 5)), true));
+    let ended = ok(registry, guarantee, "set_alias(prod, 2)", split(two, None, false));
+    ensure(
+        registry,
+        guarantee,
+        ended.from_canary == Some(Canary { number: other_api, percent: 5 }) && ended.to_canary.is_none(),
+        format_args!("ending the split reported {ended:?}"),
+    );
+    let history =
+        ok(registry, guarantee, "alias_history(prod)", registry.alias_history(organization, repository, Some("prod")));
+    ensure(
+        registry,
+        guarantee,
+        history.len() == 3 && history.iter().all(|m| m.reason.is_some()) && history[1].forced,
+        format_args!("the history of the splits is {history:?}"),
+    );
+    ok(
+        registry,
+        guarantee,
+        "delete_model(the former canary)",
+        registry.delete_model(&id(organization, repository, other_api)),
+    );
 }

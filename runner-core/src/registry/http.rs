@@ -357,7 +357,13 @@ impl Registry for HttpRegistry {
         validate_name("repository", repository)?;
         crate::names::validate_alias(alias)?;
         let what = format!("moving alias `{alias}` of `{repository}` to {number}");
-        let body = SetAlias { number, expect: options.expect, force: options.force };
+        let body = SetAlias {
+            number,
+            expect: options.expect,
+            force: options.force,
+            canary: options.canary,
+            reason: options.reason.clone(),
+        };
         let path = path::alias(organization, repository, alias);
         // A retried move is safe: its compare-and-set makes a repeat a conflict, not a second move.
         let response = self.send(|| self.request(Method::PUT, &path).json(&body), &what)?;

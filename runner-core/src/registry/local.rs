@@ -80,6 +80,7 @@ impl LocalRegistry {
         let dir = self.existing_repo_dir(organization, repository)?;
         self.change_aliases(organization, repository, |book| {
             book.aliases.clear();
+            book.canaries.clear();
             Ok(())
         })?;
         for number in self.numbers(&dir)? {

@@ -22,7 +22,7 @@ pub mod store;
 mod traits;
 mod volume;
 
-pub use alias::{aliased, check_expect, check_move, no_such_alias, Alias, AliasMove, AliasOptions, Expect};
+pub use alias::{aliased, check_expect, check_move, no_such_alias, Alias, AliasMove, AliasOptions, Canary, Expect};
 pub use env::{DEFAULT_REGISTRY, REGISTRY_ENV, TOKEN_ENV};
 #[cfg(feature = "http-client")]
 pub use http::HttpRegistry;

@@ -25,7 +25,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::alias::{Alias, AliasMove, Expect};
+pub use super::alias::{Alias, AliasMove, Canary, Expect};
 use super::traits::{Expected, ModelStatus, ModelSummary};
 /// The error envelope, shared with the serving HTTP server.
 pub use crate::error::{ErrorBody, ErrorDetail};
@@ -151,6 +151,12 @@ pub struct SetAlias {
     /// Move it past an API fingerprint change.
     #[serde(default)]
     pub force: bool,
+    /// The split after the move (none: every request goes to `number`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+    /// Why, recorded in the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `GET` [`route::HISTORY`].

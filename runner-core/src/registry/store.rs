@@ -423,6 +423,7 @@ impl DirectoryStore {
     ) -> Result<Placed> {
         let book = super::alias::AliasBook {
             aliases: aliases.iter().map(|a| (a.name.clone(), a.number)).collect(),
+            canaries: aliases.iter().filter_map(|a| Some((a.name.clone(), a.canary?))).collect(),
             history: history.to_vec(),
         };
         Ok(match self.registry.place_aliases(organization, repository, book)? {

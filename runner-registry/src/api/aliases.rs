@@ -44,8 +44,10 @@ pub(crate) async fn set_alias(
     request: Request,
 ) -> ApiResult<Response> {
     let caller = authorize(&s, Asking::of(&request), &org, Some(&repo), Right::Write).await?;
-    let body: SetAlias = json_body(request, r#"{"number": N, "expect": ..., "force": false}"#).await?;
-    let options = AliasOptions { expect: body.expect, force: body.force };
+    let body: SetAlias =
+        json_body(request, r#"{"number": N, "expect": ..., "force": false, "canary": {"number": M, "percent": P}}"#)
+            .await?;
+    let options = AliasOptions { expect: body.expect, force: body.force, canary: body.canary, reason: body.reason };
     let change = s.backend.set_alias(&org, &repo, &alias, body.number, &options, &caller.who.by()).await?;
     caller.record(&s, &org, Action::SetAlias, Some(&repo), moved(&change)).await;
     Ok(Json(change).into_response())
@@ -81,5 +83,14 @@ pub(crate) async fn alias_history(
 fn moved(change: &AliasMove) -> String {
     let side = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
     let forced = if change.forced { " (forced)" } else { "" };
-    format!("{}: {} -> {}{forced}", change.alias, side(change.from), side(change.to))
+    let split =
+        |canary: Option<runner_core::registry::Canary>| canary.map_or(String::new(), |c| format!(" canary {c}"));
+    format!(
+        "{}: {}{} -> {}{}{forced}",
+        change.alias,
+        side(change.from),
+        split(change.from_canary),
+        side(change.to),
+        split(change.to_canary)
+    )
 }

@@ -261,7 +261,8 @@ pub struct At {
 
 #[derive(Subcommand)]
 pub enum AliasCommand {
-    /// Point an alias at a ready model (creating it when needed): `alias set iris prod 4`.
+    /// Point an alias at a ready model (creating it when needed): `alias set iris prod 4`,
+    /// or split its traffic: `alias set iris prod 4 --canary 5 --percent 10`.
     Set {
         /// The repository.
         repository: String,
@@ -273,9 +274,20 @@ pub enum AliasCommand {
         /// yet); otherwise nothing changes and the command fails.
         #[arg(long)]
         expect: Option<String>,
-        /// Move it even though the model's API differs from the current target's.
+        /// Move it even though the model's API differs from the current target's (or the
+        /// canary's from the model's).
         #[arg(long)]
         force: bool,
+        /// Split the alias's traffic: this model number answers --percent of the requests
+        /// of `serve REPOSITORY:ALIAS` (without it, a move ends any split).
+        #[arg(long, requires = "percent")]
+        canary: Option<u64>,
+        /// The canary's share of requests, in whole percents from 0 to 100.
+        #[arg(long, requires = "canary", value_parser = clap::value_parser!(u8).range(0..=100))]
+        percent: Option<u8>,
+        /// Why, recorded in the alias's history.
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         at: At,
     },

@@ -137,25 +137,31 @@ fn parse_expect(expect: Option<&str>) -> runner_core::Result<runner_core::regist
 }
 
 fn print_move(repository: &str, change: &runner_core::registry::AliasMove) {
-    let side = |n: Option<u64>| n.map_or("-".to_string(), |n| format!("{repository}:{n}"));
+    let side = |n: Option<u64>, canary: Option<runner_core::registry::Canary>| {
+        let split = canary.map_or(String::new(), |c| format!(" (canary {repository}:{c})"));
+        n.map_or("-".to_string(), |n| format!("{repository}:{n}{split}"))
+    };
     let forced = if change.forced { "  (forced)" } else { "" };
+    let reason = change.reason.as_ref().map_or(String::new(), |r| format!("  because: {r}"));
     println!(
-        "{}  {:<12} {} -> {}  by {}{forced}",
+        "{}  {:<12} {} -> {}  by {}{forced}{reason}",
         change.at,
         change.alias,
-        side(change.from),
-        side(change.to),
+        side(change.from, change.from_canary),
+        side(change.to, change.to_canary),
         change.by
     );
 }
 
 fn alias_command(command: AliasCommand) -> (At, Box<Inspection>) {
-    use runner_core::registry::{AliasOptions, Expect};
+    use runner_core::registry::{AliasOptions, Canary, Expect};
     match command {
-        AliasCommand::Set { repository, alias, number, expect, force, at } => (
+        AliasCommand::Set { repository, alias, number, expect, force, canary, percent, reason, at } => (
             at,
             Box::new(move |r, org| {
-                let options = AliasOptions { expect: parse_expect(expect.as_deref())?, force };
+                let canary = canary.zip(percent).map(|(number, percent)| Canary { number, percent });
+                let expect = parse_expect(expect.as_deref())?;
+                let options = AliasOptions { expect, force, canary, reason: reason.clone() };
                 print_move(&repository, &r.set_alias(org, &repository, &alias, number, &options)?);
                 Ok(())
             }),
@@ -163,9 +169,10 @@ fn alias_command(command: AliasCommand) -> (At, Box<Inspection>) {
         AliasCommand::Ls { repository, at } => (
             at,
             Box::new(move |r, org| {
-                println!("{:<16} NUMBER", "ALIAS");
+                println!("{:<16} {:<8} CANARY", "ALIAS", "NUMBER");
                 for alias in r.aliases(org, &repository)? {
-                    println!("{:<16} {}", alias.name, alias.number);
+                    let canary = alias.canary.map_or("-".to_string(), |c| c.to_string());
+                    println!("{:<16} {:<8} {canary}", alias.name, alias.number);
                 }
                 Ok(())
             }),

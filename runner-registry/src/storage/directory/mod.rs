@@ -154,7 +154,7 @@ impl Aliases for Directory {
         by: &str,
     ) -> Result<AliasMove> {
         let (organization, repository, alias) = (organization.to_string(), repository.to_string(), alias.to_string());
-        let (options, by) = (*options, by.to_string());
+        let (options, by) = (options.clone(), by.to_string());
         self.run(move |r| r.set_alias_by(&organization, &repository, &alias, number, &options, &by)).await
     }
 

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use runner_core::registry::{
-    check_expect, check_move, no_such_alias, no_such_repository, not_ready, Alias, AliasMove, AliasOptions, Expect,
+    check_expect, check_move, no_such_alias, no_such_repository, not_ready, Alias, AliasMove, AliasOptions, Canary,
+    Expect,
 };
 use runner_core::Result;
 use runner_core::{validate_name, Manifest, ModelId};
@@ -15,7 +16,8 @@ use crate::storage::Aliases;
 /// The columns [`alias_move`] reads.
 macro_rules! move_columns {
     () => {
-        "alias, from_number, to_number, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), by_whom, forced"
+        "alias, from_number, to_number, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), by_whom, forced,
+         from_canary_number, from_canary_percent, to_canary_number, to_canary_percent, reason"
     };
 }
 
@@ -24,14 +26,19 @@ impl Aliases for SharedStore {
     /// The aliases of a repository, by name.
     async fn aliases(&self, organization: &str, repository: &str) -> Result<Vec<Alias>> {
         self.repository_exists(&self.pool, organization, repository, false).await?;
-        let rows =
-            sqlx::query("SELECT name, number FROM aliases WHERE organization = $1 AND repository = $2 ORDER BY name")
-                .bind(organization)
-                .bind(repository)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(rows.into_iter().map(|row| Alias { name: row.get(0), number: row.get::<i64, _>(1) as u64 }).collect())
+        let rows = sqlx::query(
+            "SELECT name, number, canary_number, canary_percent FROM aliases
+             WHERE organization = $1 AND repository = $2 ORDER BY name",
+        )
+        .bind(organization)
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Alias { name: row.get(0), number: row.get::<i64, _>(1) as u64, canary: canary(&row, 2) })
+            .collect())
     }
 
     /// Moves (or creates) an alias under `options`, in one transaction holding the
@@ -49,29 +56,52 @@ impl Aliases for SharedStore {
         runner_core::validate_alias(alias)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         self.repository_exists(&mut *tx, organization, repository, true).await?;
-        let current = self.alias_target(&mut tx, organization, repository, alias).await?;
-        let target_manifest =
-            ready_manifest(&mut tx, &ModelId::new(organization, repository, target)?, &self.location).await?;
-        let current_manifest = match current {
-            Some(n) => {
-                Some(ready_manifest(&mut tx, &ModelId::new(organization, repository, n)?, &self.location).await?)
-            }
+        let current = self.alias_entry(&mut tx, organization, repository, alias).await?;
+        let manifest = async |tx: &mut Transaction<'static, Postgres>, n: u64| {
+            ready_manifest(tx, &ModelId::new(organization, repository, n)?, &self.location).await
+        };
+        let target_manifest = manifest(&mut tx, target).await?;
+        let canary_manifest = match options.canary {
+            Some(canary) => Some(manifest(&mut tx, canary.number).await?),
             None => None,
         };
-        check_move(alias, current.zip(current_manifest.as_ref()), &target_manifest, options)?;
+        let current_manifest = match &current {
+            Some(entry) => Some(manifest(&mut tx, entry.number).await?),
+            None => None,
+        };
+        let current_number = current.as_ref().map(|a| a.number);
+        check_move(
+            alias,
+            current_number.zip(current_manifest.as_ref()),
+            &target_manifest,
+            canary_manifest.as_ref(),
+            options,
+        )?;
         sqlx::query(
-            "INSERT INTO aliases (organization, repository, name, number) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (organization, repository, name) DO UPDATE SET number = EXCLUDED.number",
+            "INSERT INTO aliases (organization, repository, name, number, canary_number, canary_percent)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (organization, repository, name) DO UPDATE
+             SET number = EXCLUDED.number, canary_number = EXCLUDED.canary_number,
+                 canary_percent = EXCLUDED.canary_percent",
         )
         .bind(organization)
         .bind(repository)
         .bind(alias)
         .bind(target as i64)
+        .bind(options.canary.map(|c| c.number as i64))
+        .bind(options.canary.map(|c| i16::from(c.percent)))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let change =
-            record_move(&mut tx, organization, repository, alias, current, Some(target), by, options.force).await?;
+        let change = Move {
+            alias,
+            from: current.map(|a| (a.number, a.canary)),
+            to: Some((target, options.canary)),
+            by,
+            forced: options.force,
+            reason: options.reason.as_deref(),
+        };
+        let change = record_move(&mut tx, organization, repository, change).await?;
         tx.commit().await.map_err(db)?;
         Ok(change)
     }
@@ -88,10 +118,10 @@ impl Aliases for SharedStore {
         runner_core::validate_alias(alias)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         self.repository_exists(&mut *tx, organization, repository, true).await?;
-        let Some(current) = self.alias_target(&mut tx, organization, repository, alias).await? else {
+        let Some(current) = self.alias_entry(&mut tx, organization, repository, alias).await? else {
             return Err(no_such_alias(repository, alias));
         };
-        check_expect(repository, alias, Some(current), expect)?;
+        check_expect(repository, alias, Some(current.number), expect)?;
         sqlx::query("DELETE FROM aliases WHERE organization = $1 AND repository = $2 AND name = $3")
             .bind(organization)
             .bind(repository)
@@ -99,7 +129,9 @@ impl Aliases for SharedStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let change = record_move(&mut tx, organization, repository, alias, Some(current), None, by, false).await?;
+        let from = Some((current.number, current.canary));
+        let change = Move { alias, from, to: None, by, forced: false, reason: None };
+        let change = record_move(&mut tx, organization, repository, change).await?;
         tx.commit().await.map_err(db)?;
         Ok(change)
     }
@@ -124,23 +156,29 @@ impl Aliases for SharedStore {
 }
 
 impl SharedStore {
-    /// Where an alias points now.
-    pub(super) async fn alias_target(
+    /// Where an alias points now, with its split.
+    pub(super) async fn alias_entry(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         organization: &str,
         repository: &str,
         alias: &str,
-    ) -> Result<Option<u64>> {
-        let number: Option<i64> =
-            sqlx::query_scalar("SELECT number FROM aliases WHERE organization = $1 AND repository = $2 AND name = $3")
-                .bind(organization)
-                .bind(repository)
-                .bind(alias)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db)?;
-        Ok(number.map(|n| n as u64))
+    ) -> Result<Option<Alias>> {
+        let row = sqlx::query(
+            "SELECT number, canary_number, canary_percent FROM aliases
+             WHERE organization = $1 AND repository = $2 AND name = $3",
+        )
+        .bind(organization)
+        .bind(repository)
+        .bind(alias)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        Ok(row.map(|row| Alias {
+            name: alias.to_string(),
+            number: row.get::<i64, _>(0) as u64,
+            canary: canary(&row, 1),
+        }))
     }
 
     /// [`Error::NotFound`] unless the repository exists; with `lock`, its row is locked
@@ -188,6 +226,13 @@ pub(super) async fn ready_manifest(
     }
 }
 
+/// The split in columns `at` (number) and `at + 1` (percent) of `row`, if any.
+fn canary(row: &sqlx::postgres::PgRow, at: usize) -> Option<Canary> {
+    let number = row.get::<Option<i64>, _>(at)?;
+    let percent = row.get::<Option<i16>, _>(at + 1)?;
+    Some(Canary { number: number as u64, percent: percent.clamp(0, 100) as u8 })
+}
+
 pub(super) fn alias_move(row: &sqlx::postgres::PgRow) -> AliasMove {
     AliasMove {
         alias: row.get(0),
@@ -196,33 +241,51 @@ pub(super) fn alias_move(row: &sqlx::postgres::PgRow) -> AliasMove {
         at: row.get(3),
         by: row.get(4),
         forced: row.get(5),
+        from_canary: canary(row, 6),
+        to_canary: canary(row, 8),
+        reason: row.get(10),
     }
 }
 
+/// One move of an alias, as [`record_move`] writes it: where it pointed (with its split)
+/// and where it points now (`None`: created, deleted).
+pub(super) struct Move<'a> {
+    pub(super) alias: &'a str,
+    pub(super) from: Option<(u64, Option<Canary>)>,
+    pub(super) to: Option<(u64, Option<Canary>)>,
+    pub(super) by: &'a str,
+    pub(super) forced: bool,
+    pub(super) reason: Option<&'a str>,
+}
+
 /// Records one move of an alias in its history.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn record_move(
     tx: &mut Transaction<'static, Postgres>,
     organization: &str,
     repository: &str,
-    alias: &str,
-    from: Option<u64>,
-    to: Option<u64>,
-    by: &str,
-    forced: bool,
+    change: Move<'_>,
 ) -> Result<AliasMove> {
+    let number = |side: Option<(u64, Option<Canary>)>| side.map(|(n, _)| n as i64);
+    let split = |side: Option<(u64, Option<Canary>)>| side.and_then(|(_, c)| c);
+    let (from_canary, to_canary) = (split(change.from), split(change.to));
     let row = sqlx::query(concat!(
-        "INSERT INTO alias_moves (organization, repository, alias, from_number, to_number, by_whom, forced)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+        "INSERT INTO alias_moves (organization, repository, alias, from_number, to_number, by_whom, forced,
+             from_canary_number, from_canary_percent, to_canary_number, to_canary_percent, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
         move_columns!()
     ))
     .bind(organization)
     .bind(repository)
-    .bind(alias)
-    .bind(from.map(|n| n as i64))
-    .bind(to.map(|n| n as i64))
-    .bind(by)
-    .bind(forced)
+    .bind(change.alias)
+    .bind(number(change.from))
+    .bind(number(change.to))
+    .bind(change.by)
+    .bind(change.forced)
+    .bind(from_canary.map(|c| c.number as i64))
+    .bind(from_canary.map(|c| i16::from(c.percent)))
+    .bind(to_canary.map(|c| c.number as i64))
+    .bind(to_canary.map(|c| i16::from(c.percent)))
+    .bind(change.reason)
     .fetch_one(&mut **tx)
     .await
     .map_err(db)?;

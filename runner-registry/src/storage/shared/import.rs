@@ -151,19 +151,25 @@ impl SharedStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for alias in registry.aliases(organization, repository)? {
             self.repository_exists(&mut *tx, organization, repository, true).await?;
-            if self.alias_target(&mut tx, organization, repository, &alias.name).await?.is_some() {
+            if self.alias_entry(&mut tx, organization, repository, &alias.name).await?.is_some() {
                 continue;
             }
-            let id = ModelId::new(organization, repository, alias.number)?;
-            ready_manifest(&mut tx, &id, &self.location).await?;
-            sqlx::query("INSERT INTO aliases (organization, repository, name, number) VALUES ($1, $2, $3, $4)")
-                .bind(organization)
-                .bind(repository)
-                .bind(&alias.name)
-                .bind(alias.number as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            for number in std::iter::once(alias.number).chain(alias.canary.map(|c| c.number)) {
+                ready_manifest(&mut tx, &ModelId::new(organization, repository, number)?, &self.location).await?;
+            }
+            sqlx::query(
+                "INSERT INTO aliases (organization, repository, name, number, canary_number, canary_percent)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(organization)
+            .bind(repository)
+            .bind(&alias.name)
+            .bind(alias.number as i64)
+            .bind(alias.canary.map(|c| c.number as i64))
+            .bind(alias.canary.map(|c| i16::from(c.percent)))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
             imported.insert(alias.name);
         }
         for change in registry.alias_history(organization, repository, None)? {
@@ -171,8 +177,9 @@ impl SharedStore {
                 continue;
             }
             sqlx::query(
-                "INSERT INTO alias_moves (organization, repository, alias, from_number, to_number, at, by_whom, forced)
-                 VALUES ($1, $2, $3, $4, $5, $6::TEXT::TIMESTAMPTZ, $7, $8)",
+                "INSERT INTO alias_moves (organization, repository, alias, from_number, to_number, at, by_whom, forced,
+                     from_canary_number, from_canary_percent, to_canary_number, to_canary_percent, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6::TEXT::TIMESTAMPTZ, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(organization)
             .bind(repository)
@@ -182,6 +189,11 @@ impl SharedStore {
             .bind(&change.at)
             .bind(&change.by)
             .bind(change.forced)
+            .bind(change.from_canary.map(|c| c.number as i64))
+            .bind(change.from_canary.map(|c| i16::from(c.percent)))
+            .bind(change.to_canary.map(|c| c.number as i64))
+            .bind(change.to_canary.map(|c| i16::from(c.percent)))
+            .bind(&change.reason)
             .execute(&mut *tx)
             .await
             .map_err(db)?;

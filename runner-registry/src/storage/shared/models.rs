@@ -154,7 +154,8 @@ impl Models for SharedStore {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => {
                 let names: Vec<String> = sqlx::query_scalar(
-                    "SELECT name FROM aliases WHERE organization = $1 AND repository = $2 AND number = $3 ORDER BY name",
+                    "SELECT name FROM aliases WHERE organization = $1 AND repository = $2
+                     AND (number = $3 OR canary_number = $3) ORDER BY name",
                 )
                 .bind(&id.organization)
                 .bind(&id.repository)

@@ -110,6 +110,7 @@ fn migrator() -> Migrator {
         migration(4, "samples", include_str!("../../../migrations/0004_samples.sql")),
         migration(5, "deleting", include_str!("../../../migrations/0005_deleting.sql")),
         migration(6, "access", include_str!("../../../migrations/0006_access.sql")),
+        migration(7, "splits", include_str!("../../../migrations/0007_splits.sql")),
     ])
 }
 
