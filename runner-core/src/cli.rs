@@ -214,6 +214,18 @@ pub struct ServeArgs {
     #[arg(long)]
     pub follow_latest: bool,
 
+    /// The request header that keeps a caller on one side of a traffic split (`alias set
+    /// iris prod 4 --canary 5 --percent 10`): a pure function of its value and the split,
+    /// the same on every replica. Requests without it take turns.
+    #[arg(long, value_name = "HEADER")]
+    pub sticky_header: Option<crate::serve::http::HeaderName>,
+
+    /// Shadow a split alias's canary: the model answers every request, and the canary's
+    /// share is copied to the canary, whose answer is compared (runner_shadow_total) and
+    /// discarded.
+    #[arg(long)]
+    pub shadow: bool,
+
     /// `--header-timeout`, `--body-timeout`, `--max-connections`.
     #[command(flatten)]
     pub connections: crate::serve::ConnectionArgs,
@@ -267,6 +279,8 @@ impl ServeArgs {
             inline_threshold: std::time::Duration::from_micros(self.inline_threshold_us),
             follow_interval: std::time::Duration::from_millis(self.follow_interval_ms),
             follow_latest: self.follow_latest,
+            sticky_header: self.sticky_header.clone(),
+            shadow: self.shadow,
             connections: self.connections.limits(),
             repository_mode: self.repository_mode,
             organization: self.organization.clone(),

@@ -37,6 +37,13 @@ struct NameLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    model: String,
+    version: u64,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SwapLabels {
     model: String,
     outcome: &'static str,
@@ -62,6 +69,8 @@ pub struct Metrics {
     serving: Family<NameLabel, Gauge>,
     swaps: Family<SwapLabels, Counter>,
     load_waits: Family<NameLabel, Histogram, fn() -> Histogram>,
+    canaries: Family<ModelLabel, Gauge>,
+    shadows: Family<ShadowLabels, Counter>,
 }
 
 impl Metrics {
@@ -91,7 +100,48 @@ impl Metrics {
             "How long requests waited for their model to load (serve --load-on-demand)",
             load_waits.clone(),
         );
-        Arc::new(Metrics { registry, requests, latency, hooks, in_flight, batch_size, serving, swaps, load_waits })
+        let canaries = Family::<ModelLabel, Gauge>::default();
+        registry.register(
+            "canary_percent",
+            "The share of a split alias's requests its canary (version) answers, or is copied (serve --shadow)",
+            canaries.clone(),
+        );
+        let shadows = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow",
+            "Requests copied to a shadowed canary (version): its answer agreed with the model's byte for byte, disagreed, or failed",
+            shadows.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            requests,
+            latency,
+            hooks,
+            in_flight,
+            batch_size,
+            serving,
+            swaps,
+            load_waits,
+            canaries,
+            shadows,
+        })
+    }
+
+    /// Records `model`'s split: its canary `version` and share, or none (`None` ends the
+    /// split of canary `ended`).
+    pub(crate) fn canary(&self, model: &str, now: Option<(u64, u8)>, ended: Option<u64>) {
+        if let Some(version) = ended {
+            self.canaries.remove(&ModelLabel { model: model.to_string(), version });
+        }
+        if let Some((version, percent)) = now {
+            self.canaries.get_or_create(&ModelLabel { model: model.to_string(), version }).set(i64::from(percent));
+        }
+    }
+
+    /// Counts one request copied to `model`'s shadowed canary `version`: `outcome` is
+    /// `agree`, `disagree` or `error`.
+    pub(crate) fn shadow(&self, model: &str, version: u64, outcome: &'static str) {
+        self.shadows.get_or_create(&ShadowLabels { model: model.to_string(), version, outcome }).inc();
     }
 
     /// Records that `model` now answers with model number `number`.

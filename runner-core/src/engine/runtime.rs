@@ -63,6 +63,25 @@ impl Engine {
         endpoint
     }
 
+    /// Puts a loaded model behind the engine as the canary of a split alias served as
+    /// `name`: [`Engine::serve`], except that `runner_model_number` keeps naming the model
+    /// the alias points at.
+    pub fn serve_canary(&self, model: Box<dyn DynModel>, name: &str) -> Arc<Endpoint> {
+        Endpoint::new(model, name, &self.options, self.limits.clone(), &self.metrics)
+    }
+
+    /// Records the split of the name served as `name`: its canary's number and share now
+    /// (`None`: no split), and the canary it replaces, if any.
+    pub fn record_split(&self, name: &str, now: Option<(u64, u8)>, before: Option<u64>) {
+        self.metrics.canary(name, now, before.filter(|b| now.is_none_or(|(n, _)| n != *b)));
+    }
+
+    /// Counts a request copied to the shadowed canary `number` of `name`: `outcome` is
+    /// `agree`, `disagree` or `error`.
+    pub fn record_shadow(&self, name: &str, number: u64, outcome: &'static str) {
+        self.metrics.shadow(name, number, outcome);
+    }
+
     /// Counts a swap of the model served as `name` (`outcome`: `swapped`, `failed`, or `refused` for an API change) and,
     /// when swapped, the number it answers with now.
     pub fn record_swap(&self, name: &str, outcome: &'static str, number: Option<u64>) {

@@ -145,7 +145,12 @@ pub trait Registry: Send + Sync + fmt::Debug {
 
     /// The number `alias` points at, if it exists.
     fn alias(&self, organization: &str, repository: &str, alias: &str) -> Result<Option<u64>> {
-        Ok(self.aliases(organization, repository)?.into_iter().find(|a| a.name == alias).map(|a| a.number))
+        Ok(self.alias_entry(organization, repository, alias)?.map(|a| a.number))
+    }
+
+    /// Where `alias` points, with its traffic split, if it exists.
+    fn alias_entry(&self, organization: &str, repository: &str, alias: &str) -> Result<Option<Alias>> {
+        Ok(self.aliases(organization, repository)?.into_iter().find(|a| a.name == alias))
     }
 
     /// The highest-numbered ready model of a repository, if any.

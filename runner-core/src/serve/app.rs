@@ -14,14 +14,16 @@ use axum::{Json, Router};
 use super::error::ApiError;
 use super::options::RepositoryMode;
 use super::options::ServeOptions;
-use super::state::{endpoints, release, sha256, AppState, FailedLoad, Follow, FollowLog, Models, Slot, SwapRecord};
+use super::state::{
+    endpoints, release, sha256, AppState, FailedLoad, Follow, FollowLog, Models, Slot, Split, SwapRecord,
+};
 use super::{observe, openapi, page, pages, repository, repository_routes, routes, v2_routes};
 use crate::catalog::load_any;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::load::DynModel;
 use crate::manifest::now_rfc3339;
-use crate::names::{ModelRef, Version};
+use crate::names::{ModelId, ModelRef, Version};
 use crate::registry::Registry;
 
 /// The HTTP application: a router whose models are added once loaded. Until then
@@ -52,6 +54,7 @@ impl App {
             changes: Mutex::new(BTreeMap::new()),
             loading: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            shadows_in_flight: std::sync::atomic::AtomicUsize::new(0),
         };
         App { state: Arc::new(state) }
     }
@@ -176,13 +179,14 @@ impl App {
 }
 
 /// Watches where `reference` (an alias, or `latest` with
-/// [`ServeOptions::follow_latest`]) points, every `interval`; when it moves, loads the new
-/// model in the background and swaps it in. A model that fails to load is not swapped in:
-/// the old one keeps serving, and `/models/{name}` and the
+/// [`ServeOptions::follow_latest`]) points, at once and then every `interval`; when it
+/// moves, loads the new model in the background and swaps it in. A model that fails to
+/// load is not swapped in: the old one keeps serving, and `/models/{name}` and the
 /// `runner_model_swaps_total{outcome="failed"}` metric say why, until the alias moves
 /// again. Nor is a newer `latest` whose API differs from the one served
 /// (`outcome="refused"`): an alias cannot move across an API change unless forced, and
-/// `latest` has no way to force.
+/// `latest` has no way to force. An alias's split is followed the same way
+/// ([`follow_split`]).
 async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, interval: Duration) {
     let name = reference.repository.clone();
     let Some(models) = app.state.models.get() else { return };
@@ -191,8 +195,8 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
     let log = |change: &dyn Fn(&mut FollowLog)| change(&mut follow.log.lock().unwrap_or_else(|p| p.into_inner()));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
     loop {
+        // The first tick is at once: a split alias's canary loads right after start.
         ticker.tick().await;
         // Unloaded (the repository API), or replaced by a load: this follower is done.
         if !models.get(&name).is_some_and(|now| Arc::ptr_eq(&now, &slot)) {
@@ -202,11 +206,19 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
         let current = serving.manifest().model.number;
         let (lookup, wanted) = (registry.clone(), reference.clone());
         let resolved = tokio::task::spawn_blocking(move || -> Result<_> {
-            let target = lookup.resolve(&wanted)?;
+            let (target, canary) = match &wanted.version {
+                Version::Alias(alias) => {
+                    let entry = lookup
+                        .alias_entry(&wanted.organization, &wanted.repository, alias)?
+                        .ok_or_else(|| crate::registry::no_such_alias(&wanted.repository, alias))?;
+                    (ModelId::new(&wanted.organization, &wanted.repository, entry.number)?, entry.canary)
+                }
+                _ => (lookup.resolve(&wanted)?, None),
+            };
             let manifest = lookup.manifest(&target)?;
-            Ok((manifest.sha256(), target, manifest.api))
+            Ok((manifest.sha256(), target, manifest.api, canary))
         });
-        let (manifest, target, api) = match resolved.await {
+        let (manifest, target, api, canary) = match resolved.await {
             Ok(Ok(found)) => found,
             outcome => {
                 let error = match outcome {
@@ -224,64 +236,154 @@ async fn follow(app: App, registry: Arc<dyn Registry>, reference: ModelRef, inte
             }
         };
         log(&|l| l.unreachable = None);
-        // The same number registered again (a new manifest) is a change too.
-        let failed_before =
-            follow.log.lock().unwrap_or_else(|p| p.into_inner()).failed.as_ref().and_then(|f| f.manifest.clone());
-        if manifest == serving.manifest().sha256() || failed_before.as_ref() == Some(&manifest) {
-            continue;
+        drop(serving);
+        follow_model(&app, &slot, &registry, &reference, (manifest, target, api)).await;
+        follow_split(&app, &slot, &registry, &reference, canary).await;
+    }
+}
+
+/// One step of [`follow`] for the model the alias points at: `found` is the sha256 of its
+/// manifest, its id and its API.
+async fn follow_model(
+    app: &App,
+    slot: &Arc<Slot>,
+    registry: &Arc<dyn Registry>,
+    reference: &ModelRef,
+    (manifest, target, api): (String, crate::names::ModelId, Option<crate::manifest::ApiSignature>),
+) {
+    let name = &reference.repository;
+    let Some(follow) = &slot.follow else { return };
+    let log = |change: &dyn Fn(&mut FollowLog)| change(&mut follow.log.lock().unwrap_or_else(|p| p.into_inner()));
+    let serving = slot.endpoint();
+    let current = serving.manifest().model.number;
+    // The same number registered again (a new manifest) is a change too.
+    let failed_before =
+        follow.log.lock().unwrap_or_else(|p| p.into_inner()).failed.as_ref().and_then(|f| f.manifest.clone());
+    if manifest == serving.manifest().sha256() || failed_before.as_ref() == Some(&manifest) {
+        return;
+    }
+    // An alias never moves across an API change unless forced (the registry checks);
+    // `latest` has no such check, so it is made here: callers keep the API they use.
+    let changes = match (&serving.manifest().api, &api) {
+        (Some(old), Some(new)) if matches!(reference.version, Version::Latest) => old.changes(new),
+        _ => Vec::new(),
+    };
+    if !changes.is_empty() {
+        let error = format!(
+            "{target} answers a different API than {} that is served, so callers of {reference} could break: {}; not swapped in (serve it under another name, or point an alias at it with --force)",
+            serving.manifest().model,
+            changes.join("; ")
+        );
+        // Once per manifest: the next ticks find it failed and skip it, until another
+        // number is registered.
+        tracing::error!(model = %target, %error, "not following latest across an API change");
+        app.state.engine.record_swap(name, "refused", None);
+        let at = now_rfc3339();
+        log(&|l| {
+            let (number, manifest) = (Some(target.number), Some(manifest.clone()));
+            l.failed = Some(FailedLoad { number, manifest, at: at.clone(), error: error.clone() });
+        });
+        return;
+    }
+    drop(serving);
+    let started = Instant::now();
+    // A canary promoted (the alias now points at it) is loaded already: it takes over.
+    let promoted = slot.split().map(|split| split.endpoint.clone()).filter(|c| c.manifest().sha256() == manifest);
+    let loaded = match promoted {
+        Some(canary) => {
+            tracing::info!(alias = %reference, from = current, to = target.number, "the alias moved to its canary");
+            let old = slot.swap(canary);
+            release(old.clone());
+            app.state.models.get().map(|m| m.refresh_openapi());
+            Ok(old.manifest().model.number)
         }
-        // An alias never moves across an API change unless forced (the registry checks);
-        // `latest` has no such check, so it is made here: callers keep the API they use.
-        let changes = match (&serving.manifest().api, &api) {
-            (Some(old), Some(new)) if matches!(reference.version, Version::Latest) => old.changes(new),
-            _ => Vec::new(),
-        };
-        if !changes.is_empty() {
-            let error = format!(
-                "{target} answers a different API than {} that is served, so callers of {reference} could break: {}; not swapped in (serve it under another name, or point an alias at it with --force)",
-                serving.manifest().model,
-                changes.join("; ")
-            );
-            // Once per manifest: the next ticks find it failed and skip it, until another
-            // number is registered.
-            tracing::error!(model = %target, %error, "not following latest across an API change");
-            app.state.engine.record_swap(&name, "refused", None);
-            let at = now_rfc3339();
+        None => {
+            tracing::info!(alias = %reference, from = current, to = target.number, "the alias moved: loading the new model");
+            let (loader, id) = (registry.clone(), ModelRef::from(&target));
+            match tokio::task::spawn_blocking(move || load_any(loader.as_ref(), &id)).await {
+                Ok(Ok(model)) => app.swap_model(model),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(Error::msg(format!("loading panicked: {e}"))),
+            }
+        }
+    };
+    match loaded {
+        Ok(from) => {
+            let load_ms = started.elapsed().as_millis() as u64;
+            app.state.engine.record_swap(name, "swapped", Some(target.number));
+            tracing::info!(alias = %reference, from, to = target.number, load_ms, "swapped in");
+            log(&|l| {
+                l.failed = None;
+                l.swaps.push(SwapRecord { from, to: target.number, at: now_rfc3339(), load_ms });
+            });
+        }
+        Err(e) => {
+            app.state.engine.record_swap(name, "failed", None);
+            tracing::error!(alias = %reference, model = %target, error = %e, "the new model cannot be loaded; {current} keeps serving");
+            let (error, at) = (e.to_string(), now_rfc3339());
             log(&|l| {
                 let (number, manifest) = (Some(target.number), Some(manifest.clone()));
                 l.failed = Some(FailedLoad { number, manifest, at: at.clone(), error: error.clone() });
             });
-            continue;
         }
-        drop(serving);
-        tracing::info!(alias = %reference, from = current, to = target.number, "the alias moved: loading the new model");
-        let started = Instant::now();
-        let (loader, id) = (registry.clone(), ModelRef::from(&target));
-        let loaded = match tokio::task::spawn_blocking(move || load_any(loader.as_ref(), &id)).await {
-            Ok(Ok(model)) => app.swap_model(model),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(Error::msg(format!("loading panicked: {e}"))),
-        };
-        match loaded {
-            Ok(from) => {
-                let load_ms = started.elapsed().as_millis() as u64;
-                app.state.engine.record_swap(&name, "swapped", Some(target.number));
-                tracing::info!(alias = %reference, from, to = target.number, load_ms, "swapped in");
-                log(&|l| {
-                    l.failed = None;
-                    l.swaps.push(SwapRecord { from, to: target.number, at: now_rfc3339(), load_ms });
-                });
-            }
-            Err(e) => {
-                app.state.engine.record_swap(&name, "failed", None);
-                tracing::error!(alias = %reference, model = %target, error = %e, "the new model cannot be loaded; {current} keeps serving");
-                let (error, at) = (e.to_string(), now_rfc3339());
-                log(&|l| {
-                    let (number, manifest) = (Some(target.number), Some(manifest.clone()));
-                    l.failed = Some(FailedLoad { number, manifest, at: at.clone(), error: error.clone() });
-                });
+    }
+}
+
+/// One step of [`follow`] for the alias's split: `wanted` is its canary and share now.
+/// A new canary is loaded in the background (the model answers everything meanwhile); a
+/// new share of the same canary, or the end of the split, takes one store. A canary that
+/// fails to load is logged, counted (`runner_model_swaps_total{outcome="failed"}`) and
+/// tried again at the next tick.
+async fn follow_split(
+    app: &App,
+    slot: &Arc<Slot>,
+    registry: &Arc<dyn Registry>,
+    reference: &ModelRef,
+    wanted: Option<crate::registry::Canary>,
+) {
+    let name = &reference.repository;
+    let now = slot.split();
+    let now_number = now.as_ref().map(|s| s.endpoint.manifest().model.number);
+    let engine = &app.state.engine;
+    let Some(wanted) = wanted else {
+        if let Some(ended) = slot.set_split(None) {
+            tracing::info!(alias = %reference, canary = now_number, "the split ended");
+            engine.record_split(name, None, now_number);
+            release(ended.endpoint.clone());
+        }
+        return;
+    };
+    let endpoint = match now.filter(|_| now_number == Some(wanted.number)) {
+        Some(same) if same.percent == wanted.percent => return,
+        Some(same) => same.endpoint.clone(),
+        None => {
+            tracing::info!(alias = %reference, canary = wanted.number, "the alias has a new canary: loading it");
+            let id = ModelRef {
+                organization: reference.organization.clone(),
+                repository: name.clone(),
+                version: Version::Number(wanted.number),
+            };
+            let loader = registry.clone();
+            match tokio::task::spawn_blocking(move || load_any(loader.as_ref(), &id)).await {
+                Ok(Ok(model)) => engine.serve_canary(model, name),
+                outcome => {
+                    let error = match outcome {
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => format!("loading panicked: {e}"),
+                        Ok(Ok(_)) => unreachable!("matched above"),
+                    };
+                    engine.record_swap(name, "failed", None);
+                    tracing::error!(alias = %reference, canary = wanted.number, %error, "the canary cannot be loaded; the model answers every request");
+                    return;
+                }
             }
         }
+    };
+    let before = slot.set_split(Some(Split { endpoint, percent: wanted.percent }));
+    engine.record_split(name, Some((wanted.number, wanted.percent)), now_number);
+    tracing::info!(alias = %reference, canary = wanted.number, percent = wanted.percent, "the split moved");
+    if let Some(before) = before.filter(|b| b.endpoint.manifest().model.number != wanted.number) {
+        release(before.endpoint.clone());
     }
 }
 

@@ -45,7 +45,7 @@ use super::error::ApiError;
 use super::repository;
 use super::routes::measured;
 use super::state::AppState;
-use super::v2_routes::{infer_tensors, model_metadata_of, tensor_endpoint, versioned_endpoint, SERVER_NAME};
+use super::v2_routes::{infer_tensors, model_metadata_of, routed_endpoint, tensor_endpoint, SERVER_NAME};
 use crate::engine::Endpoint;
 use crate::v2;
 
@@ -216,11 +216,14 @@ impl GrpcInferenceService for V2Grpc {
     ) -> Result<Response<proto::ModelInferResponse>, Status> {
         let limit = self.state.options.timeout.min(client_timeout(&request).map_or(Duration::MAX, answer_within));
         let deadline = tokio::time::Instant::now() + limit;
+        let sticky = self.state.options.sticky_header.as_ref();
+        let key = sticky.and_then(|name| request.metadata().get(name.as_str())).map(|v| v.as_bytes().to_vec());
         let request = request.into_inner();
         if self.state.options.load_on_demand {
             repository::endpoint(&self.state, &request.model_name).await.map_err(status)?;
         }
-        let endpoint = versioned_endpoint(&self.state, &request.model_name, version(&request.model_version))
+        let version = version(&request.model_version);
+        let endpoint = routed_endpoint(&self.state, &request.model_name, version, Some(key.as_deref()))
             .map_err(|e| status(e.0))?;
         let name = request.model_name.clone();
         let work = infer(&endpoint, request, (deadline, limit));

@@ -39,6 +39,7 @@ mod pages;
 mod repository;
 mod repository_routes;
 mod routes;
+mod split;
 mod state;
 mod test_client;
 mod v2_routes;

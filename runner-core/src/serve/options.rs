@@ -48,6 +48,15 @@ pub struct ServeOptions {
     /// (`latest` has no `--force`: move an alias for that). Off by default: `latest` is
     /// resolved once, at start.
     pub follow_latest: bool,
+    /// The request header whose value keeps one caller on one side of a traffic split
+    /// (`x-user-id`): the choice is a pure function of it and the split, the same on every
+    /// replica. Requests without it take turns (default: none; every request takes turns).
+    pub sticky_header: Option<axum::http::HeaderName>,
+    /// Shadow a split alias's canary instead of letting it answer: the model answers every
+    /// request, and the canary's share is copied to the canary, its answer compared and
+    /// discarded (`runner_shadow_total{outcome="agree|disagree|error"}`; its latency in its
+    /// own metrics). Only `/predict` routes are copied (default off).
+    pub shadow: bool,
     /// Timeouts for slow clients and the cap on open connections, for HTTP and gRPC alike.
     pub connections: super::ConnectionLimits,
     /// Which models the server may load, and when: only those named at start (the
@@ -123,6 +132,8 @@ impl Default for ServeOptions {
             inline_threshold: Duration::from_micros(100),
             follow_interval: Duration::from_secs(5),
             follow_latest: false,
+            sticky_header: None,
+            shadow: false,
             connections: super::ConnectionLimits::default(),
             repository_mode: RepositoryMode::Startup,
             organization: crate::names::DEFAULT_ORGANIZATION.to_string(),

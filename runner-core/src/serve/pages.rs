@@ -141,7 +141,7 @@ pub(crate) async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap)
             let table = models.snapshot();
             html! {
                 h1 { "Served models" }
-                @for (name, slot) in table.iter() { (model_card(name, slot, &openapi, state.now_ms())) }
+                @for (name, slot) in table.iter() { (model_card(name, slot, &openapi, state.now_ms(), state.options.shadow)) }
             }
         }
         _ => html! {
@@ -159,7 +159,7 @@ pub(crate) async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap)
     page::respond(StatusCode::OK, page::document("runner serve", top(csrf.is_some()), main, &["serve.js"]))
 }
 
-fn model_card(name: &str, slot: &Slot, openapi: &Value, now_ms: u64) -> Markup {
+fn model_card(name: &str, slot: &Slot, openapi: &Value, now_ms: u64, shadow: bool) -> Markup {
     let endpoint = slot.endpoint();
     let manifest = endpoint.manifest();
     let follow = slot.follow.as_ref().map(|follow| {
@@ -179,6 +179,11 @@ fn model_card(name: &str, slot: &Slot, openapi: &Value, now_ms: u64) -> Markup {
                 span.badge.ready { "ready" } " "
                 span.badge { "number " (manifest.model.number) }
                 @if let Some((reference, _)) = &follow { " " span.badge.alias { "follows " (reference) } }
+                @if let Some(split) = slot.split() {
+                    " " span.badge.alias data-canary=(split.endpoint.manifest().model.number) data-percent=(split.percent) {
+                        (if shadow { "shadow " } else { "canary " }) (split.endpoint.manifest().model.number) " · " (split.percent) "%"
+                    }
+                }
             }
             @if let Some((_, log)) = &follow {
                 @if let Some(failed) = &log.failed {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::{ApiError, PathParams};
-use super::state::{endpoint, models, read_body, slot, AppState, Slot};
+use super::state::{models, pick, read_body, slot, sticky_key, AppState, Picked, Slot};
 use bytes::Bytes;
 
 use crate::engine::{Answer, Endpoint};
@@ -60,8 +60,12 @@ pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: 
         Ok(models) => models.snapshot(),
         Err(e) => return e.into_response(),
     };
-    let endpoint = match table.len() {
-        1 => table.values().next().expect("one model").endpoint(),
+    let picked = match table.len() {
+        1 => {
+            let slot = table.values().next().expect("one model");
+            slot.touch(state.now_ms());
+            slot.pick(sticky_key(&state, request.headers()), state.options.shadow)
+        }
         _ => {
             let names: Vec<&str> = table.keys().map(String::as_str).collect();
             return ApiError::new(
@@ -75,7 +79,7 @@ pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: 
             .into_response();
         }
     };
-    predict(&state, endpoint, request).await
+    predict(&state, picked, request).await
 }
 
 pub(crate) async fn predict_named(
@@ -83,18 +87,19 @@ pub(crate) async fn predict_named(
     PathParams(name): PathParams<String>,
     request: Request,
 ) -> Response {
-    let found = if state.options.load_on_demand {
-        super::repository::endpoint(&state, &name).await
-    } else {
-        endpoint(&state, &name)
-    };
-    match found {
-        Ok(endpoint) => predict(&state, endpoint, request).await,
+    if state.options.load_on_demand {
+        if let Err(e) = super::repository::endpoint(&state, &name).await {
+            return e.into_response();
+        }
+    }
+    match pick(&state, &name, sticky_key(&state, request.headers())) {
+        Ok(picked) => predict(&state, picked, request).await,
         Err(e) => e.into_response(),
     }
 }
 
-pub(crate) async fn predict(state: &AppState, endpoint: Arc<Endpoint>, request: Request) -> Response {
+pub(crate) async fn predict(state: &Arc<AppState>, picked: Picked, request: Request) -> Response {
+    let Picked { answer: endpoint, shadow } = picked;
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let timeout = state.options.timeout;
@@ -104,7 +109,11 @@ pub(crate) async fn predict(state: &AppState, endpoint: Arc<Endpoint>, request: 
         let bytes = tokio::time::timeout_at(deadline, read_body(body, &headers, state.options.body_limit))
             .await
             .map_err(|_| ApiError::timed_out(timeout))??;
-        run_body(&endpoint, bytes, content_type, (deadline, timeout)).await
+        let Some(canary) = shadow else { return run_body(&endpoint, bytes, content_type, (deadline, timeout)).await };
+        let answer = run_body(&endpoint, bytes.clone(), content_type, (deadline, timeout)).await;
+        let given = answer.as_ref().ok().map(|(body, _)| body.clone());
+        shadow_copy(state.clone(), canary, bytes, content_type.map(str::to_string), given);
+        answer
     };
     let mut response = match measured(&endpoint, work).await {
         Ok((bytes, media_type)) => {
@@ -114,6 +123,41 @@ pub(crate) async fn predict(state: &AppState, endpoint: Arc<Endpoint>, request: 
     };
     name_model(&mut response, &endpoint);
     response
+}
+
+/// Runs a copy of a request (`body`) on a shadowed canary, in the background and under
+/// the server's time limit, counted in the canary's own metrics; compares its answer with
+/// the one the model gave (`answered`, `None` if it failed) byte for byte, and counts the
+/// outcome (`runner_shadow_total`). The answer is discarded.
+/// Past `--concurrency` copies in flight, the copy is skipped (`outcome="skipped"`).
+fn shadow_copy(
+    state: Arc<AppState>,
+    canary: Arc<Endpoint>,
+    body: Bytes,
+    content_type: Option<String>,
+    answered: Option<Bytes>,
+) {
+    // At most as many copies in flight as pipelines may run: a slow canary drops copies
+    // rather than piling them up against the model's admission slots.
+    let model = canary.manifest().model.clone();
+    let in_flight = &state.shadows_in_flight;
+    if in_flight.fetch_add(1, Ordering::AcqRel) >= state.options.concurrency {
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        state.engine.record_shadow(&model.repository, model.number, "skipped");
+        return;
+    }
+    tokio::spawn(async move {
+        let timeout = state.options.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let work = run_body(&canary, body, content_type.as_deref(), (deadline, timeout));
+        let outcome = match (measured(&canary, work).await, answered) {
+            (Err(_), _) => "error",
+            (Ok((theirs, _)), Some(ours)) if theirs == ours => "agree",
+            (Ok(_), _) => "disagree",
+        };
+        state.shadows_in_flight.fetch_sub(1, Ordering::AcqRel);
+        state.engine.record_shadow(&model.repository, model.number, outcome);
+    });
 }
 
 /// Runs a request body through `endpoint`'s pipeline by the deadline (and the limit it
@@ -163,8 +207,16 @@ pub(crate) fn name_model(response: &mut Response, endpoint: &Endpoint) {
     }
 }
 
-fn summary(slot: &Slot, now: u64) -> serde_json::Value {
+fn summary(slot: &Slot, now: u64, shadow: bool) -> serde_json::Value {
     let endpoint = slot.endpoint();
+    let split = slot.split().map(|split| {
+        serde_json::json!({
+            "model": split.endpoint.manifest().model.to_string(),
+            "number": split.endpoint.manifest().model.number,
+            "percent": split.percent,
+            "mode": if shadow { "shadow" } else { "split" },
+        })
+    });
     let manifest = endpoint.manifest();
     let follows = slot.follow.as_ref().map(|follow| {
         let log = follow.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
@@ -183,6 +235,7 @@ fn summary(slot: &Slot, now: u64) -> serde_json::Value {
         "resident_bytes": slot.resident.load(std::sync::atomic::Ordering::Relaxed),
         "idle_ms": now.saturating_sub(slot.last_used()),
         "follows": follows,
+        "canary": split,
         "runner": endpoint.runner(),
         "runner_crate": format!("{} {}", manifest.runner.crate_name, manifest.runner.crate_version),
         "files": manifest.files.len(),
@@ -199,7 +252,7 @@ fn summary(slot: &Slot, now: u64) -> serde_json::Value {
 pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let models = models(&state)?;
     Ok(Json(serde_json::json!({
-        "models": models.snapshot().values().map(|slot| summary(slot, state.now_ms())).collect::<Vec<_>>()
+        "models": models.snapshot().values().map(|slot| summary(slot, state.now_ms(), state.options.shadow)).collect::<Vec<_>>()
     })))
 }
 
@@ -208,7 +261,7 @@ pub(crate) async fn model_info(
     PathParams(name): PathParams<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let slot = slot(&state, &name)?;
-    let mut info = summary(&slot, state.now_ms());
+    let mut info = summary(&slot, state.now_ms(), state.options.shadow);
     info["manifest"] = serde_json::to_value(slot.endpoint().manifest()).expect("manifests serialize");
     Ok(Json(info))
 }

@@ -90,6 +90,14 @@ pub(crate) fn release(old: Arc<Endpoint>) {
 /// one drains while new requests go to the new one.
 pub(crate) struct Slot {
     current: arc_swap::ArcSwap<Endpoint>,
+    /// The canary of a split alias and its share, if the alias has one (see
+    /// [`super::split`]). Set apart from `current`, so each changes with one store: while
+    /// a follower changes both, a request may see the old model with the new canary or the
+    /// new model with the old one, every one of them a version the alias named before or
+    /// after the move.
+    split: arc_swap::ArcSwapOption<Split>,
+    /// Requests without a sticky key counted, to take turns ([`super::split::turn_bucket`]).
+    turns: std::sync::atomic::AtomicU64,
     /// What the slot follows, and what happened (for `/models`).
     pub(crate) follow: Option<Follow>,
     /// When a request last took the endpoint, in milliseconds since the server started
@@ -104,6 +112,8 @@ impl Slot {
     pub(crate) fn new(endpoint: Arc<Endpoint>, follow: Option<Follow>) -> Slot {
         Slot {
             current: arc_swap::ArcSwap::new(endpoint),
+            split: arc_swap::ArcSwapOption::empty(),
+            turns: std::sync::atomic::AtomicU64::new(0),
             follow,
             last_used: std::sync::atomic::AtomicU64::new(0),
             resident: std::sync::atomic::AtomicU64::new(0),
@@ -124,10 +134,39 @@ impl Slot {
         self.last_used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether a request holds the endpoint now (the slot holds one reference, `Arc`s
-    /// taken by requests the others).
+    /// Whether a request holds the endpoint (or the canary's) now (the slot holds one
+    /// reference, `Arc`s taken by requests the others).
     pub(crate) fn busy(&self) -> bool {
         Arc::strong_count(&self.current.load()) > 1
+            || self.split.load().as_ref().is_some_and(|split| Arc::strong_count(&split.endpoint) > 1)
+    }
+
+    /// The endpoint that answers a request whose sticky key is `key` (`None`: it has
+    /// none), and, in `shadow` mode, the canary that gets a copy of it: the canary answers
+    /// its share of requests itself unless `shadow`, where the model answers every one and
+    /// the canary gets a copy of that share. See [`super::split`] for who is in the share.
+    pub(crate) fn pick(&self, key: Option<&[u8]>, shadow: bool) -> Picked {
+        let split = self.split.load();
+        let Some(split) = split.as_deref() else { return Picked { answer: self.endpoint(), shadow: None } };
+        let bucket = match key {
+            Some(key) => super::split::sticky_bucket(split.endpoint.manifest().model.number, key),
+            None => super::split::turn_bucket(self.turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        };
+        match (super::split::to_canary(bucket, split.percent), shadow) {
+            (false, _) => Picked { answer: self.endpoint(), shadow: None },
+            (true, false) => Picked { answer: split.endpoint.clone(), shadow: None },
+            (true, true) => Picked { answer: self.endpoint(), shadow: Some(split.endpoint.clone()) },
+        }
+    }
+
+    /// The canary and its share, if the slot has a split.
+    pub(crate) fn split(&self) -> Option<Arc<Split>> {
+        self.split.load_full()
+    }
+
+    /// Sets the split (`None`: ends it); returns the one it replaces.
+    pub(crate) fn set_split(&self, split: Option<Split>) -> Option<Arc<Split>> {
+        self.split.swap(split.map(Arc::new))
     }
 
     /// The endpoint answering now.
@@ -139,6 +178,20 @@ impl Slot {
     pub(crate) fn swap(&self, endpoint: Arc<Endpoint>) -> Arc<Endpoint> {
         self.current.swap(endpoint)
     }
+}
+
+/// The second model of a split alias, and the share of requests it answers.
+pub(crate) struct Split {
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) percent: u8,
+}
+
+/// Who answers one request ([`Slot::pick`]).
+pub(crate) struct Picked {
+    /// The endpoint that answers it.
+    pub(crate) answer: Arc<Endpoint>,
+    /// The canary that gets a copy, in shadow mode.
+    pub(crate) shadow: Option<Arc<Endpoint>>,
 }
 
 /// A served name that follows an alias.
@@ -199,6 +252,8 @@ pub(crate) struct AppState {
     pub(crate) loading: tokio::sync::Mutex<()>,
     /// When the server started ([`Slot::touch`] counts from it).
     pub(crate) started: std::time::Instant,
+    /// Copies of requests running on shadowed canaries now (`serve --shadow`).
+    pub(crate) shadows_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl AppState {
@@ -239,12 +294,27 @@ pub(crate) fn models(state: &AppState) -> Result<&Models, ApiError> {
     state.models.get().ok_or_else(ApiError::not_ready)
 }
 
-/// The endpoint answering for `name` now.
+/// The endpoint answering for `name` now (the model an alias points at, not its canary:
+/// what a request is answered by is [`pick`]).
 pub(crate) fn endpoint(state: &AppState, name: &str) -> Result<Arc<Endpoint>, ApiError> {
     slot(state, name).map(|slot| {
         slot.touch(state.now_ms());
         slot.endpoint()
     })
+}
+
+/// Who answers a request for `name` whose sticky key (the value of the header
+/// `--sticky-header` names) is `key`: the model, or its canary for the canary's share.
+pub(crate) fn pick(state: &AppState, name: &str, key: Option<&[u8]>) -> Result<Picked, ApiError> {
+    slot(state, name).map(|slot| {
+        slot.touch(state.now_ms());
+        slot.pick(key, state.options.shadow)
+    })
+}
+
+/// The sticky key of a request with `headers`, when the server names a sticky header.
+pub(crate) fn sticky_key<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h [u8]> {
+    state.options.sticky_header.as_ref().and_then(|name| headers.get(name)).map(|value| value.as_bytes())
 }
 
 pub(crate) fn slot(state: &AppState, name: &str) -> Result<Arc<Slot>, ApiError> {

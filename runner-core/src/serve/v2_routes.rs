@@ -13,7 +13,7 @@ use axum::Json;
 
 use super::error::{ApiError, PathParams};
 use super::routes::{measured, run_body};
-use super::state::{endpoint, models, read_body, AppState};
+use super::state::{models, read_body, slot, AppState};
 use crate::engine::Endpoint;
 use crate::v2;
 
@@ -92,23 +92,54 @@ pub(super) fn tensor_endpoint(
     Ok((endpoint, signature))
 }
 
-/// The served model `name`, checking `version` when the path has one.
+/// The served model `name`, checking `version` when the path has one (the canary of a
+/// split is served at its own version too).
 pub(super) fn versioned_endpoint(
     state: &AppState,
     name: &str,
     version: Option<&str>,
 ) -> Result<Arc<Endpoint>, V2Error> {
-    let endpoint = endpoint(state, name)?;
+    routed_endpoint(state, name, version, None)
+}
+
+/// The endpoint that answers an inference request for `name`: the one at `version` when
+/// the path names one, else the model or its canary by the split, with `key` the request's
+/// sticky key (`None` for a request that is not an inference: the model).
+pub(super) fn routed_endpoint(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    key: Option<Option<&[u8]>>,
+) -> Result<Arc<Endpoint>, V2Error> {
+    let slot = slot(state, name)?;
+    slot.touch(state.now_ms());
+    let endpoint = slot.endpoint();
     let number = endpoint.manifest().model.number;
-    if let Some(version) = version.filter(|v| v.parse::<u64>().ok() != Some(number)) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("model `{name}` is served at version {number}, not {version}"),
-        )
-        .into());
+    let canary = slot.split().map(|split| split.endpoint.clone());
+    let Some(version) = version else {
+        // A shadowed canary answers nothing itself: its copies come from /predict.
+        return Ok(match key {
+            Some(key) if !state.options.shadow => slot.pick(key, false).answer,
+            _ => endpoint,
+        });
+    };
+    let wanted = version.parse::<u64>().ok();
+    if wanted == Some(number) {
+        return Ok(endpoint);
     }
-    Ok(endpoint)
+    if let Some(canary) = canary.filter(|c| Some(c.manifest().model.number) == wanted) {
+        return Ok(canary);
+    }
+    let served = match slot.split() {
+        Some(split) => format!("versions {number} and {} (its canary)", split.endpoint.manifest().model.number),
+        None => format!("version {number}"),
+    };
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("model `{name}` is served at {served}, not {version}"),
+    )
+    .into())
 }
 
 pub(super) async fn model_metadata(
@@ -185,7 +216,8 @@ async fn run_infer(state: &Arc<AppState>, name: &str, version: Option<&str>, req
             return V2Error(e).into_response();
         }
     }
-    let endpoint = match versioned_endpoint(state, name, version) {
+    let key = super::state::sticky_key(state, request.headers());
+    let endpoint = match routed_endpoint(state, name, version, Some(key)) {
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };

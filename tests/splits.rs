@@ -1,0 +1,329 @@
+//! Traffic splits: `serve versioned:prod` with `prod` pointing at one model and a canary
+//! sends the canary its share, by turns or by a sticky key that every replica maps to
+//! the same version; moving the split (0 to 100 %, a promotion, a rollback) costs no
+//! request; a shadowed canary answers nothing and is compared. Real HTTP on real sockets.
+
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runner_core::registry::{AliasOptions, Canary};
+use runner_core::serve::{http::HeaderName, ServeOptions, MODEL_HEADER};
+use runner_core::{register_model, runner, Artifacts, Error, LocalRegistry, Props, Registry};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+mod serving;
+use serving::Serving;
+
+/// A model that answers with its own number; one whose artifact says `flaky` fails every
+/// twentieth request (5 %).
+pub struct Answer {
+    number: u64,
+    flaky: bool,
+    calls: AtomicU64,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct Ask {
+    #[allow(dead_code)]
+    question: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Reply {
+    number: u64,
+}
+
+pub struct Split;
+
+#[runner(name = "split")]
+impl Split {
+    fn load_model(_props: Option<Props>, artifacts: &Artifacts) -> runner_core::Result<Answer> {
+        let text = artifacts.read_to_string("answer.txt")?;
+        let (kind, number) = text.trim().split_once(' ').ok_or_else(|| Error::msg("`kind number`"))?;
+        let number = number.parse().map_err(|_| Error::msg("no number"))?;
+        Ok(Answer { number, flaky: kind == "flaky", calls: AtomicU64::new(0) })
+    }
+
+    fn predict(model: &Answer, _data: Ask) -> runner_core::Result<Reply> {
+        if model.flaky && model.calls.fetch_add(1, Ordering::Relaxed) % 20 == 19 {
+            return Err(Error::msg("this version fails one request in twenty on purpose"));
+        }
+        Ok(Reply { number: model.number })
+    }
+}
+
+/// Registers a [`Split`] model into `repository`; `kind` is `steady` or `flaky`.
+fn register(registry: &LocalRegistry, dir: &std::path::Path, repository: &str, kind: &str) -> u64 {
+    let next = registry.models("default", repository).map_or(0, |m| m.len()) + 1;
+    let file = dir.join(format!("answer-{repository}-{next}.txt"));
+    std::fs::write(&file, format!("{kind} {next}")).unwrap();
+    let registered = register_model::<Split>(repository)
+        .model(Answer { number: 0, flaky: false, calls: AtomicU64::new(0) })
+        .artifact(file.to_str().unwrap(), "answer.txt")
+        .register(registry)
+        .unwrap();
+    assert_eq!(registered.id().number, next as u64);
+    registered.id().number
+}
+
+/// Points `prod` at `number`, with `canary` (number, percent).
+fn split(registry: &LocalRegistry, number: u64, canary: Option<(u64, u8)>) {
+    let canary = canary.map(|(number, percent)| Canary { number, percent });
+    registry.set_alias("default", "split", "prod", number, &AliasOptions { canary, ..Default::default() }).unwrap();
+}
+
+const STICKY: &str = "x-user-id";
+
+async fn serve(registry: &LocalRegistry, shadow: bool) -> Serving {
+    let options = ServeOptions {
+        follow_interval: Duration::from_millis(20),
+        sticky_header: Some(HeaderName::from_static(STICKY)),
+        shadow,
+        // Room for every shadow copy in flight (past it copies are skipped).
+        concurrency: 32,
+        ..ServeOptions::default()
+    };
+    Serving::start(Arc::new(registry.clone()), &["split:prod"], options).await
+}
+
+/// One prediction: (HTTP status, the number in the body, the number in the header).
+async fn ask(http: &reqwest::Client, url: &str, user: Option<&str>) -> (u16, Option<u64>, Option<u64>) {
+    let mut request = http.post(format!("{url}/predict")).json(&json!({ "question": "who?" }));
+    if let Some(user) = user {
+        request = request.header(STICKY, user);
+    }
+    let Ok(response) = request.send().await else { return (0, None, None) };
+    let status = response.status().as_u16();
+    let header = response
+        .headers()
+        .get(MODEL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(':').next())
+        .and_then(|n| n.parse().ok());
+    let body: Option<serde_json::Value> = response.json().await.ok();
+    (status, body.and_then(|b| b["number"].as_u64()), header)
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `server` serves `number` with canary `canary` (number, percent).
+async fn wait_split(server: &Serving, number: u64, canary: Option<(u64, u8)>) {
+    wait_for(&format!("{} to serve {number} with canary {canary:?}", server.url), async || {
+        let info: serde_json::Value =
+            reqwest::get(format!("{}/models/split", server.url)).await.unwrap().json().await.unwrap();
+        let now =
+            info["canary"].as_object().map(|c| (c["number"].as_u64().unwrap(), c["percent"].as_u64().unwrap() as u8));
+        info["number"] == number && now == canary
+    })
+    .await;
+}
+
+/// `n` requests over `connections` connections, each with the user `user(i)` gives.
+async fn burst(
+    url: &str,
+    n: usize,
+    connections: usize,
+    user: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
+) -> Vec<(Option<String>, (u16, Option<u64>, Option<u64>))> {
+    let next = Arc::new(AtomicU64::new(0));
+    let user = Arc::new(user);
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (url, next, user) = (url.to_string(), next.clone(), user.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut answers = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= n {
+                        return answers;
+                    }
+                    let who = user(i);
+                    answers.push((who.clone(), ask(&http, &url, who.as_deref()).await));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_canary_gets_its_share_and_a_sticky_key_one_version_on_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let two = register(&registry, dir.path(), "split", "steady");
+    split(&registry, one, Some((two, 10)));
+    let replicas = [serve(&registry, false).await, serve(&registry, false).await];
+    for replica in &replicas {
+        wait_split(replica, one, Some((two, 10))).await;
+    }
+
+    // Without a sticky key: 10,000 requests over 16 connections, the canary's share
+    // measured from the header that names who answered.
+    let answers = burst(&replicas[0].url, 10_000, 16, |_| None).await;
+    assert!(answers.iter().all(|(_, (status, body, header))| *status == 200 && body == header));
+    let to_canary = answers.iter().filter(|(_, (_, _, header))| *header == Some(two)).count();
+    let share = to_canary as f64 / answers.len() as f64 * 100.0;
+    assert!((8.0..=12.0).contains(&share), "the canary answered {share:.2}% of 10,000 requests, not 10 ± 2");
+
+    // With one: every user sees one version, the same on both replicas.
+    let sides = async |percent: u8| -> BTreeMap<String, u64> {
+        let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for replica in &replicas {
+            for (user, (status, _, header)) in
+                burst(&replica.url, 2_000, 8, |i| Some(format!("user-{}", i % 400))).await
+            {
+                assert_eq!(status, 200);
+                seen.entry(user.unwrap()).or_default().push(header.unwrap());
+            }
+        }
+        let mut side = BTreeMap::new();
+        for (user, versions) in seen {
+            assert!(versions.iter().all(|v| *v == versions[0]), "{user} saw {versions:?} at {percent}%");
+            side.insert(user, versions[0]);
+        }
+        let on_canary = side.values().filter(|v| **v == two).count() as f64 / side.len() as f64 * 100.0;
+        assert!(
+            (f64::from(percent) - 6.0..=f64::from(percent) + 6.0).contains(&on_canary),
+            "{on_canary:.1}% of 400 users on the canary at {percent}%"
+        );
+        side
+    };
+    let at_10 = sides(10).await;
+
+    // The split moves: both replicas follow, and the canary's users stay on it.
+    split(&registry, one, Some((two, 50)));
+    for replica in &replicas {
+        wait_split(replica, one, Some((two, 50))).await;
+    }
+    let at_50 = sides(50).await;
+    for (user, version) in &at_10 {
+        assert!(*version != two || at_50[user] == two, "{user} left the canary when its share grew");
+    }
+
+    let metrics = reqwest::get(format!("{}/metrics", replicas[0].url)).await.unwrap().text().await.unwrap();
+    for line in [
+        format!("runner_canary_percent{{model=\"split\",version=\"{two}\"}} 50"),
+        format!("runner_model_number{{model=\"split\"}} {one}"),
+    ] {
+        assert!(metrics.contains(&line), "no `{line}` in\n{metrics}");
+    }
+    for version in [one, two] {
+        let line = format!("runner_requests_total{{model=\"split\",version=\"{version}\",status=\"200\"}}");
+        assert!(metrics.contains(&line), "no `{line}` in\n{metrics}");
+    }
+    for replica in replicas {
+        replica.stop().await.unwrap();
+    }
+}
+
+/// A moment of the load: when a request was sent, and its answer.
+type Sample = (Instant, (u16, Option<u64>, Option<u64>));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moving_a_split_from_0_to_100_and_back_costs_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let two = register(&registry, dir.path(), "split", "steady");
+    let flaky = register(&registry, dir.path(), "split", "flaky");
+    split(&registry, one, None);
+    let server = serve(&registry, false).await;
+
+    // Continuous load: 16 clients, each sending the next request when one answers.
+    let running = Arc::new(AtomicBool::new(true));
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, running, samples) = (server.url.clone(), running.clone(), samples.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while running.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let answer = ask(&http, &url, None).await;
+                    samples.lock().unwrap().push((sent, answer));
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 0 -> 25 -> 50 -> 100 %, a promotion, then a canary that fails 5 % and its rollback.
+    let steps: [(u64, Option<(u64, u8)>); 7] = [
+        (one, Some((two, 0))),
+        (one, Some((two, 25))),
+        (one, Some((two, 50))),
+        (one, Some((two, 100))),
+        (two, None),
+        (two, Some((flaky, 50))),
+        (two, None),
+    ];
+    for (number, canary) in steps {
+        split(&registry, number, canary);
+        wait_split(&server, number, canary).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    running.store(false, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let samples = samples.lock().unwrap().clone();
+    assert!(samples.len() > 500, "only {} requests under load", samples.len());
+    // The only failures are the flaky canary's own, named as its answers.
+    let failed: Vec<_> = samples.iter().filter(|(_, (status, _, _))| *status != 200).collect();
+    assert!(
+        failed.iter().all(|(_, (status, _, header))| *status == 500 && *header == Some(flaky)),
+        "requests failed that the flaky canary did not answer: {:?}",
+        &failed[..failed.len().min(5)]
+    );
+    assert!(!failed.is_empty(), "the flaky canary never failed: the test did not reach it");
+    for (_, (status, body, header)) in &samples {
+        assert!(*status != 200 || (body.is_some() && body == header), "body {body:?}, header {header:?}");
+    }
+    // The promotion reused the loaded canary: the model dropped and none loaded again.
+    let info: serde_json::Value =
+        reqwest::get(format!("{}/models/split", server.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(info["number"], two, "{info}");
+    assert!(info["canary"].is_null(), "{info}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shadowed_canary_answers_nothing_and_is_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let two = register(&registry, dir.path(), "split", "steady");
+    split(&registry, one, Some((two, 100)));
+    let server = serve(&registry, true).await;
+    wait_split(&server, one, Some((two, 100))).await;
+    let answers = burst(&server.url, 200, 4, |_| None).await;
+    assert!(answers.iter().all(|(_, answer)| *answer == (200, Some(one), Some(one))), "the shadow answered");
+    // Each copy was answered by the canary, whose number differs: 200 disagreements.
+    let line = format!("runner_shadow_total{{model=\"split\",version=\"{two}\",outcome=\"disagree\"}} 200");
+    wait_for("the copies to be compared", async || {
+        let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+        metrics.contains(&line)
+    })
+    .await;
+    let page = reqwest::get(format!("{}/", server.url)).await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("shadow {two} · 100%")), "the page does not show the shadow");
+    server.stop().await.unwrap();
+}
