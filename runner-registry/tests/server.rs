@@ -716,7 +716,7 @@ fn aliases_from_the_command_line_over_http_record_the_token_and_guard_their_mode
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["model"]["number"], 2);
     assert_eq!(registry.resolve(&"scaler:prod".parse().unwrap()).unwrap().number, 2);
     let (_, out, _) = run(&read, &["alias", "ls", "scaler"]);
-    assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ["prod             2"], "{out}");
+    assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ["prod             2        -"], "{out}");
 
     // A model an alias points at is not deleted; the refusal names the alias.
     let (ok, _, err) = run(&admin, &["delete", "scaler:2"]);
@@ -759,6 +759,103 @@ fn aliases_from_the_command_line_over_http_record_the_token_and_guard_their_mode
     assert_eq!(response.status().as_u16(), 400);
     let body: serde_json::Value = response.json().unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("model number"), "{body}");
+}
+
+/// A split set over the API shows on the repository page: the alias's badge names the
+/// canary and its share, the models table marks the canary model, and the alias history
+/// shows the split on each side of a move with the reason given (escaped); the canary's
+/// own page names the alias. A reason over 2048 bytes is refused, and the OpenAPI document
+/// names the fields the API answered.
+#[test]
+fn the_repository_page_shows_an_alias_split_and_why_it_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let write = token(&data, "default", true);
+    let server = start(&data, &[]);
+    let registry = client(&server, Some(&write), &dir.path().join("cache"));
+    for scale in [1.0, 2.0, 3.0] {
+        register_model::<Scaler>("scaler").model(Scale(scale)).register(&registry).unwrap();
+    }
+    let http = reqwest::blocking::Client::new();
+    let alias = format!("{}/v1/orgs/default/repos/scaler/aliases/prod", server.url);
+    let set = |body: serde_json::Value| {
+        let response = http.put(&alias).bearer_auth(&write).json(&body).send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let (status, text) = set(serde_json::json!({ "number": 1 }));
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = set(serde_json::json!({
+        "number": 1, "canary": { "number": 2, "percent": 10 }, "reason": "step 1 of 3 <first users>"
+    }));
+    assert_eq!(status, 200, "{text}");
+    let change: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(change["to_canary"], serde_json::json!({ "number": 2, "percent": 10 }), "{change}");
+    let (status, text) = set(serde_json::json!({ "number": 1, "reason": "x".repeat(2049) }));
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("2048 bytes"), "{text}");
+
+    let cookie = format!("runner_session={write}");
+    let page = |path: &str| {
+        let response = http.get(format!("{}{path}", server.url)).header("cookie", &cookie).send().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        response.text().unwrap()
+    };
+    let repository = page("/orgs/default/scaler");
+    assert!(repository.contains(r#"<span class="badge alias">prod → 1 · canary 2 at 10%</span>"#), "{repository}");
+    assert!(
+        repository
+            .contains(r#"<a href="/orgs/default/scaler/2">2</a></td><td><span class="badge ready">ready</span></td>"#),
+        "{repository}"
+    );
+    assert!(repository.contains(r#"<span class="badge alias">prod (canary 10%)</span>"#), "{repository}");
+    assert!(repository.contains("<th>why</th>"), "{repository}");
+    assert!(repository.contains("<td>1 → 1 · canary 2 at 10%</td>"), "{repository}");
+    assert!(repository.contains("<td>step 1 of 3 &lt;first users&gt;</td>"), "{repository}");
+    // The first move said no reason: its row's last cell is empty.
+    let created = repository.split("<td>created → 1</td>").nth(1).and_then(|row| row.split("</tr>").next());
+    assert!(created.is_some_and(|row| row.ends_with("<td></td>")), "{repository}");
+
+    // Moving on ends the split; the history shows the split it had.
+    let (status, text) = set(serde_json::json!({ "number": 2, "reason": "rolled forward" }));
+    assert_eq!(status, 200, "{text}");
+    let repository = page("/orgs/default/scaler");
+    assert!(repository.contains("<td>1 · canary 2 at 10% → 2</td>"), "{repository}");
+    assert!(repository.contains("<td>rolled forward</td>"), "{repository}");
+    assert!(repository.contains(r#"<span class="badge alias">prod → 2</span>"#), "{repository}");
+    assert!(!repository.contains("(canary"), "{repository}");
+
+    let (status, text) = set(serde_json::json!({ "number": 2, "canary": { "number": 3, "percent": 50 } }));
+    assert_eq!(status, 200, "{text}");
+    let canary = page("/orgs/default/scaler/3");
+    assert!(canary.contains(r#"<span class="badge alias">prod (canary 50%)</span>"#), "{canary}");
+    let target = page("/orgs/default/scaler/2");
+    assert!(target.contains(r#"<span class="badge alias">prod</span>"#), "{target}");
+    assert!(!page("/orgs/default/scaler/1").contains("badge alias"));
+
+    // The OpenAPI document names every field the API answered and takes.
+    let document: serde_json::Value = http.get(format!("{}/openapi.json", server.url)).send().unwrap().json().unwrap();
+    let schemas = &document["components"]["schemas"];
+    let documented = |schema: &str, object: &serde_json::Value| {
+        for field in object.as_object().unwrap().keys() {
+            assert!(schemas[schema]["properties"][field].is_object(), "{schema}.{field} undocumented");
+        }
+    };
+    let listed: serde_json::Value = http
+        .get(format!("{}/v1/orgs/default/repos/scaler/aliases", server.url))
+        .bearer_auth(&write)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let prod = &listed["aliases"][0];
+    documented("Alias", prod);
+    documented("Canary", &prod["canary"]);
+    documented("AliasMove", &change);
+    let body = &document["paths"]["/v1/orgs/{org}/repos/{repo}/aliases/{alias}"]["put"]["requestBody"];
+    let properties = &body["content"]["application/json"]["schema"]["properties"];
+    assert_eq!(properties["reason"]["maxLength"], 2048, "{properties}");
+    assert_eq!(properties["canary"]["oneOf"][0]["$ref"], "#/components/schemas/Canary", "{properties}");
+    assert_eq!(schemas["Canary"]["properties"]["percent"]["maximum"], 100, "{schemas}");
 }
 
 /// schemathesis (PyPI; scripts/test.sh installs it, see scripts/tools.sh) against the

@@ -837,8 +837,8 @@ fn content_posted_unnamed_is_copied_to_its_key_and_an_upload_left_behind_is_coll
 }
 
 /// `export` then `import` into an empty PostgreSQL and Garage: the copy passes `verify
-/// --deep`, and its listings, aliases (with history), tokens and downloads equal the
-/// original's. A second export writes nothing.
+/// --deep`, and its listings, aliases (with history, a traffic split and the reasons given
+/// included), tokens and downloads equal the original's. A second export writes nothing.
 #[test]
 fn a_shared_registry_exports_to_a_directory_that_imports_into_an_equal_one() {
     let original = Cluster::start();
@@ -863,6 +863,13 @@ fn a_shared_registry_exports_to_a_directory_that_imports_into_an_equal_one() {
     registry.set_alias("acme", "iris", "prod", 1, &any).unwrap();
     registry.set_alias("acme", "iris", "prod", 3, &any).unwrap();
     registry.set_alias("acme", "iris", "canary", 3, &any).unwrap();
+    let split = runner_core::registry::Canary { number: 1, percent: 25 };
+    let rollout = runner_core::registry::AliasOptions {
+        canary: Some(split),
+        reason: Some("a quarter back on 1 while 3 is watched".into()),
+        ..any.clone()
+    };
+    registry.set_alias("acme", "iris", "prod", 3, &rollout).unwrap();
     let backup = dir.path().join("backup");
     let export = || {
         let output = original.command(&["export", "--to"]).arg(&backup).output().unwrap();
@@ -901,6 +908,14 @@ fn a_shared_registry_exports_to_a_directory_that_imports_into_an_equal_one() {
             registry.alias_history("acme", repository, None).unwrap()
         );
     }
+    // The split and the history's splits and reason came along (not only equal: there).
+    let prod = copied.aliases("acme", "iris").unwrap().into_iter().find(|a| a.name == "prod").unwrap();
+    assert_eq!((prod.number, prod.canary), (3, Some(split)));
+    let history = copied.alias_history("acme", "iris", Some("prod")).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!((last.from, last.from_canary, last.to, last.to_canary), (Some(3), None, Some(3), Some(split)));
+    assert_eq!(last.reason.as_deref(), Some("a quarter back on 1 while 3 is watched"));
+    assert!(history[..history.len() - 1].iter().all(|m| m.reason.is_none() && m.to_canary.is_none()), "{history:?}");
     let model = Loaded::<Scaler>::load(&copied, &"acme/iris:prod".parse().unwrap()).unwrap();
     assert_eq!(model.run(1.0).unwrap(), 3.0);
 }

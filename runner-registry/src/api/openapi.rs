@@ -65,9 +65,10 @@ pub(crate) fn document() -> Value {
     alias_name["not"] = json!({ "const": "latest" });
     let alias = json!({ "name": "alias", "in": "path", "required": true, "schema": alias_name });
     let change = json!({ "$ref": "#/components/schemas/AliasMove" });
+    let canary = json!({ "$ref": "#/components/schemas/Canary" });
     let stored = json!({ "type": "object", "required": ["sha256", "size"], "properties": {
         "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "size": { "type": "integer", "minimum": 0 } } });
-    let refused = [("403", "the token may only read, or does not reach the repository"), ("409", "the alias does not point where `expect` says (someone moved it), or the API fingerprint changed without `force`")];
+    let refused = [("403", "the token may only read, or does not reach the repository"), ("409", "the alias does not point where `expect` says (someone moved it), or the API fingerprint changed without `force` (the target's against the current one's, or the canary's against the target's)")];
     json!({
         "openapi": "3.1.0",
         "info": { "title": "runner-registry", "version": env!("CARGO_PKG_VERSION"),
@@ -102,18 +103,20 @@ pub(crate) fn document() -> Value {
             (route::ALIASES): { "parameters": [org, repo],
                 "get": op("List the repository's aliases", "read",
                     with(errors(&[]), "200", "aliases", Some(json!({ "type": "object", "properties": { "aliases": { "type": "array", "items": {
-                        "type": "object", "required": ["name", "number"], "properties": { "name": { "type": "string" }, "number": { "type": "integer" } } } } } })))) },
+                        "$ref": "#/components/schemas/Alias" } } } })))) },
             (route::ALIAS): { "parameters": [org, repo, alias],
                 "put": {
                     "summary": "Point an alias at a ready model (created when needed), atomically, and record the move",
-                    "description": "`expect` makes it a compare-and-set: `\"any\"` (default), `\"unset\"` (the alias must not exist) or `{\"number\": N}`. A model whose API fingerprint differs from the current target's is refused (409, naming what changed) unless `force`.",
+                    "description": "`expect` makes it a compare-and-set: `\"any\"` (default), `\"unset\"` (the alias must not exist) or `{\"number\": N}`. A model whose API fingerprint differs from the current target's is refused (409, naming what changed) unless `force`. `canary` splits the alias's traffic: `{\"number\": M, \"percent\": P}` has ready model M of the same repository (another number, checked like a move: its API fingerprint must be the target's unless `force`) answer P % of the requests of a `serve` of the alias; without it every request goes to `number` (a move sets the whole alias, so it also ends a split). `reason` says why, recorded in the history.",
                     "security": [{ "bearer": [] }],
                     "x-runner-right": "write",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["number"], "properties": {
                         "number": model_number(),
                         "expect": { "oneOf": [{ "enum": ["any", "unset"] }, { "type": "object", "required": ["number"], "properties": { "number": model_number() } }] },
-                        "force": { "type": "boolean" } } } } } },
-                    "responses": with(errors(&[refused[0], refused[1], ("422", "malformed body")]), "200", "the move", Some(change.clone()))
+                        "force": { "type": "boolean" },
+                        "canary": { "oneOf": [canary, { "type": "null" }], "description": "the split after the move; absent or null: none" },
+                        "reason": { "type": ["string", "null"], "maxLength": MAX_REASON, "description": "why, recorded in the history: at most 2048 bytes of UTF-8 (a longer one is refused with 422)" } } } } } },
+                    "responses": with(errors(&[refused[0], refused[1], ("422", "malformed body, a canary that is the target itself, a share over 100 % or a reason over 2048 bytes")]), "200", "the move", Some(change.clone()))
                 },
                 "delete": {
                     "summary": "Delete an alias (the models stay), and record it",
@@ -188,15 +191,28 @@ pub(crate) fn document() -> Value {
                     "manifest": { "oneOf": [{ "$ref": "#/components/schemas/Manifest" }, { "type": "null" }] } } },
                 "Manifest": { "type": "object", "description": "runner-core's manifest: runner, save info, default hooks, requirements, artifact mapping, and every file's path, size and sha256",
                     "required": ["manifest_version", "model", "runner", "save", "files"] },
+                "Alias": { "type": "object", "required": ["name", "number"], "properties": {
+                    "name": { "type": "string" }, "number": { "type": "integer" },
+                    "canary": { "$ref": "#/components/schemas/Canary", "description": "present when the alias splits its traffic" } } },
+                "Canary": { "type": "object", "required": ["number", "percent"], "description": "a traffic split: another ready model of the repository, and the share of the alias's requests it answers", "properties": {
+                    "number": model_number(), "percent": { "type": "integer", "minimum": 0, "maximum": 100, "description": "whole percents" } } },
                 "AliasMove": { "type": "object", "required": ["alias", "from", "to", "at", "by", "forced"], "properties": {
                     "alias": { "type": "string" }, "from": { "type": ["integer", "null"] }, "to": { "type": ["integer", "null"] },
-                    "at": { "type": "string", "format": "date-time" }, "by": { "type": "string" }, "forced": { "type": "boolean" } } },
+                    "at": { "type": "string", "format": "date-time" }, "by": { "type": "string" }, "forced": { "type": "boolean" },
+                    "from_canary": { "$ref": "#/components/schemas/Canary", "description": "the split before the move, if there was one" },
+                    "to_canary": { "$ref": "#/components/schemas/Canary", "description": "the split after the move, if there is one" },
+                    "reason": { "type": "string", "description": "why it moved, when the mover said" } } },
                 "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
                     "status": { "type": "integer" }, "code": { "type": "string" }, "message": { "type": "string" } } } } }
             }
         }
     })
 }
+
+/// The longest `reason` a move records, in bytes (runner-core's `registry::alias::MAX_REASON`,
+/// which its registry module does not export). JSON Schema counts characters, so the
+/// document allows as many characters and says the limit is in bytes.
+const MAX_REASON: usize = 2048;
 
 /// A model number as the server parses it: a whole number from 1 that fits 64 bits.
 fn model_number() -> serde_json::Value {

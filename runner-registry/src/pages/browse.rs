@@ -7,6 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use runner_core::registry::{Alias, Canary};
 use runner_core::serve::page::{self, html, Markup};
 use runner_core::serve::PathParams;
 use runner_core::{Manifest, ModelId, ModelStatus};
@@ -70,6 +71,22 @@ pub(super) fn encode(text: &str) -> String {
     const KEEP: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
     percent_encoding::utf8_percent_encode(text, KEEP).to_string()
+}
+
+/// What alias `alias` is to model `number`, as its badge says: its name where it points
+/// at the model, its name and share where the model is its canary (`prod (canary 10%)`),
+/// nothing where it is neither.
+fn alias_label(alias: &Alias, number: u64) -> Option<String> {
+    if alias.number == number {
+        return Some(alias.name.clone());
+    }
+    let canary = alias.canary.filter(|canary| canary.number == number)?;
+    Some(format!("{} (canary {}%)", alias.name, canary.percent))
+}
+
+/// Where an alias points: a number, and its split if it has one (`4 · canary 5 at 10%`).
+fn target(number: u64, canary: Option<Canary>) -> Markup {
+    html! { (number) @if let Some(canary) = canary { " · canary " (canary) } }
 }
 
 pub(super) fn status_badge(status: ModelStatus) -> Markup {
@@ -162,12 +179,12 @@ pub(super) async fn repository(
     let newest_first: Vec<u64> = numbers.iter().rev().copied().collect();
     let (shown, page_number, pages) = paginate(&newest_first, query.page.unwrap_or(1));
     let models = views(&*state.backend, &org, &repo, shown).await.map_err(failed)?;
-    let aliases_of = |number: u64| aliases.iter().filter(move |a| a.number == number).map(|a| a.name.as_str());
+    let aliases_of = |number: u64| aliases.iter().filter_map(move |a| alias_label(a, number));
     let main = html! {
         h1 { (org) "/" (repo) }
         @if let Some(deleted) = &query.deleted { p.added { "Model " (deleted) " was deleted." } }
         @if !aliases.is_empty() {
-            p { "Aliases: " @for alias in &aliases { span.badge.alias { (alias.name) " → " (alias.number) } " " } }
+            p { "Aliases: " @for alias in &aliases { span.badge.alias { (alias.name) " → " (target(alias.number, alias.canary)) } " " } }
         }
         form.search method="get" action=(base) {
             input type="number" name="number" min="1" placeholder="Go to model number" aria-label="Model number";
@@ -197,7 +214,7 @@ pub(super) async fn repository(
             section.card.history {
                 h2 { "Alias history" span.muted { " · " (moves) (if moves == 1 { " move" } else { " moves" }) @if moves > HISTORY_SHOWN { ", the last " (HISTORY_SHOWN) " shown" } } }
                 div.scroll { table {
-                    thead { tr { th { "when" } th { "alias" } th { "move" } th { "by" } } }
+                    thead { tr { th { "when" } th { "alias" } th { "move" } th { "by" } th { "why" } } }
                     tbody {
                         @for step in history.iter().rev().take(HISTORY_SHOWN) {
                             tr {
@@ -205,14 +222,15 @@ pub(super) async fn repository(
                                 td { span.badge.alias { (step.alias) } }
                                 td {
                                     @match (step.from, step.to) {
-                                        (None, Some(to)) => { "created → " (to) }
-                                        (Some(from), Some(to)) => { (from) " → " (to) }
-                                        (Some(from), None) => { "deleted (was " (from) ")" }
+                                        (None, Some(to)) => { "created → " (target(to, step.to_canary)) }
+                                        (Some(from), Some(to)) => { (target(from, step.from_canary)) " → " (target(to, step.to_canary)) }
+                                        (Some(from), None) => { "deleted (was " (target(from, step.from_canary)) ")" }
                                         (None, None) => { "-" }
                                     }
                                     @if step.forced { " " span.badge.failed { "forced" } }
                                 }
                                 td { (step.by) }
+                                td { @if let Some(reason) = &step.reason { (reason) } }
                             }
                         }
                     }
@@ -258,7 +276,7 @@ pub(super) async fn model(
         }
     }
     let base = format!("/orgs/{org}/{repo}/{number}");
-    let named: Vec<&str> = aliases.iter().filter(|a| a.number == number).map(|a| a.name.as_str()).collect();
+    let named: Vec<String> = aliases.iter().filter_map(|a| alias_label(a, number)).collect();
     let main = html! {
         h1 { (org) "/" (repo) ":" (number) " " (status_badge(view.status)) @for alias in &named { " " span.badge.alias { (alias) } } }
         @match &view.manifest {
