@@ -27,7 +27,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
 const REGISTRY_LAYERS: &[(&str, &[&str])] = &[
     ("floor", &["tokens", "audit", "blocking"]),
     ("storage", &["storage"]),
-    ("operations", &["verify", "export"]),
+    ("operations", &["verify", "export", "rollout"]),
     ("api", &["api"]),
     ("pages", &["pages"]),
     ("server", &["server"]),

@@ -237,6 +237,57 @@ async fn the_canary_gets_its_share_and_a_sticky_key_one_version_on_every_replica
 /// A moment of the load: when a request was sent, and its answer.
 type Sample = (Instant, (u16, Option<u64>, Option<u64>));
 
+/// Continuous load: clients each sending the next request when one answers.
+struct Load {
+    running: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str, connections: usize) -> Load {
+        let running = Arc::new(AtomicBool::new(true));
+        let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+        let clients = (0..connections)
+            .map(|_| {
+                let (url, running, samples) = (url.to_string(), running.clone(), samples.clone());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    while running.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        let answer = ask(&http, &url, None).await;
+                        samples.lock().unwrap().push((sent, answer));
+                    }
+                })
+            })
+            .collect();
+        Load { running, samples, clients }
+    }
+
+    async fn stop(self) -> Vec<Sample> {
+        self.running.store(false, Ordering::Relaxed);
+        for client in self.clients {
+            client.await.unwrap();
+        }
+        self.samples.lock().unwrap().clone()
+    }
+}
+
+/// Checks that every failed request was answered by model `flaky` (a 500 naming it) and
+/// every other names the model in its body and header alike; returns the failures.
+fn only_failures_of(samples: &[Sample], flaky: u64) -> usize {
+    let failed: Vec<_> = samples.iter().filter(|(_, (status, _, _))| *status != 200).collect();
+    assert!(
+        failed.iter().all(|(_, (status, _, header))| *status == 500 && *header == Some(flaky)),
+        "requests failed that the flaky model {flaky} did not answer: {:?}",
+        &failed[..failed.len().min(5)]
+    );
+    for (_, (status, body, header)) in samples {
+        assert!(*status != 200 || (body.is_some() && body == header), "body {body:?}, header {header:?}");
+    }
+    failed.len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moving_a_split_from_0_to_100_and_back_costs_no_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,22 +298,7 @@ async fn moving_a_split_from_0_to_100_and_back_costs_no_request() {
     split(&registry, one, None);
     let server = serve(&registry, false).await;
 
-    // Continuous load: 16 clients, each sending the next request when one answers.
-    let running = Arc::new(AtomicBool::new(true));
-    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let (url, running, samples) = (server.url.clone(), running.clone(), samples.clone());
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                while running.load(Ordering::Relaxed) {
-                    let sent = Instant::now();
-                    let answer = ask(&http, &url, None).await;
-                    samples.lock().unwrap().push((sent, answer));
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&server.url, 16);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // 0 -> 25 -> 50 -> 100 %, a promotion, then a canary that fails 5 % and its rollback.
@@ -280,23 +316,10 @@ async fn moving_a_split_from_0_to_100_and_back_costs_no_request() {
         wait_split(&server, number, canary).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    running.store(false, Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
-    let samples = samples.lock().unwrap().clone();
+    let samples = load.stop().await;
     assert!(samples.len() > 500, "only {} requests under load", samples.len());
-    // The only failures are the flaky canary's own, named as its answers.
-    let failed: Vec<_> = samples.iter().filter(|(_, (status, _, _))| *status != 200).collect();
-    assert!(
-        failed.iter().all(|(_, (status, _, header))| *status == 500 && *header == Some(flaky)),
-        "requests failed that the flaky canary did not answer: {:?}",
-        &failed[..failed.len().min(5)]
-    );
-    assert!(!failed.is_empty(), "the flaky canary never failed: the test did not reach it");
-    for (_, (status, body, header)) in &samples {
-        assert!(*status != 200 || (body.is_some() && body == header), "body {body:?}, header {header:?}");
-    }
+    let failed = only_failures_of(&samples, flaky);
+    assert!(failed > 0, "the flaky canary never failed: the test did not reach it");
     // The promotion reused the loaded canary: the model dropped and none loaded again.
     let info: serde_json::Value =
         reqwest::get(format!("{}/models/split", server.url)).await.unwrap().json().await.unwrap();
@@ -325,5 +348,86 @@ async fn a_shadowed_canary_answers_nothing_and_is_compared() {
     .await;
     let page = reqwest::get(format!("{}/", server.url)).await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("shadow {two} · 100%")), "the page does not show the shadow");
+    server.stop().await.unwrap();
+}
+
+/// Runs `runner_registry::rollout` of `to` behind `split:prod` against `server`, steps of
+/// 400 ms judged on at least 50 canary requests.
+async fn roll_out(
+    registry: &LocalRegistry,
+    server: &Serving,
+    to: u64,
+) -> (runner_registry::rollout::Outcome, Vec<String>) {
+    let plan = runner_registry::rollout::Plan {
+        organization: "default".into(),
+        repository: "split".into(),
+        alias: "prod".into(),
+        to,
+        steps: vec![10, 50, 100],
+        every: Duration::from_millis(400),
+        max_error_rate: 0.01,
+        // Generous: the two models are the same code; the ratio is judged, not its noise.
+        max_p99_ratio: Some(20.0),
+        min_requests: 50,
+        serves: vec![server.url.clone()],
+        api_key: None,
+    };
+    let registry = registry.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        let outcome = runner_registry::rollout::rollout(&registry, &plan, &mut |line| lines.push(line.to_string()));
+        (outcome.unwrap(), lines)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_promotes_a_healthy_canary_step_by_step() {
+    use runner_registry::rollout::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let two = register(&registry, dir.path(), "split", "steady");
+    split(&registry, one, None);
+    let server = serve(&registry, false).await;
+    let load = Load::start(&server.url, 16);
+    let (outcome, lines) = roll_out(&registry, &server, two).await;
+    assert_eq!(outcome, Outcome::Passed, "{lines:#?}");
+    // Each step was judged on both figures, read from the serve's real /metrics.
+    let judged: Vec<_> = lines.iter().filter(|l| l.contains("passed")).collect();
+    assert!(judged.len() == 2 && judged.iter().all(|l| l.contains("error rate") && l.contains("p99")), "{lines:#?}");
+    wait_split(&server, two, None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let samples = load.stop().await;
+    assert_eq!(only_failures_of(&samples, 0), 0);
+    let history = registry.alias_history("default", "split", Some("prod")).unwrap();
+    let steps: Vec<_> = history[1..].iter().map(|m| (m.to, m.to_canary.map(|c| c.percent))).collect();
+    assert_eq!(steps, [(Some(one), Some(10)), (Some(one), Some(50)), (Some(two), None)], "{history:#?}");
+    let done = history.last().unwrap().reason.as_deref().unwrap();
+    assert!(done.contains("complete") && done.contains("10%") && done.contains("error rate 0.00%"), "{done}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_failing_5_percent_is_rolled_back_within_one_step() {
+    use runner_registry::rollout::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let flaky = register(&registry, dir.path(), "split", "flaky");
+    split(&registry, one, None);
+    let server = serve(&registry, false).await;
+    let load = Load::start(&server.url, 16);
+    let (outcome, lines) = roll_out(&registry, &server, flaky).await;
+    let Outcome::RolledBack { step, reason } = outcome else { panic!("not rolled back: {lines:#?}") };
+    assert_eq!(step, 10, "rolled back at {step}%, not within its first step");
+    wait_split(&server, one, None).await;
+    let samples = load.stop().await;
+    assert!(only_failures_of(&samples, flaky) > 0);
+    let last = registry.alias_history("default", "split", Some("prod")).unwrap().pop().unwrap();
+    assert_eq!((last.to, last.to_canary, last.from_canary.map(|c| c.number)), (Some(one), None, Some(flaky)));
+    assert_eq!(last.reason.as_deref(), Some(&*reason));
+    assert!(reason.contains("rolled back at step 10%") && reason.contains("over the limit of 1.00%"), "{reason}");
     server.stop().await.unwrap();
 }

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | floor | `tokens`, [`audit`], `blocking` | tokens and their file; the audit log's entries; blocking calls off the runtime |
 //! | storage | [`storage`] | the storage contract ([`Storage`]) and its backends: a directory, or PostgreSQL and S3 ([`SharedStore`]) |
-//! | operations | [`verify`], [`export`] | scrub and export, over the contract |
+//! | operations | [`verify`], [`export`], [`rollout`] | scrub and export, over the contract; rollouts, over a registry client and the serves' metrics |
 //! | api | `api` | the HTTP API: routes, handlers, auth, errors ([`Config`]) |
 //! | pages | `pages` | the browser's pages, over the API's state |
 //! | server | `server` | [`router`]: the API and the pages as one service |
@@ -24,6 +24,7 @@ mod blocking;
 pub mod cli;
 pub mod export;
 mod pages;
+pub mod rollout;
 mod server;
 pub mod storage;
 mod tokens;

@@ -294,7 +294,9 @@ async fn follow_model(
             tracing::info!(alias = %reference, from = current, to = target.number, "the alias moved to its canary");
             let old = slot.swap(canary);
             release(old.clone());
-            app.state.models.get().map(|m| m.refresh_openapi());
+            if let Some(models) = app.state.models.get() {
+                models.refresh_openapi();
+            }
             Ok(old.manifest().model.number)
         }
         None => {

@@ -175,6 +175,43 @@ pub enum Command {
         #[command(subcommand)]
         command: AliasCommand,
     },
+    /// Roll a model out behind an alias step by step, judging each step on the metrics of
+    /// the serves following the alias, and roll it back when it breaks a limit:
+    /// `rollout iris prod --to 5 --steps 5,25,50,100 --every 60s --max-error-rate 1%
+    /// --serve http://serve-1:8000 --serve http://serve-2:8000`. Exits 1 when rolled back.
+    Rollout {
+        /// The repository.
+        repository: String,
+        /// The alias (it points at the model to roll out from).
+        alias: String,
+        /// The model number to roll out.
+        #[arg(long)]
+        to: u64,
+        /// The canary's share at each step, rising; 100 promotes it.
+        #[arg(long, value_delimiter = ',', default_value = "5,25,50,100")]
+        steps: Vec<u8>,
+        /// How long each step runs before it is judged (`60s`, `5m`).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        every: std::time::Duration,
+        /// The largest share of the canary's requests that may fail (5xx) in a step.
+        #[arg(long, default_value = "1%", value_parser = parse_percent)]
+        max_error_rate: f64,
+        /// The largest ratio of the canary's p99 latency to the model's in a step.
+        #[arg(long)]
+        max_p99_ratio: Option<f64>,
+        /// Requests the canary must answer in a step before it is judged (the step runs on
+        /// until it has them).
+        #[arg(long, default_value_t = 100)]
+        min_requests: u64,
+        /// A serve following the alias (repeat for each replica): its /metrics are read.
+        #[arg(long = "serve", value_name = "URL")]
+        serves: Vec<String>,
+        /// The serves' API key.
+        #[arg(long, env = "RUNNER_SERVE_API_KEY")]
+        serve_api_key: Option<String>,
+        #[command(flatten)]
+        at: At,
+    },
     /// Delete a model.
     Delete {
         /// The model (a number, not `latest`).
@@ -391,4 +428,13 @@ fn parse_since(text: &str) -> Result<time::OffsetDateTime, String> {
     humantime::parse_duration(text).map(|ago| time::OffsetDateTime::now_utc() - ago).map_err(|_| {
         format!("`{text}` is neither a time (2026-12-01T00:00:00Z) nor a duration back from now (24h, 7d)")
     })
+}
+
+/// A share as a percent: `1%`, `1` or `0.5%` (0.01, 0.01, 0.005).
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.strip_suffix('%').unwrap_or(text).trim();
+    match number.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
+        _ => Err(format!("`{text}` is not a percent from 0 to 100 (e.g. 1%)")),
+    }
 }

@@ -1,5 +1,5 @@
 //! The inspection commands (`repos`, `models`, `show`, `files`, `download`, `delete`,
-//! `delete-repo`, `alias`): a registry directory or server read or changed through
+//! `delete-repo`, `alias`, `rollout`): a registry directory or server read or changed through
 //! runner-core's `Registry`, as a registration would.
 
 use super::args::{AliasCommand, At, Command};
@@ -98,6 +98,44 @@ pub(crate) fn inspect(command: Command) -> runner_core::Result<()> {
                 false => runner_core::LocalRegistry::open(&registry)?.delete_repository(&at.org, &repository),
             }
             .map(|()| println!("deleted repository {repository}"));
+        }
+        Command::Rollout {
+            repository,
+            alias,
+            to,
+            steps,
+            every,
+            max_error_rate,
+            max_p99_ratio,
+            min_requests,
+            serves,
+            serve_api_key,
+            at,
+        } => {
+            let org = at.org.clone();
+            let plan = crate::rollout::Plan {
+                organization: org,
+                repository,
+                alias,
+                to,
+                steps,
+                every,
+                max_error_rate,
+                max_p99_ratio,
+                min_requests,
+                serves,
+                api_key: serve_api_key,
+            };
+            (
+                at,
+                Box::new(move |r, _| {
+                    let report = &mut |line: &str| println!("{line}");
+                    match crate::rollout::rollout(r, &plan, report)? {
+                        crate::rollout::Outcome::Passed => Ok(()),
+                        crate::rollout::Outcome::RolledBack { reason, .. } => Err(runner_core::Error::msg(reason)),
+                    }
+                }),
+            )
         }
         Command::Serve { .. }
         | Command::Token { .. }

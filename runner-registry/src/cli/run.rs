@@ -26,6 +26,7 @@ pub fn run() -> ExitCode {
         | Command::Download { .. }
         | Command::DeleteRepo { .. }
         | Command::Alias { .. }
+        | Command::Rollout { .. }
         | Command::Delete { .. }) => match inspect(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
