@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use runner_core::registry::AliasOptions;
+use runner_core::registry::{AliasOptions, Canary};
+use runner_core::serve::{RepositoryMode, ServeOptions};
 use runner_core::{register_model, runner, LocalRegistry, ModelId, ModelStatus, RawBody, Registry};
 use runner_examples::sum::{SumModel, SumRunner};
 use runner_registry::{Backend, Config, NewToken, Right};
@@ -117,6 +118,29 @@ impl Browser {
             assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
             std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
         }
+    }
+
+    /// Loads `url` again and again until `done` holds for the text of the element `css`
+    /// finds (`None`: no such element); returns that text.
+    async fn reload_until(&self, url: &str, css: &str, done: impl Fn(Option<&str>) -> bool) -> Option<String> {
+        let started = Instant::now();
+        loop {
+            self.goto(url).await;
+            let text = match self.client().find(Locator::Css(css)).await {
+                Ok(element) => Some(element.text().await.unwrap_or_default()),
+                Err(_) => None,
+            };
+            if done(text.as_deref()) {
+                return text;
+            }
+            assert!(started.elapsed() < WAIT, "`{css}` on {url} never showed what was awaited; last: {text:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The attribute `name` of the element `css` finds.
+    async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        self.find(css).await.attr(name).await.unwrap()
     }
 
     /// Waits until `done` holds for the page's text.
@@ -445,6 +469,8 @@ async fn the_serve_page_shows_live_figures_and_its_form_predicts() {
     assert_eq!(browser.text("h1").await, "Served models");
     assert_eq!(browser.count("section.model").await, 3);
     let sum = "section.model[data-model=sum]";
+    // Models named at start only: no registry listing to read.
+    assert_eq!(browser.count("section.others").await, 0);
     let facts = browser.text(&format!("{sum} dl.facts")).await;
     assert!(facts.contains("sum:1") && facts.contains("runner-examples"), "{facts}");
     // Models named at start were not measured while loading; when each was last used is shown.
@@ -573,4 +599,186 @@ fn numbers(value: &serde_json::Value) -> serde_json::Value {
 async fn serve_models(registry: Arc<dyn Registry>, api_key: Option<&str>) -> Serving {
     let options = runner_core::serve::ServeOptions { api_key: api_key.map(str::to_string), ..Default::default() };
     Serving::start(registry, &["sum:latest", "iris:latest", "bytecount:latest"], options).await
+}
+
+/// Signs `browser` in to the registry at `base` with `token`.
+async fn sign_in_to_registry(browser: &Browser, base: &str, token: &str) {
+    browser.goto(&format!("{base}/")).await;
+    let field = browser.client().find(Locator::Css("input[name=token]")).await.unwrap();
+    field.send_keys(token).await.unwrap();
+    browser.click("form.search button").await;
+    browser.wait_for_text("h1", |t| t.starts_with("Repositories of")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_browser_shows_a_split_and_why_its_alias_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path()).unwrap();
+    for scale in 1..=3 {
+        register_model::<SumRunner>("sums").model(SumModel { scale: scale as f64 }).register(&registry).unwrap();
+    }
+    // A rollout of 2 that was rolled back, then one of 3 at its first step.
+    let rolled_back = format!("rollout of 2 rolled back at step 10%: canary 5xx rate 6.0% over 1.0% {XSS}");
+    let moves = [
+        (None, None),
+        (Some(Canary { number: 2, percent: 10 }), Some("rollout of 2: step 10%".to_string())),
+        (None, Some(rolled_back.clone())),
+        (Some(Canary { number: 3, percent: 10 }), Some("rollout of 3: step 10%".to_string())),
+    ];
+    for (canary, reason) in moves {
+        registry
+            .set_alias("default", "sums", "prod", 1, &AliasOptions { canary, reason, ..Default::default() })
+            .unwrap();
+    }
+
+    let backend = Backend::directory(dir.path()).unwrap();
+    let read = NewToken {
+        organization: "default".into(),
+        name: "read-pages".into(),
+        right: Right::Read,
+        repositories: vec![],
+        expires_in: None,
+    };
+    let read = backend.create_token(&read).await.unwrap().0;
+    let addr = serve(runner_registry::router(backend, &Config::default())).await;
+    let base = format!("http://{addr}");
+
+    let browser = Browser::start().await;
+    sign_in_to_registry(&browser, &base, &read).await;
+    browser.goto(&format!("{base}/orgs/default/sums")).await;
+    // The alias's badge: where it points and its split.
+    let aliases = browser
+        .client()
+        .find(Locator::XPath("//p[starts-with(normalize-space(), 'Aliases:')]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(aliases, "Aliases: prod → 1 · canary 3 at 10%");
+    // The models table marks the model and its canary, and nothing on 2 any more.
+    let mark = |number: u64| format!("//table/tbody/tr[td[1][normalize-space()='{number}']]/td[last()]");
+    let marks = |number: u64| {
+        let xpath = mark(number);
+        let client = browser.client().clone();
+        async move { client.find(Locator::XPath(&xpath)).await.unwrap().text().await.unwrap() }
+    };
+    assert_eq!(marks(1).await, "prod");
+    assert_eq!(marks(2).await, "");
+    assert_eq!(marks(3).await, "prod (canary 10%)");
+    // The history, newest first: each move with its split and why.
+    let rows = browser.client().find_all(Locator::Css("section.history tbody tr")).await.unwrap();
+    let mut history = Vec::new();
+    for row in rows {
+        let cells = row.find_all(Locator::Css("td")).await.unwrap();
+        let mut texts = Vec::new();
+        for cell in cells.iter().skip(1) {
+            texts.push(cell.text().await.unwrap());
+        }
+        history.push(texts);
+    }
+    let expected = [
+        ["prod", "1 → 1 · canary 3 at 10%", "rollout of 3: step 10%"],
+        ["prod", "1 · canary 2 at 10% → 1", rolled_back.as_str()],
+        ["prod", "1 → 1 · canary 2 at 10%", "rollout of 2: step 10%"],
+        ["prod", "created → 1", ""],
+    ];
+    assert_eq!(history.len(), expected.len(), "{history:?}");
+    for (row, [alias, step, why]) in history.iter().zip(expected) {
+        assert_eq!((row[0].as_str(), row[1].as_str(), row[3].as_str()), (alias, step, why), "{history:?}");
+    }
+    // A reason holding a script is shown as text, and never runs.
+    assert_ne!(browser.client().title().await.unwrap(), "pwned");
+    browser.shoot("registry-split").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_page_shows_the_split_it_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path()).unwrap();
+    for scale in [1.0, 2.0] {
+        register_model::<SumRunner>("sum").model(SumModel { scale }).register(&registry).unwrap();
+    }
+    let split = |number: u64, canary: Option<(u64, u8)>| {
+        let canary = canary.map(|(number, percent)| Canary { number, percent });
+        registry.set_alias("default", "sum", "prod", number, &AliasOptions { canary, ..Default::default() }).unwrap();
+    };
+    split(1, Some((2, 10)));
+    let options = ServeOptions { follow_interval: Duration::from_millis(20), ..ServeOptions::default() };
+    let serving = Serving::start(Arc::new(registry.clone()), &["sum:prod"], options).await;
+    let home = format!("{}/", serving.url);
+
+    let browser = Browser::start().await;
+    browser.goto(&home).await;
+    let card = "section.model[data-model=sum]";
+    let badge = format!("{card} h2 [data-canary]");
+    assert_eq!(browser.text(&badge).await, "canary 2 · 10%");
+    assert_eq!(browser.attr(&badge, "data-canary").await.as_deref(), Some("2"));
+    assert_eq!(browser.attr(&badge, "data-percent").await.as_deref(), Some("10"));
+    let heading = browser.text(&format!("{card} h2")).await;
+    assert!(heading.contains("number 1") && heading.contains("follows") && heading.contains("prod"), "{heading}");
+    browser.shoot("serve-split").await;
+
+    // The split grows: the page shows the new share once the server has followed it.
+    split(1, Some((2, 50)));
+    let grown = format!("{card} h2 [data-canary='2'][data-percent='50']");
+    let text = browser.reload_until(&home, &grown, |t| t.is_some()).await;
+    assert_eq!(text.as_deref(), Some("canary 2 · 50%"));
+    // The page and the API say the same.
+    let info: serde_json::Value =
+        reqwest::get(format!("{}/models/sum", serving.url)).await.unwrap().json().await.unwrap();
+    assert_eq!((info["canary"]["number"].clone(), info["canary"]["percent"].clone()), (json!(2), json!(50)), "{info}");
+
+    // Promoted: 2 answers everything, and the badge is gone.
+    split(2, None);
+    browser.reload_until(&home, &format!("{card} h2"), |t| t.is_some_and(|t| t.contains("number 2"))).await;
+    assert_eq!(browser.count(&badge).await, 0);
+    drop(browser);
+    serving.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_page_lists_the_models_it_could_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path()).unwrap();
+    for repository in ["sum", "extra"] {
+        register_model::<SumRunner>(repository).model(SumModel { scale: 1.0 }).register(&registry).unwrap();
+    }
+    let options = ServeOptions { repository_mode: RepositoryMode::Explicit, ..ServeOptions::default() };
+    let serving = Serving::start(Arc::new(registry), &["sum:1"], options).await;
+    let home = format!("{}/", serving.url);
+    let http = reqwest::Client::new();
+    let repository = |what: &str| http.post(format!("{}/v2/repository/models/extra/{what}", serving.url)).send();
+
+    let browser = Browser::start().await;
+    browser.goto(&home).await;
+    assert_eq!(browser.count("section.model").await, 1);
+    let extra = "section.others tr[data-model=extra]";
+    assert_eq!(browser.attr(extra, "data-state").await.as_deref(), Some("UNAVAILABLE"));
+    let row = browser.text(extra).await;
+    assert!(row.contains("unavailable") && row.contains("not loaded"), "{row}");
+    assert_eq!(browser.count("section.others tr[data-model=sum]").await, 0, "a loaded model is a card");
+    browser.shoot("serve-others").await;
+    // The table is below the cards: a picture of it alone.
+    let others = browser.find("section.others").await;
+    browser.client().execute("arguments[0].scrollIntoView()", vec![json!(others)]).await.unwrap();
+    let table = others.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::write(dir.join("serve-others-table.png"), table).unwrap();
+
+    // Loaded through the repository API: a card of its own, and nothing left to list.
+    assert_eq!(repository("load").await.unwrap().status(), 200);
+    browser.goto(&home).await;
+    assert_eq!(browser.text("section.model[data-model=extra] h2 .badge.ready").await, "ready");
+    assert_eq!(browser.count("section.model").await, 2);
+    assert_eq!(browser.count("section.others").await, 0);
+
+    // Unloaded: back in the table, saying so.
+    assert_eq!(repository("unload").await.unwrap().status(), 200);
+    browser.goto(&home).await;
+    assert_eq!(browser.attr(extra, "data-state").await.as_deref(), Some("UNAVAILABLE"));
+    assert!(browser.text(extra).await.contains("unloaded"));
+    assert_eq!(browser.count("section.model").await, 1);
+    drop(browser);
+    serving.stop().await.unwrap();
 }

@@ -1,4 +1,5 @@
-//! `serve`'s pages: `/` (the served models, their live figures and a form to try each)
+//! `serve`'s pages: `/` (the served models, their live figures and a form to try each;
+//! when models are loaded at run time, the registry's others and why each is not served)
 //! and `/docs` (the API reference, rendered from `/openapi.json`). With an API key, a
 //! browser signs in once with the key, kept in an `HttpOnly`, `SameSite=Strict` cookie;
 //! the page's script then sends the session's CSRF token with each call.
@@ -11,7 +12,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use super::error::ApiError;
 use super::page::{self, html, Markup};
+use super::repository::{self, IndexEntry};
 use super::state::{AppState, Slot};
 use crate::engine::Endpoint;
 
@@ -139,9 +142,16 @@ pub(crate) async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap)
         Some(models) if state.ready.load(Ordering::Acquire) => {
             let openapi = models.openapi.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
             let table = models.snapshot();
+            // Reads the registry: only where the server may load more of it.
+            let others = if state.options.repository_mode.loads_at_run_time() {
+                Some(repository::index(&state, false).await)
+            } else {
+                None
+            };
             html! {
                 h1 { "Served models" }
                 @for (name, slot) in table.iter() { (model_card(name, slot, &openapi, state.now_ms(), state.options.shadow)) }
+                @if let Some(others) = others { (other_models(others)) }
             }
         }
         _ => html! {
@@ -228,6 +238,49 @@ fn model_card(name: &str, slot: &Slot, openapi: &Value, now_ms: u64, shadow: boo
                 }
             }
             (try_it(name, &endpoint, openapi))
+        }
+    }
+}
+
+/// The registry's models this server could load and has not (or is loading), from the
+/// repository index: one row each, with its state and why it is not served.
+fn other_models(index: Result<Vec<IndexEntry>, ApiError>) -> Markup {
+    let entries = match index {
+        Ok(entries) => entries.into_iter().filter(|entry| entry.state != "READY").collect::<Vec<_>>(),
+        Err(e) => {
+            return html! {
+                section.card.others {
+                    h2 { "Other models in the registry" }
+                    p.error { (e.message) }
+                }
+            }
+        }
+    };
+    if entries.is_empty() {
+        return html! {};
+    }
+    html! {
+        section.card.others {
+            h2 { "Other models in the registry" span.muted { " · " (entries.len()) " not loaded" } }
+            p.muted { "Load one with " code { "POST /v2/repository/models/NAME/load" } "." }
+            div.scroll { table {
+                thead { tr { th { "model" } th { "state" } th { "why" } } }
+                tbody {
+                    @for entry in &entries {
+                        tr data-model=(entry.name) data-state=(entry.state) {
+                            td { code { (entry.name) } }
+                            td {
+                                @match entry.state {
+                                    "LOADING" => { span.badge.loading { "loading" } }
+                                    _ if entry.reason.starts_with("failed") => { span.badge.failed { "unavailable" } }
+                                    _ => { span.badge { "unavailable" } }
+                                }
+                            }
+                            td.muted { (entry.reason) }
+                        }
+                    }
+                }
+            } }
         }
     }
 }
