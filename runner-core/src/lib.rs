@@ -88,7 +88,7 @@ pub use artifacts::{expand_artifact, Artifacts, PlannedFile, SaveDir, VolumeStat
 pub use backend::Backend;
 pub use catalog::{find_runner, load_any, runners, RegisterOptions, RunnerEntry};
 pub use error::{BoxError, Error, ErrorBody, ErrorDetail, ErrorKind, Hook, Missing, Result};
-pub use load::{DynModel, Erased, Loaded};
+pub use load::{DynModel, Erased, Loaded, Step};
 pub use manifest::{
     ApiSignature, FileEntry, FileOrigin, Manifest, RunnerInfo, SaveInfo, SaveType, DEFAULT_MODEL_FILE, MANIFEST_FILE,
     MANIFEST_VERSION, RESERVED_FILES,

@@ -113,6 +113,21 @@ impl Erased {
     }
 }
 
+/// A step of the pipeline, as [`DynModel::run_steps`] reports each one done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The request body into the API input.
+    Parse,
+    /// `preprocess_data` and `prepare`.
+    Preprocess,
+    /// `predict`.
+    Predict,
+    /// `postprocess_data`.
+    Postprocess,
+    /// The API output into a response body.
+    Serialize,
+}
+
 /// A loaded model whose runner is known only at run time (found by name in this binary):
 /// the whole pipeline, and each of its steps for engines and front ends that run them
 /// apart (batching, timing, other threads).
@@ -125,6 +140,29 @@ pub trait DynModel: Send + Sync + std::fmt::Debug {
     fn run_body(&self, body: Bytes, content_type: Option<&str>) -> Result<(Bytes, &'static str)>;
     /// The pipeline on a JSON value.
     fn run_json(&self, input: serde_json::Value) -> Result<serde_json::Value>;
+
+    /// The whole pipeline on a request body in one call, as [`DynModel::parse`] to
+    /// [`DynModel::serialize`] one after the other would run it, calling `done` as each
+    /// step ends (so a caller can time them). A step that fails ends the pipeline with its
+    /// error. [`Loaded`] passes no value through a box between the steps.
+    fn run_steps(
+        &self,
+        body: Bytes,
+        content_type: Option<&str>,
+        done: &mut dyn FnMut(Step),
+    ) -> Result<(Bytes, &'static str)> {
+        let input = self.parse(body, content_type);
+        done(Step::Parse);
+        let x = self.preprocess(input?);
+        done(Step::Preprocess);
+        let y = self.predict(x?);
+        done(Step::Predict);
+        let output = self.postprocess(y?);
+        done(Step::Postprocess);
+        let answer = self.serialize(output?);
+        done(Step::Serialize);
+        answer
+    }
 
     /// Step 1: a request body into the API input.
     fn parse(&self, body: Bytes, content_type: Option<&str>) -> Result<Erased>;
@@ -167,6 +205,24 @@ impl<R: Runner> DynModel for Loaded<R> {
     }
     fn run_json(&self, input: serde_json::Value) -> Result<serde_json::Value> {
         Loaded::run_json(self, input)
+    }
+    fn run_steps(
+        &self,
+        body: Bytes,
+        content_type: Option<&str>,
+        done: &mut dyn FnMut(Step),
+    ) -> Result<(Bytes, &'static str)> {
+        let input = R::Input::from_body(body, content_type);
+        done(Step::Parse);
+        let x = R::preprocess(&self.model, input?).and_then(|x| R::prepare(&self.model, x));
+        done(Step::Preprocess);
+        let y = R::predict(&self.model, x?);
+        done(Step::Predict);
+        let output = R::postprocess(&self.model, y?);
+        done(Step::Postprocess);
+        let answer = output?.into_body();
+        done(Step::Serialize);
+        answer
     }
     fn parse(&self, body: Bytes, content_type: Option<&str>) -> Result<Erased> {
         R::Input::from_body(body, content_type).map(Erased::new)

@@ -15,7 +15,7 @@ use super::options::EngineOptions;
 use super::placement::{measured, Lap, Placement};
 use crate::api::{BatchConfig, Schemas};
 use crate::error::{Error, ErrorKind, Result};
-use crate::load::{DynModel, Erased};
+use crate::load::{DynModel, Erased, Step};
 use crate::manifest::Manifest;
 use crate::v2;
 
@@ -72,6 +72,8 @@ pub struct Endpoint {
     incoming: Arc<AtomicUsize>,
     /// Whether the runner speaks tensors (has a V2 signature), asked once.
     tensors: bool,
+    /// The model as text (`iris:3`), made once: every answer names it.
+    label: Bytes,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -128,7 +130,13 @@ impl Endpoint {
         });
         let placement = Placement::new(options.inline_threshold);
         let tensors = model.v2_signature().is_some();
-        Arc::new(Endpoint { placement, model, limits, metrics, batcher, batch, incoming, tensors })
+        let label = Bytes::from(model.manifest().model.to_string());
+        Arc::new(Endpoint { placement, model, limits, metrics, batcher, batch, incoming, tensors, label })
+    }
+
+    /// The model as text (`iris:3`), shared: what names it in a response costs no copy.
+    pub fn label(&self) -> &Bytes {
+        &self.label
     }
 
     /// Starts from where `previous` (the version this one replaces) runs, with its
@@ -137,17 +145,32 @@ impl Endpoint {
         self.placement.start_from(&previous.placement);
     }
 
-    /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step.
+    /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step on
+    /// one clock (each reading ends a step and starts the next).
     fn pipeline(&self, body: Bytes, content_type: Option<&str>) -> Result<Answer> {
-        self.through(self.front(body, content_type), |y| self.back(y))
+        let m = &self.metrics;
+        let mut clock = Lap::start();
+        self.model.run_steps(body, content_type, &mut |step| {
+            clock.lap(match step {
+                Step::Parse => &m.parse,
+                Step::Preprocess => &m.preprocess,
+                Step::Predict => &m.predict,
+                Step::Postprocess => &m.postprocess,
+                Step::Serialize => &m.serialize,
+            })
+        })
     }
 
     /// `front`'s model input through `predict` (timed), then `back`.
-    fn through<T>(&self, x: Result<Erased>, back: impl FnOnce(Erased) -> Result<T>) -> Result<T> {
-        let mut clock = Lap::start();
+    fn through<T>(
+        &self,
+        x: Result<Erased>,
+        clock: &mut Lap,
+        back: impl FnOnce(Erased, &mut Lap) -> Result<T>,
+    ) -> Result<T> {
         let y = self.model.predict(x?);
         clock.lap(&self.metrics.predict);
-        back(y?)
+        back(y?, clock)
     }
 
     /// Runs `pipeline` on `input` here and now when the pipeline is placed inline (under
@@ -185,9 +208,8 @@ impl Endpoint {
     }
 
     /// parse -> preprocess (and prepare).
-    fn front(&self, body: Bytes, content_type: Option<&str>) -> Result<Erased> {
+    fn front(&self, body: Bytes, content_type: Option<&str>, clock: &mut Lap) -> Result<Erased> {
         let m = &self.metrics;
-        let mut clock = Lap::start();
         let input = self.model.parse(body, content_type);
         clock.lap(&m.parse);
         let x = self.model.preprocess(input?);
@@ -196,9 +218,8 @@ impl Endpoint {
     }
 
     /// postprocess -> serialize.
-    fn back(&self, y: Erased) -> Result<Answer> {
+    fn back(&self, y: Erased, clock: &mut Lap) -> Result<Answer> {
         let m = &self.metrics;
-        let mut clock = Lap::start();
         let output = self.model.postprocess(y);
         clock.lap(&m.postprocess);
         let answer = self.model.serialize(output?);
@@ -321,7 +342,8 @@ impl Endpoint {
     /// pool, or through the batch worker when batching.
     pub async fn call(self: Arc<Self>, body: Bytes, content_type: Option<String>) -> Result<Answer> {
         if self.batcher.is_some() {
-            return self.staged(move |this| this.front(body, content_type.as_deref()), |this, y| this.back(y)).await;
+            let front = move |this: &Self| this.front(body, content_type.as_deref(), &mut Lap::start());
+            return self.staged(front, |this, y| this.back(y, &mut Lap::start())).await;
         }
         self.run_pooled(body, move |this, body| this.pipeline(body, content_type.as_deref())).await
     }
@@ -338,20 +360,20 @@ impl Endpoint {
 
     /// decode -> predict -> encode, timing each step.
     fn v2_pipeline(&self, inputs: Vec<v2::Tensor>) -> Result<Vec<v2::Tensor>> {
-        self.through(self.v2_front(inputs), |y| self.v2_back(y))
+        let mut clock = Lap::start();
+        let x = self.v2_front(inputs, &mut clock);
+        self.through(x, &mut clock, |y, clock| self.v2_back(y, clock))
     }
 
     /// V2 tensors to the model input (timed as `parse`).
-    fn v2_front(&self, inputs: Vec<v2::Tensor>) -> Result<Erased> {
-        let mut clock = Lap::start();
+    fn v2_front(&self, inputs: Vec<v2::Tensor>, clock: &mut Lap) -> Result<Erased> {
         let x = self.model.v2_decode(inputs);
         clock.lap(&self.metrics.parse);
         x
     }
 
     /// The model output to V2 tensors (timed as `serialize`).
-    fn v2_back(&self, y: Erased) -> Result<Vec<v2::Tensor>> {
-        let mut clock = Lap::start();
+    fn v2_back(&self, y: Erased, clock: &mut Lap) -> Result<Vec<v2::Tensor>> {
         let outputs = self.model.v2_encode(y);
         clock.lap(&self.metrics.serialize);
         outputs
@@ -373,7 +395,8 @@ impl Endpoint {
         if self.batcher.is_none() {
             return self.run_pooled(inputs, Self::v2_pipeline).await;
         }
-        self.staged(move |this| this.v2_front(inputs), |this, y| this.v2_back(y)).await
+        self.staged(move |this| this.v2_front(inputs, &mut Lap::start()), |this, y| this.v2_back(y, &mut Lap::start()))
+            .await
     }
 }
 

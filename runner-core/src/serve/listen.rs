@@ -226,7 +226,7 @@ where
 {
     type Response = Response<B>;
     type Error = Infallible;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response<B>, Infallible>> + Send>>;
+    type Future = PerRequestFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
         self.service.poll_ready(cx)
@@ -242,14 +242,35 @@ where
             Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, ReadToEnd { body, read: tracked }))
         });
         request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
-        let answer = self.service.call(request);
-        Box::pin(async move {
-            let mut response = answer.await?;
-            if http1 && !read.load(Ordering::Acquire) {
-                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            Ok(response)
-        })
+        PerRequestFuture { answer: self.service.call(request), http1, read }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`PerRequest`]: the service's, then `Connection: close` when
+    /// an HTTP/1.1 request body was left unread. A named future, not a boxed one: no
+    /// allocation per request.
+    struct PerRequestFuture<F> {
+        #[pin]
+        answer: F,
+        http1: bool,
+        read: Arc<AtomicBool>,
+    }
+}
+
+impl<F, B> Future for PerRequestFuture<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    type Output = Result<Response<B>, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut response) = std::task::ready!(this.answer.poll(cx));
+        if *this.http1 && !this.read.load(Ordering::Acquire) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        std::task::Poll::Ready(Ok(response))
     }
 }
 

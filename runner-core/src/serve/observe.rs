@@ -10,10 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::response::Response;
 
-const HEADER: &str = "x-request-id";
+const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Answers with `x-request-id` (the caller's, or `PREFIX-N`), and
 /// logs each request: at debug level, and as a warning when the status is 5xx.
@@ -60,14 +60,33 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let id = match request.headers().get(HEADER) {
             Some(id) => id.clone(),
-            None => {
-                let n = self.layer.next.fetch_add(1, Ordering::Relaxed);
-                HeaderValue::from_str(&format!("{}-{n}", self.layer.prefix)).expect("ASCII")
-            }
+            None => request_id(&self.layer.prefix, self.layer.next.fetch_add(1, Ordering::Relaxed)),
         };
         let log = Log { id, started: Instant::now(), method: request.method().clone(), uri: request.uri().clone() };
         ObserveFuture { inner: self.inner.call(request), log: Some(log) }
     }
+}
+
+/// `PREFIX-N`, written on the stack: one allocation (the header's own), not three.
+fn request_id(prefix: &str, n: u64) -> HeaderValue {
+    let mut buffer = [0u8; 64];
+    let start = prefix.len().min(buffer.len() - 21);
+    buffer[..start].copy_from_slice(&prefix.as_bytes()[..start]);
+    buffer[start] = b'-';
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let end = start + 1 + (digits.len() - at);
+    buffer[start + 1..end].copy_from_slice(&digits[at..]);
+    HeaderValue::from_bytes(&buffer[..end]).expect("a hex prefix and digits")
 }
 
 struct Log {
@@ -112,5 +131,15 @@ where
         }
         response.headers_mut().insert(HEADER, log.id);
         Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_the_prefix_and_the_number() {
+        for n in [0, 7, 10, 12_345, u64::MAX] {
+            assert_eq!(super::request_id("e4f86c93", n).to_str().unwrap(), format!("e4f86c93-{n}"));
+        }
     }
 }

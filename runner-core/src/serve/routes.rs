@@ -60,10 +60,13 @@ pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: 
         Ok(models) => models.snapshot(),
         Err(e) => return e.into_response(),
     };
+    // One reading of the clock for the request: when it was last used, its deadline, its
+    // latency.
+    let now = Instant::now();
     let picked = match table.len() {
         1 => {
             let slot = table.values().next().expect("one model");
-            slot.touch(state.now_ms());
+            slot.touch(state.ms_at(now));
             slot.pick(sticky_key(&state, request.headers()), state.options.shadow)
         }
         _ => {
@@ -79,7 +82,7 @@ pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: 
             .into_response();
         }
     };
-    predict(&state, picked, request).await
+    predict(&state, picked, request, now).await
 }
 
 pub(crate) async fn predict_named(
@@ -92,18 +95,20 @@ pub(crate) async fn predict_named(
             return e.into_response();
         }
     }
-    match pick(&state, &name, sticky_key(&state, request.headers())) {
-        Ok(picked) => predict(&state, picked, request).await,
+    let now = Instant::now();
+    match pick(&state, &name, sticky_key(&state, request.headers()), now) {
+        Ok(picked) => predict(&state, picked, request, now).await,
         Err(e) => e.into_response(),
     }
 }
 
-pub(crate) async fn predict(state: &Arc<AppState>, picked: Picked, request: Request) -> Response {
+/// Answers `request` on the endpoint `picked` names; `now` is when it arrived.
+pub(crate) async fn predict(state: &Arc<AppState>, picked: Picked, request: Request, now: Instant) -> Response {
     let Picked { answer: endpoint, shadow } = picked;
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let timeout = state.options.timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::from_std(now) + timeout;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let work = async {
         let bytes = tokio::time::timeout_at(deadline, read_body(body, &headers, state.options.body_limit))
@@ -115,7 +120,7 @@ pub(crate) async fn predict(state: &Arc<AppState>, picked: Picked, request: Requ
         shadow_copy(state.clone(), canary, bytes, content_type.map(str::to_string), given);
         answer
     };
-    let mut response = match measured(&endpoint, work).await {
+    let mut response = match measured_since(&endpoint, now, work).await {
         Ok((bytes, media_type)) => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], bytes).into_response()
         }
@@ -187,9 +192,17 @@ pub(crate) async fn measured<T>(
     endpoint: &Endpoint,
     work: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
+    measured_since(endpoint, Instant::now(), work).await
+}
+
+/// [`measured`], for a request that arrived at `started`.
+pub(crate) async fn measured_since<T>(
+    endpoint: &Endpoint,
+    started: Instant,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
     let m = endpoint.metrics();
     m.in_flight.inc();
-    let started = Instant::now();
     let outcome = work.await;
     m.in_flight.dec();
     m.count(outcome.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200));
@@ -200,10 +213,15 @@ pub(crate) async fn measured<T>(
 /// The response header naming the model (its number) that answered.
 pub const MODEL_HEADER: &str = "x-runner-model";
 
-/// Names the model that answered in [`MODEL_HEADER`]: `iris:3`.
+/// [`MODEL_HEADER`] as a header name, made once (a name given as text is copied on
+/// every insert).
+pub(crate) const MODEL_HEADER_NAME: axum::http::HeaderName = axum::http::HeaderName::from_static(MODEL_HEADER);
+
+/// Names the model that answered in [`MODEL_HEADER`]: `iris:3` (the endpoint's label,
+/// shared, not copied).
 pub(crate) fn name_model(response: &mut Response, endpoint: &Endpoint) {
-    if let Ok(value) = HeaderValue::from_str(&endpoint.manifest().model.to_string()) {
-        response.headers_mut().insert(MODEL_HEADER, value);
+    if let Ok(value) = HeaderValue::from_maybe_shared(endpoint.label().clone()) {
+        response.headers_mut().insert(MODEL_HEADER_NAME, value);
     }
 }
 

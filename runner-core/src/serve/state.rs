@@ -261,6 +261,11 @@ impl AppState {
     pub(crate) fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
+
+    /// Milliseconds from when the server started to `at` (no reading of the clock).
+    pub(crate) fn ms_at(&self, at: std::time::Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_millis() as u64
+    }
 }
 
 /// What the repository API did last to a name that is not READY.
@@ -305,9 +310,14 @@ pub(crate) fn endpoint(state: &AppState, name: &str) -> Result<Arc<Endpoint>, Ap
 
 /// Who answers a request for `name` whose sticky key (the value of the header
 /// `--sticky-header` names) is `key`: the model, or its canary for the canary's share.
-pub(crate) fn pick(state: &AppState, name: &str, key: Option<&[u8]>) -> Result<Picked, ApiError> {
+pub(crate) fn pick(
+    state: &AppState,
+    name: &str,
+    key: Option<&[u8]>,
+    now: std::time::Instant,
+) -> Result<Picked, ApiError> {
     slot(state, name).map(|slot| {
-        slot.touch(state.now_ms());
+        slot.touch(state.ms_at(now));
         slot.pick(key, state.options.shadow)
     })
 }
