@@ -147,9 +147,8 @@ impl Endpoint {
 
     /// parse -> preprocess -> predict -> postprocess -> serialize, timing each step on
     /// one clock (each reading ends a step and starts the next).
-    fn pipeline(&self, body: Bytes, content_type: Option<&str>) -> Result<Answer> {
+    fn pipeline(&self, body: Bytes, content_type: Option<&str>, clock: &mut Lap) -> Result<Answer> {
         let m = &self.metrics;
-        let mut clock = Lap::start();
         self.model.run_steps(body, content_type, &mut |step| {
             clock.lap(match step {
                 Step::Parse => &m.parse,
@@ -178,7 +177,7 @@ impl Endpoint {
     fn run_here<I, T>(
         &self,
         input: I,
-        pipeline: impl FnOnce(&Self, I) -> Result<T>,
+        pipeline: impl FnOnce(&Self, I, &mut Lap) -> Result<T>,
     ) -> std::result::Result<Result<T>, I> {
         if self.batcher.is_some() || !self.placement.inline() {
             return Err(input);
@@ -187,7 +186,7 @@ impl Endpoint {
             Ok(admission) => admission,
             Err(e) => return Ok(Err(e)),
         };
-        let result = self.placement.timed(true, || run_caught("the pipeline", || pipeline(self, input)));
+        let result = self.placement.timed(true, |clock| run_caught("the pipeline", || pipeline(self, input, clock)));
         drop(admission);
         Ok(result)
     }
@@ -197,12 +196,12 @@ impl Endpoint {
     async fn run_pooled<I: Send + 'static, T: Send + 'static>(
         self: Arc<Self>,
         input: I,
-        pipeline: impl FnOnce(&Self, I) -> Result<T> + Send + 'static,
+        pipeline: impl FnOnce(&Self, I, &mut Lap) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let admission = Admission::new(&self.limits)?;
         let this = self.clone();
         offload(&self.limits, Arc::new(admission), "the pipeline", move || {
-            this.placement.timed(false, || pipeline(&this, input))
+            this.placement.timed(false, |clock| pipeline(&this, input, clock))
         })
         .await
     }
@@ -335,7 +334,7 @@ impl Endpoint {
     /// back for [`Endpoint::call`]. A front end tries this first: a cheap pipeline then
     /// costs no future, no timer and no thread hop.
     pub fn try_inline(&self, body: Bytes, content_type: Option<&str>) -> std::result::Result<Result<Answer>, Bytes> {
-        self.run_here(body, |this, body| this.pipeline(body, content_type))
+        self.run_here(body, |this, body, clock| this.pipeline(body, content_type, clock))
     }
 
     /// Runs the pipeline on a request body under the engine's limits: on the blocking
@@ -345,7 +344,7 @@ impl Endpoint {
             let front = move |this: &Self| this.front(body, content_type.as_deref(), &mut Lap::start());
             return self.staged(front, |this, y| this.back(y, &mut Lap::start())).await;
         }
-        self.run_pooled(body, move |this, body| this.pipeline(body, content_type.as_deref())).await
+        self.run_pooled(body, move |this, body, clock| this.pipeline(body, content_type.as_deref(), clock)).await
     }
 
     /// The tensor signature, when the runner speaks the V2 protocol.
@@ -359,10 +358,9 @@ impl Endpoint {
     }
 
     /// decode -> predict -> encode, timing each step.
-    fn v2_pipeline(&self, inputs: Vec<v2::Tensor>) -> Result<Vec<v2::Tensor>> {
-        let mut clock = Lap::start();
-        let x = self.v2_front(inputs, &mut clock);
-        self.through(x, &mut clock, |y, clock| self.v2_back(y, clock))
+    fn v2_pipeline(&self, inputs: Vec<v2::Tensor>, clock: &mut Lap) -> Result<Vec<v2::Tensor>> {
+        let x = self.v2_front(inputs, clock);
+        self.through(x, clock, |y, clock| self.v2_back(y, clock))
     }
 
     /// V2 tensors to the model input (timed as `parse`).

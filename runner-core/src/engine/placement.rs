@@ -4,18 +4,31 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Times consecutive steps: each `lap` records the time since the previous one.
-pub(crate) struct Lap(Instant);
+/// Times consecutive steps: each `lap` records the time since the previous one, and one
+/// reading of the clock serves as the end of a step and the start of the next.
+pub(crate) struct Lap {
+    first: Instant,
+    last: Instant,
+}
 
 impl Lap {
     pub(crate) fn start() -> Lap {
-        Lap(Instant::now())
+        let now = Instant::now();
+        Lap { first: now, last: now }
     }
 
     pub(crate) fn lap(&mut self, histogram: &prometheus_client::metrics::histogram::Histogram) {
         let now = Instant::now();
-        histogram.observe(now.duration_since(self.0).as_secs_f64());
-        self.0 = now;
+        histogram.observe(now.duration_since(self.last).as_secs_f64());
+        self.last = now;
+    }
+
+    /// From the start to the last lap (to now when there was none).
+    fn total(&self) -> Duration {
+        match self.last == self.first {
+            true => self.first.elapsed(),
+            false => self.last.duration_since(self.first),
+        }
     }
 }
 
@@ -155,10 +168,18 @@ impl Placement {
         self.inline.store(false, Ordering::Relaxed);
     }
 
-    /// Runs `work` here, measures it and records it.
-    pub(crate) fn timed<T>(&self, ran_inline: bool, work: impl FnOnce() -> T) -> T {
-        let (out, cost) = measured(self.sample_cpu(), work);
-        self.record(cost, ran_inline);
+    /// Runs `work` here, measures it and records it; `work` times its steps on the clock
+    /// it is given, whose readings give the whole its wall time too.
+    pub(crate) fn timed<T>(&self, ran_inline: bool, work: impl FnOnce(&mut Lap) -> T) -> T {
+        let cpu_start = if self.sample_cpu() { Some(thread_cpu()) } else { None };
+        let mut clock = Lap::start();
+        let out = work(&mut clock);
+        let wall = clock.total();
+        let cpu = cpu_start.map(|start| match (start, thread_cpu()) {
+            (Some(start), Some(end)) => end.saturating_sub(start).min(wall),
+            _ => wall,
+        });
+        self.record(Cost { wall, cpu }, ran_inline);
         out
     }
 

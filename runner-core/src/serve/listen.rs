@@ -15,6 +15,8 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::watch::{Checked, ResponseEnd, Watch};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -157,7 +159,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // HTTP/1.1's header and body timeouts are kept by a watchdog per connection
+    // (`serve::watch`), not by hyper's timer per request.
     // An HTTP/2 connection may rightly sit idle (a gRPC channel does): pings find the
     // peers that are gone, and the connection cap bounds the rest.
     builder
@@ -186,17 +189,25 @@ where
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = PerRequest { service: service.clone(), body_timeout, peer };
+        let service = service.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            if !first_bytes(&tcp, header_timeout).await {
-                return;
-            }
+            let Some(http2) = first_bytes(&tcp, header_timeout).await else { return };
+            let watch = (!http2).then(|| Watch::new(header_timeout, body_timeout));
+            let service = PerRequest { service, body_timeout, peer, watch: watch.clone() };
             let connection =
                 builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
+            let connection = watcher.watch(connection.into_owned());
+            let ended = match watch {
+                None => connection.await,
+                Some(watch) => match watched(connection, &watch).await {
+                    Some(ended) => ended,
+                    None => return,
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!("connection ended: {e}");
             }
         });
@@ -204,6 +215,25 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Drives an HTTP/1.1 `connection` with its watchdog: sleeps until the earliest deadline
+/// `watch` knows of (at most the shorter timeout), and closes the connection (drops it)
+/// when it sat idle past the header timeout. `None` when it was closed so.
+async fn watched<F: Future>(connection: F, watch: &Watch) -> Option<F::Output> {
+    let mut connection = std::pin::pin!(connection);
+    let sleep = tokio::time::sleep_until(watch.first_look());
+    let mut sleep = std::pin::pin!(sleep);
+    loop {
+        tokio::select! {
+            biased;
+            ended = &mut connection => return Some(ended),
+            () = &mut sleep => match watch.check(tokio::time::Instant::now()) {
+                Checked::Idle => return None,
+                Checked::Next(at) => sleep.as_mut().reset(at),
+            },
+        }
+    }
 }
 
 /// What every request gets on its way in and out: its body read under the body timeout
@@ -217,6 +247,8 @@ struct PerRequest<S> {
     service: S,
     body_timeout: Duration,
     peer: std::net::SocketAddr,
+    /// The watchdog of an HTTP/1.1 connection (HTTP/2: none; its bodies get a timer each).
+    watch: Option<Arc<Watch>>,
 }
 
 impl<S, B> tower::Service<Request<Incoming>> for PerRequest<S>
@@ -224,7 +256,7 @@ where
     S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>,
     S::Future: Send + 'static,
 {
-    type Response = Response<B>;
+    type Response = Response<ResponseEnd<B>>;
     type Error = Infallible;
     type Future = PerRequestFuture<S::Future>;
 
@@ -235,14 +267,28 @@ where
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         use axum::body::HttpBody;
         let http1 = request.version() <= axum::http::Version::HTTP_11;
-        let read = Arc::new(AtomicBool::new(request.body().is_end_stream()));
-        let tracked = read.clone();
+        let ended = request.body().is_end_stream();
         let body_timeout = self.body_timeout;
+        let watch = self.watch.clone();
+        // HTTP/1.1 serves one request at a time: its connection's flag will do.
+        let read = match &watch {
+            Some(watch) => {
+                watch.request_started();
+                watch.body_read.store(ended, Ordering::Release);
+                watch.body_read.clone()
+            }
+            None => Arc::new(AtomicBool::new(ended)),
+        };
+        let tracked = read.clone();
         let mut request = request.map(|body| {
-            Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, ReadToEnd { body, read: tracked }))
+            let body = ReadToEnd { body, read: tracked, watch: watch.clone() };
+            match watch {
+                Some(_) => Body::new(body),
+                None => Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body)),
+            }
         });
         request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
-        PerRequestFuture { answer: self.service.call(request), http1, read }
+        PerRequestFuture { answer: self.service.call(request), http1, read, watch: self.watch.clone() }
     }
 }
 
@@ -255,6 +301,7 @@ pin_project_lite::pin_project! {
         answer: F,
         http1: bool,
         read: Arc<AtomicBool>,
+        watch: Option<Arc<Watch>>,
     }
 }
 
@@ -262,7 +309,7 @@ impl<F, B> Future for PerRequestFuture<F>
 where
     F: Future<Output = Result<Response<B>, Infallible>>,
 {
-    type Output = Result<Response<B>, Infallible>;
+    type Output = Result<Response<ResponseEnd<B>>, Infallible>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         let this = self.project();
@@ -270,33 +317,48 @@ where
         if *this.http1 && !this.read.load(Ordering::Acquire) {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        std::task::Poll::Ready(Ok(response))
+        let watch = this.watch.take();
+        std::task::Poll::Ready(Ok(response.map(|body| ResponseEnd::new(body, watch))))
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A request body that records when it has been read to the end.
+    /// A request body that records when it has been read to the end, and, on an HTTP/1.1
+    /// connection, keeps the body timeout with the connection's watchdog: a read that
+    /// waits sets the deadline, bytes that arrive clear it.
     struct ReadToEnd {
         #[pin]
         body: Incoming,
         read: Arc<AtomicBool>,
+        watch: Option<Arc<Watch>>,
     }
 }
 
 impl axum::body::HttpBody for ReadToEnd {
     type Data = axum::body::Bytes;
-    type Error = hyper::Error;
+    type Error = axum::BoxError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = std::task::ready!(this.body.as_mut().poll_frame(cx));
+        let frame = match this.body.as_mut().poll_frame(cx) {
+            std::task::Poll::Ready(frame) => frame,
+            std::task::Poll::Pending => {
+                return match this.watch.as_ref().map(|watch| watch.body_waits(cx)) {
+                    Some(std::task::Poll::Ready(timed_out)) => std::task::Poll::Ready(Some(Err(timed_out.into()))),
+                    _ => std::task::Poll::Pending,
+                };
+            }
+        };
+        if let Some(watch) = this.watch.as_ref() {
+            watch.body_moved();
+        }
         if frame.is_none() || this.body.is_end_stream() {
             this.read.store(true, Ordering::Release);
         }
-        std::task::Poll::Ready(frame)
+        std::task::Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -312,26 +374,29 @@ impl axum::body::HttpBody for ReadToEnd {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Waits until `tcp` has sent enough to tell its protocol (which hyper-util then reads
-/// with no timer at all), for at most `timeout`. False when it sent nothing in time or
-/// closed. Only peeks: the bytes stay for hyper.
-async fn first_bytes(tcp: &TcpStream, timeout: Duration) -> bool {
+/// with no timer at all), for at most `timeout`: whether it is HTTP/2, or `None` when it
+/// sent nothing in time or closed. Only peeks: the bytes stay for hyper.
+async fn first_bytes(tcp: &TcpStream, timeout: Duration) -> Option<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = [0u8; H2_PREFACE.len()];
     loop {
         let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
             Ok(Ok(n)) => n,
-            Ok(Err(_)) | Err(_) => return false,
+            Ok(Err(_)) | Err(_) => return None,
         };
         if n == 0 {
-            return false;
+            return None;
         }
-        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
-            return true;
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == buf.len() {
+            return Some(true);
         }
         // Part of the HTTP/2 preface: peek answers at once while those bytes wait, so
         // look again shortly for the rest.
         if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5))).await.is_err() {
-            return false;
+            return None;
         }
     }
 }

@@ -43,6 +43,7 @@ mod split;
 mod state;
 mod test_client;
 mod v2_routes;
+mod watch;
 
 pub use app::{serve, serve_on, shutdown_signal, App};
 /// The request body type of [`TestClient::request`].

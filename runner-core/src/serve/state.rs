@@ -365,7 +365,7 @@ pub(crate) async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> 
         let (is_limit, stalled) = causes.fold((false, false), |(limit, stalled), s| {
             (
                 limit || s.is::<http_body_util::LengthLimitError>(),
-                stalled || s.is::<tower_http::timeout::TimeoutError>(),
+                stalled || s.is::<tower_http::timeout::TimeoutError>() || s.is::<super::watch::BodyTimedOut>(),
             )
         });
         if is_limit {
