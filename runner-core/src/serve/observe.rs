@@ -19,14 +19,19 @@ const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// logs each request: at debug level, and as a warning when the status is 5xx.
 #[derive(Clone)]
 pub struct ObserveLayer {
-    prefix: Arc<str>,
-    next: Arc<AtomicU64>,
+    /// One `Arc`: the service is cloned for every request (hyper-util's adapter does).
+    ids: Arc<Ids>,
+}
+
+struct Ids {
+    prefix: String,
+    next: AtomicU64,
 }
 
 impl ObserveLayer {
     /// A layer numbering requests `PREFIX-1`, `PREFIX-2`...
     pub fn new(prefix: String) -> ObserveLayer {
-        ObserveLayer { prefix: prefix.into(), next: Arc::new(AtomicU64::new(0)) }
+        ObserveLayer { ids: Arc::new(Ids { prefix, next: AtomicU64::new(0) }) }
     }
 }
 
@@ -60,7 +65,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let id = match request.headers().get(HEADER) {
             Some(id) => id.clone(),
-            None => request_id(&self.layer.prefix, self.layer.next.fetch_add(1, Ordering::Relaxed)),
+            None => request_id(&self.layer.ids.prefix, self.layer.ids.next.fetch_add(1, Ordering::Relaxed)),
         };
         let log = Log { id, started: Instant::now(), method: request.method().clone(), uri: request.uri().clone() };
         ObserveFuture { inner: self.inner.call(request), log: Some(log) }
