@@ -50,3 +50,33 @@ impl Serving {
         (&mut self.task).await.expect("the server task")
     }
 }
+
+/// One prediction on `{url}/predict` (with the request header `header`, if any): the HTTP
+/// status, the `number` in the body, and the number after the colon of `x-runner-model`.
+#[allow(dead_code)]
+pub async fn ask(http: &reqwest::Client, url: &str, header: Option<(&str, &str)>) -> (u16, Option<u64>, Option<u64>) {
+    let mut request = http.post(format!("{url}/predict")).json(&serde_json::json!({ "question": "who?" }));
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
+    }
+    let Ok(response) = request.send().await else { return (0, None, None) };
+    let status = response.status().as_u16();
+    let header = response
+        .headers()
+        .get(runner_core::serve::MODEL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(':').next())
+        .and_then(|n| n.parse().ok());
+    let body: Option<serde_json::Value> = response.json().await.ok();
+    (status, body.and_then(|b| b["number"].as_u64()), header)
+}
+
+/// Waits until `done`, for at most 20 s (then fails naming `what`).
+#[allow(dead_code)]
+pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -11,14 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runner_core::registry::{AliasOptions, Canary};
-use runner_core::serve::{http::HeaderName, ServeOptions, MODEL_HEADER};
+use runner_core::serve::{http::HeaderName, ServeOptions};
 use runner_core::{register_model, runner, Artifacts, Error, LocalRegistry, Props, Registry};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 mod serving;
-use serving::Serving;
+use serving::{ask, wait_for, Serving};
 
 /// A model that answers with its own number; one whose artifact says `flaky` fails every
 /// twentieth request (5 %).
@@ -92,32 +91,6 @@ async fn serve(registry: &LocalRegistry, shadow: bool) -> Serving {
     Serving::start(Arc::new(registry.clone()), &["split:prod"], options).await
 }
 
-/// One prediction: (HTTP status, the number in the body, the number in the header).
-async fn ask(http: &reqwest::Client, url: &str, user: Option<&str>) -> (u16, Option<u64>, Option<u64>) {
-    let mut request = http.post(format!("{url}/predict")).json(&json!({ "question": "who?" }));
-    if let Some(user) = user {
-        request = request.header(STICKY, user);
-    }
-    let Ok(response) = request.send().await else { return (0, None, None) };
-    let status = response.status().as_u16();
-    let header = response
-        .headers()
-        .get(MODEL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(':').next())
-        .and_then(|n| n.parse().ok());
-    let body: Option<serde_json::Value> = response.json().await.ok();
-    (status, body.and_then(|b| b["number"].as_u64()), header)
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Waits until `server` serves `number` with canary `canary` (number, percent).
 async fn wait_split(server: &Serving, number: u64, canary: Option<(u64, u8)>) {
     wait_for(&format!("{} to serve {number} with canary {canary:?}", server.url), async || {
@@ -151,7 +124,7 @@ async fn burst(
                         return answers;
                     }
                     let who = user(i);
-                    answers.push((who.clone(), ask(&http, &url, who.as_deref()).await));
+                    answers.push((who.clone(), ask(&http, &url, who.as_deref().map(|user| (STICKY, user))).await));
                 }
             })
         })

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runner_core::registry::AliasOptions;
-use runner_core::serve::{ServeOptions, MODEL_HEADER};
+use runner_core::serve::ServeOptions;
 use runner_core::{register_model, runner, Artifacts, Error, LocalRegistry, Props, Registry};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,7 @@ fn point(registry: &LocalRegistry, repository: &str, number: u64) {
 }
 
 mod serving;
-use serving::Serving;
+use serving::{ask, wait_for, Serving};
 
 /// A server on a free port serving `model`, following aliases every 20 ms.
 struct Server(Serving);
@@ -130,32 +130,8 @@ impl Server {
     }
 }
 
-/// One prediction: (HTTP status, the number in the body, the number in the header).
-async fn ask(http: &reqwest::Client, url: &str) -> (u16, Option<u64>, Option<u64>) {
-    let Ok(response) = http.post(format!("{url}/predict")).json(&json!({ "question": "who?" })).send().await else {
-        return (0, None, None);
-    };
-    let status = response.status().as_u16();
-    let header = response
-        .headers()
-        .get(MODEL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(':').next())
-        .and_then(|n| n.parse().ok());
-    let body: Option<serde_json::Value> = response.json().await.ok();
-    (status, body.and_then(|b| b["number"].as_u64()), header)
-}
-
 /// A moment of the load: when a request was sent, and its answer.
 type Sample = (Instant, (u16, Option<u64>, Option<u64>));
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_the_old_model() {
@@ -176,7 +152,7 @@ async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_th
                 let http = reqwest::Client::new();
                 while running.load(Ordering::Relaxed) {
                     let sent = Instant::now();
-                    let answer = ask(&http, &url).await;
+                    let answer = ask(&http, &url, None).await;
                     samples.lock().unwrap().push((sent, answer));
                 }
             })
@@ -277,14 +253,14 @@ async fn a_model_that_fails_to_load_is_never_swapped_in() {
     let error = info["follows"]["failed"]["error"].as_str().unwrap();
     assert!(error.contains("broken on purpose"), "{error}");
     for _ in 0..20 {
-        assert_eq!(ask(&http, server.url()).await, (200, Some(good), Some(good)));
+        assert_eq!(ask(&http, server.url(), None).await, (200, Some(good), Some(good)));
     }
     let metrics = reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("runner_model_swaps_total{model=\"fragile\",outcome=\"failed\"} 1"), "{metrics}");
 
     // The fix goes in, and the failure is cleared.
     point(&registry, "fragile", fixed);
-    wait_for("the fixed model to answer", async || ask(&http, server.url()).await.1 == Some(fixed)).await;
+    wait_for("the fixed model to answer", async || ask(&http, server.url(), None).await.1 == Some(fixed)).await;
     let info = server.info("fragile").await;
     assert!(info["follows"]["failed"].is_null(), "{info}");
     server.stop().await;
@@ -320,7 +296,7 @@ async fn registering_the_aliased_number_again_swaps_the_new_files_in() {
     point(&registry, "retrained", one);
     let server = Server::start(registry.clone(), "retrained:prod").await;
     let http = reqwest::Client::new();
-    assert_eq!(ask(&http, server.url()).await, (200, Some(1), Some(one)));
+    assert_eq!(ask(&http, server.url(), None).await, (200, Some(1), Some(one)));
 
     // Same number, new files: the answer changes, the number does not.
     let file = dir.path().join("answer-retrained-11.txt");
@@ -330,7 +306,7 @@ async fn registering_the_aliased_number_again_swaps_the_new_files_in() {
         .artifact(file.to_str().unwrap(), "answer.txt")
         .register(&registry)
         .unwrap();
-    wait_for("the new files to answer", async || ask(&http, server.url()).await.1 == Some(11)).await;
+    wait_for("the new files to answer", async || ask(&http, server.url(), None).await.1 == Some(11)).await;
     let swaps = &server.info("retrained").await["follows"]["swaps"];
     assert_eq!((swaps[0]["from"].as_u64(), swaps[0]["to"].as_u64()), (Some(one), Some(one)), "{swaps}");
     server.stop().await;
@@ -383,11 +359,11 @@ async fn without_follow_latest_latest_is_resolved_once() {
     register(&registry, dir.path(), "fixed", "fixed 1");
     let server = Server::start(registry.clone(), "fixed:latest").await;
     let http = reqwest::Client::new();
-    assert_eq!(ask(&http, server.url()).await.1, Some(1));
+    assert_eq!(ask(&http, server.url(), None).await.1, Some(1));
     register(&registry, dir.path(), "fixed", "fixed 2");
     // Ten follow intervals and more: nothing moves.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(ask(&http, server.url()).await.1, Some(1));
+    assert_eq!(ask(&http, server.url(), None).await.1, Some(1));
     assert!(server.info("fixed").await["follows"].is_null());
     server.stop().await;
 }

@@ -180,35 +180,8 @@ pub enum Command {
     /// `rollout iris prod --to 5 --steps 5,25,50,100 --every 60s --max-error-rate 1%
     /// --serve http://serve-1:8000 --serve http://serve-2:8000`. Exits 1 when rolled back.
     Rollout {
-        /// The repository.
-        repository: String,
-        /// The alias (it points at the model to roll out from).
-        alias: String,
-        /// The model number to roll out.
-        #[arg(long)]
-        to: u64,
-        /// The canary's share at each step, rising; 100 promotes it.
-        #[arg(long, value_delimiter = ',', default_value = "5,25,50,100")]
-        steps: Vec<u8>,
-        /// How long each step runs before it is judged (`60s`, `5m`).
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        every: std::time::Duration,
-        /// The largest share of the canary's requests that may fail (5xx) in a step.
-        #[arg(long, default_value = "1%", value_parser = parse_percent)]
-        max_error_rate: f64,
-        /// The largest ratio of the canary's p99 latency to the model's in a step.
-        #[arg(long)]
-        max_p99_ratio: Option<f64>,
-        /// Requests the canary must answer in a step before it is judged (the step runs on
-        /// until it has them).
-        #[arg(long, default_value_t = 100)]
-        min_requests: u64,
-        /// A serve following the alias (repeat for each replica): its /metrics are read.
-        #[arg(long = "serve", value_name = "URL")]
-        serves: Vec<String>,
-        /// The serves' API key.
-        #[arg(long, env = "RUNNER_SERVE_API_KEY")]
-        serve_api_key: Option<String>,
+        #[command(flatten)]
+        plan: RolloutArgs,
         #[command(flatten)]
         at: At,
     },
@@ -436,5 +409,58 @@ fn parse_percent(text: &str) -> Result<f64, String> {
     match number.parse::<f64>() {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
         _ => Err(format!("`{text}` is not a percent from 0 to 100 (e.g. 1%)")),
+    }
+}
+
+/// What `runner-registry rollout` does, and its limits (see [`crate::rollout::Plan`]).
+#[derive(clap::Args)]
+pub struct RolloutArgs {
+    /// The repository.
+    repository: String,
+    /// The alias (it points at the model to roll out from).
+    alias: String,
+    /// The model number to roll out.
+    #[arg(long)]
+    to: u64,
+    /// The canary's share at each step, rising; 100 promotes it.
+    #[arg(long, value_delimiter = ',', default_value = "5,25,50,100")]
+    steps: Vec<u8>,
+    /// How long each step runs before it is judged (`60s`, `5m`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    every: std::time::Duration,
+    /// The largest share of the canary's requests that may fail (5xx) in a step.
+    #[arg(long, default_value = "1%", value_parser = parse_percent)]
+    max_error_rate: f64,
+    /// The largest ratio of the canary's p99 latency to the model's in a step.
+    #[arg(long)]
+    max_p99_ratio: Option<f64>,
+    /// Requests the canary must answer in a step before it is judged (the step runs on
+    /// until it has them).
+    #[arg(long, default_value_t = 100)]
+    min_requests: u64,
+    /// A serve following the alias (repeat for each replica): its /metrics are read.
+    #[arg(long = "serve", value_name = "URL")]
+    serves: Vec<String>,
+    /// The serves' API key.
+    #[arg(long, env = "RUNNER_SERVE_API_KEY")]
+    serve_api_key: Option<String>,
+}
+
+impl RolloutArgs {
+    /// The plan for the alias of `organization` these arguments describe.
+    pub(crate) fn plan(self, organization: String) -> crate::rollout::Plan {
+        crate::rollout::Plan {
+            organization,
+            repository: self.repository,
+            alias: self.alias,
+            to: self.to,
+            steps: self.steps,
+            every: self.every,
+            max_error_rate: self.max_error_rate,
+            max_p99_ratio: self.max_p99_ratio,
+            min_requests: self.min_requests,
+            serves: self.serves,
+            api_key: self.serve_api_key,
+        }
     }
 }

@@ -99,33 +99,8 @@ pub(crate) fn inspect(command: Command) -> runner_core::Result<()> {
             }
             .map(|()| println!("deleted repository {repository}"));
         }
-        Command::Rollout {
-            repository,
-            alias,
-            to,
-            steps,
-            every,
-            max_error_rate,
-            max_p99_ratio,
-            min_requests,
-            serves,
-            serve_api_key,
-            at,
-        } => {
-            let org = at.org.clone();
-            let plan = crate::rollout::Plan {
-                organization: org,
-                repository,
-                alias,
-                to,
-                steps,
-                every,
-                max_error_rate,
-                max_p99_ratio,
-                min_requests,
-                serves,
-                api_key: serve_api_key,
-            };
+        Command::Rollout { plan, at } => {
+            let plan = plan.plan(at.org.clone());
             (
                 at,
                 Box::new(move |r, _| {
