@@ -1,7 +1,8 @@
 //! Serving models in-process on a free port of 127.0.0.1, for the tests that drive a real
 //! server over sockets (`mod serving;` in each).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runner_core::serve::ServeOptions;
@@ -78,5 +79,54 @@ pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     while !done().await {
         assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A moment of the load: when a request was sent, and its answer.
+#[allow(dead_code)]
+pub type Sample = (Instant, (u16, Option<u64>, Option<u64>));
+
+#[allow(dead_code)]
+/// Continuous load: clients each sending the next request when one answers.
+pub struct Load {
+    running: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[allow(dead_code)]
+impl Load {
+    /// `connections` clients on `url`, from now until [`Load::stop`].
+    pub fn start(url: &str, connections: usize) -> Load {
+        let running = Arc::new(AtomicBool::new(true));
+        let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+        let clients = (0..connections)
+            .map(|_| {
+                let (url, running, samples) = (url.to_string(), running.clone(), samples.clone());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    while running.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        let answer = ask(&http, &url, None).await;
+                        samples.lock().unwrap().push((sent, answer));
+                    }
+                })
+            })
+            .collect();
+        Load { running, samples, clients }
+    }
+
+    /// The answers so far.
+    pub fn samples(&self) -> std::sync::MutexGuard<'_, Vec<Sample>> {
+        self.samples.lock().unwrap()
+    }
+
+    /// Stops the clients once their requests in flight are answered; every answer.
+    pub async fn stop(self) -> Vec<Sample> {
+        self.running.store(false, Ordering::Relaxed);
+        for client in self.clients {
+            client.await.unwrap();
+        }
+        self.samples.lock().unwrap().clone()
     }
 }

@@ -6,9 +6,9 @@
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use runner_core::registry::{AliasOptions, Canary};
 use runner_core::serve::{http::HeaderName, ServeOptions};
@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod serving;
-use serving::{ask, wait_for, Serving};
+use serving::{ask, wait_for, Load, Sample, Serving};
 
 /// A model that answers with its own number; one whose artifact says `flaky` fails every
 /// twentieth request (5 %).
@@ -204,45 +204,6 @@ async fn the_canary_gets_its_share_and_a_sticky_key_one_version_on_every_replica
     }
     for replica in replicas {
         replica.stop().await.unwrap();
-    }
-}
-
-/// A moment of the load: when a request was sent, and its answer.
-type Sample = (Instant, (u16, Option<u64>, Option<u64>));
-
-/// Continuous load: clients each sending the next request when one answers.
-struct Load {
-    running: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    clients: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(url: &str, connections: usize) -> Load {
-        let running = Arc::new(AtomicBool::new(true));
-        let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
-        let clients = (0..connections)
-            .map(|_| {
-                let (url, running, samples) = (url.to_string(), running.clone(), samples.clone());
-                tokio::spawn(async move {
-                    let http = reqwest::Client::new();
-                    while running.load(Ordering::Relaxed) {
-                        let sent = Instant::now();
-                        let answer = ask(&http, &url, None).await;
-                        samples.lock().unwrap().push((sent, answer));
-                    }
-                })
-            })
-            .collect();
-        Load { running, samples, clients }
-    }
-
-    async fn stop(self) -> Vec<Sample> {
-        self.running.store(false, Ordering::Relaxed);
-        for client in self.clients {
-            client.await.unwrap();
-        }
-        self.samples.lock().unwrap().clone()
     }
 }
 

@@ -5,7 +5,6 @@
 
 #![allow(missing_docs)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,7 +100,7 @@ fn point(registry: &LocalRegistry, repository: &str, number: u64) {
 }
 
 mod serving;
-use serving::{ask, wait_for, Serving};
+use serving::{ask, wait_for, Load, Serving};
 
 /// A server on a free port serving `model`, following aliases every 20 ms.
 struct Server(Serving);
@@ -130,9 +129,6 @@ impl Server {
     }
 }
 
-/// A moment of the load: when a request was sent, and its answer.
-type Sample = (Instant, (u16, Option<u64>, Option<u64>));
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_the_old_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,21 +139,7 @@ async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_th
     let server = Server::start(registry.clone(), "versioned:prod").await;
 
     // Continuous load: four clients, each sending the next request when one answers.
-    let running = Arc::new(AtomicBool::new(true));
-    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, running, samples) = (server.url().to_string(), running.clone(), samples.clone());
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                while running.load(Ordering::Relaxed) {
-                    let sent = Instant::now();
-                    let answer = ask(&http, &url, None).await;
-                    samples.lock().unwrap().push((sent, answer));
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(server.url(), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Forward, then back: each time every request sent a bounded delay after the move is
@@ -168,13 +150,7 @@ async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_th
         point(&registry, "versioned", to);
         moves.push((moved, to));
         wait_for(&format!("model {to} to answer"), async || {
-            samples
-                .lock()
-                .unwrap()
-                .iter()
-                .rev()
-                .take(8)
-                .all(|(sent, (_, number, _))| *sent > moved && *number == Some(to))
+            load.samples().iter().rev().take(8).all(|(sent, (_, number, _))| *sent > moved && *number == Some(to))
         })
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -182,12 +158,7 @@ async fn moving_the_alias_swaps_under_load_without_a_failed_request_and_frees_th
         wait_for(&format!("model {from} to be dropped"), async || DROPPED.lock().unwrap().contains(&text)).await;
         DROPPED.lock().unwrap().retain(|t| *t != text);
     }
-    running.store(false, Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
-
-    let samples = samples.lock().unwrap().clone();
+    let samples = load.stop().await;
     assert!(samples.len() > 100, "only {} requests under load", samples.len());
     let failed: Vec<_> = samples.iter().filter(|(_, (status, _, _))| *status != 200).collect();
     assert!(
