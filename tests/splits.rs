@@ -45,6 +45,9 @@ impl Split {
     fn load_model(_props: Option<Props>, artifacts: &Artifacts) -> runner_core::Result<Answer> {
         let text = artifacts.read_to_string("answer.txt")?;
         let (kind, number) = text.trim().split_once(' ').ok_or_else(|| Error::msg("`kind number`"))?;
+        if kind == "broken" {
+            return Err(Error::msg("this version is broken on purpose"));
+        }
         let number = number.parse().map_err(|_| Error::msg("no number"))?;
         Ok(Answer { number, flaky: kind == "flaky", calls: AtomicU64::new(0) })
     }
@@ -57,7 +60,8 @@ impl Split {
     }
 }
 
-/// Registers a [`Split`] model into `repository`; `kind` is `steady` or `flaky`.
+/// Registers a [`Split`] model into `repository`; `kind` is `steady`, `flaky` or `broken`
+/// (it fails to load).
 fn register(registry: &LocalRegistry, dir: &std::path::Path, repository: &str, kind: &str) -> u64 {
     let next = registry.models("default", repository).map_or(0, |m| m.len()) + 1;
     let file = dir.join(format!("answer-{repository}-{next}.txt"));
@@ -259,6 +263,41 @@ async fn moving_a_split_from_0_to_100_and_back_costs_no_request() {
         reqwest::get(format!("{}/models/split", server.url)).await.unwrap().json().await.unwrap();
     assert_eq!(info["number"], two, "{info}");
     assert!(info["canary"].is_null(), "{info}");
+    // Every endpoint that left was released, and none is waited for forever (a promoted
+    // canary is still the model: releasing it would wait for the last of its requests).
+    wait_for("the released models to be dropped", async || release_threads() == 0).await;
+    server.stop().await.unwrap();
+}
+
+/// Threads of this process waiting to drop a model (`serve::state::release`).
+fn release_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "release-model")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_that_fails_to_load_is_tried_once_and_the_model_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let broken = register(&registry, dir.path(), "split", "broken");
+    split(&registry, one, Some((broken, 50)));
+    let server = serve(&registry, false).await;
+    let info = async || -> serde_json::Value {
+        reqwest::get(format!("{}/models/split", server.url)).await.unwrap().json().await.unwrap()
+    };
+    wait_for("the failed canary to be reported", async || info().await["follows"]["canary_failed"]["number"] == broken)
+        .await;
+    let answers = burst(&server.url, 100, 4, |_| None).await;
+    assert!(answers.iter().all(|(_, answer)| *answer == (200, Some(one), Some(one))), "not all answered by {one}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let line = "runner_model_swaps_total{model=\"split\",outcome=\"failed\"} 1";
+    assert!(metrics.contains(line), "tried more than once (or never): no `{line}` in\n{metrics}");
+    assert!(info().await["canary"].is_null());
     server.stop().await.unwrap();
 }
 

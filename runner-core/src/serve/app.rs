@@ -347,17 +347,22 @@ async fn follow_split(
     let now = slot.split();
     let now_number = now.as_ref().map(|s| s.endpoint.manifest().model.number);
     let engine = &app.state.engine;
+    let Some(follow) = &slot.follow else { return };
     let Some(wanted) = wanted else {
         if let Some(ended) = slot.set_split(None) {
             tracing::info!(alias = %reference, canary = now_number, "the split ended");
             engine.record_split(name, None, now_number);
-            release(ended.endpoint.clone());
+            release_unless_serving(slot, &ended.endpoint);
         }
+        follow.log.lock().unwrap_or_else(|p| p.into_inner()).canary_failed = None;
         return;
     };
+    let failed = follow.log.lock().unwrap_or_else(|p| p.into_inner()).canary_failed.as_ref().and_then(|f| f.number);
     let endpoint = match now.filter(|_| now_number == Some(wanted.number)) {
         Some(same) if same.percent == wanted.percent => return,
         Some(same) => same.endpoint.clone(),
+        // Tried already: not again until the alias names another canary.
+        None if failed == Some(wanted.number) => return,
         None => {
             tracing::info!(alias = %reference, canary = wanted.number, "the alias has a new canary: loading it");
             let id = ModelRef {
@@ -376,6 +381,8 @@ async fn follow_split(
                     };
                     engine.record_swap(name, "failed", None);
                     tracing::error!(alias = %reference, canary = wanted.number, %error, "the canary cannot be loaded; the model answers every request");
+                    let failed = FailedLoad { number: Some(wanted.number), manifest: None, at: now_rfc3339(), error };
+                    follow.log.lock().unwrap_or_else(|p| p.into_inner()).canary_failed = Some(failed);
                     return;
                 }
             }
@@ -384,8 +391,17 @@ async fn follow_split(
     let before = slot.set_split(Some(Split { endpoint, percent: wanted.percent }));
     engine.record_split(name, Some((wanted.number, wanted.percent)), now_number);
     tracing::info!(alias = %reference, canary = wanted.number, percent = wanted.percent, "the split moved");
+    follow.log.lock().unwrap_or_else(|p| p.into_inner()).canary_failed = None;
     if let Some(before) = before.filter(|b| b.endpoint.manifest().model.number != wanted.number) {
-        release(before.endpoint.clone());
+        release_unless_serving(slot, &before.endpoint);
+    }
+}
+
+/// Releases a canary's endpoint that left the split, unless it is the model the slot
+/// serves now (a promoted canary: the split and the slot held the same endpoint).
+fn release_unless_serving(slot: &Slot, endpoint: &Arc<crate::engine::Endpoint>) {
+    if !Arc::ptr_eq(endpoint, &slot.endpoint()) {
+        release(endpoint.clone());
     }
 }
 

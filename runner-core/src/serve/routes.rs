@@ -243,6 +243,7 @@ fn summary(slot: &Slot, now: u64, shadow: bool) -> serde_json::Value {
             "swaps": log.swaps,
             "failed": log.failed,
             "unreachable": log.unreachable,
+            "canary_failed": log.canary_failed,
         })
     });
     serde_json::json!({

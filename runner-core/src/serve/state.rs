@@ -211,6 +211,9 @@ pub(crate) struct FollowLog {
     pub(crate) failed: Option<FailedLoad>,
     /// The last time the alias could not be read from the registry, and why.
     pub(crate) unreachable: Option<FailedLoad>,
+    /// The canary that could not be loaded (the model answers every request meanwhile),
+    /// until the alias names another.
+    pub(crate) canary_failed: Option<FailedLoad>,
 }
 
 /// One swap.
