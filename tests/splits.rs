@@ -404,3 +404,56 @@ async fn a_canary_failing_5_percent_is_rolled_back_within_one_step() {
     assert!(reason.contains("rolled back at step 10%") && reason.contains("over the limit of 1.00%"), "{reason}");
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sticky_key_gets_the_same_version_over_grpc_as_over_http() {
+    use runner_core::serve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use runner_core::serve::grpc::proto::model_infer_request::InferInputTensor;
+    use runner_core::serve::grpc::proto::{InferTensorContents, ModelInferRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let two = register(&registry, dir.path(), "split", "steady");
+    split(&registry, one, Some((two, 50)));
+    let grpc_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let options = ServeOptions {
+        follow_interval: Duration::from_millis(20),
+        sticky_header: Some(HeaderName::from_static(STICKY)),
+        grpc_addr: Some(grpc_addr),
+        ..ServeOptions::default()
+    };
+    let server = Serving::start(Arc::new(registry.clone()), &["split:prod"], options).await;
+    wait_split(&server, one, Some((two, 50))).await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{grpc_addr}")).unwrap().connect().await.unwrap();
+    let mut client = GrpcInferenceServiceClient::new(channel);
+    let http = reqwest::Client::new();
+    let mut sides = [0, 0];
+    for user in (0..60).map(|u| format!("user-{u}")) {
+        let (status, _, over_http) = ask(&http, &server.url, Some((STICKY, &user))).await;
+        assert_eq!(status, 200);
+        let body = bytes::Bytes::from_static(br#"{"question": "who?"}"#);
+        let input = InferInputTensor {
+            name: "body".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            contents: Some(InferTensorContents { bytes_contents: vec![body], ..Default::default() }),
+            ..Default::default()
+        };
+        let mut request = tonic::Request::new(ModelInferRequest {
+            model_name: "split".into(),
+            inputs: vec![input],
+            ..Default::default()
+        });
+        request.metadata_mut().insert(STICKY, user.parse().unwrap());
+        let response = client.model_infer(request).await.unwrap();
+        let named = response.metadata().get(runner_core::serve::MODEL_HEADER).unwrap().to_str().unwrap().to_string();
+        let over_grpc = named.rsplit(':').next().unwrap().parse::<u64>().ok();
+        assert_eq!(over_grpc, over_http, "{user} got {over_grpc:?} over gRPC, {over_http:?} over HTTP");
+        sides[usize::from(over_http == Some(two))] += 1;
+    }
+    assert!(sides[0] > 0 && sides[1] > 0, "a 50% split sent all 60 users one way: {sides:?}");
+    // The HTTP/2 connection goes first: shutting down waits for the connections open.
+    drop(client);
+    server.stop().await.unwrap();
+}
