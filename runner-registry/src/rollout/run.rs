@@ -84,17 +84,24 @@ pub fn rollout(registry: &dyn Registry, plan: &Plan, report: &mut dyn FnMut(&str
     let http = reqwest::blocking::Client::new();
     let api_key = plan.api_key.as_deref();
     let mut passed = Vec::new();
+    // The split the alias has, as far as this rollout knows: each move checks it is still so.
+    let mut last = entry.canary;
+    let mut move_alias = |number: u64, canary: Option<Canary>, reason: &str| -> Result<()> {
+        set(registry, plan, (from, last), number, canary, reason)?;
+        last = canary;
+        Ok(())
+    };
     for &step in &plan.steps {
         if step == 100 {
             let reason = format!("rollout of {} complete: {}", plan.to, summary(&passed));
-            set(registry, plan, from, plan.to, None, &reason)?;
+            move_alias(plan.to, None, &reason)?;
             report(&format!("promoted {repo}:{}: {alias} points at it alone", plan.to));
             return Ok(Outcome::Passed);
         }
         let reason = format!("rollout of {}: step {step}%", plan.to);
-        set(registry, plan, from, from, Some(Canary { number: plan.to, percent: step }), &reason)?;
+        move_alias(from, Some(Canary { number: plan.to, percent: step }), &reason)?;
         report(&format!("step {step}%: {alias} sends {step}% of requests to {repo}:{}", plan.to));
-        wait_until_served(&http, plan, (from, Some((plan.to, step))))?;
+        wait_until_served(registry, &http, plan, (from, Some((plan.to, step))))?;
         let before = scrape(&http, &plan.serves, api_key, repo)?;
         let mut waited = Duration::ZERO;
         let (canary, model) = loop {
@@ -122,7 +129,7 @@ pub fn rollout(registry: &dyn Registry, plan: &Plan, report: &mut dyn FnMut(&str
             }
             Err(broken) => {
                 let reason = format!("rollout of {} rolled back at step {step}%: {broken}", plan.to);
-                set(registry, plan, from, from, None, &reason)?;
+                move_alias(from, None, &reason)?;
                 report(&format!("rolled back: {reason}"));
                 return Ok(Outcome::RolledBack { step, reason });
             }
@@ -153,28 +160,63 @@ fn check(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// Moves the alias to `number` with `canary`, when it still points at `from` with the
+/// split `last` this rollout set: the number is the move's compare-and-set; the split is
+/// read just before, so a person who changed only the share is told, not overridden (in
+/// the moment between that read and the move, only the number is guarded).
 fn set(
     registry: &dyn Registry,
     plan: &Plan,
-    from: u64,
+    (from, last): (u64, Option<Canary>),
     number: u64,
     canary: Option<Canary>,
     reason: &str,
 ) -> Result<()> {
+    unchanged(registry, plan, (from, last))?;
     let options =
         AliasOptions { expect: Expect::Number(from), canary, reason: Some(reason.to_string()), ..Default::default() };
     registry.set_alias(&plan.organization, &plan.repository, &plan.alias, number, &options).map(|_| ())
 }
 
+/// The alias still points at `from` with the split `last` this rollout set; otherwise a
+/// conflict saying where it points now.
+fn unchanged(registry: &dyn Registry, plan: &Plan, (from, last): (u64, Option<Canary>)) -> Result<()> {
+    let (org, repo, alias) = (&plan.organization, &plan.repository, &plan.alias);
+    let now = registry.alias_entry(org, repo, alias)?;
+    if now.as_ref().is_none_or(|now| now.number != from || now.canary != last) {
+        let now = now.map_or("does not exist".to_string(), |now| match now.canary {
+            Some(canary) => format!("points at {} with canary {canary}", now.number),
+            None => format!("points at {} alone", now.number),
+        });
+        return Err(Error::Conflict {
+            message: format!(
+                "alias `{alias}` of `{repo}` {now}, not where this rollout left it: someone changed it meanwhile; the rollout stops here and changes nothing (see `runner-registry alias history {repo} {alias}`)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Waits (up to a step) until every serve serves `split`: metrics taken before would
 /// judge the step on traffic of the last one.
-fn wait_until_served(http: &reqwest::blocking::Client, plan: &Plan, split: (u64, Option<(u64, u8)>)) -> Result<()> {
+/// The alias is checked meanwhile (about every second): a serve waits for a split that
+/// someone replaced forever.
+fn wait_until_served(
+    registry: &dyn Registry,
+    http: &reqwest::blocking::Client,
+    plan: &Plan,
+    split: (u64, Option<(u64, u8)>),
+) -> Result<()> {
     let give_up = Instant::now() + plan.every.max(Duration::from_secs(30));
+    let set = (split.0, split.1.map(|(number, percent)| Canary { number, percent }));
     for serve in &plan.serves {
-        loop {
+        for look in 0u64.. {
             let now = served_split(http, serve, plan.api_key.as_deref(), &plan.repository)?;
             if now == split {
                 break;
+            }
+            if look % 20 == 19 {
+                unchanged(registry, plan, set)?;
             }
             if Instant::now() > give_up {
                 return Err(Error::msg(format!(
