@@ -124,8 +124,10 @@ pub enum Step {
     Predict,
     /// `postprocess_data`.
     Postprocess,
-    /// The API output into a response body.
-    Serialize,
+    /// The API output into a response body (timed as `serialize`). Not named
+    /// `Serialize`: a second item of that name would make rustc spell serde's trait as
+    /// `_::_serde::Serialize` in the errors `#[runner]` users read (tests/ui).
+    Encode,
 }
 
 /// A loaded model whose runner is known only at run time (found by name in this binary):
@@ -160,7 +162,7 @@ pub trait DynModel: Send + Sync + std::fmt::Debug {
         let output = self.postprocess(y?);
         done(Step::Postprocess);
         let answer = self.serialize(output?);
-        done(Step::Serialize);
+        done(Step::Encode);
         answer
     }
 
@@ -221,7 +223,7 @@ impl<R: Runner> DynModel for Loaded<R> {
         let output = R::postprocess(&self.model, y?);
         done(Step::Postprocess);
         let answer = output?.into_body();
-        done(Step::Serialize);
+        done(Step::Encode);
         answer
     }
     fn parse(&self, body: Bytes, content_type: Option<&str>) -> Result<Erased> {

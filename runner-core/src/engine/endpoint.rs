@@ -155,7 +155,7 @@ impl Endpoint {
                 Step::Preprocess => &m.preprocess,
                 Step::Predict => &m.predict,
                 Step::Postprocess => &m.postprocess,
-                Step::Serialize => &m.serialize,
+                Step::Encode => &m.serialize,
             })
         })
     }
