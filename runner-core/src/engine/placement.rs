@@ -50,9 +50,16 @@ impl std::ops::Add for Cost {
 
 /// Runs `work` here and measures it, its CPU time too when `cpu` (a system call).
 pub(crate) fn measured<T>(cpu: bool, work: impl FnOnce() -> T) -> (T, Cost) {
-    let (wall, cpu_start) = (Instant::now(), if cpu { thread_cpu() } else { None });
-    let out = work();
-    let wall = wall.elapsed();
+    measured_on(cpu, |_| work())
+}
+
+/// [`measured`], for `work` that times its steps on the clock it is given: the clock's
+/// readings give the whole its wall time too (one reading fewer per step).
+fn measured_on<T>(cpu: bool, work: impl FnOnce(&mut Lap) -> T) -> (T, Cost) {
+    let cpu_start = if cpu { thread_cpu() } else { None };
+    let mut clock = Lap::start();
+    let out = work(&mut clock);
+    let wall = clock.total();
     let cpu = cpu.then(|| match (cpu_start, thread_cpu()) {
         (Some(start), Some(end)) => end.saturating_sub(start).min(wall),
         _ => wall,
@@ -171,15 +178,8 @@ impl Placement {
     /// Runs `work` here, measures it and records it; `work` times its steps on the clock
     /// it is given, whose readings give the whole its wall time too.
     pub(crate) fn timed<T>(&self, ran_inline: bool, work: impl FnOnce(&mut Lap) -> T) -> T {
-        let cpu_start = if self.sample_cpu() { Some(thread_cpu()) } else { None };
-        let mut clock = Lap::start();
-        let out = work(&mut clock);
-        let wall = clock.total();
-        let cpu = cpu_start.map(|start| match (start, thread_cpu()) {
-            (Some(start), Some(end)) => end.saturating_sub(start).min(wall),
-            _ => wall,
-        });
-        self.record(Cost { wall, cpu }, ran_inline);
+        let (out, cost) = measured_on(self.sample_cpu(), work);
+        self.record(cost, ran_inline);
         out
     }
 

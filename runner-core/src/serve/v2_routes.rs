@@ -113,16 +113,16 @@ pub(super) fn routed_endpoint(
 ) -> Result<Arc<Endpoint>, V2Error> {
     let slot = slot(state, name)?;
     slot.touch(state.now_ms());
-    let endpoint = slot.endpoint();
-    let number = endpoint.manifest().model.number;
-    let canary = slot.split().map(|split| split.endpoint.clone());
     let Some(version) = version else {
         // A shadowed canary answers nothing itself: its copies come from /predict.
         return Ok(match key {
             Some(key) if !state.options.shadow => slot.pick(key, false).answer,
-            _ => endpoint,
+            _ => slot.endpoint(),
         });
     };
+    let endpoint = slot.endpoint();
+    let number = endpoint.manifest().model.number;
+    let canary = slot.split().map(|split| split.endpoint.clone());
     let wanted = version.parse::<u64>().ok();
     if wanted == Some(number) {
         return Ok(endpoint);

@@ -208,14 +208,10 @@ impl<B: axum::body::HttpBody> axum::body::HttpBody for ResponseEnd<B> {
         Poll::Ready(frame)
     }
 
+    /// Says only: a body hyper finds ended and does not poll is dropped, which tells the
+    /// watch once (hyper may ask this more than once per response).
     fn is_end_stream(&self) -> bool {
-        let end = self.body.is_end_stream();
-        if end {
-            if let Some(watch) = &self.watch {
-                watch.response_ended();
-            }
-        }
-        end
+        self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
