@@ -258,6 +258,24 @@ async fn slow_requests_time_out_with_504() {
     assert!(started.elapsed() < Duration::from_millis(1500), "answered at the limit, not when the work ended");
 }
 
+/// A request given up by its client (its future dropped mid-way, as hyper drops it when
+/// the connection closes) stops counting in `runner_in_flight_requests` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_given_up_is_no_longer_in_flight() {
+    let (_dir, client) = client(ServeOptions::default());
+    let in_flight = || async {
+        let metrics = client.get("/metrics").await.text();
+        let line = metrics.lines().find(|l| l.starts_with("runner_in_flight_requests{")).map(str::to_string);
+        line.and_then(|l| l.rsplit(' ').next().map(str::to_string)).unwrap_or_default()
+    };
+    let slow = json!({ "action": "slow", "sleep_ms": 300 });
+    let given_up = tokio::time::timeout(Duration::from_millis(100), client.post_json("/predict", &slow)).await;
+    assert!(given_up.is_err(), "the request was still running when it was given up");
+    assert_eq!(in_flight().await, "0");
+    assert_eq!(client.post_json("/predict", &job("after")).await.status, 200);
+    assert_eq!(in_flight().await, "0");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_503_with_retry_after() {
     let (_dir, client) = client(ServeOptions { concurrency: 1, queue: 1, ..ServeOptions::default() });

@@ -311,6 +311,45 @@ fn slow_and_idle_clients_are_closed_while_others_are_answered() {
     assert!(sent.starts_with("HTTP/1.1 200") && sent.contains(r#"{"sum":1.5}"#), "{sent}");
 }
 
+/// A body that arrives in pieces, with pauses (shorter than `--body-timeout`) between
+/// them, is read whole: declared by its length, and chunked.
+#[test]
+fn bodies_arriving_in_pieces_are_read_whole() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    register(&registry);
+    let server = serve(&registry, &["sum:1"]);
+    let addr = server.url.strip_prefix("http://").unwrap().to_string();
+    let body = r#"{"values": [1, 2.5, 4]}"#;
+    let (first, second) = body.split_at(12);
+    let chunked = "POST /models/sum/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let pieces: [Vec<Vec<u8>>; 2] = [
+        {
+            let head = sum_request(body.len(), "");
+            let head = String::from_utf8(head).unwrap().replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+            vec![format!("{head}{first}").into_bytes(), second.as_bytes().to_vec()]
+        },
+        vec![
+            format!("{chunked}{:x}\r\n{first}\r\n", first.len()).into_bytes(),
+            format!("{:x}\r\n{second}\r\n", second.len()).into_bytes(),
+            b"0\r\n\r\n".to_vec(),
+        ],
+    ];
+    for request in pieces {
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        for piece in &request {
+            tcp.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with(r#"{"sum":7.5}"#), "{answer}");
+    }
+}
+
 /// Past `--max-connections` the server accepts no more until one closes: a request waits
 /// while three silent connections hold every place, and is answered once the header
 /// timeout has closed them.

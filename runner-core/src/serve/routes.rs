@@ -55,10 +55,21 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: Request) -> Response {
+/// The future of a prediction route: the common one, or a boxed one (an error, or a
+/// model to load first).
+type Answering<F> = futures_util::future::Either<futures_util::future::BoxFuture<'static, Response>, F>;
+
+/// `POST /predict`. Like every prediction route, a plain function returning the
+/// prediction's own future, not an `async fn` awaiting it: axum allocates a route's
+/// future for every request, and a wrapper would hold that future and its arguments a
+/// second time (see `run_body`).
+pub(crate) fn predict_single(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Answering<impl std::future::Future<Output = Response>> {
     let table = match models(&state) {
         Ok(models) => models.snapshot(),
-        Err(e) => return e.into_response(),
+        Err(e) => return answered(e),
     };
     // One reading of the clock for the request: when it was last used, its deadline, its
     // latency.
@@ -71,63 +82,103 @@ pub(crate) async fn predict_single(State(state): State<Arc<AppState>>, request: 
         }
         _ => {
             let names: Vec<&str> = table.keys().map(String::as_str).collect();
-            return ApiError::new(
+            return answered(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!(
                     "several models are served; POST to /models/{{name}}/predict with one of: {}",
                     names.join(", ")
                 ),
-            )
-            .into_response();
+            ));
         }
     };
-    predict(&state, picked, request, now).await
+    futures_util::future::Either::Right(predict(state, picked, request, now))
 }
 
-pub(crate) async fn predict_named(
+/// `POST /models/{name}/predict` (see [`predict_single`]).
+pub(crate) fn predict_named(
     State(state): State<Arc<AppState>>,
     PathParams(name): PathParams<String>,
     request: Request,
-) -> Response {
-    if state.options.load_on_demand {
-        if let Err(e) = super::repository::endpoint(&state, &name).await {
-            return e.into_response();
-        }
+) -> Answering<impl std::future::Future<Output = Response>> {
+    if state.options.load_on_demand && super::state::endpoint(&state, &name).is_err() {
+        return futures_util::future::Either::Left(Box::pin(async move {
+            if let Err(e) = super::repository::endpoint(&state, &name).await {
+                return e.into_response();
+            }
+            let now = Instant::now();
+            match pick(&state, &name, sticky_key(&state, request.headers()), now) {
+                Ok(picked) => predict(state, picked, request, now).await,
+                Err(e) => e.into_response(),
+            }
+        }));
     }
     let now = Instant::now();
     match pick(&state, &name, sticky_key(&state, request.headers()), now) {
-        Ok(picked) => predict(&state, picked, request, now).await,
-        Err(e) => e.into_response(),
+        Ok(picked) => futures_util::future::Either::Right(predict(state, picked, request, now)),
+        Err(e) => answered(e),
     }
 }
 
+/// A prediction route's answer that is already known.
+fn answered<F>(e: ApiError) -> Answering<F> {
+    futures_util::future::Either::Left(Box::pin(std::future::ready(e.into_response())))
+}
+
 /// Answers `request` on the endpoint `picked` names; `now` is when it arrived.
-pub(crate) async fn predict(state: &Arc<AppState>, picked: Picked, request: Request, now: Instant) -> Response {
-    let Picked { answer: endpoint, shadow } = picked;
-    let (parts, body) = request.into_parts();
-    let headers = parts.headers;
-    let timeout = state.options.timeout;
-    let deadline = tokio::time::Instant::from_std(now) + timeout;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let work = async {
-        let bytes = tokio::time::timeout_at(deadline, read_body(body, &headers, state.options.body_limit))
-            .await
-            .map_err(|_| ApiError::timed_out(timeout))??;
-        let Some(canary) = shadow else { return run_body(&endpoint, bytes, content_type, (deadline, timeout)).await };
-        let answer = run_body(&endpoint, bytes.clone(), content_type, (deadline, timeout)).await;
-        let given = answer.as_ref().ok().map(|(body, _)| body.clone());
-        shadow_copy(state.clone(), canary, bytes, content_type.map(str::to_string), given);
-        answer
+pub(crate) fn predict(
+    state: Arc<AppState>,
+    picked: Picked,
+    request: Request,
+    now: Instant,
+) -> impl std::future::Future<Output = Response> {
+    // Only the headers and the body are kept: the rest of the request would take room in
+    // the future.
+    let (headers, body) = {
+        let (parts, body) = request.into_parts();
+        (parts.headers, body)
     };
-    let mut response = match measured_since(&endpoint, now, work).await {
-        Ok((bytes, media_type)) => {
-            ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], bytes).into_response()
-        }
-        Err(e) => e.into_response(),
-    };
-    name_model(&mut response, &endpoint);
-    response
+    async move {
+        let Picked { answer: endpoint, shadow } = picked;
+        let limits = (tokio::time::Instant::from_std(now) + state.options.timeout, state.options.timeout);
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        // Measured here rather than through `measured_since`, and each step awaited right
+        // here: a future handed to another by value takes its room twice.
+        let in_flight = InFlight::enter(&endpoint);
+        let outcome = match read_body(body, &headers, state.options.body_limit, limits).await {
+            Err(e) => Err(e),
+            Ok(bytes) => match shadow {
+                None => run_body(&endpoint, bytes, content_type, limits).await,
+                // Boxed: the shadowed path's state stays out of every request's future.
+                Some(canary) => Box::pin(shadowed(&state, &endpoint, canary, bytes, content_type, limits)).await,
+            },
+        };
+        in_flight.done(now, &outcome);
+        let mut response = match outcome {
+            Ok((bytes, media_type)) => {
+                ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], bytes).into_response()
+            }
+            Err(e) => e.into_response(),
+        };
+        name_model(&mut response, &endpoint);
+        response
+    }
+}
+
+/// Answers `body` on `endpoint` and sends a copy to the shadowed `canary`
+/// ([`shadow_copy`]).
+async fn shadowed(
+    state: &Arc<AppState>,
+    endpoint: &Arc<Endpoint>,
+    canary: Arc<Endpoint>,
+    body: Bytes,
+    content_type: Option<&str>,
+    limits: (tokio::time::Instant, std::time::Duration),
+) -> Result<Answer, ApiError> {
+    let answer = run_body(endpoint, body.clone(), content_type, limits).await;
+    let given = answer.as_ref().ok().map(|(body, _)| body.clone());
+    shadow_copy(state.clone(), canary, body, content_type.map(str::to_string), given);
+    answer
 }
 
 /// Runs a copy of a request (`body`) on a shadowed canary, in the background and under
@@ -167,7 +218,10 @@ fn shadow_copy(
 
 /// Runs a request body through `endpoint`'s pipeline by the deadline (and the limit it
 /// came from, for the error), whichever route it came by. A fast pipeline runs right
-/// here, with no future to box and no timer to arm.
+/// here, with no timer to arm; the pooled one's future (a timer, a thread hop) is boxed,
+/// so that every request's own future stays small: past 1 KiB glibc's allocator leaves
+/// its per-thread cache for a slower path on each request. Keeping it under (2.6 KiB
+/// before) gave `sum` 1 % and Iris 3 % more throughput at c = 32 (`bench/RESULTS.md`).
 pub(crate) async fn run_body(
     endpoint: &Arc<Endpoint>,
     body: Bytes,
@@ -178,7 +232,7 @@ pub(crate) async fn run_body(
         Ok(answer) => Ok(answer?),
         Err(body) => {
             let call = endpoint.clone().call(body, content_type.map(str::to_string));
-            tokio::time::timeout_at(deadline, call)
+            Box::pin(tokio::time::timeout_at(deadline, call))
                 .await
                 .map_err(|_| ApiError::timed_out(limit))?
                 .map_err(ApiError::from)
@@ -201,13 +255,36 @@ pub(crate) async fn measured_since<T>(
     started: Instant,
     work: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    let m = endpoint.metrics();
-    m.in_flight.inc();
+    let in_flight = InFlight::enter(endpoint);
     let outcome = work.await;
-    m.in_flight.dec();
-    m.count(outcome.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200));
-    m.latency.observe(started.elapsed().as_secs_f64());
+    in_flight.done(started, &outcome);
     outcome
+}
+
+/// A prediction in flight, counted in its endpoint's `in_flight_requests` until it is
+/// done or dropped: a request whose client goes away is dropped mid-way, and must not
+/// stay counted.
+struct InFlight<'a>(&'a crate::engine::ModelMetrics);
+
+impl<'a> InFlight<'a> {
+    fn enter(endpoint: &'a Endpoint) -> InFlight<'a> {
+        let metrics = endpoint.metrics();
+        metrics.in_flight.inc();
+        InFlight(metrics)
+    }
+
+    /// Done: counts the outcome (the HTTP status it answers with) and the latency since
+    /// `started`.
+    fn done<T>(self, started: Instant, outcome: &Result<T, ApiError>) {
+        self.0.count(outcome.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200));
+        self.0.latency.observe(started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
 }
 
 /// The response header naming the model (its number) that answered.
@@ -296,4 +373,24 @@ pub(crate) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response
         state.engine.encode_metrics(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output_size<A, B, C, D, R>(_: impl Fn(A, B, C, D) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// A prediction's future stays small: axum allocates it, with its own part (about
+    /// 270 bytes), for every request, and past 1 KiB glibc's allocator leaves its
+    /// per-thread cache for a slower path each time (about 2 % of a small model's
+    /// throughput, `bench/RESULTS.md`). It was 2.6 KiB when its steps were handed to one
+    /// another as futures.
+    #[test]
+    fn a_prediction_future_stays_under_640_bytes() {
+        let size = output_size(|a: Arc<AppState>, b: Picked, c: Request, d: Instant| predict(a, b, c, d));
+        assert!(size <= 640, "predict's future takes {size} bytes; box what a rare path awaits (see run_body)");
+    }
 }

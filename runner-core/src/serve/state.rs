@@ -349,38 +349,99 @@ pub(crate) fn slot(state: &AppState, name: &str) -> Result<Arc<Slot>, ApiError> 
     })
 }
 
-pub(crate) async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than the {limit}-byte limit"),
-        )
-    };
+/// Reads a request body whole: at most `limit` bytes (413 past it, and before reading
+/// when `Content-Length` says so), by `deadline` (408 naming `timeout`, the limit it came
+/// from; a body that stalls past the server's `--body-timeout` is 408 too). A body that
+/// came with its head, as a small model's request does, is taken as it arrived: no copy,
+/// no collecting buffer and no timer. Only a body still on its way waits, boxed, under a
+/// timer: the common request's future stays small (see `routes::run_body`).
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    (deadline, timeout): (tokio::time::Instant, std::time::Duration),
+) -> Result<Bytes, ApiError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // The limit's own error type, wherever it sits in the chain.
-        let causes = std::iter::successors(std::error::Error::source(&e), |s| s.source());
-        let (is_limit, stalled) = causes.fold((false, false), |(limit, stalled), s| {
-            (
-                limit || s.is::<http_body_util::LengthLimitError>(),
-                stalled || s.is::<tower_http::timeout::TimeoutError>() || s.is::<super::watch::BodyTimedOut>(),
-            )
-        });
-        if is_limit {
-            too_large()
-        } else if stalled {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!("the body stalled: {e}; send it without pauses that long (the server's --body-timeout)"),
-            )
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("could not read the body: {e}"))
+    let mut reading = Reading { body, first: None, rest: None, read: 0, limit };
+    if let std::task::Poll::Ready(read) = std::future::poll_fn(|cx| std::task::Poll::Ready(reading.poll(cx))).await {
+        return read;
+    }
+    Box::pin(tokio::time::timeout_at(deadline, std::future::poll_fn(move |cx| reading.poll(cx))))
+        .await
+        .map_err(|_| ApiError::timed_out(timeout))?
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body is larger than the {limit}-byte limit"),
+    )
+}
+
+/// A body being read to the end: its first chunk kept as it came, later ones copied
+/// after it.
+struct Reading {
+    body: Body,
+    first: Option<Bytes>,
+    rest: Option<bytes::BytesMut>,
+    read: usize,
+    limit: usize,
+}
+
+impl Reading {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<Bytes, ApiError>> {
+        use axum::body::HttpBody as _;
+        loop {
+            let frame = match std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx)) {
+                None => return std::task::Poll::Ready(Ok(self.take())),
+                Some(Err(e)) => return std::task::Poll::Ready(Err(body_failed(&e))),
+                Some(Ok(frame)) => frame,
+            };
+            // Trailers, if any, are not part of the body.
+            let Ok(data) = frame.into_data() else { continue };
+            self.read += data.len();
+            if self.read > self.limit {
+                return std::task::Poll::Ready(Err(too_large(self.limit)));
+            }
+            match (&mut self.first, &mut self.rest) {
+                (None, _) => self.first = Some(data),
+                (Some(first), None) => {
+                    let mut rest = bytes::BytesMut::with_capacity(first.len() + data.len());
+                    rest.extend_from_slice(first);
+                    rest.extend_from_slice(&data);
+                    self.rest = Some(rest);
+                }
+                (Some(_), Some(rest)) => rest.extend_from_slice(&data),
+            }
+            if self.body.is_end_stream() {
+                return std::task::Poll::Ready(Ok(self.take()));
+            }
         }
-    })
+    }
+
+    fn take(&mut self) -> Bytes {
+        match self.rest.take() {
+            Some(rest) => rest.freeze(),
+            None => self.first.take().unwrap_or_default(),
+        }
+    }
+}
+
+/// The error of a body that could not be read: 408 when it stalled, 400 otherwise.
+fn body_failed(e: &axum::Error) -> ApiError {
+    let causes = std::iter::successors(std::error::Error::source(e), |s| s.source());
+    if causes.into_iter().any(|s| s.is::<tower_http::timeout::TimeoutError>() || s.is::<super::watch::BodyTimedOut>()) {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body stalled: {e}; send it without pauses that long (the server's --body-timeout)"),
+        )
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("could not read the body: {e}"))
+    }
 }

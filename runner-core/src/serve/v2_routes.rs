@@ -248,9 +248,7 @@ async fn infer_response(
     let timeout = state.options.timeout;
     let deadline = tokio::time::Instant::now() + timeout;
     let (parts, body) = request.into_parts();
-    let bytes = tokio::time::timeout_at(deadline, read_body(body, &parts.headers, state.options.body_limit))
-        .await
-        .map_err(|_| ApiError::timed_out(timeout))??;
+    let bytes = read_body(body, &parts.headers, state.options.body_limit, (deadline, timeout)).await?;
     let header_length = parts.headers.get(v2::HEADER_LENGTH).map(|v| v.to_str().unwrap_or("(not text)"));
     let request = v2::decode_request(bytes, header_length)?;
     let v2::InferRequest { id, inputs, outputs: wanted, parameters } = request;
