@@ -15,3 +15,5 @@ pub use endpoint::{Answer, Endpoint};
 pub use metrics::ModelMetrics;
 pub use options::EngineOptions;
 pub use runtime::Engine;
+
+pub(crate) use placement::Instant;

@@ -44,7 +44,7 @@ use tonic::{Request, Response, Status};
 use super::error::ApiError;
 use super::repository;
 use super::routes::measured;
-use super::state::AppState;
+use super::state::{AppState, Deadline};
 use super::v2_routes::{infer_tensors, model_metadata_of, routed_endpoint, tensor_endpoint, SERVER_NAME};
 use crate::engine::Endpoint;
 use crate::v2;
@@ -215,7 +215,7 @@ impl GrpcInferenceService for V2Grpc {
         request: Request<proto::ModelInferRequest>,
     ) -> Result<Response<proto::ModelInferResponse>, Status> {
         let limit = self.state.options.timeout.min(client_timeout(&request).map_or(Duration::MAX, answer_within));
-        let deadline = tokio::time::Instant::now() + limit;
+        let deadline = Deadline::from_now(limit);
         let sticky = self.state.options.sticky_header.as_ref();
         let key = sticky.and_then(|name| request.metadata().get(name.as_str())).map(|v| v.as_bytes().to_vec());
         let request = request.into_inner();
@@ -226,7 +226,7 @@ impl GrpcInferenceService for V2Grpc {
         let endpoint = routed_endpoint(&self.state, &request.model_name, version, Some(key.as_deref()))
             .map_err(|e| status(e.0))?;
         let name = request.model_name.clone();
-        let work = infer(&endpoint, request, (deadline, limit));
+        let work = infer(&endpoint, request, deadline);
         let mut response = Response::new(measured(&endpoint, work).await.map_err(status)?);
         response.get_mut().model_name = name;
         if let Ok(value) = endpoint.manifest().model.to_string().parse() {
@@ -299,7 +299,7 @@ fn repository_parameters(
 async fn infer(
     endpoint: &Arc<Endpoint>,
     request: proto::ModelInferRequest,
-    deadline: (tokio::time::Instant, Duration),
+    deadline: Deadline,
 ) -> Result<proto::ModelInferResponse, ApiError> {
     let proto::ModelInferRequest { id, inputs, outputs: wanted, raw_input_contents, .. } = request;
     let inputs = tensors(inputs, raw_input_contents).map_err(ApiError::from)?;

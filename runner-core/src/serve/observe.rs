@@ -2,12 +2,12 @@
 //! router per request (axum's `from_fn` middleware cost a quarter of the throughput of a
 //! small model).
 
+use crate::engine::Instant;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, Uri};

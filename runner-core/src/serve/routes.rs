@@ -3,7 +3,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -12,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::{ApiError, PathParams};
-use super::state::{models, pick, read_body, slot, sticky_key, AppState, Picked, Slot};
+use super::state::{models, pick, read_body, slot, sticky_key, AppState, Deadline, Picked, Slot};
 use bytes::Bytes;
 
-use crate::engine::{Answer, Endpoint};
+use crate::engine::{Answer, Endpoint, Instant};
 
 /// API-key check (see [`key_matches`]).
 pub(crate) async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -140,7 +139,7 @@ pub(crate) fn predict(
     };
     async move {
         let Picked { answer: endpoint, shadow } = picked;
-        let limits = (tokio::time::Instant::from_std(now) + state.options.timeout, state.options.timeout);
+        let limits = Deadline::after(now, state.options.timeout);
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         // Measured here rather than through `measured_since`, and each step awaited right
         // here: a future handed to another by value takes its room twice.
@@ -173,7 +172,7 @@ async fn shadowed(
     canary: Arc<Endpoint>,
     body: Bytes,
     content_type: Option<&str>,
-    limits: (tokio::time::Instant, std::time::Duration),
+    limits: Deadline,
 ) -> Result<Answer, ApiError> {
     let answer = run_body(endpoint, body.clone(), content_type, limits).await;
     let given = answer.as_ref().ok().map(|(body, _)| body.clone());
@@ -203,9 +202,7 @@ fn shadow_copy(
         return;
     }
     tokio::spawn(async move {
-        let timeout = state.options.timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let work = run_body(&canary, body, content_type.as_deref(), (deadline, timeout));
+        let work = run_body(&canary, body, content_type.as_deref(), Deadline::from_now(state.options.timeout));
         let outcome = match (measured(&canary, work).await, answered) {
             (Err(_), _) => "error",
             (Ok((theirs, _)), Some(ours)) if theirs == ours => "agree",
@@ -226,15 +223,15 @@ pub(crate) async fn run_body(
     endpoint: &Arc<Endpoint>,
     body: Bytes,
     content_type: Option<&str>,
-    (deadline, limit): (tokio::time::Instant, std::time::Duration),
+    deadline: Deadline,
 ) -> Result<Answer, ApiError> {
     match endpoint.try_inline(body, content_type) {
         Ok(answer) => Ok(answer?),
         Err(body) => {
             let call = endpoint.clone().call(body, content_type.map(str::to_string));
-            Box::pin(tokio::time::timeout_at(deadline, call))
+            Box::pin(tokio::time::timeout_at(deadline.at(), call))
                 .await
-                .map_err(|_| ApiError::timed_out(limit))?
+                .map_err(|_| ApiError::timed_out(deadline.limit))?
                 .map_err(ApiError::from)
         }
     }

@@ -254,7 +254,7 @@ pub(crate) struct AppState {
     /// concurrent loads cannot pass `--max-loaded-models` together.
     pub(crate) loading: tokio::sync::Mutex<()>,
     /// When the server started ([`Slot::touch`] counts from it).
-    pub(crate) started: std::time::Instant,
+    pub(crate) started: crate::engine::Instant,
     /// Copies of requests running on shadowed canaries now (`serve --shadow`).
     pub(crate) shadows_in_flight: std::sync::atomic::AtomicUsize,
 }
@@ -266,7 +266,7 @@ impl AppState {
     }
 
     /// Milliseconds from when the server started to `at` (no reading of the clock).
-    pub(crate) fn ms_at(&self, at: std::time::Instant) -> u64 {
+    pub(crate) fn ms_at(&self, at: crate::engine::Instant) -> u64 {
         at.saturating_duration_since(self.started).as_millis() as u64
     }
 }
@@ -317,7 +317,7 @@ pub(crate) fn pick(
     state: &AppState,
     name: &str,
     key: Option<&[u8]>,
-    now: std::time::Instant,
+    now: crate::engine::Instant,
 ) -> Result<Picked, ApiError> {
     slot(state, name).map(|slot| {
         slot.touch(state.ms_at(now));
@@ -359,7 +359,7 @@ pub(crate) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-    (deadline, timeout): (tokio::time::Instant, std::time::Duration),
+    deadline: Deadline,
 ) -> Result<Bytes, ApiError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
@@ -370,9 +370,36 @@ pub(crate) async fn read_body(
     if let std::task::Poll::Ready(read) = std::future::poll_fn(|cx| std::task::Poll::Ready(reading.poll(cx))).await {
         return read;
     }
-    Box::pin(tokio::time::timeout_at(deadline, std::future::poll_fn(move |cx| reading.poll(cx))))
+    Box::pin(tokio::time::timeout_at(deadline.at(), std::future::poll_fn(move |cx| reading.poll(cx))))
         .await
-        .map_err(|_| ApiError::timed_out(timeout))?
+        .map_err(|_| ApiError::timed_out(deadline.limit))?
+}
+
+/// When a request must be answered by: `limit` after it arrived. Kept as the arrival on
+/// the hot path's clock, and turned into tokio's time only where a timer is armed (a body
+/// still on its way, a pipeline on the pool): a fast request reads no other clock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    arrived: crate::engine::Instant,
+    /// The time limit it came from, which a timeout error names.
+    pub(crate) limit: std::time::Duration,
+}
+
+impl Deadline {
+    /// `limit` after `arrived`.
+    pub(crate) fn after(arrived: crate::engine::Instant, limit: std::time::Duration) -> Deadline {
+        Deadline { arrived, limit }
+    }
+
+    /// `limit` from now.
+    pub(crate) fn from_now(limit: std::time::Duration) -> Deadline {
+        Deadline::after(crate::engine::Instant::now(), limit)
+    }
+
+    /// The deadline on tokio's clock, for a timer.
+    pub(crate) fn at(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.limit.saturating_sub(self.arrived.elapsed())
+    }
 }
 
 fn too_large(limit: usize) -> ApiError {

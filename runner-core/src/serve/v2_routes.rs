@@ -13,7 +13,7 @@ use axum::Json;
 
 use super::error::{ApiError, PathParams};
 use super::routes::{measured, run_body};
-use super::state::{models, read_body, slot, AppState};
+use super::state::{models, read_body, slot, AppState, Deadline};
 use crate::engine::Endpoint;
 use crate::v2;
 
@@ -245,14 +245,13 @@ async fn infer_response(
     name: &str,
     request: Request,
 ) -> Result<(bytes::Bytes, Option<usize>), ApiError> {
-    let timeout = state.options.timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = Deadline::from_now(state.options.timeout);
     let (parts, body) = request.into_parts();
-    let bytes = read_body(body, &parts.headers, state.options.body_limit, (deadline, timeout)).await?;
+    let bytes = read_body(body, &parts.headers, state.options.body_limit, deadline).await?;
     let header_length = parts.headers.get(v2::HEADER_LENGTH).map(|v| v.to_str().unwrap_or("(not text)"));
     let request = v2::decode_request(bytes, header_length)?;
     let v2::InferRequest { id, inputs, outputs: wanted, parameters } = request;
-    let outputs = infer_tensors(&endpoint, inputs, wanted.as_deref(), (deadline, timeout)).await?;
+    let outputs = infer_tensors(&endpoint, inputs, wanted.as_deref(), deadline).await?;
     let response = v2::InferResponse {
         model_name: name.to_string(),
         model_version: Some(endpoint.manifest().model.number.to_string()),
@@ -271,21 +270,21 @@ pub(super) async fn infer_tensors(
     endpoint: &Arc<Endpoint>,
     inputs: Vec<v2::Tensor>,
     wanted: Option<&[v2::RequestedOutput]>,
-    (deadline, limit): (tokio::time::Instant, std::time::Duration),
+    deadline: Deadline,
 ) -> Result<Vec<v2::Tensor>, ApiError> {
-    let timed_out = || ApiError::timed_out(limit);
+    let timed_out = || ApiError::timed_out(deadline.limit);
     // A cheap pipeline runs right here, as on /predict.
     let mut outputs = if endpoint.speaks_tensors() {
         match endpoint.try_v2_inline(inputs) {
             Ok(outputs) => outputs?,
             Err(inputs) => {
                 let call = endpoint.clone().v2_infer(inputs);
-                tokio::time::timeout_at(deadline, call).await.map_err(|_| timed_out())??
+                Box::pin(tokio::time::timeout_at(deadline.at(), call)).await.map_err(|_| timed_out())??
             }
         }
     } else {
         let body = body_input(inputs)?;
-        let (answer, _) = run_body(endpoint, body, Some(endpoint.media_types().0), (deadline, limit)).await?;
+        let (answer, _) = run_body(endpoint, body, Some(endpoint.media_types().0), deadline).await?;
         let mut raw = Vec::with_capacity(answer.len() + 4);
         raw.extend((answer.len() as u32).to_le_bytes());
         raw.extend_from_slice(&answer);
