@@ -53,7 +53,7 @@ impl App {
             registry: OnceLock::new(),
             changes: Mutex::new(BTreeMap::new()),
             loading: tokio::sync::Mutex::new(()),
-            started: Instant::now(),
+            started: crate::engine::Instant::now(),
             shadows_in_flight: std::sync::atomic::AtomicUsize::new(0),
         };
         App { state: Arc::new(state) }
@@ -550,7 +550,8 @@ pub async fn serve_on(
         loader_app.install(loaded)?;
         Ok((models.into_iter().filter(|m| follows(m)).collect(), known))
     });
-    let server = super::serve_connections(listener, app.service(), limits.clone(), when_stopped());
+    // Without the client's address on each request: no route of `serve` reads it.
+    let server = super::listen::serve_connections_with(listener, app.service(), limits.clone(), when_stopped(), false);
     on_listening();
     let server = tokio::spawn(server);
     let grpc = match grpc_addr {
@@ -621,7 +622,7 @@ async fn grpc_server(
     let bound = listener.local_addr().map_err(|e| Error::msg(e.to_string()))?;
     let router = app.grpc_router();
     println!("listening for gRPC on {bound}");
-    let server = super::serve_connections(listener, router, limits, stopped);
+    let server = super::listen::serve_connections_with(listener, router, limits, stopped, false);
     Ok(tokio::spawn(server))
 }
 

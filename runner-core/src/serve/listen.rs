@@ -131,7 +131,8 @@ fn open_files_allowed() -> usize {
 /// preface, as gRPC clients do) under `limits`, until `shutdown` completes; then stops
 /// accepting and waits for the requests in flight. `TCP_NODELAY` is set on every
 /// connection: responses are written whole, and small ones must not wait for Nagle's
-/// algorithm.
+/// algorithm. Each request carries its client's address, as axum's
+/// `ConnectInfo<SocketAddr>`.
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};
@@ -151,6 +152,25 @@ pub async fn serve_connections<S, B>(
     service: S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_connections_with(listener, service, limits, shutdown, true).await
+}
+
+/// [`serve_connections`], giving each request its client's address (axum's
+/// `ConnectInfo<SocketAddr>`) only when `peers`: `serve`'s routes never read it, and
+/// each request would pay an allocation for it.
+pub(crate) async fn serve_connections_with<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send,
+    peers: bool,
 ) -> io::Result<()>
 where
     S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
@@ -196,7 +216,7 @@ where
             let _permit = permit;
             let Some(http2) = first_bytes(&tcp, header_timeout).await else { return };
             let watch = (!http2).then(|| Watch::new(header_timeout, body_timeout));
-            let service = PerRequest { service, body_timeout, peer, watch: watch.clone() };
+            let service = PerRequest { service, body_timeout, peer: peers.then_some(peer), watch: watch.clone() };
             let connection =
                 builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
             let connection = watcher.watch(connection.into_owned());
@@ -220,19 +240,86 @@ where
 /// Drives an HTTP/1.1 `connection` with its watchdog: sleeps until the earliest deadline
 /// `watch` knows of (at most the shorter timeout), and closes the connection (drops it)
 /// when it sat idle past the header timeout. `None` when it was closed so.
-async fn watched<F: Future>(connection: F, watch: &Watch) -> Option<F::Output> {
-    let mut connection = std::pin::pin!(connection);
-    let sleep = tokio::time::sleep_until(watch.first_look());
-    let mut sleep = std::pin::pin!(sleep);
-    loop {
-        tokio::select! {
-            biased;
-            ended = &mut connection => return Some(ended),
-            () = &mut sleep => match watch.check(tokio::time::Instant::now()) {
-                Checked::Idle => return None,
-                Checked::Next(at) => sleep.as_mut().reset(at),
-            },
+fn watched<F: Future>(connection: F, watch: &Watch) -> Watched<'_, F> {
+    let alarm = Arc::new(Alarm { rang: AtomicBool::new(true), task: std::sync::Mutex::new(None) });
+    Watched {
+        connection,
+        sleep: tokio::time::sleep_until(watch.first_look()),
+        watch,
+        alarm_waker: std::task::Waker::from(alarm.clone()),
+        alarm,
+        task: None,
+    }
+}
+
+/// The waker the watchdog's timer is polled with: it marks that the timer rang, then
+/// wakes the connection's task. It keeps the task's waker until given another (an
+/// `AtomicWaker` would give it up at the first wake).
+struct Alarm {
+    rang: AtomicBool,
+    task: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl std::task::Wake for Alarm {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.rang.store(true, Ordering::Release);
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            task.wake_by_ref();
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`watched`]. The connection's task is woken for every read and write
+    /// of every request; polling the timer each time (as `select!` does) re-registered its
+    /// waker, a few atomic operations per request. The timer is given the [`Alarm`]'s
+    /// waker instead, and polled only when the alarm rang (and once, to arm it).
+    ///
+    /// Why no alarm is lost: the task's waker is handed to the alarm before anything else
+    /// in a poll (again only when it changed: `will_wake` compares two pointers, no atomic
+    /// operation), and the alarm keeps it; the timer, when it fires, sets `rang` before it
+    /// wakes that waker (under the alarm's lock, so never a waker being replaced), and the
+    /// poll that wake causes swaps `rang` back and polls the timer. An alarm that rings
+    /// during a poll, after `rang` was read, wakes the task again.
+    struct Watched<'w, F> {
+        #[pin]
+        connection: F,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        watch: &'w Watch,
+        alarm: Arc<Alarm>,
+        alarm_waker: std::task::Waker,
+        // The task's waker the alarm has now.
+        task: Option<std::task::Waker>,
+    }
+}
+
+impl<F: Future> Future for Watched<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let mut this = self.project();
+        if !this.task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
+            *this.alarm.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+            *this.task = Some(cx.waker().clone());
+        }
+        if let std::task::Poll::Ready(ended) = this.connection.poll(cx) {
+            return std::task::Poll::Ready(Some(ended));
+        }
+        if this.alarm.rang.swap(false, Ordering::AcqRel) {
+            let mut alarm = std::task::Context::from_waker(this.alarm_waker);
+            while this.sleep.as_mut().poll(&mut alarm).is_ready() {
+                match this.watch.check(tokio::time::Instant::now()) {
+                    Checked::Idle => return std::task::Poll::Ready(None),
+                    Checked::Next(at) => this.sleep.as_mut().reset(at),
+                }
+            }
+        }
+        std::task::Poll::Pending
     }
 }
 
@@ -241,12 +328,13 @@ async fn watched<F: Future>(connection: F, watch: &Watch) -> Option<F::Output> {
 /// request body was not read to the end (a 413 for a declared length over the limit, a
 /// 401 before the body). Hyper closes such a connection; without the header a client
 /// would put it back in its pool, and its next request would fail on the closed socket.
-/// Each request also carries the client's address, as axum's `ConnectInfo<SocketAddr>`.
+/// Each request also carries the client's address, as axum's `ConnectInfo<SocketAddr>`,
+/// where the server asked for it.
 #[derive(Clone)]
 struct PerRequest<S> {
     service: S,
     body_timeout: Duration,
-    peer: std::net::SocketAddr,
+    peer: Option<std::net::SocketAddr>,
     /// The watchdog of an HTTP/1.1 connection (HTTP/2: none; its bodies get a timer each).
     watch: Option<Arc<Watch>>,
 }
@@ -268,27 +356,57 @@ where
         use axum::body::HttpBody;
         let http1 = request.version() <= axum::http::Version::HTTP_11;
         let ended = request.body().is_end_stream();
-        let body_timeout = self.body_timeout;
-        let watch = self.watch.clone();
-        // HTTP/1.1 serves one request at a time: its connection's flag will do.
-        let read = match &watch {
+        // Two handles, one for the body and one for the answer: each is an atomic
+        // increment and decrement, which a small model's request pays for each.
+        let (tracker, body_tracker) = match &self.watch {
             Some(watch) => {
                 watch.request_started();
                 watch.body_read.store(ended, Ordering::Release);
-                watch.body_read.clone()
+                (Tracker::Watched(watch.clone()), Tracker::Watched(watch.clone()))
             }
-            None => Arc::new(AtomicBool::new(ended)),
+            None => {
+                let read = Arc::new(AtomicBool::new(ended));
+                (Tracker::Own(read.clone()), Tracker::Own(read))
+            }
         };
-        let tracked = read.clone();
-        let mut request = request.map(|body| {
-            let body = ReadToEnd { body, read: tracked, watch: watch.clone() };
-            match watch {
-                Some(_) => Body::new(body),
-                None => Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body)),
-            }
+        let body_timeout = self.body_timeout;
+        let mut request = request.map(|body| match body_tracker {
+            Tracker::Watched(_) => Body::new(ReadToEnd { body, tracker: body_tracker }),
+            Tracker::Own(_) => Body::new(tower_http::timeout::TimeoutBody::new(
+                body_timeout,
+                ReadToEnd { body, tracker: body_tracker },
+            )),
         });
-        request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
-        PerRequestFuture { answer: self.service.call(request), http1, read, watch: self.watch.clone() }
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        }
+        PerRequestFuture { answer: self.service.call(request), http1, tracker: Some(tracker) }
+    }
+}
+
+/// Where a request records that its body was read to the end, and who keeps the body's
+/// timeout.
+enum Tracker {
+    /// HTTP/1.1: the connection's watchdog, whose flag the request uses (one request at a
+    /// time) and which keeps its deadlines.
+    Watched(Arc<Watch>),
+    /// HTTP/2: a flag of the request's own (its body has a timer of its own).
+    Own(Arc<AtomicBool>),
+}
+
+impl Tracker {
+    fn read(&self) -> &AtomicBool {
+        match self {
+            Tracker::Watched(watch) => &watch.body_read,
+            Tracker::Own(read) => read,
+        }
+    }
+
+    fn watch(&self) -> Option<&Watch> {
+        match self {
+            Tracker::Watched(watch) => Some(watch),
+            Tracker::Own(_) => None,
+        }
     }
 }
 
@@ -300,8 +418,7 @@ pin_project_lite::pin_project! {
         #[pin]
         answer: F,
         http1: bool,
-        read: Arc<AtomicBool>,
-        watch: Option<Arc<Watch>>,
+        tracker: Option<Tracker>,
     }
 }
 
@@ -314,10 +431,14 @@ where
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         let this = self.project();
         let Ok(mut response) = std::task::ready!(this.answer.poll(cx));
-        if *this.http1 && !this.read.load(Ordering::Acquire) {
+        let tracker = this.tracker.take().expect("polled after completion");
+        if *this.http1 && !tracker.read().load(Ordering::Acquire) {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let watch = this.watch.take();
+        let watch = match tracker {
+            Tracker::Watched(watch) => Some(watch),
+            Tracker::Own(_) => None,
+        };
         std::task::Poll::Ready(Ok(response.map(|body| ResponseEnd::new(body, watch))))
     }
 }
@@ -329,8 +450,7 @@ pin_project_lite::pin_project! {
     struct ReadToEnd {
         #[pin]
         body: Incoming,
-        read: Arc<AtomicBool>,
-        watch: Option<Arc<Watch>>,
+        tracker: Tracker,
     }
 }
 
@@ -346,17 +466,17 @@ impl axum::body::HttpBody for ReadToEnd {
         let frame = match this.body.as_mut().poll_frame(cx) {
             std::task::Poll::Ready(frame) => frame,
             std::task::Poll::Pending => {
-                return match this.watch.as_ref().map(|watch| watch.body_waits(cx)) {
+                return match this.tracker.watch().map(|watch| watch.body_waits(cx)) {
                     Some(std::task::Poll::Ready(timed_out)) => std::task::Poll::Ready(Some(Err(timed_out.into()))),
                     _ => std::task::Poll::Pending,
                 };
             }
         };
-        if let Some(watch) = this.watch.as_ref() {
+        if let Some(watch) = this.tracker.watch() {
             watch.body_moved();
         }
         if frame.is_none() || this.body.is_end_stream() {
-            this.read.store(true, Ordering::Release);
+            this.tracker.read().store(true, Ordering::Release);
         }
         std::task::Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
     }

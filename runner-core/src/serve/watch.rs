@@ -43,7 +43,7 @@ pub(crate) struct Watch {
     body_waker: Mutex<Option<Waker>>,
     /// Whether the request now served has had its body read to the end (one request at a
     /// time: shared by the connection's requests, not allocated for each).
-    pub(crate) body_read: Arc<AtomicBool>,
+    pub(crate) body_read: AtomicBool,
 }
 
 /// What the watchdog found.
@@ -65,7 +65,7 @@ impl Watch {
             body: AtomicU64::new(0),
             body_expired: AtomicBool::new(false),
             body_waker: Mutex::new(None),
-            body_read: Arc::new(AtomicBool::new(false)),
+            body_read: AtomicBool::new(false),
         };
         watch.idle.store(watch.after(header_timeout), Ordering::Release);
         Arc::new(watch)
