@@ -182,7 +182,7 @@ impl Endpoint {
         if self.batcher.is_some() || !self.placement.inline() {
             return Err(input);
         }
-        let admission = match Admission::new(&self.limits) {
+        let admission = match self.limits.admit() {
             Ok(admission) => admission,
             Err(e) => return Ok(Err(e)),
         };

@@ -43,20 +43,46 @@ impl Drop for Counted {
     }
 }
 
-/// A request counted against [`Limits`] until dropped.
+impl Limits {
+    /// Counts one request in, or refuses it (counting nothing) past the capacity.
+    fn enter(&self) -> Result<()> {
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        if before >= self.capacity {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::serving(
+                ErrorKind::Overloaded,
+                format!("the server is at capacity ({} requests running or queued); retry later", self.capacity),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Admits a request run right here, on the caller's stack, counted until the guard is
+    /// dropped: borrowed, so no reference count changes hands (two atomic operations
+    /// fewer per request than [`Admission`]).
+    pub(crate) fn admit(&self) -> Result<Admitted<'_>> {
+        self.enter()?;
+        Ok(Admitted(&self.admitted))
+    }
+}
+
+/// A request counted against [`Limits`] until dropped (owned: it may cross threads).
 pub(crate) struct Admission {
     _counted: Counted,
 }
 
 impl Admission {
     pub(crate) fn new(limits: &Arc<Limits>) -> Result<Admission> {
-        let (admission, before) = Counted::new(&limits.admitted);
-        if before >= limits.capacity {
-            return Err(Error::serving(
-                ErrorKind::Overloaded,
-                format!("the server is at capacity ({} requests running or queued); retry later", limits.capacity),
-            ));
-        }
-        Ok(Admission { _counted: admission })
+        limits.enter()?;
+        Ok(Admission { _counted: Counted(limits.admitted.clone()) })
+    }
+}
+
+/// [`Limits::admit`]'s guard.
+pub(crate) struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -173,8 +173,14 @@ impl Placement {
         if self.never_inline.load(Ordering::Relaxed) {
             return false;
         }
-        self.measured.load(Ordering::Relaxed) < WARM_UP_CALLS
-            || self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(CPU_SAMPLE)
+        if self.measured.load(Ordering::Relaxed) < WARM_UP_CALLS {
+            return true;
+        }
+        // A load and a store, not an atomic increment (a locked instruction on every
+        // request): calls that race may count once, which only moves the next sample.
+        let calls = self.calls.load(Ordering::Relaxed);
+        self.calls.store(calls.wrapping_add(1), Ordering::Relaxed);
+        calls.is_multiple_of(CPU_SAMPLE)
     }
 
     fn pin_to_pool(&self) {
