@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use runner_core::serve::{http, App, Body, ServeOptions, TestClient};
+use runner_core::serve::{http, App, Body, ServeOptions, TestClient, MODEL_HEADER};
 use runner_core::{register_model, runner, DynModel, Error, ErrorKind, Loaded, LocalRegistry, RawBody, Runner};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -295,6 +295,28 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(running.await.unwrap().status, 200);
     assert_eq!(queued.await.unwrap().status, 200);
     assert_eq!(client.post_json("/predict", &job("later")).await.status, 200);
+}
+
+/// The prediction routes are answered before axum's router (`Predictions`); what it
+/// leaves to the router is answered as before: an escaped name is decoded, other methods
+/// get 405, other paths 404.
+#[tokio::test]
+async fn prediction_routes_answer_alike_before_and_through_the_router() {
+    let (_dir, client) = client(ServeOptions::default());
+    let plain = client.post_json("/models/obedient/predict", &job("same")).await;
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    let escaped = client.post_json("/models/obedi%65nt/predict", &job("same")).await;
+    assert_eq!((escaped.status, escaped.json()), (200, plain.json()));
+    assert_eq!(escaped.headers[MODEL_HEADER], plain.headers[MODEL_HEADER]);
+    assert!(plain.headers.contains_key("x-request-id") && escaped.headers.contains_key("x-request-id"));
+    let single = client.post_json("/predict", &job("same")).await;
+    assert_eq!((single.status, single.json()), (200, plain.json()));
+    let missing = client.post_json("/models/nothing/predict", &job("x")).await;
+    assert_eq!((missing.status, error_code(&missing).as_str()), (404, "not_found"));
+    assert!(missing.json()["error"]["message"].as_str().unwrap().contains("no model `nothing`"));
+    assert_eq!(client.get("/models/obedient/predict").await.status, 405);
+    assert_eq!(client.post_json("/models/obedient/predict/", &job("x")).await.status, 404);
+    assert_eq!(client.post_json("/models/a/b/predict", &job("x")).await.status, 404);
 }
 
 #[tokio::test]

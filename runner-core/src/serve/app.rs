@@ -120,10 +120,12 @@ impl App {
         self.state.ready.load(Ordering::Acquire)
     }
 
-    /// The HTTP service: the router wrapped in request ids and the access log. Wrapping
-    /// the router whole, rather than `Router::layer`, keeps the per-route services unboxed.
-    pub fn service(&self) -> observe::Observe<Router> {
-        tower::Layer::layer(&observe::ObserveLayer::new(self.state.request_id_prefix.clone()), self.routes())
+    /// The HTTP service: the router, with the prediction routes answered before it
+    /// ([`routes::Predictions`]), wrapped in request ids and the access log. Wrapping the
+    /// router whole, rather than `Router::layer`, keeps the per-route services unboxed.
+    pub fn service(&self) -> observe::Observe<routes::Predictions<Router>> {
+        let service = routes::Predictions::new(self.routes(), self.state.clone());
+        tower::Layer::layer(&observe::ObserveLayer::new(self.state.request_id_prefix.clone()), service)
     }
 
     /// The KServe V2 gRPC service (`inference.GRPCInferenceService`, see

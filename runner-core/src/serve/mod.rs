@@ -55,5 +55,5 @@ pub use error::{method_not_allowed, status_for, status_of, ApiError, PathParams}
 pub use listen::ConnectionArgs;
 pub use listen::{serve_connections, ConnectionLimits};
 pub use options::{RepositoryMode, ServeOptions};
-pub use routes::MODEL_HEADER;
+pub use routes::{Predicting, Predictions, MODEL_HEADER};
 pub use test_client::{TestClient, TestResponse};
