@@ -121,7 +121,7 @@ impl App {
     }
 
     /// The HTTP service: the router, with the prediction routes answered before it
-    /// ([`routes::Predictions`]), wrapped in request ids and the access log. Wrapping the
+    /// ([`Predictions`](super::Predictions)), wrapped in request ids and the access log. Wrapping the
     /// router whole, rather than `Router::layer`, keeps the per-route services unboxed.
     pub fn service(&self) -> observe::Observe<routes::Predictions<Router>> {
         let service = routes::Predictions::new(self.routes(), self.state.clone());

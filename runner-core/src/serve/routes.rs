@@ -124,8 +124,8 @@ pub(crate) fn predict_named(
 /// everything else. The router's way cost a small model's request 6-8 % of its
 /// throughput: a route lookup, the path parameter's allocations, a clone of the route's
 /// boxed service, and the handler's future and the router's own around it. The requests
-/// this takes are exactly those the router would send to [`predict_single`] and
-/// [`predict_named`], to the same functions: a name with an escape (`%`) or a path of any
+/// this takes are exactly those the router would send to `predict_single` and
+/// `predict_named`, to the same functions: a name with an escape (`%`) or a path of any
 /// other shape goes to the router, and so does a request the API key does not let
 /// through (the router's check answers it, or lets a signed-in browser in by its cookie).
 #[derive(Clone)]

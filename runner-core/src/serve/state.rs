@@ -350,8 +350,8 @@ pub(crate) fn slot(state: &AppState, name: &str) -> Result<Arc<Slot>, ApiError> 
 }
 
 /// Reads a request body whole: at most `limit` bytes (413 past it, and before reading
-/// when `Content-Length` says so), by `deadline` (408 naming `timeout`, the limit it came
-/// from; a body that stalls past the server's `--body-timeout` is 408 too). A body that
+/// when `Content-Length` says so), by `deadline` (504 naming the limit it came from; a
+/// body that stalls past the server's `--body-timeout` is 408). A body that
 /// came with its head, as a small model's request does, is taken as it arrived: no copy,
 /// no collecting buffer and no timer. Only a body still on its way waits, boxed, under a
 /// timer: the common request's future stays small (see `routes::run_body`).
