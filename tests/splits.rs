@@ -337,6 +337,16 @@ async fn try_roll_out(
     url: &str,
     to: u64,
 ) -> (runner_core::Result<runner_registry::rollout::Outcome>, Vec<String>) {
+    roll_out_with(registry, url, to, Duration::from_secs(60)).await
+}
+
+/// [`try_roll_out`], giving up on a step that cannot be judged after `step_timeout`.
+async fn roll_out_with(
+    registry: &LocalRegistry,
+    url: &str,
+    to: u64,
+    step_timeout: Duration,
+) -> (runner_core::Result<runner_registry::rollout::Outcome>, Vec<String>) {
     let plan = runner_registry::rollout::Plan {
         organization: "default".into(),
         repository: "split".into(),
@@ -351,6 +361,7 @@ async fn try_roll_out(
         // The limit itself is tested in `runner_registry::rollout`'s unit tests.
         max_p99_ratio: None,
         min_requests: 50,
+        step_timeout,
         serves: vec![url.to_string()],
         api_key: None,
     };
@@ -388,6 +399,29 @@ async fn a_rollout_promotes_a_healthy_canary_step_by_step() {
     assert_eq!(steps, [(Some(one), Some(10)), (Some(one), Some(50)), (Some(two), None)], "{history:#?}");
     let done = history.last().unwrap().reason.as_deref().unwrap();
     assert!(done.contains("complete") && done.contains("10%") && done.contains("error rate 0.00%"), "{done}");
+    server.stop().await.unwrap();
+}
+
+/// A step that gets no traffic cannot be judged: past `--step-timeout` the canary is
+/// rolled back, and the history says why, instead of the rollout waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_without_traffic_rolls_back_at_its_step_timeout() {
+    use runner_registry::rollout::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let one = register(&registry, dir.path(), "split", "steady");
+    let two = register(&registry, dir.path(), "split", "steady");
+    split(&registry, one, None);
+    let server = serve(&registry, false).await;
+    let started = std::time::Instant::now();
+    let (outcome, lines) = roll_out_with(&registry, &server.url, two, Duration::from_millis(1200)).await;
+    let Outcome::RolledBack { step, reason } = outcome.unwrap() else { panic!("not rolled back: {lines:#?}") };
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited {:?}", started.elapsed());
+    assert_eq!(step, 10);
+    assert!(reason.contains("0 of the 50 requests") && reason.contains("--step-timeout"), "{reason}");
+    let last = registry.alias_history("default", "split", Some("prod")).unwrap().pop().unwrap();
+    assert_eq!((last.to, last.to_canary, last.reason.as_deref()), (Some(one), None, Some(&*reason)));
+    wait_split(&server, one, None).await;
     server.stop().await.unwrap();
 }
 

@@ -438,6 +438,10 @@ pub struct RolloutArgs {
     /// until it has them).
     #[arg(long, default_value_t = 100)]
     min_requests: u64,
+    /// How long a step may wait for those requests before the canary, which cannot be
+    /// judged, is rolled back (`30m`, `2h`).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    step_timeout: std::time::Duration,
     /// A serve following the alias (repeat for each replica): its /metrics are read.
     #[arg(long = "serve", value_name = "URL")]
     serves: Vec<String>,
@@ -459,6 +463,7 @@ impl RolloutArgs {
             max_error_rate: self.max_error_rate,
             max_p99_ratio: self.max_p99_ratio,
             min_requests: self.min_requests,
+            step_timeout: self.step_timeout,
             serves: self.serves,
             api_key: self.serve_api_key,
         }

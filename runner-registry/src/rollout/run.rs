@@ -36,6 +36,10 @@ pub struct Plan {
     /// Requests the canary must answer in a step before it is judged: with fewer, the
     /// step runs on (another `every`) until it has them.
     pub min_requests: u64,
+    /// How long a step may run on waiting for `min_requests`: past it, a canary that
+    /// cannot be judged is rolled back (the history says so) rather than waited for
+    /// forever, as a progress deadline does in Argo Rollouts.
+    pub step_timeout: Duration,
     /// The serves following the alias (base URLs): their `/metrics` are the evidence.
     pub serves: Vec<String>,
     /// The serves' API key, if they have one.
@@ -113,6 +117,18 @@ pub fn rollout(registry: &dyn Registry, plan: &Plan, report: &mut dyn FnMut(&str
             let hopeless = canary.errors as f64 > plan.max_error_rate * plan.min_requests.max(canary.requests) as f64;
             if canary.requests >= plan.min_requests || hopeless {
                 break (canary, model);
+            }
+            if waited >= plan.step_timeout {
+                let reason = format!(
+                    "rollout of {} rolled back at step {step}%: the canary answered {} of the {} requests it needs to be judged in {}s (--step-timeout); send the serves traffic, or lower --min-requests",
+                    plan.to,
+                    canary.requests,
+                    plan.min_requests,
+                    waited.as_secs()
+                );
+                move_alias(from, None, &reason)?;
+                report(&format!("rolled back: {reason}"));
+                return Ok(Outcome::RolledBack { step, reason });
             }
             report(&format!(
                 "step {step}%: the canary answered {} of the {} requests it needs to be judged after {}s; waiting",
@@ -278,6 +294,7 @@ mod tests {
             max_error_rate: 0.01,
             max_p99_ratio: Some(1.5),
             min_requests: 1,
+            step_timeout: Duration::from_secs(60),
             serves: vec!["http://127.0.0.1:1".into()],
             api_key: None,
         }
