@@ -75,6 +75,15 @@ fn register(registry: &LocalRegistry, dir: &std::path::Path, repository: &str, k
     registered.id().number
 }
 
+/// A registry (in the returned directory) with a model of `split` for each of `kinds`,
+/// registered in order: their numbers.
+fn models<const N: usize>(kinds: [&str; N]) -> (tempfile::TempDir, LocalRegistry, [u64; N]) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
+    let numbers = kinds.map(|kind| register(&registry, dir.path(), "split", kind));
+    (dir, registry, numbers)
+}
+
 /// Points `prod` at `number`, with `canary` (number, percent).
 fn split(registry: &LocalRegistry, number: u64, canary: Option<(u64, u8)>) {
     let canary = canary.map(|(number, percent)| Canary { number, percent });
@@ -142,10 +151,7 @@ async fn burst(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_canary_gets_its_share_and_a_sticky_key_one_version_on_every_replica() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let two = register(&registry, dir.path(), "split", "steady");
+    let (_dir, registry, [one, two]) = models(["steady", "steady"]);
     split(&registry, one, Some((two, 10)));
     let replicas = [serve(&registry, false).await, serve(&registry, false).await];
     for replica in &replicas {
@@ -228,11 +234,7 @@ fn only_failures_of(samples: &[Sample], flaky: u64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moving_a_split_from_0_to_100_and_back_costs_no_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let two = register(&registry, dir.path(), "split", "steady");
-    let flaky = register(&registry, dir.path(), "split", "flaky");
+    let (_dir, registry, [one, two, flaky]) = models(["steady", "steady", "flaky"]);
     split(&registry, one, None);
     let server = serve(&registry, false).await;
 
@@ -280,10 +282,7 @@ fn release_threads() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_that_fails_to_load_is_tried_once_and_the_model_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let broken = register(&registry, dir.path(), "split", "broken");
+    let (_dir, registry, [one, broken]) = models(["steady", "broken"]);
     split(&registry, one, Some((broken, 50)));
     let server = serve(&registry, false).await;
     let info = async || -> serde_json::Value {
@@ -303,10 +302,7 @@ async fn a_canary_that_fails_to_load_is_tried_once_and_the_model_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shadowed_canary_answers_nothing_and_is_compared() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let two = register(&registry, dir.path(), "split", "steady");
+    let (_dir, registry, [one, two]) = models(["steady", "steady"]);
     split(&registry, one, Some((two, 100)));
     let server = serve(&registry, true).await;
     wait_split(&server, one, Some((two, 100))).await;
@@ -378,10 +374,7 @@ async fn roll_out_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rollout_promotes_a_healthy_canary_step_by_step() {
     use runner_registry::rollout::Outcome;
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let two = register(&registry, dir.path(), "split", "steady");
+    let (_dir, registry, [one, two]) = models(["steady", "steady"]);
     split(&registry, one, None);
     let server = serve(&registry, false).await;
     let load = Load::start(&server.url, 16);
@@ -407,10 +400,7 @@ async fn a_rollout_promotes_a_healthy_canary_step_by_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rollout_without_traffic_rolls_back_at_its_step_timeout() {
     use runner_registry::rollout::Outcome;
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let two = register(&registry, dir.path(), "split", "steady");
+    let (_dir, registry, [one, two]) = models(["steady", "steady"]);
     split(&registry, one, None);
     let server = serve(&registry, false).await;
     let started = std::time::Instant::now();
@@ -428,10 +418,7 @@ async fn a_rollout_without_traffic_rolls_back_at_its_step_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_failing_5_percent_is_rolled_back_within_one_step() {
     use runner_registry::rollout::Outcome;
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let flaky = register(&registry, dir.path(), "split", "flaky");
+    let (_dir, registry, [one, flaky]) = models(["steady", "flaky"]);
     split(&registry, one, None);
     let server = serve(&registry, false).await;
     let load = Load::start(&server.url, 16);
@@ -453,10 +440,7 @@ async fn a_sticky_key_gets_the_same_version_over_grpc_as_over_http() {
     use runner_core::serve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
     use runner_core::serve::grpc::proto::model_infer_request::InferInputTensor;
     use runner_core::serve::grpc::proto::{InferTensorContents, ModelInferRequest};
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let two = register(&registry, dir.path(), "split", "steady");
+    let (_dir, registry, [one, two]) = models(["steady", "steady"]);
     split(&registry, one, Some((two, 50)));
     let grpc_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let options = ServeOptions {
@@ -503,10 +487,7 @@ async fn a_sticky_key_gets_the_same_version_over_grpc_as_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rollout_stops_when_someone_changes_the_split_meanwhile() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = LocalRegistry::open(dir.path().join("registry")).unwrap();
-    let one = register(&registry, dir.path(), "split", "steady");
-    let two = register(&registry, dir.path(), "split", "steady");
+    let (_dir, registry, [one, two]) = models(["steady", "steady"]);
     split(&registry, one, None);
     let server = serve(&registry, false).await;
     let load = Load::start(&server.url, 8);
