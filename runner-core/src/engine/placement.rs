@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// The clock of the hot path: quanta's, which reads the CPU's time-stamp counter where it
 /// is invariant (falling back to the system's clock elsewhere). A request reads the clock
-/// seven times or more (its arrival, each hook, its end); through the vDSO each reading
+/// nine times (its arrival, the access log's, each hook's, its end); through the vDSO each reading
 /// cost about 21 ns here, the counter about 12 ns, and its instants are one integer
 /// (`bench/RESULTS.md`).
 pub(crate) use quanta::Instant;

@@ -2,7 +2,6 @@
 //! router per request (axum's `from_fn` middleware cost a quarter of the throughput of a
 //! small model).
 
-use crate::engine::Instant;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +11,8 @@ use std::task::{Context, Poll};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::response::Response;
+
+use crate::engine::Instant;
 
 const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -100,20 +100,26 @@ pub(crate) fn predict_named(
     PathParams(name): PathParams<String>,
     request: Request,
 ) -> Answering<impl std::future::Future<Output = Response>> {
-    if state.options.load_on_demand && super::state::endpoint(&state, &name).is_err() {
+    // A lookup only: the pick below marks the slot used.
+    if state.options.load_on_demand && slot(&state, &name).is_err() {
         return futures_util::future::Either::Left(Box::pin(async move {
             if let Err(e) = super::repository::endpoint(&state, &name).await {
                 return e.into_response();
             }
-            let now = Instant::now();
-            match pick(&state, &name, sticky_key(&state, request.headers()), now) {
-                Ok(picked) => predict(state, picked, request, now).await,
-                Err(e) => e.into_response(),
-            }
+            predict_picked(state, &name, request).await
         }));
     }
+    predict_picked(state, &name, request)
+}
+
+/// Picks who answers `request` for `name` (the model, or its canary), and answers it.
+fn predict_picked(
+    state: Arc<AppState>,
+    name: &str,
+    request: Request,
+) -> Answering<impl std::future::Future<Output = Response>> {
     let now = Instant::now();
-    match pick(&state, &name, sticky_key(&state, request.headers()), now) {
+    match pick(&state, name, sticky_key(&state, request.headers()), now) {
         Ok(picked) => futures_util::future::Either::Right(predict(state, picked, request, now)),
         Err(e) => answered(e),
     }
@@ -214,8 +220,8 @@ pub(crate) fn predict(
         let Picked { answer: endpoint, shadow } = picked;
         let limits = Deadline::after(now, state.options.timeout);
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        // Measured here rather than through `measured_since`, and each step awaited right
-        // here: a future handed to another by value takes its room twice.
+        // Measured here rather than through `measured`, and each step awaited right here:
+        // a future handed to another by value takes its room twice.
         let in_flight = InFlight::enter(&endpoint);
         let outcome = match read_body(body, &headers, state.options.body_limit, limits).await {
             Err(e) => Err(e),
@@ -311,20 +317,13 @@ pub(crate) async fn run_body(
 }
 
 /// Runs `work` for `endpoint`, counted in its metrics: in flight, outcome (the HTTP
-/// status it answers with), latency. Every protocol's predictions go through it.
+/// status it answers with), latency. The V2 and gRPC predictions go through it; the
+/// native ones are counted the same way (`InFlight`) inside [`predict`].
 pub(crate) async fn measured<T>(
     endpoint: &Endpoint,
     work: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    measured_since(endpoint, Instant::now(), work).await
-}
-
-/// [`measured`], for a request that arrived at `started`.
-pub(crate) async fn measured_since<T>(
-    endpoint: &Endpoint,
-    started: Instant,
-    work: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
+    let started = Instant::now();
     let in_flight = InFlight::enter(endpoint);
     let outcome = work.await;
     in_flight.done(started, &outcome);
